@@ -1,0 +1,61 @@
+/*
+ * backend.h - the forward pass behind a small table of function pointers
+ * (calm's shape): one backend per file, the CPU backend is the reference and
+ * the fallback, the CUDA backend (kernels/) computes the same function.
+ *
+ * A backend owns the KV cache: max_slots sequences of up to max_ctx positions.
+ * A batch may mix sequences in prefill (many tokens) and decode (one token).
+ */
+#ifndef R1_BACKEND_H
+#define R1_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct r1_batch
+{
+	int			n_seqs;
+	const int  *slot;			/* [n_seqs] KV cache slot of each sequence */
+	const int  *pos;			/* [n_seqs] position of the sequence's first token in this batch */
+	const int  *n_tokens;		/* [n_seqs] tokens of the sequence in this batch, >= 1 */
+	const int32_t *tokens;		/* [sum n_tokens] the tokens, sequence after sequence */
+	int			all_logits;		/* 1: a row of logits per token; 0: a row per sequence (its last token) */
+} r1_batch;
+
+typedef struct r1_backend r1_backend;
+struct r1_backend
+{
+	const char *name;			/* "cpu" or "cuda" */
+	const r1_model *model;
+	int			max_slots;
+	int			max_ctx;
+
+	/*
+	 * Run the batch: append its tokens' keys and values to the slots' caches
+	 * at the given positions (positions before pos must already be cached),
+	 * and write float32 logits [rows, vocab] to logits (host memory).
+	 */
+	int			(*forward) (r1_backend *b, const r1_batch *batch, float *logits, r1_error *err);
+	/* Forget a slot's cache (the slot will be reused from position 0). */
+	void		(*release_slot) (r1_backend *b, int slot);
+	/* Bytes of memory the backend holds (weights copies, KV cache, scratch). */
+	size_t		(*memory_used) (r1_backend *b);
+	void		(*destroy) (r1_backend *b);
+	void	   *impl;
+};
+
+int			r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots,
+								  int max_ctx, int threads, r1_error *err);
+
+/* Fails with a clear message when built without CUDA or no GPU is usable. */
+int			r1_backend_cuda_create(r1_backend **out, const r1_model *m, int max_slots,
+								   int max_ctx, double gpu_memory_fraction, r1_error *err);
+
+/* device: "cpu", "cuda" or "auto" (CUDA when usable, else the CPU with a note in *note). */
+int			r1_backend_create(r1_backend **out, const char *device, const r1_model *m,
+							  int max_slots, int max_ctx, int threads, double gpu_memory_fraction,
+							  char *note, size_t note_len, r1_error *err);
+
+#endif							/* R1_BACKEND_H */

@@ -1,0 +1,125 @@
+/*
+ * engine.h - a resident model serving many requests: tokenizer, backend and a
+ * continuous-batching scheduler.  Requests join and leave the running batch
+ * between steps; long prompts are prefilled in chunks so decoding continues.
+ *
+ * Single-threaded API: the caller (the `r1` tool, or the engine host process
+ * of the extension) calls r1_engine_step() in its loop and collects finished
+ * requests with r1_engine_poll().
+ */
+#ifndef R1_ENGINE_H
+#define R1_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+typedef struct r1_engine_opts
+{
+	const char *model_dir;		/* checkpoint directory, or NULL with random_shape */
+	const char *random_shape;	/* "1.5b", "7b", "14b", "32b" or a config.json path */
+	r1_dtype	random_dtype;	/* dtype of random weights (default R1_BF16) */
+	uint64_t	random_seed;
+	const char *tokenizer_dir;	/* tokenizer for random weights; default model_dir */
+	const char *device;			/* "cpu", "cuda", "auto" (default "auto") */
+	int			threads;		/* CPU threads, 0 = all cores */
+	int			max_seqs;		/* sequences decoded together (default 16) */
+	int			max_ctx;		/* positions per sequence (default min(max_position, 32768)) */
+	int			max_queued;		/* waiting + running requests accepted (default 1024) */
+	int			prefill_chunk;	/* prompt tokens per step per sequence (default 512) */
+	double		gpu_memory_fraction;	/* CUDA KV pool share of free memory (default 0.9) */
+} r1_engine_opts;
+
+void		r1_engine_opts_defaults(r1_engine_opts *o);
+
+typedef struct r1_request
+{
+	const int32_t *prompt_ids;	/* copied by submit */
+	size_t		n_prompt;
+	r1_sampling sampling;
+	int			max_tokens;		/* >= 1; clamped to the context left after the prompt */
+	int			ignore_eos;
+	double		deadline_ms;	/* r1_now_ms() time after which it is cancelled; 0 = none */
+	void	   *user;			/* returned with the completion */
+} r1_request;
+
+typedef struct r1_completion
+{
+	int64_t		id;
+	void	   *user;
+	const char *finish_reason;	/* "stop", "length", "cancelled", "timeout", "error" */
+	char		error[R1_ERROR_LEN];	/* with "error" */
+	char	   *text;			/* everything generated, decoded (EOS not included) */
+	size_t		text_len;
+	char	   *think;			/* text before </think> (see r1_split_think) */
+	char	   *answer;			/* text after </think>, NULL if none */
+	char	   *boxed;			/* last \boxed{...} of the answer (or of the think text), NULL if none */
+	int32_t    *ids;			/* generated ids (EOS included when it stopped there) */
+	int			n_ids;
+	int			prompt_tokens;
+	int			completion_tokens;
+	int			think_tokens;	/* generated tokens up to and including </think> */
+	double		ms;				/* submit to finish */
+	double		ttft_ms;		/* submit to first token */
+} r1_completion;
+
+typedef struct r1_engine_stats
+{
+	int			waiting;		/* queued, not yet running */
+	int			running;		/* in the batch */
+	uint64_t	tokens_generated;
+	uint64_t	prompt_tokens;
+	uint64_t	requests_done;
+	size_t		memory_used;	/* backend bytes */
+	size_t		weight_bytes;
+} r1_engine_stats;
+
+typedef struct r1_engine r1_engine;
+
+int			r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err);
+void		r1_engine_close(r1_engine *e);
+
+const r1_model *r1_engine_model(const r1_engine *e);
+const r1_tokenizer *r1_engine_tokenizer(const r1_engine *e);	/* NULL when none */
+const char *r1_engine_device(const r1_engine *e);	/* "cpu" or "cuda" */
+const char *r1_engine_note(const r1_engine *e);		/* e.g. why auto fell back to the CPU */
+int			r1_engine_ctx(const r1_engine *e);	/* positions per sequence */
+
+/* Template (unless raw) and tokenize a prompt; *ids malloc'd. */
+int			r1_engine_encode_prompt(r1_engine *e, const char *system, const char *prompt,
+									int raw, int32_t **ids, size_t *n_ids, r1_error *err);
+
+/*
+ * Queue a request.  Fails (without queueing) on invalid parameters, ids out of
+ * range, a prompt that leaves no room in the context, or a full queue (the
+ * message starts with "queue full").
+ */
+int			r1_engine_submit(r1_engine *e, const r1_request *req, int64_t *id, r1_error *err);
+
+/* Cancel a queued or running request: it completes with finish_reason "cancelled". */
+int			r1_engine_cancel(r1_engine *e, int64_t id);
+
+/* 1 when there is work (waiting or running requests). */
+int			r1_engine_busy(const r1_engine *e);
+
+/*
+ * One scheduling step: admit waiting requests into free slots, run one
+ * forward pass over the batch (prefill chunks and decode tokens), sample.
+ * A backend failure fails the requests in the batch and returns -1.
+ */
+int			r1_engine_step(r1_engine *e, r1_error *err);
+
+/* Take one finished request; returns 1 and fills *c, or 0 when none. */
+int			r1_engine_poll(r1_engine *e, r1_completion *c);
+void		r1_completion_free(r1_completion *c);
+
+void		r1_engine_stats_get(const r1_engine *e, r1_engine_stats *s);
+
+/* Convenience: run one request to completion (the `r1 generate` path). */
+int			r1_engine_run(r1_engine *e, const r1_request *req, r1_completion *c, r1_error *err);
+
+#endif							/* R1_ENGINE_H */

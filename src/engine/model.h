@@ -1,0 +1,63 @@
+/*
+ * model.h - a Qwen2ForCausalLM checkpoint: hyper-parameters and weights.
+ *
+ * Weights stay in the file's dtype (F32, F16 or BF16), memory-mapped from the
+ * safetensors files, or in heap memory for generated (random) weights.  Shapes
+ * follow the Hugging Face layout: a linear layer's weight is [out, in].
+ */
+#ifndef R1_MODEL_H
+#define R1_MODEL_H
+
+#include "config.h"
+#include "safetensors.h"
+
+typedef struct r1_layer_weights
+{
+	r1_tensor	attn_norm;		/* input_layernorm.weight [hidden] */
+	r1_tensor	wq;				/* self_attn.q_proj.weight [n_heads*head_dim, hidden] */
+	r1_tensor	bq;				/* self_attn.q_proj.bias [n_heads*head_dim] */
+	r1_tensor	wk;				/* self_attn.k_proj.weight [n_kv_heads*head_dim, hidden] */
+	r1_tensor	bk;				/* self_attn.k_proj.bias [n_kv_heads*head_dim] */
+	r1_tensor	wv;				/* self_attn.v_proj.weight [n_kv_heads*head_dim, hidden] */
+	r1_tensor	bv;				/* self_attn.v_proj.bias [n_kv_heads*head_dim] */
+	r1_tensor	wo;				/* self_attn.o_proj.weight [hidden, n_heads*head_dim] */
+	r1_tensor	ffn_norm;		/* post_attention_layernorm.weight [hidden] */
+	r1_tensor	w_gate;			/* mlp.gate_proj.weight [intermediate, hidden] */
+	r1_tensor	w_up;			/* mlp.up_proj.weight [intermediate, hidden] */
+	r1_tensor	w_down;			/* mlp.down_proj.weight [hidden, intermediate] */
+} r1_layer_weights;
+
+typedef struct r1_model
+{
+	r1_config	cfg;
+	char		name[256];		/* directory base name, or "random-<shape>" */
+	char		path[4096];		/* checkpoint directory, "" for random weights */
+	r1_dtype	dtype;			/* dtype of the matrices (all share one) */
+	r1_tensor	embed;			/* model.embed_tokens.weight [vocab, hidden] */
+	r1_layer_weights *layers;	/* [n_layers] */
+	r1_tensor	final_norm;		/* model.norm.weight [hidden] */
+	r1_tensor	lm_head;		/* lm_head.weight [vocab, hidden] (= embed when tied) */
+	size_t		weight_bytes;	/* total bytes of all weights */
+	/* storage */
+	r1_safetensors *files;
+	int			n_files;
+	void	   *owned;			/* heap block of generated weights */
+} r1_model;
+
+/*
+ * Load a Hugging Face checkpoint directory: config.json plus model.safetensors
+ * or the shards listed in model.safetensors.index.json.  Every tensor the
+ * model needs is checked for presence, dtype and shape.
+ */
+int			r1_model_load(r1_model **out, const char *dir, r1_error *err);
+
+/*
+ * Random weights at the shape of cfg (normal-ish, scaled like the HF init),
+ * in dtype (R1_F32, R1_F16 or R1_BF16), reproducible from seed.
+ */
+int			r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype,
+							uint64_t seed, r1_error *err);
+
+void		r1_model_free(r1_model *m);
+
+#endif							/* R1_MODEL_H */

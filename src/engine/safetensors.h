@@ -1,0 +1,62 @@
+/*
+ * safetensors.h - a bounded, validating reader of .safetensors files.
+ *
+ * Layout: u64 little-endian header length N, N bytes of JSON
+ * {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+ * then the data; offsets are relative to the end of the header.  Every offset,
+ * dtype and shape is checked against the file size before a tensor is exposed.
+ */
+#ifndef R1_SAFETENSORS_H
+#define R1_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef enum r1_dtype
+{
+	R1_F32 = 0,
+	R1_F16,
+	R1_BF16,
+	R1_I64,
+	R1_I32,
+	R1_DTYPE_OTHER				/* a dtype the engine does not compute with (e.g. F64, I8) */
+} r1_dtype;
+
+#define R1_MAX_DIMS 8
+
+typedef struct r1_tensor
+{
+	const char *name;			/* owned by the file */
+	const char *file;			/* path of the file that holds it */
+	r1_dtype	dtype;
+	int			ndim;
+	int64_t		shape[R1_MAX_DIMS];
+	const void *data;			/* points into the mapping */
+	size_t		nbytes;
+} r1_tensor;
+
+typedef struct r1_safetensors
+{
+	char	   *path;
+	r1_mapping	map;
+	r1_tensor  *tensors;
+	int			n_tensors;
+	char	   *names;			/* storage for tensor names */
+} r1_safetensors;
+
+const char *r1_dtype_name(r1_dtype dt);
+size_t		r1_dtype_size(r1_dtype dt);	/* 0 for R1_DTYPE_OTHER */
+
+int			r1_st_open(r1_safetensors *st, const char *path, r1_error *err);
+const r1_tensor *r1_st_find(const r1_safetensors *st, const char *name);
+void		r1_st_close(r1_safetensors *st);
+
+/* Number of elements of a tensor (product of its shape). */
+int64_t		r1_tensor_numel(const r1_tensor *t);
+
+/* Element i of a F32/F16/BF16 tensor as float. */
+float		r1_tensor_get_f32(const r1_tensor *t, size_t i);
+
+#endif							/* R1_SAFETENSORS_H */
