@@ -36,3 +36,6 @@ unit: $(UNIT_BINS) bin/r1
 
 clean-engine:
 	rm -rf build bin
+
+# CUDA backend rules (kernels/cuda.mk) are used when nvcc is found.
+-include kernels/cuda.mk
