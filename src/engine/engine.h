@@ -57,7 +57,7 @@ typedef struct r1_completion
 	size_t		text_len;
 	char	   *think;			/* text before </think> (see r1_split_think) */
 	char	   *answer;			/* text after </think>, NULL if none */
-	char	   *boxed;			/* last \boxed{...} of the answer (or of the think text), NULL if none */
+	char	   *boxed;			/* last \boxed{...} of the answer, NULL if none (or no answer) */
 	int32_t    *ids;			/* generated ids (EOS included when it stopped there) */
 	int			n_ids;
 	int			prompt_tokens;
@@ -118,6 +118,12 @@ int			r1_engine_poll(r1_engine *e, r1_completion *c);
 void		r1_completion_free(r1_completion *c);
 
 void		r1_engine_stats_get(const r1_engine *e, r1_engine_stats *s);
+
+/*
+ * Run a raw batch on the backend (logits of every position for `r1 logits`
+ * and tests); only while no request is running.  The slots are released after.
+ */
+int			r1_engine_forward(r1_engine *e, const r1_batch *batch, float *logits, r1_error *err);
 
 /* Convenience: run one request to completion (the `r1 generate` path). */
 int			r1_engine_run(r1_engine *e, const r1_request *req, r1_completion *c, r1_error *err);

@@ -57,7 +57,7 @@ typedef struct r1_detok
 	int			n_pending;
 } r1_detok;
 
-/* Appends the decodable bytes to *buf (realloc'd; *len/*cap updated, NUL-terminated). */
+/* Appends the decodable bytes to *buf (realloc'd; len and cap updated; NUL-terminated). */
 int			r1_detok_push(r1_detok *st, const r1_tokenizer *tok, int32_t id,
 						  char **buf, size_t *len, size_t *cap, r1_error *err);
 int			r1_detok_flush(r1_detok *st, char **buf, size_t *len, size_t *cap, r1_error *err);

@@ -1,0 +1,624 @@
+/*
+ * backend_cpu.c - the Qwen2 forward pass on the CPU, in float32 arithmetic.
+ *
+ * This is the reference the CUDA backend is checked against, and the fallback
+ * where there is no GPU.  Weights stay in their file dtype (F32/F16/BF16) and
+ * are widened on the fly: decode (a few tokens) streams each weight row once
+ * through an AVX2 dot product over all tokens; prompt processing widens blocks
+ * of rows to float32 and hands them to BLAS (sgemm).  The KV cache is float32,
+ * one contiguous, growing buffer per slot and layer.
+ *
+ * Per layer (llama2.c's forward(), with Qwen2's q/k/v biases and the
+ * half-split "NeoX" rotary layout):
+ *   xb = rmsnorm(x) * w;  q,k,v = xb W^T + b;  rope(q, k);  cache k, v;
+ *   o = attention(q, cache);  x += o Wo^T;
+ *   xb = rmsnorm(x) * w;  x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T
+ * then logits = rmsnorm(x) * w  lm_head^T.
+ */
+#include "backend.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+/* rows of a half-precision weight widened per sgemm call during prefill */
+#define WIDEN_BLOCK_ROWS 256
+/* from this many tokens on, a linear layer goes through BLAS */
+#define GEMM_MIN_TOKENS 8
+
+typedef struct cpu_slot
+{
+	float	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after RoPE) */
+	float	  **v;				/* [n_layers] -> [cap, kv_dim] values */
+	int			cap;			/* positions allocated */
+} cpu_slot;
+
+typedef struct cpu_state
+{
+	const r1_config *cfg;
+	int			threads;
+	cpu_slot   *slots;			/* [max_slots] */
+	double	   *inv_freq;		/* [head_dim/2] RoPE frequencies, in double */
+	/* activations, grown to the largest batch seen */
+	int			cap_tokens;
+	float	   *x;				/* [T, hidden] residual stream */
+	float	   *xb;				/* [T, hidden] normed input of a sublayer */
+	float	   *q;				/* [T, n_heads*head_dim] */
+	float	   *k;				/* [T, kv_dim] */
+	float	   *v;				/* [T, kv_dim] */
+	float	   *att;			/* [T, n_heads*head_dim] attention output */
+	float	   *ob;				/* [T, hidden] sublayer output */
+	float	   *hg;				/* [T, intermediate] gate, then silu(gate)*up */
+	float	   *hu;				/* [T, intermediate] up */
+	float	   *widen;			/* [WIDEN_BLOCK_ROWS, max(in)] widened weight rows */
+	size_t		kv_bytes;		/* bytes held by the KV cache */
+	size_t		scratch_bytes;
+} cpu_state;
+
+/* ---------- dot products and linear layers ---------- */
+
+static inline float
+hsum256(
+#ifdef __AVX2__
+		__m256 v
+#else
+		float v
+#endif
+)
+{
+#ifdef __AVX2__
+	__m128		lo = _mm256_castps256_ps128(v);
+	__m128		hi = _mm256_extractf128_ps(v, 1);
+
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+	return _mm_cvtss_f32(lo);
+#else
+	return v;
+#endif
+}
+
+/* dot of weight row w (n elements of dtype dt) with float vector x */
+static float
+dot_row(const void *w, r1_dtype dt, const float *x, int n)
+{
+	int			i = 0;
+	float		s = 0.0f;
+
+#ifdef __AVX2__
+	__m256		acc0 = _mm256_setzero_ps(),
+				acc1 = _mm256_setzero_ps();
+
+	if (dt == R1_BF16)
+	{
+		const uint16_t *h = w;
+
+		for (; i + 16 <= n; i += 16)
+		{
+			__m256i		a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) (h + i)));
+			__m256i		b = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) (h + i + 8)));
+
+			acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), _mm256_loadu_ps(x + i), acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), _mm256_loadu_ps(x + i + 8), acc1);
+		}
+	}
+	else if (dt == R1_F16)
+	{
+		const uint16_t *h = w;
+
+		for (; i + 16 <= n; i += 16)
+		{
+			acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (h + i))), _mm256_loadu_ps(x + i), acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (h + i + 8))), _mm256_loadu_ps(x + i + 8), acc1);
+		}
+	}
+	else
+	{
+		const float *f = w;
+
+		for (; i + 16 <= n; i += 16)
+		{
+			acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(f + i), _mm256_loadu_ps(x + i), acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(f + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+		}
+	}
+	s = hsum256(_mm256_add_ps(acc0, acc1));
+#endif
+	for (; i < n; i++)
+	{
+		float		wi;
+
+		if (dt == R1_BF16)
+			wi = r1_bf16_to_f32(((const uint16_t *) w)[i]);
+		else if (dt == R1_F16)
+			wi = r1_f16_to_f32(((const uint16_t *) w)[i]);
+		else
+			wi = ((const float *) w)[i];
+		s += wi * x[i];
+	}
+	return s;
+}
+
+static void
+widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in)
+{
+	size_t		es = r1_dtype_size(w->dtype);
+
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < nrows; r++)
+	{
+		const void *src = (const char *) w->data + (size_t) (row0 + r) * n_in * es;
+		float	   *d = dst + (size_t) r * n_in;
+
+		if (w->dtype == R1_F32)
+			memcpy(d, src, (size_t) n_in * sizeof(float));
+		else if (w->dtype == R1_BF16)
+			for (int i = 0; i < n_in; i++)
+				d[i] = r1_bf16_to_f32(((const uint16_t *) src)[i]);
+		else
+			for (int i = 0; i < n_in; i++)
+				d[i] = r1_f16_to_f32(((const uint16_t *) src)[i]);
+	}
+}
+
+/*
+ * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T (+ bias).  out and x must not
+ * overlap.
+ */
+static void
+linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
+	   const r1_tensor *bias, int n_out, int n_in)
+{
+	size_t		es = r1_dtype_size(w->dtype);
+
+	if (T >= GEMM_MIN_TOKENS)
+	{
+		if (w->dtype == R1_F32)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n_out, n_in, 1.0f,
+						x, n_in, w->data, n_in, 0.0f, out, n_out);
+		else
+			for (int r0 = 0; r0 < n_out; r0 += WIDEN_BLOCK_ROWS)
+			{
+				int			nr = n_out - r0 < WIDEN_BLOCK_ROWS ? n_out - r0 : WIDEN_BLOCK_ROWS;
+
+				widen_rows(st->widen, w, r0, nr, n_in);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, n_in, 1.0f,
+							x, n_in, st->widen, n_in, 0.0f, out + r0, n_out);
+			}
+	}
+	else
+	{
+		/* each weight row is read once for all T tokens: decode is memory-bound */
+#pragma omp parallel for schedule(static)
+		for (int r = 0; r < n_out; r++)
+		{
+			const void *row = (const char *) w->data + (size_t) r * n_in * es;
+
+			for (int t = 0; t < T; t++)
+				out[(size_t) t * n_out + r] = dot_row(row, w->dtype, x + (size_t) t * n_in, n_in);
+		}
+	}
+	if (bias)
+		for (int t = 0; t < T; t++)
+			for (int r = 0; r < n_out; r++)
+				out[(size_t) t * n_out + r] += r1_tensor_get_f32(bias, (size_t) r);
+}
+
+/* ---------- elementwise pieces ---------- */
+
+static void
+rmsnorm(float *out, const float *x, const r1_tensor *w, int n, float eps)
+{
+	double		ss = 0.0;
+	float		scale;
+
+	for (int i = 0; i < n; i++)
+		ss += (double) x[i] * x[i];
+	scale = (float) (1.0 / sqrt(ss / n + eps));
+	for (int i = 0; i < n; i++)
+		out[i] = x[i] * scale * r1_tensor_get_f32(w, (size_t) i);
+}
+
+/* rotate one head in place: pairs (i, i + d/2), NeoX layout */
+static void
+rope_head(float *h, int head_dim, int pos, const double *inv_freq)
+{
+	int			half = head_dim / 2;
+
+	for (int i = 0; i < half; i++)
+	{
+		double		ang = (double) pos * inv_freq[i];
+		float		c = (float) cos(ang),
+					s = (float) sin(ang);
+		float		a = h[i],
+					b = h[i + half];
+
+		h[i] = a * c - b * s;
+		h[i + half] = b * c + a * s;
+	}
+}
+
+static inline float
+silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+/* ---------- state ---------- */
+
+static int
+grow_scratch(cpu_state *st, int T, r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	size_t		qd = (size_t) c->n_heads * c->head_dim;
+	size_t		kvd = (size_t) c->n_kv_heads * c->head_dim;
+	float	  **bufs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->ob, &st->hg, &st->hu};
+	size_t		widths[] = {c->hidden_size, c->hidden_size, qd, kvd, kvd, qd, c->hidden_size,
+	c->intermediate_size, c->intermediate_size};
+
+	if (T <= st->cap_tokens)
+		return 0;
+	st->scratch_bytes = 0;
+	for (int i = 0; i < 9; i++)
+	{
+		float	   *p = realloc(*bufs[i], (size_t) T * widths[i] * sizeof(float));
+
+		if (!p)
+			return r1_fail(err, "out of memory for activations of %d tokens", T);
+		*bufs[i] = p;
+		st->scratch_bytes += (size_t) T * widths[i] * sizeof(float);
+	}
+	st->cap_tokens = T;
+	return 0;
+}
+
+/* make room for positions [0, need) in a slot's cache */
+static int
+grow_slot(cpu_state *st, cpu_slot *s, int need, int max_ctx, r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	size_t		kvd = (size_t) c->n_kv_heads * c->head_dim;
+	int			cap = s->cap ? s->cap : 256;
+
+	if (need <= s->cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	if (cap > max_ctx)
+		cap = max_ctx;
+	if (!s->k)
+	{
+		s->k = calloc(c->n_layers, sizeof(float *));
+		s->v = calloc(c->n_layers, sizeof(float *));
+		if (!s->k || !s->v)
+			return r1_fail(err, "out of memory for the KV cache");
+	}
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		float	   *k = realloc(s->k[l], (size_t) cap * kvd * sizeof(float));
+		float	   *v;
+
+		if (!k)
+			return r1_fail(err, "out of memory growing the KV cache to %d positions", cap);
+		s->k[l] = k;
+		v = realloc(s->v[l], (size_t) cap * kvd * sizeof(float));
+		if (!v)
+			return r1_fail(err, "out of memory growing the KV cache to %d positions", cap);
+		s->v[l] = v;
+	}
+	st->kv_bytes += (size_t) (cap - s->cap) * kvd * 2 * c->n_layers * sizeof(float);
+	s->cap = cap;
+	return 0;
+}
+
+static void
+cpu_release_slot(r1_backend *b, int slot)
+{
+	cpu_state  *st = b->impl;
+	cpu_slot   *s;
+
+	if (slot < 0 || slot >= b->max_slots)
+		return;
+	s = &st->slots[slot];
+	if (s->k)
+	{
+		size_t		kvd = (size_t) st->cfg->n_kv_heads * st->cfg->head_dim;
+
+		for (int l = 0; l < st->cfg->n_layers; l++)
+		{
+			free(s->k[l]);
+			free(s->v[l]);
+		}
+		free(s->k);
+		free(s->v);
+		st->kv_bytes -= (size_t) s->cap * kvd * 2 * st->cfg->n_layers * sizeof(float);
+	}
+	memset(s, 0, sizeof(*s));
+}
+
+static size_t
+cpu_memory_used(r1_backend *b)
+{
+	cpu_state  *st = b->impl;
+
+	return st->kv_bytes + st->scratch_bytes +
+		(size_t) WIDEN_BLOCK_ROWS * (st->cfg->intermediate_size > st->cfg->hidden_size ?
+									 st->cfg->intermediate_size : st->cfg->hidden_size) * sizeof(float);
+}
+
+static void
+cpu_destroy(r1_backend *b)
+{
+	cpu_state  *st;
+
+	if (!b)
+		return;
+	st = b->impl;
+	if (st)
+	{
+		if (st->slots)
+			for (int i = 0; i < b->max_slots; i++)
+				cpu_release_slot(b, i);
+		free(st->slots);
+		free(st->inv_freq);
+		free(st->x);
+		free(st->xb);
+		free(st->q);
+		free(st->k);
+		free(st->v);
+		free(st->att);
+		free(st->ob);
+		free(st->hg);
+		free(st->hu);
+		free(st->widen);
+		free(st);
+	}
+	free(b);
+}
+
+/* ---------- the forward pass ---------- */
+
+static int
+check_batch(r1_backend *b, const r1_batch *batch, int *total, r1_error *err)
+{
+	int			T = 0;
+
+	if (batch->n_seqs < 1)
+		return r1_fail(err, "empty batch");
+	for (int s = 0; s < batch->n_seqs; s++)
+	{
+		int			slot = batch->slot[s],
+					pos = batch->pos[s],
+					n = batch->n_tokens[s];
+
+		if (slot < 0 || slot >= b->max_slots)
+			return r1_fail(err, "batch sequence %d: slot %d out of range [0, %d)", s, slot, b->max_slots);
+		if (n < 1 || pos < 0 || pos > b->max_ctx - n)
+			return r1_fail(err, "batch sequence %d: positions %d..%d exceed the context of %d",
+						   s, pos, pos + n - 1, b->max_ctx);
+		for (int t = 0; t < n; t++)
+		{
+			int32_t		id = batch->tokens[T + t];
+
+			if (id < 0 || id >= b->model->cfg.vocab_size)
+				return r1_fail(err, "token id %d out of range [0, %d)", id, b->model->cfg.vocab_size);
+		}
+		T += n;
+	}
+	*total = T;
+	return 0;
+}
+
+static int
+cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
+{
+	cpu_state  *st = b->impl;
+	const r1_model *m = b->model;
+	const r1_config *c = &m->cfg;
+	int			H = c->hidden_size,
+				hd = c->head_dim,
+				nh = c->n_heads,
+				nkv = c->n_kv_heads,
+				inter = c->intermediate_size;
+	int			qd = nh * hd,
+				kvd = nkv * hd,
+				group = nh / nkv;
+	float		att_scale = 1.0f / sqrtf((float) hd);
+	int			T;
+	int		   *tok_seq,
+			   *tok_pos;
+	int			rows;
+
+	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
+		return -1;
+	tok_seq = malloc(sizeof(int) * T * 2);
+	if (!tok_seq)
+		return r1_fail(err, "out of memory");
+	tok_pos = tok_seq + T;
+	for (int s = 0, t = 0; s < batch->n_seqs; s++)
+	{
+		if (grow_slot(st, &st->slots[batch->slot[s]], batch->pos[s] + batch->n_tokens[s],
+					  b->max_ctx, err) != 0)
+		{
+			free(tok_seq);
+			return -1;
+		}
+		for (int i = 0; i < batch->n_tokens[s]; i++, t++)
+		{
+			tok_seq[t] = s;
+			tok_pos[t] = batch->pos[s] + i;
+		}
+	}
+
+	/* embedding rows */
+	{
+		size_t		es = r1_dtype_size(m->embed.dtype);
+
+		for (int t = 0; t < T; t++)
+		{
+			const char *row = (const char *) m->embed.data + (size_t) batch->tokens[t] * H * es;
+			r1_tensor	rt = m->embed;
+
+			rt.data = row;
+			for (int i = 0; i < H; i++)
+				st->x[(size_t) t * H + i] = r1_tensor_get_f32(&rt, (size_t) i);
+		}
+	}
+
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		const r1_layer_weights *w = &m->layers[l];
+
+		/* attention block */
+		for (int t = 0; t < T; t++)
+			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->attn_norm, H, c->rms_norm_eps);
+		linear(st, st->q, st->xb, T, &w->wq, &w->bq, qd, H);
+		linear(st, st->k, st->xb, T, &w->wk, &w->bk, kvd, H);
+		linear(st, st->v, st->xb, T, &w->wv, &w->bv, kvd, H);
+		for (int t = 0; t < T; t++)
+		{
+			cpu_slot   *s = &st->slots[batch->slot[tok_seq[t]]];
+
+			for (int h = 0; h < nh; h++)
+				rope_head(st->q + (size_t) t * qd + h * hd, hd, tok_pos[t], st->inv_freq);
+			for (int h = 0; h < nkv; h++)
+				rope_head(st->k + (size_t) t * kvd + h * hd, hd, tok_pos[t], st->inv_freq);
+			memcpy(s->k[l] + (size_t) tok_pos[t] * kvd, st->k + (size_t) t * kvd, kvd * sizeof(float));
+			memcpy(s->v[l] + (size_t) tok_pos[t] * kvd, st->v + (size_t) t * kvd, kvd * sizeof(float));
+		}
+
+		/* causal grouped-query attention, one (token, head) per iteration */
+#pragma omp parallel
+		{
+			float	   *sc = malloc(sizeof(float) * (b->max_ctx + 1));
+
+#pragma omp for collapse(2) schedule(dynamic, 4)
+			for (int t = 0; t < T; t++)
+				for (int h = 0; h < nh; h++)
+				{
+					cpu_slot   *s = &st->slots[batch->slot[tok_seq[t]]];
+					const float *qh = st->q + (size_t) t * qd + h * hd;
+					float	   *oh = st->att + (size_t) t * qd + h * hd;
+					int			kvh = h / group;
+					int			n = tok_pos[t] + 1;
+					float		mx = -INFINITY;
+					double		sum = 0.0;
+
+					if (!sc)
+						continue;
+					for (int p = 0; p < n; p++)
+					{
+						const float *kp = s->k[l] + (size_t) p * kvd + kvh * hd;
+						float		d = 0.0f;
+
+						for (int i = 0; i < hd; i++)
+							d += qh[i] * kp[i];
+						sc[p] = d * att_scale;
+						if (sc[p] > mx)
+							mx = sc[p];
+					}
+					for (int p = 0; p < n; p++)
+					{
+						sc[p] = expf(sc[p] - mx);
+						sum += sc[p];
+					}
+					memset(oh, 0, hd * sizeof(float));
+					for (int p = 0; p < n; p++)
+					{
+						const float *vp = s->v[l] + (size_t) p * kvd + kvh * hd;
+						float		a = (float) (sc[p] / sum);
+
+						for (int i = 0; i < hd; i++)
+							oh[i] += a * vp[i];
+					}
+				}
+			free(sc);
+		}
+		linear(st, st->ob, st->att, T, &w->wo, NULL, H, qd);
+		for (size_t i = 0; i < (size_t) T * H; i++)
+			st->x[i] += st->ob[i];
+
+		/* feed-forward block (SwiGLU) */
+		for (int t = 0; t < T; t++)
+			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->ffn_norm, H, c->rms_norm_eps);
+		linear(st, st->hg, st->xb, T, &w->w_gate, NULL, inter, H);
+		linear(st, st->hu, st->xb, T, &w->w_up, NULL, inter, H);
+		for (size_t i = 0; i < (size_t) T * inter; i++)
+			st->hg[i] = silu(st->hg[i]) * st->hu[i];
+		linear(st, st->ob, st->hg, T, &w->w_down, NULL, H, inter);
+		for (size_t i = 0; i < (size_t) T * H; i++)
+			st->x[i] += st->ob[i];
+	}
+
+	/* final norm on the rows that produce logits, then lm_head */
+	rows = 0;
+	for (int s = 0, t = 0; s < batch->n_seqs; s++)
+	{
+		int			n = batch->n_tokens[s];
+
+		for (int i = 0; i < n; i++, t++)
+			if (batch->all_logits || i == n - 1)
+			{
+				rmsnorm(st->xb + (size_t) rows * H, st->x + (size_t) t * H, &m->final_norm, H, c->rms_norm_eps);
+				rows++;
+			}
+	}
+	linear(st, logits, st->xb, rows, &m->lm_head, NULL, c->vocab_size, H);
+	free(tok_seq);
+	return 0;
+}
+
+int
+r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int max_ctx,
+					  int threads, r1_error *err)
+{
+	r1_backend *b;
+	cpu_state  *st;
+	const r1_config *c = &m->cfg;
+	int			widest = c->intermediate_size > c->hidden_size ? c->intermediate_size : c->hidden_size;
+
+	*out = NULL;
+	if (max_slots < 1 || max_ctx < 1)
+		return r1_fail(err, "max_slots and max_ctx must be positive");
+	b = r1_calloc(1, sizeof(*b), err);
+	if (!b)
+		return -1;
+	st = r1_calloc(1, sizeof(*st), err);
+	if (!st)
+	{
+		free(b);
+		return -1;
+	}
+	b->impl = st;
+	b->name = "cpu";
+	b->model = m;
+	b->max_slots = max_slots;
+	b->max_ctx = max_ctx;
+	b->forward = cpu_forward;
+	b->release_slot = cpu_release_slot;
+	b->memory_used = cpu_memory_used;
+	b->destroy = cpu_destroy;
+	st->cfg = c;
+	st->threads = threads > 0 ? threads : omp_get_num_procs();
+	st->slots = calloc(max_slots, sizeof(cpu_slot));
+	st->inv_freq = malloc(sizeof(double) * (c->head_dim / 2));
+	st->widen = malloc(sizeof(float) * WIDEN_BLOCK_ROWS * (size_t) widest);
+	if (!st->slots || !st->inv_freq || !st->widen)
+	{
+		cpu_destroy(b);
+		return r1_fail(err, "out of memory creating the CPU backend");
+	}
+	for (int i = 0; i < c->head_dim / 2; i++)
+		st->inv_freq[i] = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
+	omp_set_num_threads(st->threads);
+	openblas_set_num_threads(st->threads);
+	*out = b;
+	return 0;
+}

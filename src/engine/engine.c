@@ -1,0 +1,699 @@
+/*
+ * engine.c - a resident model and its continuous-batching scheduler.
+ *
+ * Each step: finish what was cancelled or ran out of time, admit waiting
+ * requests into free KV slots (first come, first served), then build one
+ * batch in which every running sequence contributes either its next prompt
+ * chunk or its last sampled token, run the backend once, and sample.  Prompt
+ * tokens per step are capped (prefill_chunk), so a long prompt is spread over
+ * several steps while the others keep decoding.
+ */
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+
+enum req_state
+{
+	REQ_WAITING,
+	REQ_RUNNING,
+	REQ_DONE
+};
+
+typedef struct req
+{
+	int64_t		id;
+	void	   *user;
+	enum req_state state;
+	int32_t    *prompt;			/* [n_prompt] */
+	int			n_prompt;
+	r1_sampling sp;
+	int			max_tokens;
+	int			ignore_eos;
+	double		deadline_ms;
+	int			cancelled;
+	int			slot;			/* KV slot while running, else -1 */
+	int			n_past;			/* tokens already in the KV cache */
+	int32_t    *out;			/* generated ids */
+	int			n_out,
+				cap_out;
+	char	   *text;			/* decoded text so far */
+	size_t		text_len,
+				text_cap;
+	r1_detok	detok;
+	int			think_tokens;
+	double		t_submit,
+				t_first;
+	const char *finish;
+	char		error[R1_ERROR_LEN];
+	struct req *next;			/* waiting or done list */
+} req;
+
+struct r1_engine
+{
+	r1_engine_opts opts;
+	r1_model   *model;
+	r1_tokenizer *tok;
+	r1_backend *be;
+	char		note[512];
+	int			ctx;
+	int32_t		eos_ids[2];
+	int32_t		think_close_id; /* id of "</think>", -1 if the tokenizer has none */
+	req		  **running;		/* [max_seqs] by slot */
+	req		   *wait_head,
+			   *wait_tail;
+	req		   *done_head,
+			   *done_tail;
+	int			n_waiting,
+				n_running;
+	int64_t		next_id;
+	/* per-step buffers */
+	int		   *b_slot,
+			   *b_pos,
+			   *b_n;
+	req		  **b_req;
+	int32_t    *b_tokens;
+	int			b_tokens_cap;
+	float	   *logits;			/* [max_seqs, vocab] */
+	void	   *sample_scratch;
+	r1_engine_stats stats;
+};
+
+void
+r1_engine_opts_defaults(r1_engine_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->random_dtype = R1_BF16;
+	o->device = "auto";
+	o->max_seqs = 16;
+	o->max_queued = 1024;
+	o->prefill_chunk = 512;
+	o->gpu_memory_fraction = 0.9;
+}
+
+static int
+file_exists(const char *dir, const char *name)
+{
+	char		path[4096];
+	FILE	   *f;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int) sizeof(path))
+		return 0;
+	f = fopen(path, "r");
+	if (f)
+		fclose(f);
+	return f != NULL;
+}
+
+int
+r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
+{
+	r1_engine  *e;
+	const char *tokdir;
+	int			vocab;
+
+	*out = NULL;
+	e = r1_calloc(1, sizeof(*e), err);
+	if (!e)
+		return -1;
+	e->opts = *opts;
+	if (e->opts.max_seqs < 1)
+		e->opts.max_seqs = 16;
+	if (e->opts.max_queued < 1)
+		e->opts.max_queued = 1024;
+	if (e->opts.prefill_chunk < 1)
+		e->opts.prefill_chunk = 512;
+	if (e->opts.gpu_memory_fraction <= 0 || e->opts.gpu_memory_fraction > 1)
+		e->opts.gpu_memory_fraction = 0.9;
+
+	if (opts->model_dir)
+	{
+		if (r1_model_load(&e->model, opts->model_dir, err) != 0)
+			goto fail;
+	}
+	else if (opts->random_shape)
+	{
+		r1_config	cfg;
+
+		if (r1_config_preset(&cfg, opts->random_shape, err) != 0 ||
+			r1_model_random(&e->model, &cfg, opts->random_dtype ? opts->random_dtype : R1_BF16,
+							opts->random_seed, err) != 0)
+			goto fail;
+	}
+	else
+	{
+		r1_fail(err, "no model: give a checkpoint directory or a random-weights shape");
+		goto fail;
+	}
+	vocab = e->model->cfg.vocab_size;
+
+	tokdir = opts->tokenizer_dir ? opts->tokenizer_dir : opts->model_dir;
+	if (tokdir && (opts->tokenizer_dir || file_exists(tokdir, "tokenizer.json")))
+	{
+		if (r1_tokenizer_load(&e->tok, tokdir, err) != 0)
+			goto fail;
+		if (r1_tokenizer_n_tokens(e->tok) > vocab)
+		{
+			r1_fail(err, "tokenizer has %d tokens but the model's vocabulary is %d: they do not belong together",
+					r1_tokenizer_n_tokens(e->tok), vocab);
+			goto fail;
+		}
+	}
+	e->eos_ids[0] = e->model->cfg.eos_id;
+	e->eos_ids[1] = e->tok ? r1_tokenizer_eos_id(e->tok) : -1;
+	e->think_close_id = e->tok ? r1_tokenizer_token_id(e->tok, R1_THINK_CLOSE) : -1;
+
+	e->ctx = opts->max_ctx > 0 ? opts->max_ctx : 32768;
+	if (e->ctx > e->model->cfg.max_position)
+		e->ctx = e->model->cfg.max_position;
+
+	if (r1_backend_create(&e->be, e->opts.device, e->model, e->opts.max_seqs, e->ctx,
+						  e->opts.threads, e->opts.gpu_memory_fraction,
+						  e->note, sizeof(e->note), err) != 0)
+		goto fail;
+
+	e->running = calloc(e->opts.max_seqs, sizeof(req *));
+	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));
+	e->b_pos = calloc(e->opts.max_seqs, sizeof(int));
+	e->b_n = calloc(e->opts.max_seqs, sizeof(int));
+	e->b_req = calloc(e->opts.max_seqs, sizeof(req *));
+	e->logits = malloc(sizeof(float) * (size_t) e->opts.max_seqs * vocab);
+	e->sample_scratch = malloc(r1_sampler_scratch_size(vocab));
+	if (!e->running || !e->b_slot || !e->b_pos || !e->b_n || !e->b_req || !e->logits ||
+		!e->sample_scratch)
+	{
+		r1_fail(err, "out of memory creating the engine");
+		goto fail;
+	}
+	e->next_id = 1;
+	e->stats.weight_bytes = e->model->weight_bytes;
+	*out = e;
+	return 0;
+
+fail:
+	r1_engine_close(e);
+	return -1;
+}
+
+static void
+req_free(req *r)
+{
+	if (!r)
+		return;
+	free(r->prompt);
+	free(r->out);
+	free(r->text);
+	free(r);
+}
+
+void
+r1_engine_close(r1_engine *e)
+{
+	if (!e)
+		return;
+	if (e->running)
+		for (int i = 0; i < e->opts.max_seqs; i++)
+			req_free(e->running[i]);
+	for (req *r = e->wait_head, *n; r; r = n)
+	{
+		n = r->next;
+		req_free(r);
+	}
+	for (req *r = e->done_head, *n; r; r = n)
+	{
+		n = r->next;
+		req_free(r);
+	}
+	if (e->be)
+		e->be->destroy(e->be);
+	r1_tokenizer_free(e->tok);
+	r1_model_free(e->model);
+	free(e->running);
+	free(e->b_slot);
+	free(e->b_pos);
+	free(e->b_n);
+	free(e->b_req);
+	free(e->b_tokens);
+	free(e->logits);
+	free(e->sample_scratch);
+	free(e);
+}
+
+const r1_model *
+r1_engine_model(const r1_engine *e)
+{
+	return e->model;
+}
+
+const r1_tokenizer *
+r1_engine_tokenizer(const r1_engine *e)
+{
+	return e->tok;
+}
+
+const char *
+r1_engine_device(const r1_engine *e)
+{
+	return e->be->name;
+}
+
+const char *
+r1_engine_note(const r1_engine *e)
+{
+	return e->note;
+}
+
+int
+r1_engine_ctx(const r1_engine *e)
+{
+	return e->ctx;
+}
+
+int
+r1_engine_encode_prompt(r1_engine *e, const char *system, const char *prompt, int raw,
+						int32_t **ids, size_t *n_ids, r1_error *err)
+{
+	char	   *text;
+	int			rc;
+
+	*ids = NULL;
+	*n_ids = 0;
+	if (!e->tok)
+		return r1_fail(err, "this model has no tokenizer (tokenizer.json): give token ids instead of text");
+	if (raw)
+		return r1_tokenizer_encode(e->tok, prompt, strlen(prompt), ids, n_ids, err);
+	text = r1_chat_prompt(system, prompt, err);
+	if (!text)
+		return -1;
+	rc = r1_tokenizer_encode(e->tok, text, strlen(text), ids, n_ids, err);
+	free(text);
+	return rc;
+}
+
+int
+r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
+{
+	req		   *r;
+	int			vocab = e->model->cfg.vocab_size;
+
+	if (rq->n_prompt < 1)
+		return r1_fail(err, "empty prompt: give at least one token");
+	if (rq->n_prompt >= (size_t) e->ctx)
+		return r1_fail(err, "prompt too long: %zu tokens do not fit the context of %d (one position must be left to generate)",
+					   rq->n_prompt, e->ctx);
+	for (size_t i = 0; i < rq->n_prompt; i++)
+		if (rq->prompt_ids[i] < 0 || rq->prompt_ids[i] >= vocab)
+			return r1_fail(err, "token id %d at prompt position %zu is out of range [0, %d)",
+						   rq->prompt_ids[i], i, vocab);
+	if (r1_sampling_validate(&rq->sampling, err) != 0)
+		return -1;
+	if (rq->max_tokens < 1)
+		return r1_fail(err, "max_tokens must be >= 1, got %d", rq->max_tokens);
+	if (e->n_waiting + e->n_running >= e->opts.max_queued)
+		return r1_fail(err, "queue full: %d requests are queued or running (the limit)", e->opts.max_queued);
+
+	r = r1_calloc(1, sizeof(*r), err);
+	if (!r)
+		return -1;
+	r->prompt = r1_malloc(sizeof(int32_t) * rq->n_prompt, err);
+	if (!r->prompt)
+	{
+		free(r);
+		return -1;
+	}
+	memcpy(r->prompt, rq->prompt_ids, sizeof(int32_t) * rq->n_prompt);
+	r->n_prompt = (int) rq->n_prompt;
+	r->sp = rq->sampling;
+	r->max_tokens = rq->max_tokens;
+	if (r->max_tokens > e->ctx - r->n_prompt)
+		r->max_tokens = e->ctx - r->n_prompt;
+	r->ignore_eos = rq->ignore_eos;
+	r->deadline_ms = rq->deadline_ms;
+	r->user = rq->user;
+	r->slot = -1;
+	r->id = e->next_id++;
+	r->t_submit = r1_now_ms();
+	r->state = REQ_WAITING;
+	if (e->wait_tail)
+		e->wait_tail->next = r;
+	else
+		e->wait_head = r;
+	e->wait_tail = r;
+	e->n_waiting++;
+	if (id)
+		*id = r->id;
+	return 0;
+}
+
+static void
+push_done(r1_engine *e, req *r, const char *finish)
+{
+	r->state = REQ_DONE;
+	r->finish = finish;
+	r->next = NULL;
+	if (e->done_tail)
+		e->done_tail->next = r;
+	else
+		e->done_head = r;
+	e->done_tail = r;
+	e->stats.requests_done++;
+}
+
+/* take a running request out of the batch */
+static void
+finish_running(r1_engine *e, req *r, const char *finish)
+{
+	e->running[r->slot] = NULL;
+	e->be->release_slot(e->be, r->slot);
+	r->slot = -1;
+	e->n_running--;
+	push_done(e, r, finish);
+}
+
+int
+r1_engine_cancel(r1_engine *e, int64_t id)
+{
+	for (int i = 0; i < e->opts.max_seqs; i++)
+		if (e->running[i] && e->running[i]->id == id)
+		{
+			finish_running(e, e->running[i], "cancelled");
+			return 0;
+		}
+	for (req *r = e->wait_head, *prev = NULL; r; prev = r, r = r->next)
+		if (r->id == id)
+		{
+			if (prev)
+				prev->next = r->next;
+			else
+				e->wait_head = r->next;
+			if (e->wait_tail == r)
+				e->wait_tail = prev;
+			e->n_waiting--;
+			push_done(e, r, "cancelled");
+			return 0;
+		}
+	return -1;
+}
+
+int
+r1_engine_busy(const r1_engine *e)
+{
+	return e->n_waiting + e->n_running > 0;
+}
+
+static void
+expire_deadlines(r1_engine *e)
+{
+	double		now = r1_now_ms();
+
+	for (int i = 0; i < e->opts.max_seqs; i++)
+	{
+		req		   *r = e->running[i];
+
+		if (r && r->deadline_ms > 0 && now > r->deadline_ms)
+			finish_running(e, r, "timeout");
+	}
+	for (req *r = e->wait_head, *prev = NULL, *next; r; r = next)
+	{
+		next = r->next;
+		if (r->deadline_ms > 0 && now > r->deadline_ms)
+		{
+			if (prev)
+				prev->next = next;
+			else
+				e->wait_head = next;
+			if (e->wait_tail == r)
+				e->wait_tail = prev;
+			e->n_waiting--;
+			push_done(e, r, "timeout");
+		}
+		else
+			prev = r;
+	}
+}
+
+static void
+admit_waiting(r1_engine *e)
+{
+	for (int slot = 0; slot < e->opts.max_seqs && e->wait_head; slot++)
+	{
+		req		   *r;
+
+		if (e->running[slot])
+			continue;
+		r = e->wait_head;
+		e->wait_head = r->next;
+		if (!e->wait_head)
+			e->wait_tail = NULL;
+		r->next = NULL;
+		e->n_waiting--;
+		r->state = REQ_RUNNING;
+		r->slot = slot;
+		r->n_past = 0;
+		e->running[slot] = r;
+		e->n_running++;
+	}
+}
+
+static int
+append_token(r1_engine *e, req *r, int32_t id, r1_error *err)
+{
+	if (r->n_out == r->cap_out)
+	{
+		int			ncap = r->cap_out ? r->cap_out * 2 : 64;
+		int32_t    *p = realloc(r->out, sizeof(int32_t) * ncap);
+
+		if (!p)
+			return r1_fail(err, "out of memory storing generated tokens");
+		r->out = p;
+		r->cap_out = ncap;
+	}
+	r->out[r->n_out++] = id;
+	if (r->n_out == 1)
+		r->t_first = r1_now_ms();
+	e->stats.tokens_generated++;
+	if (e->tok && !(id == e->eos_ids[0] || id == e->eos_ids[1]))
+	{
+		size_t		before = r->text_len;
+
+		if (r1_detok_push(&r->detok, e->tok, id, &r->text, &r->text_len, &r->text_cap, err) != 0)
+			return -1;
+		if (!r->think_tokens)
+		{
+			if (id == e->think_close_id)
+				r->think_tokens = r->n_out;
+			else if (e->think_close_id < 0)
+			{
+				/* no single </think> token: look for the text around the new bytes */
+				size_t		from = before > 8 ? before - 8 : 0;
+
+				if (r->text && strstr(r->text + from, R1_THINK_CLOSE))
+					r->think_tokens = r->n_out;
+			}
+		}
+	}
+	return 0;
+}
+
+int
+r1_engine_step(r1_engine *e, r1_error *err)
+{
+	int			n = 0,
+				T = 0,
+				prefill_budget = e->opts.prefill_chunk;
+
+	expire_deadlines(e);
+	admit_waiting(e);
+	if (e->n_running == 0)
+		return 0;
+
+	/* gather: decode tokens first, then prompt chunks within the budget */
+	for (int pass = 0; pass < 2; pass++)
+		for (int slot = 0; slot < e->opts.max_seqs; slot++)
+		{
+			req		   *r = e->running[slot];
+			int			take;
+
+			if (!r)
+				continue;
+			if (pass == 0 && r->n_past >= r->n_prompt)
+				take = 1;
+			else if (pass == 1 && r->n_past < r->n_prompt && prefill_budget > 0)
+			{
+				take = r->n_prompt - r->n_past;
+				if (take > prefill_budget)
+					take = prefill_budget;
+				prefill_budget -= take;
+			}
+			else
+				continue;
+			if (T + take > e->b_tokens_cap)
+			{
+				int			ncap = (T + take) * 2;
+				int32_t    *p = realloc(e->b_tokens, sizeof(int32_t) * ncap);
+
+				if (!p)
+					return r1_fail(err, "out of memory building a batch");
+				e->b_tokens = p;
+				e->b_tokens_cap = ncap;
+			}
+			if (r->n_past >= r->n_prompt)
+				e->b_tokens[T] = r->out[r->n_out - 1];
+			else
+				memcpy(e->b_tokens + T, r->prompt + r->n_past, sizeof(int32_t) * take);
+			e->b_slot[n] = slot;
+			e->b_pos[n] = r->n_past;
+			e->b_n[n] = take;
+			e->b_req[n] = r;
+			T += take;
+			n++;
+		}
+
+	{
+		r1_batch	batch = {n, e->b_slot, e->b_pos, e->b_n, e->b_tokens, 0};
+
+		if (e->be->forward(e->be, &batch, e->logits, err) != 0)
+		{
+			for (int i = 0; i < n; i++)
+			{
+				snprintf(e->b_req[i]->error, sizeof(e->b_req[i]->error), "%s", err->msg);
+				finish_running(e, e->b_req[i], "error");
+			}
+			return -1;
+		}
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		req		   *r = e->b_req[i];
+		const float *row = e->logits + (size_t) i * e->model->cfg.vocab_size;
+		int32_t		next;
+		int			was_prefill = r->n_past < r->n_prompt;
+
+		r->n_past += e->b_n[i];
+		if (was_prefill)
+		{
+			e->stats.prompt_tokens += e->b_n[i];
+			if (r->n_past < r->n_prompt)
+				continue;		/* more prompt to go: this row's logits are unused */
+		}
+		/* the position of the token being chosen keys its random draw */
+		next = r1_sample(row, e->model->cfg.vocab_size, &r->sp,
+						 (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);
+		if (append_token(e, r, next, err) != 0)
+		{
+			snprintf(r->error, sizeof(r->error), "%s", err->msg);
+			finish_running(e, r, "error");
+			continue;
+		}
+		if (!r->ignore_eos && (next == e->eos_ids[0] || next == e->eos_ids[1]))
+			finish_running(e, r, "stop");
+		else if (r->n_out >= r->max_tokens)
+			finish_running(e, r, "length");
+	}
+	return 0;
+}
+
+int
+r1_engine_poll(r1_engine *e, r1_completion *c)
+{
+	req		   *r = e->done_head;
+	r1_error	err;
+
+	memset(c, 0, sizeof(*c));
+	if (!r)
+		return 0;
+	e->done_head = r->next;
+	if (!e->done_head)
+		e->done_tail = NULL;
+
+	if (e->tok)
+		r1_detok_flush(&r->detok, &r->text, &r->text_len, &r->text_cap, &err);
+	c->id = r->id;
+	c->user = r->user;
+	c->finish_reason = r->finish;
+	memcpy(c->error, r->error, sizeof(c->error));
+	c->text = r->text ? r->text : calloc(1, 1);
+	c->text_len = r->text_len;
+	r->text = NULL;
+	c->ids = r->out;
+	c->n_ids = r->n_out;
+	r->out = NULL;
+	c->prompt_tokens = r->n_prompt;
+	c->completion_tokens = r->n_out;
+	c->think_tokens = r->think_tokens ? r->think_tokens : r->n_out;
+	c->ms = r1_now_ms() - r->t_submit;
+	c->ttft_ms = r->n_out ? r->t_first - r->t_submit : 0;
+	if (c->text && r1_split_think(c->text, &c->think, &c->answer, &err) == 0 && c->answer)
+		c->boxed = r1_extract_boxed(c->answer);
+	req_free(r);
+	return 1;
+}
+
+void
+r1_completion_free(r1_completion *c)
+{
+	free(c->text);
+	free(c->think);
+	free(c->answer);
+	free(c->boxed);
+	free(c->ids);
+	memset(c, 0, sizeof(*c));
+}
+
+void
+r1_engine_stats_get(const r1_engine *e, r1_engine_stats *s)
+{
+	*s = e->stats;
+	s->waiting = e->n_waiting;
+	s->running = e->n_running;
+	s->memory_used = e->be->memory_used(e->be);
+}
+
+int
+r1_engine_run(r1_engine *e, const r1_request *req_in, r1_completion *c, r1_error *err)
+{
+	int64_t		id;
+
+	memset(c, 0, sizeof(*c));
+	if (r1_engine_submit(e, req_in, &id, err) != 0)
+		return -1;
+	for (int failed = 0;; failed = r1_engine_step(e, err) != 0)
+	{
+		r1_completion got;
+
+		while (r1_engine_poll(e, &got))
+		{
+			if (got.id == id)
+			{
+				*c = got;
+				if (strcmp(c->finish_reason, "error") == 0)
+					return r1_fail(err, "%s", c->error);
+				return 0;
+			}
+			r1_completion_free(&got);
+		}
+		if (failed)
+		{
+			r1_engine_cancel(e, id);	/* a step failed before it reached this request */
+			return -1;
+		}
+	}
+}
+
+int
+r1_engine_forward(r1_engine *e, const r1_batch *batch, float *logits, r1_error *err)
+{
+	int			rc;
+
+	if (e->n_running > 0)
+		return r1_fail(err, "raw forward passes need an idle engine");
+	rc = e->be->forward(e->be, batch, logits, err);
+	for (int i = 0; i < batch->n_seqs; i++)
+		if (batch->slot[i] >= 0 && batch->slot[i] < e->opts.max_seqs)
+			e->be->release_slot(e->be, batch->slot[i]);
+	return rc;
+}
