@@ -49,7 +49,7 @@ int32_t		r1_tokenizer_eos_id(const r1_tokenizer *tok);
 /*
  * Streaming decode: feed one id at a time and receive only complete UTF-8
  * characters; bytes of a character split across ids are held back until it is
- * complete.  r1_detok_flush returns what is left (possibly an invalid tail).
+ * complete.  r1_detok_flush emits what is left.
  */
 typedef struct r1_detok
 {
@@ -57,7 +57,12 @@ typedef struct r1_detok
 	int			n_pending;
 } r1_detok;
 
-/* Appends the decodable bytes to *buf (realloc'd; len and cap updated; NUL-terminated). */
+/*
+ * Appends the decodable bytes to *buf (realloc'd; len and cap updated;
+ * NUL-terminated).  A byte run that can never become a valid character is
+ * emitted as U+FFFD, and flush turns an unfinished tail into U+FFFD, so the
+ * streamed text is always valid UTF-8.
+ */
 int			r1_detok_push(r1_detok *st, const r1_tokenizer *tok, int32_t id,
 						  char **buf, size_t *len, size_t *cap, r1_error *err);
 int			r1_detok_flush(r1_detok *st, char **buf, size_t *len, size_t *cap, r1_error *err);
