@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""The r1 tool's interface (a stable contract): JSON on stdout, a one-line
+error on stderr and a non-zero exit for bad input.  TAP output for prove."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+R1 = os.environ.get("R1", "bin/r1")
+FIX = os.environ.get("R1_FIXTURES", "test/fixtures")
+TINY = f"{FIX}/qwen2-tiny"
+TOK = f"{FIX}/tokenizer"
+n = 0
+failed = 0
+
+
+def ok(cond, name, info=""):
+    global n, failed
+    n += 1
+    if not cond:
+        failed += 1
+    print(f"{'' if cond else 'not '}ok {n} - {name}")
+    if not cond and info:
+        for line in str(info).splitlines()[:20]:
+            print(f"#   {line}")
+    sys.stdout.flush()
+    return cond
+
+
+def run(*args, stdin=None):
+    p = subprocess.run([R1, *args], input=stdin, capture_output=True, timeout=600)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def run_json(name, *args, stdin=None):
+    rc, out, err = run(*args, stdin=stdin)
+    ok(rc == 0, f"{name}: exit 0", err)
+    try:
+        return json.loads(out)
+    except ValueError:
+        ok(False, f"{name}: JSON on stdout", out[:500])
+        return None
+
+
+def fails(name, frag, *args, stdin=None, code=None):
+    rc, out, err = run(*args, stdin=stdin)
+    lines = err.strip().splitlines()
+    ok(rc != 0 and (code is None or rc == code) and len(lines) == 1 and frag in err and out == "",
+       f"{name}: fails with one line containing {frag!r}", f"rc={rc} stderr={err!r} stdout={out[:200]!r}")
+
+
+tmp = tempfile.mkdtemp(prefix="r1-cli-")
+golden = json.load(open(f"{TOK}/tokenizer_golden.json"))["cases"]
+tiny_golden = json.load(open(f"{TINY}/golden.json"))["cases"]
+
+# tokenize / detokenize
+for case in golden[:4]:
+    ids = run_json("tokenize", "tokenize", "--model", TOK, case["text"])
+    ok(ids == case["ids"], f"tokenize {case['text'][:30]!r}", f"{ids} != {case['ids']}")
+ids = run_json("tokenize from stdin", "tokenize", "--model", TOK, stdin=golden[4]["text"].encode())
+ok(ids == golden[4]["ids"], "tokenize reads stdin")
+text = run_json("detokenize", "detokenize", "--model", TOK, ",".join(map(str, golden[2]["ids"])))
+ok(text == golden[2]["decoded"], "detokenize", text)
+fails("invalid UTF-8", "UTF-8", "tokenize", "--model", TOK, stdin=b"ab\xff\xfe")
+fails("detokenize id out of range", "out of range", "detokenize", "--model", TOK, "1,999999")
+fails("detokenize bad list", "comma-separated", "detokenize", "--model", TOK, "1,x")
+fails("tokenizer missing", "tokenizer.json", "tokenize", "--model", tmp, "hi")
+
+# logits on the golden model
+rows = run_json("logits", "logits", "--model", TINY, "--device", "cpu",
+                "--ids", ",".join(map(str, tiny_golden[1]["input_ids"])))
+ok(rows is not None and len(rows) == 5 and all(len(r) == 512 for r in rows), "logits: one row of 512 per position")
+fails("logits id out of range", "out of range", "logits", "--model", TINY, "--ids", "1,512")
+fails("logits needs ids", "--ids", "logits", "--model", TINY, code=2)
+
+# greedy generation reproduces the golden ids
+for k in (0, 2):
+    g = run_json("generate --ids", "generate", "--model", TINY, "--device", "cpu", "--ids",
+                 ",".join(map(str, tiny_golden[k]["input_ids"])), "--temperature", "0",
+                 "--max-tokens", "24", "--ignore-eos")
+    ok(g and g["ids"] == tiny_golden[k]["greedy_ids"], f"generate case {k}: golden greedy ids")
+    ok(g and g["finish_reason"] == "length" and g["completion_tokens"] == 24
+       and g["prompt_tokens"] == len(tiny_golden[k]["input_ids"]), f"generate case {k}: counts and finish_reason")
+# a seed makes sampling reproducible
+a = run_json("seeded 1", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11", "--max-tokens", "16", "--ignore-eos", "--temperature", "1.5")
+b = run_json("seeded 2", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11", "--max-tokens", "16", "--ignore-eos", "--temperature", "1.5")
+c = run_json("seeded 3", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "12", "--max-tokens", "16", "--ignore-eos", "--temperature", "1.5")
+ok(a and b and a["ids"] == b["ids"], "same seed, same ids")
+ok(a and c and a["ids"] != c["ids"], "another seed, other ids")
+fails("negative temperature", "temperature", "generate", "--model", TINY, "--ids", "1", "--temperature", "-1")
+fails("top_p above 1", "top_p", "generate", "--model", TINY, "--ids", "1", "--top-p", "1.5")
+fails("max_tokens 0", "--max-tokens", "generate", "--model", TINY, "--ids", "1", "--max-tokens", "0")
+fails("prompt and ids", "exactly one", "generate", "--model", TINY, "--ids", "1", "--prompt", "x", code=2)
+fails("text prompt without tokenizer", "tokenizer", "generate", "--model", TINY, "--prompt", "hi")
+fails("prompt longer than the context", "too long", "generate", "--model", TINY, "--ids", ",".join(["1"] * 600))
+fails("unknown device", "unknown device", "generate", "--model", TINY, "--ids", "1", "--device", "tpu")
+fails("cuda without a GPU or CUDA build", "CUDA", "generate", "--model", TINY, "--ids", "1", "--device", "cuda") \
+    if not shutil.which("nvidia-smi") else ok(True, "cuda device present: skipped")
+fails("unknown command", "unknown command", "frobnicate", code=2)
+fails("unknown option", "unknown option", "generate", "--model", TINY, "--bogus")
+
+# malformed checkpoints
+bad = os.path.join(tmp, "bad")
+os.mkdir(bad)
+shutil.copy(f"{TINY}/config.json", bad)
+data = open(f"{TINY}/model.safetensors", "rb").read()
+open(os.path.join(bad, "model.safetensors"), "wb").write(data[: len(data) // 2])
+fails("truncated safetensors", "model.safetensors", "generate", "--model", bad, "--ids", "1")
+open(os.path.join(bad, "model.safetensors"), "wb").write(struct.pack("<Q", 10) + b"{not json}")
+fails("header not JSON", "model.safetensors", "generate", "--model", bad, "--ids", "1")
+open(os.path.join(bad, "config.json"), "w").write("{\"architectures\": [\"LlamaForCausalLM\"], ")
+fails("config.json bad JSON", "config.json", "generate", "--model", bad, "--ids", "1")
+cfg = json.load(open(f"{TINY}/config.json"))
+cfg["architectures"] = ["MistralForCausalLM"]
+cfg["model_type"] = "mistral"
+json.dump(cfg, open(os.path.join(bad, "config.json"), "w"))
+shutil.copy(f"{TINY}/model.safetensors", bad)
+fails("unknown architecture", "architecture", "generate", "--model", bad, "--ids", "1")
+cfg = json.load(open(f"{TINY}/config.json"))
+cfg["hidden_size"] = 96
+json.dump(cfg, open(os.path.join(bad, "config.json"), "w"))
+fails("shape mismatch", "shape", "generate", "--model", bad, "--ids", "1")
+fails("no such directory", "config.json", "generate", "--model", os.path.join(tmp, "nope"), "--ids", "1")
+
+# the demo model spells a known think trace and boxed answer
+demo = os.path.join(tmp, "demo")
+d = run_json("demo-model", "demo-model", "--out", demo, "--tokenizer", TOK)
+g = run_json("generate on the demo model", "generate", "--model", demo, "--prompt", "What is 6*7?")
+ok(g and g["think"] == "Okay, six times seven equals forty-two.", "demo think", g)
+ok(g and g["answer"] == "The answer is $\\boxed{42}$.", "demo answer", g)
+ok(g and g["boxed"] == "42" and g["finish_reason"] == "stop", "demo boxed and stop", g)
+g = run_json("demo cut off", "generate", "--model", demo, "--prompt", "What is 6*7?", "--max-tokens", "3")
+ok(g and g["finish_reason"] == "length" and g["answer"] is None and g["think"] == "Okay, six",
+   "a trace cut off by max_tokens keeps its think text and has no answer", g)
+
+# bench at a small custom shape
+cfgp = os.path.join(tmp, "small.json")
+cfg = json.load(open(f"{TINY}/config.json"))
+json.dump(cfg, open(cfgp, "w"))
+b = run_json("bench", "bench", "--random-weights", cfgp, "--device", "cpu", "--batch", "2",
+             "--prompt-len", "16", "--gen-len", "8")
+ok(b and b["decode_tok_s"] > 0 and b["prefill_tok_s"] > 0 and b["decode_steps"] == 7, "bench prints figures", b)
+
+shutil.rmtree(tmp)
+print(f"1..{n}")
+sys.exit(1 if failed else 0)
