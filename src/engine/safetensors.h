@@ -53,6 +53,12 @@ int			r1_st_open(r1_safetensors *st, const char *path, r1_error *err);
 const r1_tensor *r1_st_find(const r1_safetensors *st, const char *name);
 void		r1_st_close(r1_safetensors *st);
 
+/*
+ * Write tensors (name, dtype, ndim, shape, data, nbytes are used) to a new
+ * safetensors file, in the given order, data 8-byte aligned.
+ */
+int			r1_st_write(const char *path, const r1_tensor *tensors, int n, r1_error *err);
+
 /* Number of elements of a tensor (product of its shape). */
 int64_t		r1_tensor_numel(const r1_tensor *t);
 

@@ -1,0 +1,397 @@
+/*
+ * model.c - binding a Qwen2ForCausalLM checkpoint's tensors, or generating
+ * random weights at any shape.
+ */
+#include "model.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SHARDS 1024
+
+/* ---------- finding tensors across shards ---------- */
+
+static const r1_tensor *
+find_tensor(const r1_model *m, const char *name)
+{
+	for (int i = 0; i < m->n_files; i++)
+	{
+		const r1_tensor *t = r1_st_find(&m->files[i], name);
+
+		if (t)
+			return t;
+	}
+	return NULL;
+}
+
+static const char *
+base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s ? s + 1 : path;
+}
+
+/* bind name to *out, checking presence, dtype and shape [d0] or [d0, d1] */
+static int
+bind(r1_model *m, r1_tensor *out, const char *name, int64_t d0, int64_t d1, r1_error *err)
+{
+	const r1_tensor *t = find_tensor(m, name);
+	int			ndim = d1 ? 2 : 1;
+
+	if (!t)
+		return r1_fail(err, "%s: tensor \"%s\" is missing from the checkpoint", m->path, name);
+	if (t->dtype != R1_F32 && t->dtype != R1_F16 && t->dtype != R1_BF16)
+		return r1_fail(err, "%s: tensor \"%s\": dtype %s is not supported (F32, F16 or BF16)",
+					   base_name(t->file), name, r1_dtype_name(t->dtype));
+	if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1))
+	{
+		char		got[128] = "";
+		size_t		n = 0;
+
+		for (int i = 0; i < t->ndim && n < sizeof(got) - 24; i++)
+			n += snprintf(got + n, sizeof(got) - n, "%s%lld", i ? ", " : "", (long long) t->shape[i]);
+		if (ndim == 2)
+			return r1_fail(err, "%s: tensor \"%s\": shape [%s], config.json wants [%lld, %lld]",
+						   base_name(t->file), name, got, (long long) d0, (long long) d1);
+		return r1_fail(err, "%s: tensor \"%s\": shape [%s], config.json wants [%lld]",
+					   base_name(t->file), name, got, (long long) d0);
+	}
+	*out = *t;
+	m->weight_bytes += t->nbytes;
+	return 0;
+}
+
+static int
+bind_all(r1_model *m, r1_error *err)
+{
+	const r1_config *c = &m->cfg;
+	int64_t		H = c->hidden_size,
+				qd = (int64_t) c->n_heads * c->head_dim,
+				kvd = (int64_t) c->n_kv_heads * c->head_dim,
+				I = c->intermediate_size;
+	char		name[256];
+
+	m->layers = r1_calloc(c->n_layers, sizeof(r1_layer_weights), err);
+	if (!m->layers)
+		return -1;
+	if (bind(m, &m->embed, "model.embed_tokens.weight", c->vocab_size, H, err) ||
+		bind(m, &m->final_norm, "model.norm.weight", H, 0, err))
+		return -1;
+	if (find_tensor(m, "lm_head.weight"))
+	{
+		if (bind(m, &m->lm_head, "lm_head.weight", c->vocab_size, H, err))
+			return -1;
+	}
+	else if (c->tie_embeddings)
+		m->lm_head = m->embed;
+	else
+		return r1_fail(err, "%s: tensor \"lm_head.weight\" is missing and tie_word_embeddings is false", m->path);
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		r1_layer_weights *w = &m->layers[l];
+
+#define BIND(field, suffix, d0, d1) \
+		(snprintf(name, sizeof(name), "model.layers.%d.%s", l, suffix), \
+		 bind(m, &w->field, name, d0, d1, err))
+		if (BIND(attn_norm, "input_layernorm.weight", H, 0) ||
+			BIND(wq, "self_attn.q_proj.weight", qd, H) ||
+			BIND(bq, "self_attn.q_proj.bias", qd, 0) ||
+			BIND(wk, "self_attn.k_proj.weight", kvd, H) ||
+			BIND(bk, "self_attn.k_proj.bias", kvd, 0) ||
+			BIND(wv, "self_attn.v_proj.weight", kvd, H) ||
+			BIND(bv, "self_attn.v_proj.bias", kvd, 0) ||
+			BIND(wo, "self_attn.o_proj.weight", H, qd) ||
+			BIND(ffn_norm, "post_attention_layernorm.weight", H, 0) ||
+			BIND(w_gate, "mlp.gate_proj.weight", I, H) ||
+			BIND(w_up, "mlp.up_proj.weight", I, H) ||
+			BIND(w_down, "mlp.down_proj.weight", H, I))
+			return -1;
+#undef BIND
+	}
+	m->dtype = m->embed.dtype;
+	return 0;
+}
+
+/* ---------- which files hold the weights ---------- */
+
+static int
+add_file(r1_model *m, const char *dir, const char *fname, r1_error *err)
+{
+	char		path[4096];
+
+	for (int i = 0; i < m->n_files; i++)
+		if (strcmp(base_name(m->files[i].path), fname) == 0)
+			return 0;
+	if (strchr(fname, '/') || strcmp(fname, "..") == 0 || fname[0] == '.' || !fname[0])
+		return r1_fail(err, "%s/model.safetensors.index.json: shard name \"%s\" is not a plain file name", dir, fname);
+	if (m->n_files >= MAX_SHARDS)
+		return r1_fail(err, "%s: more than %d weight files", dir, MAX_SHARDS);
+	if (r1_path_join(path, sizeof(path), dir, fname, err) != 0)
+		return -1;
+	if (r1_st_open(&m->files[m->n_files], path, err) != 0)
+		return -1;
+	m->n_files++;
+	return 0;
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static int
+open_files(r1_model *m, const char *dir, r1_error *err)
+{
+	char		path[4096];
+	FILE	   *f;
+
+	m->files = r1_calloc(MAX_SHARDS, sizeof(r1_safetensors), err);
+	if (!m->files)
+		return -1;
+	if (r1_path_join(path, sizeof(path), dir, "model.safetensors.index.json", err) != 0)
+		return -1;
+	if ((f = fopen(path, "r")) != NULL)
+	{
+		json_error_t jerr;
+		json_t	   *root,
+				   *map;
+		const char *key;
+		json_t	   *val;
+		int			rc = 0;
+
+		root = json_loadf(f, 0, &jerr);
+		fclose(f);
+		if (!root)
+			return r1_fail(err, "%s: invalid JSON at line %d column %d: %s", path, jerr.line, jerr.column, jerr.text);
+		map = json_object_get(root, "weight_map");
+		if (!json_is_object(map))
+		{
+			json_decref(root);
+			return r1_fail(err, "%s: no \"weight_map\" object", path);
+		}
+		json_object_foreach(map, key, val)
+		{
+			if (!json_is_string(val))
+			{
+				rc = r1_fail(err, "%s: weight_map[\"%s\"] is not a file name", path, key);
+				break;
+			}
+			if ((rc = add_file(m, dir, json_string_value(val), err)) != 0)
+				break;
+		}
+		json_decref(root);
+		return rc;
+	}
+	if (r1_path_join(path, sizeof(path), dir, "model.safetensors", err) != 0)
+		return -1;
+	if ((f = fopen(path, "r")) != NULL)
+	{
+		fclose(f);
+		return add_file(m, dir, "model.safetensors", err);
+	}
+	/* no index and no model.safetensors: every *.safetensors in the directory */
+	{
+		DIR		   *d = opendir(dir);
+		struct dirent *de;
+		char	   *names[MAX_SHARDS];
+		int			n = 0,
+					rc = 0;
+
+		if (!d)
+			return r1_fail(err, "%s: cannot open the model directory", dir);
+		while ((de = readdir(d)) != NULL && n < MAX_SHARDS)
+		{
+			size_t		len = strlen(de->d_name);
+
+			if (len > 12 && strcmp(de->d_name + len - 12, ".safetensors") == 0 && de->d_name[0] != '.')
+				names[n++] = strdup(de->d_name);
+		}
+		closedir(d);
+		if (n == 0)
+			return r1_fail(err, "%s: no model.safetensors, model.safetensors.index.json or *.safetensors file", dir);
+		qsort(names, n, sizeof(char *), str_cmp);
+		for (int i = 0; i < n; i++)
+		{
+			if (rc == 0)
+				rc = add_file(m, dir, names[i], err);
+			free(names[i]);
+		}
+		return rc;
+	}
+}
+
+int
+r1_model_load(r1_model **out, const char *dir, r1_error *err)
+{
+	r1_model   *m;
+	char		path[4096];
+	size_t		len;
+
+	*out = NULL;
+	m = r1_calloc(1, sizeof(*m), err);
+	if (!m)
+		return -1;
+	len = strlen(dir);
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	if (len >= sizeof(m->path))
+	{
+		free(m);
+		return r1_fail(err, "model path too long");
+	}
+	memcpy(m->path, dir, len);
+	m->path[len] = '\0';
+	snprintf(m->name, sizeof(m->name), "%.255s", base_name(m->path));
+	if (r1_path_join(path, sizeof(path), m->path, "config.json", err) != 0 ||
+		r1_config_load(&m->cfg, path, err) != 0 ||
+		open_files(m, m->path, err) != 0 ||
+		bind_all(m, err) != 0)
+	{
+		r1_model_free(m);
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
+/* ---------- random weights ---------- */
+
+static inline uint64_t
+splitmix64(uint64_t *s)
+{
+	uint64_t	z = (*s += 0x9E3779B97F4A7C15ull);
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/*
+ * Fill n elements with uniform values of standard deviation std around mean
+ * (std 0 gives the constant).  Chunks of 4096 elements draw from a generator
+ * seeded by (seed, chunk), so threads fill in parallel and the result does
+ * not depend on the thread count.
+ */
+static void
+fill(void *dst, r1_dtype dt, size_t n, float mean, float std, uint64_t seed)
+{
+	size_t		chunks = (n + 4095) / 4096;
+	float		half_width = std * 1.7320508f;	/* uniform on [-a, a] has std a/sqrt(3) */
+
+#pragma omp parallel for schedule(static)
+	for (size_t c = 0; c < chunks; c++)
+	{
+		uint64_t	s = seed ^ (c * 0xD1B54A32D192ED03ull);
+		size_t		end = (c + 1) * 4096 < n ? (c + 1) * 4096 : n;
+
+		for (size_t i = c * 4096; i < end; i++)
+		{
+			float		u = (float) (splitmix64(&s) >> 40) * (1.0f / 16777216.0f);	/* [0,1) */
+			float		v = mean + (2.0f * u - 1.0f) * half_width;
+
+			if (dt == R1_F32)
+				((float *) dst)[i] = v;
+			else if (dt == R1_BF16)
+				((uint16_t *) dst)[i] = r1_f32_to_bf16(v);
+			else
+				((uint16_t *) dst)[i] = r1_f32_to_f16(v);
+		}
+	}
+}
+
+int
+r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t seed, r1_error *err)
+{
+	r1_model   *m;
+	const r1_config *c = cfg;
+	size_t		es = r1_dtype_size(dtype);
+	size_t		H = c->hidden_size,
+				qd = (size_t) c->n_heads * c->head_dim,
+				kvd = (size_t) c->n_kv_heads * c->head_dim,
+				I = c->intermediate_size,
+				V = c->vocab_size;
+	size_t		per_layer = 2 * H + qd * H + qd + 2 * (kvd * H + kvd) + H * qd + 3 * I * H;
+	size_t		total = V * H + H + per_layer * c->n_layers + (c->tie_embeddings ? 0 : V * H);
+	size_t		bytes;
+	char	   *p;
+	uint64_t	tensor_no = 0;
+
+	*out = NULL;
+	if (dtype != R1_F32 && dtype != R1_F16 && dtype != R1_BF16)
+		return r1_fail(err, "random weights must be F32, F16 or BF16");
+	if (r1_config_validate(cfg, "random weights", err) != 0)
+		return -1;
+	if (!r1_mul_size(total, es, &bytes))
+		return r1_fail(err, "random weights: size overflows");
+	m = r1_calloc(1, sizeof(*m), err);
+	if (!m)
+		return -1;
+	m->cfg = *cfg;
+	m->dtype = dtype;
+	m->layers = r1_calloc(c->n_layers, sizeof(r1_layer_weights), err);
+	m->owned = r1_malloc(bytes, err);
+	if (!m->layers || !m->owned)
+	{
+		r1_model_free(m);
+		return -1;
+	}
+	p = m->owned;
+
+#define NEW(t, d0, d1, mean, std) \
+	do { \
+		size_t n_ = (size_t) (d0) * ((d1) ? (size_t) (d1) : 1); \
+		(t).name = "random"; (t).file = ""; (t).dtype = dtype; \
+		(t).ndim = (d1) ? 2 : 1; (t).shape[0] = (d0); (t).shape[1] = (d1); \
+		(t).data = p; (t).nbytes = n_ * es; \
+		fill(p, dtype, n_, (mean), (std), seed * 0x9E3779B97F4A7C15ull + (++tensor_no)); \
+		p += n_ * es; \
+	} while (0)
+
+	NEW(m->embed, V, H, 0.0f, 0.02f);
+	NEW(m->final_norm, H, 0, 1.0f, 0.0f);
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		r1_layer_weights *w = &m->layers[l];
+
+		NEW(w->attn_norm, H, 0, 1.0f, 0.0f);
+		NEW(w->ffn_norm, H, 0, 1.0f, 0.0f);
+		NEW(w->wq, qd, H, 0.0f, 0.02f);
+		NEW(w->bq, qd, 0, 0.0f, 0.02f);
+		NEW(w->wk, kvd, H, 0.0f, 0.02f);
+		NEW(w->bk, kvd, 0, 0.0f, 0.02f);
+		NEW(w->wv, kvd, H, 0.0f, 0.02f);
+		NEW(w->bv, kvd, 0, 0.0f, 0.02f);
+		NEW(w->wo, H, qd, 0.0f, 0.02f);
+		NEW(w->w_gate, I, H, 0.0f, 0.02f);
+		NEW(w->w_up, I, H, 0.0f, 0.02f);
+		NEW(w->w_down, H, I, 0.0f, 0.02f);
+	}
+	if (c->tie_embeddings)
+		m->lm_head = m->embed;
+	else
+		NEW(m->lm_head, V, H, 0.0f, 0.02f);
+#undef NEW
+	m->weight_bytes = bytes;
+	snprintf(m->name, sizeof(m->name), "random-%dx%d", c->n_layers, c->hidden_size);
+	*out = m;
+	return 0;
+}
+
+void
+r1_model_free(r1_model *m)
+{
+	if (!m)
+		return;
+	if (m->files)
+		for (int i = 0; i < m->n_files; i++)
+			r1_st_close(&m->files[i]);
+	free(m->files);
+	free(m->layers);
+	free(m->owned);
+	free(m);
+}
