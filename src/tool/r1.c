@@ -49,12 +49,14 @@ die(const char *fmt,...)
 	exit(1);
 }
 
+/* a usage error is one line too; the full text only for --help */
 static void __attribute__((noreturn))
 usage(const char *msg)
 {
 	if (msg)
-		fprintf(stderr, "r1: %s\n", msg);
-	fputs(usage_text, stderr);
+		fprintf(stderr, "r1: %s (see r1 --help)\n", msg);
+	else
+		fputs(usage_text, stderr);
 	exit(2);
 }
 
@@ -267,7 +269,7 @@ read_stdin(size_t *len)
 static void
 print_json(json_t *j)
 {
-	char	   *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+	char	   *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
 
 	if (!s)
 		die("cannot format the result as JSON");
@@ -313,9 +315,19 @@ open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
 	}
 	if (r1_engine_open(&e, &eo, &err) != 0)
 		die("%s", err.msg);
+	return e;
+}
+
+/*
+ * The log line of --device auto falling back to the CPU; printed when the
+ * command has succeeded, so that an error stays the only line on stderr.
+ */
+static void
+close_engine(r1_engine *e)
+{
 	if (r1_engine_note(e)[0])
 		fprintf(stderr, "r1: %s\n", r1_engine_note(e));
-	return e;
+	r1_engine_close(e);
 }
 
 /* ---------- subcommands ---------- */
@@ -452,7 +464,7 @@ cmd_logits(const opts *o)
 	fputs("]\n", stdout);
 	free(logits);
 	free(ids);
-	r1_engine_close(e);
+	close_engine(e);
 	return 0;
 }
 
@@ -509,7 +521,7 @@ cmd_generate(const opts *o)
 	print_json(j);
 	r1_completion_free(&c);
 	free(ids);
-	r1_engine_close(e);
+	close_engine(e);
 	return 0;
 }
 
@@ -606,7 +618,7 @@ cmd_bench(const opts *o)
 	json_object_set_new(j, "threads", json_integer(o->threads));
 	print_json(j);
 	free(prompt);
-	r1_engine_close(e);
+	close_engine(e);
 	return 0;
 }
 
@@ -688,7 +700,12 @@ main(int argc, char **argv)
 	opts		o;
 	const char *cmd;
 
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+	{
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (argc < 2)
 		usage(NULL);
 	cmd = argv[1];
 	if (strcmp(cmd, "serve") == 0)

@@ -259,9 +259,9 @@ run_file(const char *label, const char *weights, const char *golden)
 		{
 			char		abs[4096];
 
-			snprintf(abs, sizeof(abs), "%s/%s", cwd, src);
+			snprintf(abs, sizeof(abs), "%.2000s/%.2000s", cwd, src);
 			symlink(abs, dst);
-			snprintf(abs, sizeof(abs), "%s/%s/qwen2-tiny/%s", cwd, fixtures, weights);
+			snprintf(abs, sizeof(abs), "%.2000s/%.1000s/qwen2-tiny/%.500s", cwd, fixtures, weights);
 			snprintf(dst, sizeof(dst), "%s/model.safetensors", dir);
 			symlink(abs, dst);
 		}
