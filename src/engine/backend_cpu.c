@@ -28,7 +28,7 @@
 #endif
 
 /* rows of a half-precision weight widened per sgemm call during prefill */
-#define WIDEN_BLOCK_ROWS 256
+#define WIDEN_BLOCK_ROWS 64
 /* from this many tokens on, a linear layer goes through BLAS */
 #define GEMM_MIN_TOKENS 8
 
@@ -56,7 +56,8 @@ typedef struct cpu_state
 	float	   *ob;				/* [T, hidden] sublayer output */
 	float	   *hg;				/* [T, intermediate] gate, then silu(gate)*up */
 	float	   *hu;				/* [T, intermediate] up */
-	float	   *widen;			/* [WIDEN_BLOCK_ROWS, max(in)] widened weight rows */
+	float	   *widen;			/* [threads, WIDEN_BLOCK_ROWS, widest] widened weight rows */
+	int			widest;			/* max(hidden, intermediate, q dim): longest weight row */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
 	size_t		scratch_bytes;
 } cpu_state;
@@ -146,20 +147,18 @@ dot_row(const void *w, r1_dtype dt, const float *x, int n)
 	return s;
 }
 
+/* widen rows [row0, row0 + nrows) of w to float32 */
 static void
 widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in)
 {
 	size_t		es = r1_dtype_size(w->dtype);
 
-#pragma omp parallel for schedule(static)
 	for (int r = 0; r < nrows; r++)
 	{
 		const void *src = (const char *) w->data + (size_t) (row0 + r) * n_in * es;
 		float	   *d = dst + (size_t) r * n_in;
 
-		if (w->dtype == R1_F32)
-			memcpy(d, src, (size_t) n_in * sizeof(float));
-		else if (w->dtype == R1_BF16)
+		if (w->dtype == R1_BF16)
 			for (int i = 0; i < n_in; i++)
 				d[i] = r1_bf16_to_f32(((const uint16_t *) src)[i]);
 		else
@@ -170,7 +169,9 @@ widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in)
 
 /*
  * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T (+ bias).  out and x must not
- * overlap.
+ * overlap.  One thread pool (OpenMP) does all the work: for prompts each
+ * thread takes blocks of weight rows, widens them into its own buffer while
+ * they are hot, and multiplies them with a single-threaded sgemm.
  */
 static void
 linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
@@ -180,18 +181,27 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 
 	if (T >= GEMM_MIN_TOKENS)
 	{
-		if (w->dtype == R1_F32)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n_out, n_in, 1.0f,
-						x, n_in, w->data, n_in, 0.0f, out, n_out);
-		else
-			for (int r0 = 0; r0 < n_out; r0 += WIDEN_BLOCK_ROWS)
-			{
-				int			nr = n_out - r0 < WIDEN_BLOCK_ROWS ? n_out - r0 : WIDEN_BLOCK_ROWS;
+		int			nblocks = (n_out + WIDEN_BLOCK_ROWS - 1) / WIDEN_BLOCK_ROWS;
 
-				widen_rows(st->widen, w, r0, nr, n_in);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, n_in, 1.0f,
-							x, n_in, st->widen, n_in, 0.0f, out + r0, n_out);
+#pragma omp parallel for schedule(dynamic)
+		for (int blk = 0; blk < nblocks; blk++)
+		{
+			int			r0 = blk * WIDEN_BLOCK_ROWS;
+			int			nr = n_out - r0 < WIDEN_BLOCK_ROWS ? n_out - r0 : WIDEN_BLOCK_ROWS;
+			const float *wf;
+
+			if (w->dtype == R1_F32)
+				wf = (const float *) w->data + (size_t) r0 * n_in;
+			else
+			{
+				float	   *buf = st->widen + (size_t) omp_get_thread_num() * WIDEN_BLOCK_ROWS * st->widest;
+
+				widen_rows(buf, w, r0, nr, n_in);
+				wf = buf;
 			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, n_in, 1.0f,
+						x, n_in, wf, n_in, 0.0f, out + r0, n_out);
+		}
 	}
 	else
 	{
@@ -349,8 +359,7 @@ cpu_memory_used(r1_backend *b)
 	cpu_state  *st = b->impl;
 
 	return st->kv_bytes + st->scratch_bytes +
-		(size_t) WIDEN_BLOCK_ROWS * (st->cfg->intermediate_size > st->cfg->hidden_size ?
-									 st->cfg->intermediate_size : st->cfg->hidden_size) * sizeof(float);
+		(size_t) st->threads * WIDEN_BLOCK_ROWS * st->widest * sizeof(float);
 }
 
 static void
@@ -584,6 +593,9 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	const r1_config *c = &m->cfg;
 	int			widest = c->intermediate_size > c->hidden_size ? c->intermediate_size : c->hidden_size;
 
+	if (c->n_heads * c->head_dim > widest)
+		widest = c->n_heads * c->head_dim;
+
 	*out = NULL;
 	if (max_slots < 1 || max_ctx < 1)
 		return r1_fail(err, "max_slots and max_ctx must be positive");
@@ -609,7 +621,8 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	st->threads = threads > 0 ? threads : omp_get_num_procs();
 	st->slots = calloc(max_slots, sizeof(cpu_slot));
 	st->inv_freq = malloc(sizeof(double) * (c->head_dim / 2));
-	st->widen = malloc(sizeof(float) * WIDEN_BLOCK_ROWS * (size_t) widest);
+	st->widest = widest;
+	st->widen = malloc(sizeof(float) * WIDEN_BLOCK_ROWS * (size_t) widest * st->threads);
 	if (!st->slots || !st->inv_freq || !st->widen)
 	{
 		cpu_destroy(b);
@@ -618,7 +631,7 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	for (int i = 0; i < c->head_dim / 2; i++)
 		st->inv_freq[i] = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
 	omp_set_num_threads(st->threads);
-	openblas_set_num_threads(st->threads);
+	openblas_set_num_threads(1);	/* BLAS runs inside our threads, never beside them */
 	*out = b;
 	return 0;
 }
