@@ -147,6 +147,56 @@ dot_row(const void *w, r1_dtype dt, const float *x, int n)
 	return s;
 }
 
+#ifdef __AVX2__
+/* 8 weights of row w from index i, widened to float32 */
+static inline __m256
+load8(const void *w, r1_dtype dt, int i)
+{
+	if (dt == R1_BF16)
+		return _mm256_castsi256_ps(_mm256_slli_epi32(
+			_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i))), 16));
+	if (dt == R1_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i)));
+	return _mm256_loadu_ps((const float *) w + i);
+}
+#endif
+
+/*
+ * out[t * stride] = dot(w, x_t) for 4 tokens at once: each weight is widened
+ * once and used four times, which is what makes small decode batches cheap.
+ */
+static void
+dot_row4(const void *w, r1_dtype dt, const float *x, int n, float *out, size_t stride)
+{
+#ifdef __AVX2__
+	__m256		a0 = _mm256_setzero_ps(),
+				a1 = _mm256_setzero_ps(),
+				a2 = _mm256_setzero_ps(),
+				a3 = _mm256_setzero_ps();
+	int			i = 0;
+
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		wv = load8(w, dt, i);
+
+		a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), a0);
+		a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + n + i), a1);
+		a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + 2 * n + i), a2);
+		a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + 3 * n + i), a3);
+	}
+	if (i == n)
+	{
+		out[0] = hsum256(a0);
+		out[stride] = hsum256(a1);
+		out[2 * stride] = hsum256(a2);
+		out[3 * stride] = hsum256(a3);
+		return;
+	}
+#endif
+	for (int t = 0; t < 4; t++)
+		out[t * stride] = dot_row(w, dt, x + (size_t) t * n, n);
+}
+
 /* widen rows [row0, row0 + nrows) of w to float32 */
 static void
 widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in)
@@ -211,7 +261,11 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 		{
 			const void *row = (const char *) w->data + (size_t) r * n_in * es;
 
-			for (int t = 0; t < T; t++)
+			int			t = 0;
+
+			for (; t + 4 <= T; t += 4)
+				dot_row4(row, w->dtype, x + (size_t) t * n_in, n_in, out + (size_t) t * n_out + r, n_out);
+			for (; t < T; t++)
 				out[(size_t) t * n_out + r] = dot_row(row, w->dtype, x + (size_t) t * n_in, n_in);
 		}
 	}

@@ -142,6 +142,12 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 			r1_model_random(&e->model, &cfg, opts->random_dtype ? opts->random_dtype : R1_BF16,
 							opts->random_seed, err) != 0)
 			goto fail;
+		{
+			const char *base = strrchr(opts->random_shape, '/');
+
+			snprintf(e->model->name, sizeof(e->model->name), "random-%.200s",
+					 base ? base + 1 : opts->random_shape);
+		}
 	}
 	else
 	{

@@ -356,6 +356,21 @@ check_paths(r1_dtype dt)
 				worst = e;
 		}
 		ok(worst < 1e-4, "%s: prefill (BLAS) and decode (dot) agree, rel err %.2e", r1_dtype_name(dt), worst);
+		/* 5 tokens at once take the 4-token dot kernel plus one single */
+		{
+			int			s2 = 1,
+						p0 = 0,
+						n5 = 5;
+			r1_batch	five = {1, &s2, &p0, &n5, toks, 1};
+			float	   *got = malloc(sizeof(float) * 5 * vocab);
+
+			be->release_slot(be, 1);
+			ok(be->forward(be, &five, got, &err) == 0 &&
+			   rel_err(got, all, (size_t) 5 * vocab) < 1e-4,
+			   "%s: a 5-token batch (4-token dot kernel) agrees, rel err %.2e", r1_dtype_name(dt),
+			   rel_err(got, all, (size_t) 5 * vocab));
+			free(got);
+		}
 		be->destroy(be);
 	}
 	free(all);
