@@ -364,11 +364,13 @@ check_paths(r1_dtype dt)
 			r1_batch	five = {1, &s2, &p0, &n5, toks, 1};
 			float	   *got = malloc(sizeof(float) * 5 * vocab);
 
+			double		e5 = INFINITY;
+
 			be->release_slot(be, 1);
-			ok(be->forward(be, &five, got, &err) == 0 &&
-			   rel_err(got, all, (size_t) 5 * vocab) < 1e-4,
-			   "%s: a 5-token batch (4-token dot kernel) agrees, rel err %.2e", r1_dtype_name(dt),
-			   rel_err(got, all, (size_t) 5 * vocab));
+			if (be->forward(be, &five, got, &err) == 0)
+				e5 = rel_err(got, all, (size_t) 5 * vocab);
+			ok(e5 < 1e-4, "%s: a 5-token batch (4-token dot kernel) agrees, rel err %.2e",
+			   r1_dtype_name(dt), e5);
 			free(got);
 		}
 		be->destroy(be);
