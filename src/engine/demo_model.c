@@ -38,8 +38,12 @@ r1_demo_model_write(const char *dir, const int32_t *chain, int n, int vocab, int
 				rc = -1;
 	size_t		zero_elems;
 
-	if (n < 2)
+	if (!chain || n < 2)
 		return r1_fail(err, "demo model: the chain needs at least 2 tokens");
+	if (n > 4096)
+		return r1_fail(err, "demo model: a chain of %d tokens is too long (at most 4096)", n);
+	if (vocab < 1 || vocab > (1 << 22))
+		return r1_fail(err, "demo model: vocab_size %d out of range [1, %d]", vocab, 1 << 22);
 	for (int i = 0; i < n; i++)
 	{
 		if (chain[i] < 0 || chain[i] >= vocab)

@@ -271,35 +271,79 @@ splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
+/* a 32-bit integer hash (Wellons' lowbias32): cheap and vectorizable */
+static inline uint32_t
+hash32(uint32_t x)
+{
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+#define FILL_CHUNK 4096
+
+/* 24 random bits for element j of a chunk keyed by the 64 bits (khi, klo) */
+#define RAND24(j) (hash32(hash32((uint32_t) (j) ^ klo) ^ khi) >> 8)
+
 /*
  * Fill n elements with uniform values of standard deviation std around mean
- * (std 0 gives the constant).  Chunks of 4096 elements draw from a generator
- * seeded by (seed, chunk), so threads fill in parallel and the result does
- * not depend on the thread count.
+ * (std 0 gives the constant).  Element j of chunk c (FILL_CHUNK elements) is
+ * a hash of j and a 64-bit key(seed, c), so threads fill chunks in parallel, the inner
+ * loop vectorizes, and the result does not depend on the thread count.
  */
 static void
 fill(void *dst, r1_dtype dt, size_t n, float mean, float std, uint64_t seed)
 {
-	size_t		chunks = (n + 4095) / 4096;
+	size_t		chunks = (n + FILL_CHUNK - 1) / FILL_CHUNK;
 	float		half_width = std * 1.7320508f;	/* uniform on [-a, a] has std a/sqrt(3) */
+	float		scale = 2.0f * half_width / 16777216.0f;
+	float		lo = mean - half_width;
 
 #pragma omp parallel for schedule(static)
 	for (size_t c = 0; c < chunks; c++)
 	{
-		uint64_t	s = seed ^ (c * 0xD1B54A32D192ED03ull);
-		size_t		end = (c + 1) * 4096 < n ? (c + 1) * 4096 : n;
+		uint64_t	s = seed ^ ((uint64_t) c * 0xD1B54A32D192ED03ull);
+		uint64_t	k = splitmix64(&s);
+		uint32_t	klo = (uint32_t) k,
+					khi = (uint32_t) (k >> 32);
+		size_t		begin = c * FILL_CHUNK;
+		int			len = (int) (n - begin < FILL_CHUNK ? n - begin : FILL_CHUNK);
 
-		for (size_t i = c * 4096; i < end; i++)
+		if (dt == R1_F32)
 		{
-			float		u = (float) (splitmix64(&s) >> 40) * (1.0f / 16777216.0f);	/* [0,1) */
-			float		v = mean + (2.0f * u - 1.0f) * half_width;
+			float	   *out = (float *) dst + begin;
 
-			if (dt == R1_F32)
-				((float *) dst)[i] = v;
-			else if (dt == R1_BF16)
-				((uint16_t *) dst)[i] = r1_f32_to_bf16(v);
-			else
-				((uint16_t *) dst)[i] = r1_f32_to_f16(v);
+#pragma omp simd
+			for (int j = 0; j < len; j++)
+				out[j] = lo + (float) RAND24(j) * scale;
+		}
+		else if (dt == R1_BF16)
+		{
+			uint16_t   *out = (uint16_t *) dst + begin;
+
+#pragma omp simd
+			for (int j = 0; j < len; j++)
+			{
+				union
+				{
+					float		f;
+					uint32_t	u;
+				}			v;
+
+				/* finite values: round to nearest even without the NaN case */
+				v.f = lo + (float) RAND24(j) * scale;
+				out[j] = (uint16_t) ((v.u + 0x7fffu + ((v.u >> 16) & 1)) >> 16);
+			}
+		}
+		else
+		{
+			uint16_t   *out = (uint16_t *) dst + begin;
+
+			for (int j = 0; j < len; j++)
+				out[j] = r1_f32_to_f16(lo + (float) RAND24(j) * scale);
 		}
 	}
 }
@@ -378,6 +422,20 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 #undef NEW
 	m->weight_bytes = bytes;
 	snprintf(m->name, sizeof(m->name), "random-%dx%d", c->n_layers, c->hidden_size);
+	{
+		static const char *const presets[] = {"1.5b", "7b", "14b", "32b"};
+
+		for (int i = 0; i < 4; i++)
+		{
+			r1_config	p;
+
+			if (r1_config_preset(&p, presets[i], NULL) == 0 && p.vocab_size == c->vocab_size &&
+				p.hidden_size == c->hidden_size && p.intermediate_size == c->intermediate_size &&
+				p.n_layers == c->n_layers && p.n_heads == c->n_heads && p.n_kv_heads == c->n_kv_heads &&
+				p.head_dim == c->head_dim && p.tie_embeddings == c->tie_embeddings)
+				snprintf(m->name, sizeof(m->name), "random-%s", presets[i]);
+		}
+	}
 	*out = m;
 	return 0;
 }

@@ -8,11 +8,12 @@
  */
 #include "safetensors.h"
 
+#include <errno.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_HEADER_BYTES (100u << 20)
 #define MAX_NAME_BYTES 255
@@ -83,14 +84,22 @@ r1_tensor_numel(const r1_tensor *t)
 float
 r1_tensor_get_f32(const r1_tensor *t, size_t i)
 {
+	/* memcpy: the format does not promise aligned data offsets */
+	const uint8_t *p = t->data;
+	float		f;
+	uint16_t	h;
+
 	switch (t->dtype)
 	{
 		case R1_F32:
-			return ((const float *) t->data)[i];
+			memcpy(&f, p + 4 * i, 4);
+			return f;
 		case R1_BF16:
-			return r1_bf16_to_f32(((const uint16_t *) t->data)[i]);
+			memcpy(&h, p + 2 * i, 2);
+			return r1_bf16_to_f32(h);
 		case R1_F16:
-			return r1_f16_to_f32(((const uint16_t *) t->data)[i]);
+			memcpy(&h, p + 2 * i, 2);
+			return r1_f16_to_f32(h);
 		default:
 			return 0.0f;
 	}
@@ -160,6 +169,14 @@ parse_entry(r1_safetensors *st, const char *name, json_t *v, const uint8_t *data
 	if (!r1_mul_size(numel, esize, &nbytes) || nbytes != (size_t) (end - begin))
 		return r1_fail(err, "%s: tensor \"%s\": data_offsets [%lld, %lld] hold %lld bytes, shape and dtype need %zu",
 					   file, name, (long long) begin, (long long) end, (long long) (end - begin), nbytes);
+	/*
+	 * The backends read elements in place, so each tensor must start on a
+	 * multiple of its element size (files from the safetensors library do:
+	 * it pads the header to 8 bytes and orders tensors by dtype size).
+	 */
+	if (nbytes && (uintptr_t) (data + begin) % esize != 0)
+		return r1_fail(err, "%s: tensor \"%s\": data at offset %lld is not aligned to its %zu-byte elements (rewrite the file with the safetensors library)",
+					   file, name, (long long) begin, esize);
 	memcpy(*names_pos, name, nlen + 1);
 	t->name = *names_pos;
 	*names_pos += nlen + 1;
@@ -204,9 +221,16 @@ r1_st_open(r1_safetensors *st, const char *path, r1_error *err)
 		goto fail;
 	}
 	root = json_loadb((const char *) bytes + 8, (size_t) hlen, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root && strncmp(jerr.text, "duplicate object key", 20) == 0)
+	{
+		/* jansson's text is "duplicate object key near '\"name\"'" */
+		r1_fail(err, "%s: the header names a tensor twice (%s)", file, jerr.text);
+		goto fail;
+	}
 	if (!root || !json_is_object(root))
 	{
-		r1_fail(err, "%s: header is not a JSON object: %s", file, root ? "wrong type" : jerr.text);
+		r1_fail(err, "%s: header is not a JSON object: %s", file,
+				root ? "it is another JSON value" : jerr.text);
 		json_decref(root);
 		goto fail;
 	}
@@ -276,10 +300,52 @@ r1_st_write(const char *path, const r1_tensor *entries, int n, r1_error *err)
 	uint8_t		len8[8];
 	int			rc = 0;
 
-	for (int i = 0; i < n; i++)
+	int		   *order;
+
+	if (!hdr)
+		return r1_fail(err, "%s: out of memory", path);
+	/* data in order of element size, largest first, so every tensor is aligned */
+	order = malloc(sizeof(int) * (n > 0 ? n : 1));
+	if (!order)
 	{
-		json_t	   *e = json_object();
-		json_t	   *shape = json_array();
+		json_decref(hdr);
+		return r1_fail(err, "%s: out of memory", path);
+	}
+	{
+		int			k = 0;
+
+		for (size_t es = 8; es >= 1; es /= 2)
+			for (int j = 0; j < n; j++)
+			{
+				size_t		s = r1_dtype_size(entries[j].dtype);
+
+				if (s == es || (es == 1 && (s == 0 || s > 8 || (s & (s - 1)))))
+					order[k++] = j;
+			}
+	}
+	for (int k = 0; k < n; k++)
+	{
+		int			i = order[k];
+		json_t	   *e;
+		json_t	   *shape;
+		size_t		want = r1_dtype_size(entries[i].dtype);
+		int			bad = entries[i].ndim < 0 || entries[i].ndim > R1_MAX_DIMS;
+
+		for (int d = 0; !bad && d < entries[i].ndim; d++)
+			bad = entries[i].shape[d] < 0 || !r1_mul_size(want, (size_t) entries[i].shape[d], &want);
+		if (bad || r1_dtype_size(entries[i].dtype) == 0 || want != entries[i].nbytes ||
+			(entries[i].nbytes && !entries[i].data) || !entries[i].name || !entries[i].name[0] ||
+			strlen(entries[i].name) > MAX_NAME_BYTES || strcmp(entries[i].name, "__metadata__") == 0 ||
+			json_object_get(hdr, entries[i].name) != NULL)
+		{
+			json_decref(hdr);
+			free(order);
+			return r1_fail(err, "%s: tensor \"%s\": cannot write it (bad or repeated name, dtype %s, or %zu bytes for its shape)",
+						   path, entries[i].name ? entries[i].name : "", r1_dtype_name(entries[i].dtype),
+						   entries[i].nbytes);
+		}
+		e = json_object();
+		shape = json_array();
 
 		for (int d = 0; d < entries[i].ndim; d++)
 			json_array_append_new(shape, json_integer(entries[i].shape[d]));
@@ -287,13 +353,21 @@ r1_st_write(const char *path, const r1_tensor *entries, int n, r1_error *err)
 		json_object_set_new(e, "shape", shape);
 		json_object_set_new(e, "data_offsets",
 							json_pack("[II]", (json_int_t) off, (json_int_t) (off + entries[i].nbytes)));
-		json_object_set_new(hdr, entries[i].name, e);
+		if (json_object_set_new(hdr, entries[i].name, e) != 0)
+		{
+			json_decref(hdr);
+			free(order);
+			return r1_fail(err, "%s: tensor \"%s\": cannot write it (name not UTF-8?)", path, entries[i].name);
+		}
 		off += entries[i].nbytes;
 	}
 	hjson = json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(hdr);
 	if (!hjson)
+	{
+		free(order);
 		return r1_fail(err, "%s: cannot format the header", path);
+	}
 	hlen = strlen(hjson);
 	pad = (8 - hlen % 8) % 8;	/* data starts 8-byte aligned, as the format recommends */
 	for (int i = 0; i < 8; i++)
@@ -302,16 +376,27 @@ r1_st_write(const char *path, const r1_tensor *entries, int n, r1_error *err)
 	if (!f)
 	{
 		free(hjson);
-		return r1_fail(err, "%s: cannot create", path);
+		free(order);
+		return r1_fail(err, "%s: cannot create: %s", path, strerror(errno));
 	}
 	if (fwrite(len8, 1, 8, f) != 8 || fwrite(hjson, 1, hlen, f) != hlen ||
 		fwrite("        ", 1, pad, f) != pad)
 		rc = -1;
-	for (int i = 0; i < n && rc == 0; i++)
-		if (entries[i].nbytes && fwrite(entries[i].data, 1, entries[i].nbytes, f) != entries[i].nbytes)
+	for (int k = 0; k < n && rc == 0; k++)
+	{
+		const r1_tensor *e = &entries[order[k]];
+
+		if (e->nbytes && fwrite(e->data, 1, e->nbytes, f) != e->nbytes)
 			rc = -1;
+	}
 	if (fclose(f) != 0)
 		rc = -1;
 	free(hjson);
-	return rc ? r1_fail(err, "%s: write failed", path) : 0;
+	free(order);
+	if (rc)
+	{
+		unlink(path);
+		return r1_fail(err, "%s: write failed", path);
+	}
+	return 0;
 }

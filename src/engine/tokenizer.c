@@ -192,7 +192,7 @@ strtab_put(strtab *t, const char *s, size_t len, int32_t id, r1_error *err)
 		t->entries = ne;
 		t->cap = ncap;
 	}
-	if (t->arena_len + len > t->arena_cap)
+	if (!t->arena || t->arena_len + len > t->arena_cap)
 	{
 		size_t		ncap = t->arena_cap ? t->arena_cap * 2 : 65536;
 		char	   *na;

@@ -151,6 +151,19 @@ main(void)
 		is_int(ref->layers[1].w_gate.shape[0], 160, "gate_proj rows");
 		ok(ref->lm_head.data != ref->embed.data, "untied lm_head");
 		is_str(ref->name, "qwen2-tiny", "name is the directory");
+		is_str(ref->cfg.torch_dtype, "float32", "torch_dtype");
+		ok(ref->cfg.bos_id == 1 && ref->cfg.eos_id == 2 && !ref->cfg.tie_embeddings, "bos, eos, untied");
+		is_int(ref->cfg.max_position, 512, "max_position_embeddings");
+		/* values read with Python from the file */
+		ok(r1_tensor_get_f32(&ref->embed, 0) == 2.509744167327881f &&
+		   r1_tensor_get_f32(&ref->lm_head, 1) == -0.20153209567070007f &&
+		   r1_tensor_get_f32(&ref->final_norm, 7) == 1.0669691562652588f &&
+		   r1_tensor_get_f32(&ref->layers[1].bk, 31) == 0.039030950516462326f &&
+		   r1_tensor_get_f32(&ref->layers[0].w_down, 7) == 0.07700114697217941f, "weight values");
+		is_int(ref->weight_bytes, 611256 - 8 - 2736, "weight_bytes: every tensor of the file");
+		ok(ref->layers[0].wq.shape[0] == 64 && ref->layers[0].wk.shape[0] == 32 &&
+		   ref->layers[0].bv.shape[0] == 32 && ref->layers[0].wo.shape[1] == 64 &&
+		   ref->layers[0].w_down.shape[1] == 160, "attention and MLP shapes");
 	}
 	else
 		diag("%s", err.msg);
@@ -160,6 +173,9 @@ main(void)
 	if (ok(r1_model_load(&m, d, &err) == 0, "bf16 checkpoint loads"))
 	{
 		is_int(m->dtype, R1_BF16, "dtype BF16");
+		ok(r1_tensor_get_f32(&m->embed, 0) == 2.515625f && r1_tensor_get_f32(&m->final_norm, 7) == 1.0703125f &&
+		   r1_tensor_get_f32(&m->layers[1].bk, 31) == 0.0390625f, "bf16 weight values");
+		is_int(m->weight_bytes, 307024 - 8 - 2760, "bf16 weight_bytes");
 		ok(ref && fabsf(r1_tensor_get_f32(&m->embed, 100) - r1_tensor_get_f32(&ref->embed, 100)) <=
 		   fabsf(r1_tensor_get_f32(&ref->embed, 100)) / 128, "bf16 value is the rounded f32 value");
 		r1_model_free(m);
@@ -208,6 +224,29 @@ main(void)
 		snprintf(path, sizeof(path), "%s/model.safetensors.index.json", d);
 		write_text(path, "{\"weight_map\": {\"model.norm.weight\": \"../../etc/passwd\"}}");
 		expect_fail(d, "not a plain file name", "index with a path outside the directory");
+		write_text(path, "{\"weight_map\": {\"model.norm.weight\": \"..\"}}");
+		expect_fail(d, "not a plain file name", "index naming ..");
+		write_text(path, "{\"weight_map\": {\"model.norm.weight\": ");
+		expect_fail(d, "model.safetensors.index.json: invalid JSON", "index.json with bad JSON");
+		write_text(path, "{\"metadata\": {}}");
+		expect_fail(d, "no \"weight_map\"", "index.json without weight_map");
+		/* no index and no model.safetensors: every *.safetensors, sorted */
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/b-second.safetensors", d);
+		r1_st_write(path, src->tensors + half, src->n_tensors - half, &err);
+		snprintf(path, sizeof(path), "%s/a-first.safetensors", d);
+		r1_st_write(path, src->tensors, half, &err);
+		snprintf(path, sizeof(path), "%s/model-00001-of-00002.safetensors", d);
+		unlink(path);
+		if (ok(r1_model_load(&m, d, &err) == 0, "directory of *.safetensors without an index loads"))
+		{
+			ok(m->n_files == 2 && strstr(m->files[0].path, "a-first") && strstr(m->files[1].path, "b-second"),
+			   "files opened in sorted order");
+			ok(same_weights(ref, m), "same weights");
+			r1_model_free(m);
+		}
+		else
+			diag("%s", err.msg);
 
 		/* tied embeddings: no lm_head tensor */
 		d = new_dir("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true", NULL);
@@ -250,6 +289,37 @@ main(void)
 			snprintf(path, sizeof(path), "%s/model.safetensors", d);
 			r1_st_write(path, kept, src->n_tensors, &err);
 			expect_fail(d, "model.norm.weight\": dtype I32", "wrong dtype named");
+			/* F64: write it as I64 (same size) and rename the dtype in the header */
+			for (int i = 0; i < src->n_tensors; i++)
+				kept[i] = src->tensors[i];
+			{
+				float	   *w = malloc(sizeof(double) * 64);
+				size_t		len;
+				char	   *bytes;
+				char	   *at;
+
+				for (int i = 0; i < src->n_tensors; i++)
+					if (strcmp(kept[i].name, "model.layers.0.input_layernorm.weight") == 0)
+					{
+						kept[i].dtype = R1_I64;
+						kept[i].data = w;
+						kept[i].nbytes = sizeof(double) * 64;
+					}
+				memset(w, 0, sizeof(double) * 64);
+				d = new_dir(NULL, NULL, NULL);
+				snprintf(path, sizeof(path), "%s/model.safetensors", d);
+				r1_st_write(path, kept, src->n_tensors, &err);
+				bytes = read_all(path, &len);
+				if (bytes && (at = strstr(bytes + 8, "\"I64\"")) != NULL)
+				{
+					at[1] = 'F';
+					write_bytes(path, bytes, len);
+				}
+				free(bytes);
+				free(w);
+				expect_fail(d, "model.safetensors: tensor \"model.layers.0.input_layernorm.weight\": dtype other",
+							"F64 weight named, with its file");
+			}
 			free(kept);
 		}
 	}
@@ -293,6 +363,11 @@ main(void)
 				write_bytes(path, data, cuts[i]);
 				snprintf(name, sizeof(name), "file truncated at %zu of %zu bytes", cuts[i], len);
 				expect_fail(d, "model.safetensors", name);
+				if (cuts[i] > 8 + hlen)
+				{
+					ok(r1_model_load(&m, d, &err) != 0 && strstr(err.msg, "model.safetensors: tensor \"") &&
+					   strstr(err.msg, "file truncated?"), "%s: names the tensor", name);
+				}
 			}
 			/* a header length beyond the file */
 			d = new_dir(NULL, NULL, NULL);
@@ -356,6 +431,61 @@ main(void)
 		}
 	}
 
+	/* config.json variants, parsed directly */
+	{
+#define BASE "\"vocab_size\": 1000, \"hidden_size\": 256, \"intermediate_size\": 512, " \
+			 "\"num_hidden_layers\": 2, \"num_attention_heads\": 8"
+		const char *j;
+
+		j = "{\"model_type\": \"qwen2\", " BASE ", \"eos_token_id\": [151643, 151645], \"dtype\": \"bfloat16\"}";
+		if (ok(r1_config_parse(&cfg, j, strlen(j), "c.json", &err) == 0, "model_type qwen2 without architectures"))
+		{
+			ok(cfg.n_kv_heads == 8 && cfg.head_dim == 32, "kv heads default to heads, head_dim = hidden/heads");
+			ok(cfg.rope_theta == 10000.0f && cfg.rms_norm_eps == 1e-6f, "rope_theta and eps defaults");
+			ok(cfg.eos_id == 151643 && cfg.bos_id == -1, "eos from a list, bos absent");
+			is_str(cfg.torch_dtype, "bfloat16", "\"dtype\" read when torch_dtype is absent");
+			ok(!cfg.tie_embeddings, "untied by default");
+		}
+		else
+			diag("%s", err.msg);
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"head_dim\": 64, \"num_key_value_heads\": 2, "
+			"\"rope_parameters\": {\"rope_theta\": 1000000.0, \"rope_type\": \"default\"}, "
+			"\"rope_scaling\": {\"type\": \"default\"}, \"tie_word_embeddings\": true, \"rms_norm_eps\": 1e-5}";
+		if (ok(r1_config_parse(&cfg, j, strlen(j), "c.json", &err) == 0, "rope_parameters, head_dim, default rope_scaling"))
+			ok(cfg.head_dim == 64 && cfg.rope_theta == 1e6f && cfg.tie_embeddings && cfg.rms_norm_eps == 1e-5f,
+			   "head_dim, rope_theta, tied, eps read");
+		else
+			diag("%s", err.msg);
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\"}}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "c.json: rope_scaling is not supported",
+				   "yarn rope_scaling rejected");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 5e5}}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "rope_type \"llama3\" is not supported",
+				   "llama3 rope_parameters rejected");
+		j = "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": \"mistral\", " BASE "}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err,
+				   "unknown architecture MistralForCausalLM: r1_pg supports Qwen2ForCausalLM (DeepSeek-R1-Distill-Qwen)",
+				   "unknown architecture message");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"vocab_size\": 1000, \"hidden_size\": 256, "
+			"\"num_hidden_layers\": 2, \"num_attention_heads\": 8}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "c.json: missing \"intermediate_size\"",
+				   "missing size");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"num_hidden_layers\": 0}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "num_hidden_layers 0", "zero layers");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"vocab_size\": 1000, \"hidden_size\": 131072, "
+			"\"intermediate_size\": 512, \"num_hidden_layers\": 2, \"num_attention_heads\": 8}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "hidden_size 131072 out of range",
+				   "hidden size too large");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"vocab_size\": 99999999}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "vocab_size 99999999", "vocab too large");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"hidden_size\": \"256\"}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "\"hidden_size\" must be an integer",
+				   "size as a string");
+		j = "[1]";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "not a JSON object", "config not an object");
+#undef BASE
+	}
+
 	/* presets and random weights */
 	ok(r1_config_preset(&cfg, "1.5B", &err) == 0 && cfg.hidden_size == 1536 && cfg.n_layers == 28 &&
 	   cfg.n_kv_heads == 2 && cfg.intermediate_size == 8960 && cfg.vocab_size == 151936, "1.5b preset");
@@ -364,6 +494,12 @@ main(void)
 	ok(r1_config_preset(&cfg, "14b", &err) == 0 && cfg.n_layers == 48 && cfg.n_kv_heads == 8, "14b preset");
 	ok(r1_config_preset(&cfg, "32b", &err) == 0 && cfg.n_layers == 64 && cfg.intermediate_size == 27648, "32b preset");
 	fails_with(r1_config_preset(&cfg, "3b", &err), err, "3b", "unknown preset is read as a path and fails");
+	ok(r1_config_preset(&cfg, "1.5b", &err) == 0 && cfg.head_dim == 128 && cfg.n_heads == 12 &&
+	   cfg.rope_theta == 10000.0f && cfg.rms_norm_eps == 1e-6f && cfg.max_position == 131072 &&
+	   !cfg.tie_embeddings && cfg.bos_id == 151646 && cfg.eos_id == 151643, "1.5b preset details");
+	ok(r1_config_preset(&cfg, "32B", &err) == 0 && cfg.hidden_size == 5120, "presets are case-insensitive");
+	snprintf(path, sizeof(path), "%s/config.json", fixture);
+	ok(r1_config_preset(&cfg, path, &err) == 0 && cfg.hidden_size == 64, "a preset name that is a config.json path");
 	if (ref)
 	{
 		r1_model   *a,
@@ -377,10 +513,69 @@ main(void)
 		   "same seed, same weights");
 		ok(memcmp(a->owned, c->owned, a->weight_bytes) != 0, "another seed, other weights");
 		is_int(a->layers[1].w_up.shape[1], 64, "random weights have the config's shapes");
-		ok(r1_tensor_get_f32(&a->final_norm, 3) == 1.0f, "norm weights are 1");
+		ok(r1_tensor_get_f32(&a->final_norm, 3) == 1.0f && r1_tensor_get_f32(&a->layers[1].attn_norm, 63) == 1.0f,
+		   "norm weights are 1");
+		is_str(a->name, "random-2x64", "random model name");
+		is_int(a->dtype, R1_BF16, "random dtype");
+		ok(a->lm_head.data != a->embed.data, "untied random lm_head");
+		{
+			double		sum = 0,
+						sq = 0,
+						big = 0;
+			size_t		n = (size_t) r1_tensor_numel(&a->layers[0].w_gate);
+
+			for (size_t i = 0; i < n; i++)
+			{
+				double		v = r1_tensor_get_f32(&a->layers[0].w_gate, i);
+
+				sum += v;
+				sq += v * v;
+				big = fmax(big, fabs(v));
+			}
+			ok(fabs(sum / n) < 0.002 && fabs(sqrt(sq / n) - 0.02) < 0.002 && big < 0.0351,
+			   "matrix values uniform, mean 0, std 0.02 (mean %.4f, std %.4f, max %.4f)", sum / n, sqrt(sq / n), big);
+			ok(fabs(r1_tensor_get_f32(&a->layers[0].bq, 0)) < 0.0351, "biases small");
+		}
+		{
+			size_t		total = 0;
+			const r1_tensor *ts[] = {&a->embed, &a->final_norm, &a->lm_head};
+
+			for (int i = 0; i < 3; i++)
+				total += ts[i]->nbytes;
+			for (int l = 0; l < a->cfg.n_layers; l++)
+			{
+				const r1_layer_weights *w = &a->layers[l];
+
+				total += w->attn_norm.nbytes + w->wq.nbytes + w->bq.nbytes + w->wk.nbytes + w->bk.nbytes +
+					w->wv.nbytes + w->bv.nbytes + w->wo.nbytes + w->ffn_norm.nbytes + w->w_gate.nbytes +
+					w->w_up.nbytes + w->w_down.nbytes;
+			}
+			is_int(a->weight_bytes, total, "random weight_bytes is the sum of the tensors");
+			is_int(a->weight_bytes, ref->weight_bytes / 2, "random bf16 weights: half the f32 fixture's bytes");
+		}
 		r1_model_free(a);
 		r1_model_free(b);
 		r1_model_free(c);
+		cfg = ref->cfg;
+		cfg.tie_embeddings = 1;
+		if (ok(r1_model_random(&a, &cfg, R1_F32, 1, &err) == 0, "random f32 tied weights"))
+		{
+			ok(a->lm_head.data == a->embed.data && a->dtype == R1_F32 && a->embed.nbytes == 512 * 64 * 4,
+			   "tied, f32");
+			ok(fabsf(r1_tensor_get_f32(&a->embed, 77)) < 0.0351f && r1_tensor_get_f32(&a->final_norm, 0) == 1.0f,
+			   "f32 values");
+			r1_model_free(a);
+		}
+		if (ok(r1_model_random(&a, &ref->cfg, R1_F16, 1, &err) == 0, "random f16 weights"))
+		{
+			ok(a->dtype == R1_F16 && fabsf(r1_tensor_get_f32(&a->embed, 77)) < 0.0351f &&
+			   r1_tensor_get_f32(&a->final_norm, 0) == 1.0f, "f16 values");
+			r1_model_free(a);
+		}
+		fails_with(r1_model_random(&a, &ref->cfg, R1_I64, 1, &err), err, "F32, F16 or BF16", "random I64 rejected");
+		cfg = ref->cfg;
+		cfg.n_kv_heads = 3;
+		fails_with(r1_model_random(&a, &cfg, R1_BF16, 1, &err), err, "not a multiple", "random: config validated");
 	}
 
 	/* the demo model rejects chains it cannot spell */
@@ -391,9 +586,76 @@ main(void)
 		d = new_dir(NULL, NULL, NULL);
 		fails_with(r1_demo_model_write(d, rep, 4, 512, 1, 2, &err), err, "occurs twice", "demo chain with a repeat");
 		fails_with(r1_demo_model_write(d, out, 2, 512, 1, 2, &err), err, "out of range", "demo chain id out of range");
+		fails_with(r1_demo_model_write(d, out, 1, 512, 1, 2, &err), err, "at least 2", "demo chain of 1 token");
 		ok(r1_demo_model_write(d, (int32_t[]) {5, 6, 7, 2}, 4, 512, 1, 2, &err) == 0, "demo model written");
 		if (ok(r1_model_load(&m, d, &err) == 0, "demo model loads back"))
 			r1_model_free(m);
+		else
+			diag("%s", err.msg);
+		/* a longer chain at the real vocabulary: follow it with embed -> RMSNorm -> lm_head */
+		{
+			enum
+			{
+			N = 70, V = 151936
+			};
+			int32_t		chain[N];
+			int			follows = 1;
+			double		margin = 1e9;
+
+			for (int i = 0; i < N; i++)
+				chain[i] = (i * 7919 + 100) % V;
+			chain[N - 1] = chain[3];	/* the last token may repeat an earlier one */
+			if (ok(r1_demo_model_write(d, chain, N, V, 151646, 151643, &err) == 0, "demo model of 70 tokens") &&
+				ok(r1_model_load(&m, d, &err) == 0, "it loads"))
+			{
+				int			H = m->cfg.hidden_size;
+				float	   *x = malloc(sizeof(float) * H);
+
+				is_int(H, 128, "hidden size: multiple of 64 above the chain");
+				ok(m->dtype == R1_BF16 && m->cfg.n_layers == 1 && m->cfg.vocab_size == V && m->cfg.bos_id == 151646 &&
+				   m->cfg.eos_id == 151643, "bf16, one layer, the ids given");
+				for (int i = 0; i + 1 < N; i++)
+				{
+					double		ss = 0,
+								best = -1e30,
+								second = -1e30;
+					int			arg = -1;
+
+					for (int h = 0; h < H; h++)
+					{
+						x[h] = r1_tensor_get_f32(&m->embed, (size_t) chain[i] * H + h);
+						ss += (double) x[h] * x[h];
+					}
+					for (int h = 0; h < H; h++)
+						x[h] = x[h] / sqrt(ss / H + m->cfg.rms_norm_eps) * r1_tensor_get_f32(&m->final_norm, h);
+					for (int v = 0; v < V; v++)
+					{
+						double		logit = 0;
+
+						for (int h = 0; h < H; h++)
+							if (x[h] != 0)	/* x is one-hot: skip the zeros */
+								logit += x[h] * r1_tensor_get_f32(&m->lm_head, (size_t) v * H + h);
+						if (logit > best)
+						{
+							second = best;
+							best = logit;
+							arg = v;
+						}
+						else if (logit > second)
+							second = logit;
+					}
+					if (arg != chain[i + 1])
+						follows = 0;
+					margin = fmin(margin, best - second);
+				}
+				ok(follows, "greedy decoding follows the chain");
+				ok(margin >= 50, "winning margin %.1f >= 50", margin);
+				free(x);
+				r1_model_free(m);
+			}
+			else
+				diag("%s", err.msg);
+		}
 	}
 
 	r1_model_free(ref);
