@@ -1,0 +1,86 @@
+/*
+ * r1_kernels.cuh - launchers of the CUDA backend's own kernels
+ * (kernels/r1_kernels.cu), callable from C (src/engine/backend_cuda.c).
+ *
+ * Every launcher takes a stream, launches asynchronously and returns the
+ * launch status (cudaGetLastError()); a fault while running surfaces at the
+ * next synchronising call, which the backend checks too.
+ *
+ * Number formats: the residual stream and every GEMM output are float32; the
+ * inputs of GEMMs (normed activations, attention output, SwiGLU output) and
+ * the KV cache are bf16 (as uint16_t bits on the C side); RMSNorm weights,
+ * biases and the RoPE table are float32.
+ */
+#ifndef R1_KERNELS_CUH
+#define R1_KERNELS_CUH
+
+#include <stdint.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C"
+{
+#endif
+
+/* head dimensions the attention kernel is instantiated for */
+#define R1K_HEAD_DIM_OK(hd) ((hd) == 16 || (hd) == 32 || (hd) == 64 || (hd) == 128 || (hd) == 256)
+
+/* x[t, :] = float(table[tokens[t], :]);  x [T, H] f32, table [vocab, H] bf16 */
+cudaError_t r1k_embed(cudaStream_t s, float *x, const uint16_t *table, const int32_t *tokens,
+					  int T, int H);
+
+/*
+ * out[r, :] = bf16(x[src, :] * rsqrt(mean(x[src, :]^2) + eps) * w), src = rows ? rows[r] : r;
+ * out [n_rows, H] bf16, x [*, H] f32, w [H] f32
+ */
+cudaError_t r1k_rmsnorm(cudaStream_t s, uint16_t *out, const float *x, const int32_t *rows,
+						const float *w, int n_rows, int H, float eps);
+
+/* out[t, j] = bf16(silu(gu[t, j]) * gu[t, inter + j]);  gu [T, 2*inter] f32 (gate | up) */
+cudaError_t r1k_swiglu(cudaStream_t s, uint16_t *out, const float *gu, int T, int inter);
+
+/* tables[upd[2i]] = upd[2i + 1] for i < n: new block-table entries */
+cudaError_t r1k_table_update(cudaStream_t s, int32_t *tables, const int32_t *upd, int n);
+
+/* where a batch's tokens are and where their keys and values go */
+typedef struct r1k_kv_args
+{
+	uint16_t   *pool;			/* paged KV pool, bf16, layout of cuda_plan.h */
+	const int32_t *tables;		/* [max_slots, mbps] block tables */
+	const int32_t *tok_pos;		/* [T] absolute positions */
+	const int32_t *tok_slot;	/* [T] slots */
+	int			mbps;			/* max blocks per slot (a table row) */
+	int			n_blocks;		/* blocks in the pool */
+	int			layer;
+	int			T;
+	int			n_heads;
+	int			n_kv_heads;
+	int			head_dim;
+} r1k_kv_args;
+
+/*
+ * qkv [T, (n_heads + 2 n_kv_heads) head_dim] f32 straight from the fused GEMM:
+ * add bias, rotate q and k (NeoX half-split, cos/sin [max_ctx, head_dim/2]),
+ * q to q_out [T, n_heads head_dim] f32, k and v into the pool (bf16).
+ */
+cudaError_t r1k_rope_append(cudaStream_t s, const r1k_kv_args *kv, float *q_out, const float *qkv,
+							const float *bias, const float *rope_cos, const float *rope_sin);
+
+/*
+ * Causal GQA attention of every token of the batch over its slot's cache
+ * (positions [0, pos]), split-K over partitions of part positions (cuda_plan.h),
+ * then the log-sum-exp merge of the splits.  q [T, n_heads head_dim] f32;
+ * out [T, n_heads head_dim] bf16; part_o [T, n_heads, max_splits, head_dim] and
+ * part_ml [T, n_heads, max_splits, 2] f32 scratch.
+ */
+cudaError_t r1k_attention(cudaStream_t s, const r1k_kv_args *kv, uint16_t *out, const float *q,
+						  float *part_o, float *part_ml, float scale, int part, int max_splits);
+
+/* dynamic shared memory the attention kernel needs (for the launch check) */
+size_t		r1k_attention_smem(int group, int head_dim);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* R1_KERNELS_CUH */

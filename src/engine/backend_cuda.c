@@ -1,0 +1,883 @@
+/*
+ * backend_cuda.c - the Qwen2 forward pass on one NVIDIA GPU (backend.h).
+ *
+ * Compiled to something only with R1_WITH_CUDA (kernels/cuda.mk defines it
+ * when nvcc is found); otherwise backend.c's stub says "built without CUDA".
+ * Nothing here runs at load time: the first CUDA call is in
+ * r1_backend_cuda_create(), so a process may link this and still fork before
+ * touching the GPU (see DESIGN.md).  The nvcc-generated module registration
+ * of kernels/r1_kernels.cu only records the fat binary; it does not
+ * initialise the driver.
+ *
+ * Data on the GPU
+ *   weights   bf16, converted at upload from F32/F16/BF16 (pinned staging
+ *             buffers, two chunks in flight); q/k/v fused into one [qd+2kvd, H]
+ *             matrix with one f32 bias, gate/up fused into [2*inter, H];
+ *             RMSNorm weights f32; tied lm_head shares the embedding copy.
+ *   KV cache  bf16, paged: blocks of R1_KV_BLOCK positions from one pool sized
+ *             at creation to gpu_memory_fraction of the memory left free after
+ *             the weights and an activation reserve; per-slot block tables
+ *             (host allocator in cuda_plan.c, mirrored on the device by
+ *             scattering new entries each forward).  A batch that does not fit
+ *             fails as a whole with "KV cache full", never touching other slots.
+ *   activations  the residual stream and every GEMM output are f32; GEMM
+ *             inputs (normed x, attention output, SwiGLU output) are bf16.
+ *
+ * A forward (one stream, one host sync at the end):
+ *   plan the batch on the host (cuda_plan.c), reserve KV blocks, upload one
+ *   int32 block of metadata (tokens, positions, slots, logits rows, new
+ *   block-table entries); embed; per layer: rmsnorm -> fused QKV GEMM ->
+ *   bias+RoPE+append to the paged cache -> split-K attention (+ LSE merge) ->
+ *   o_proj GEMM accumulating into the residual (beta = 1, the residual add) ->
+ *   rmsnorm -> fused gate/up GEMM -> SwiGLU -> down GEMM into the residual;
+ *   final rmsnorm of the logits rows only -> lm_head GEMM (f32 logits) -> copy
+ *   to the caller's host buffer.
+ * GEMMs: cublasGemmEx, bf16 inputs, f32 accumulation and f32 output.
+ * Attention: every token of the batch (prefill or decode) is a query over its
+ * slot's positions [0, pos]; one kernel serves both (kernels/r1_kernels.cu).
+ *
+ * Performance intent, and what is not done yet
+ *   Decode is memory-bound: the weights (and, for long batches, the KV cache)
+ *   must stream once per step.  The attention kernel uses 16-byte loads and
+ *   shuffle reductions, and splits long contexts (flash-decoding) so one
+ *   sequence at 16k keeps every SM busy.  Not yet done: CUDA graphs for
+ *   decode steps (the launch sequence is already fixed-shape per T, and all
+ *   per-step data comes through device metadata, so capture is the next step);
+ *   sampling on the GPU (logits are copied to the host: rows x vocab x 4
+ *   bytes a step); a tiled tensor-core prefill attention (the unified kernel
+ *   rereads keys per query token: correct, but S4 needs better); cuBLASLt
+ *   algorithm selection and an FP8 KV cache.
+ *
+ * Untested at the time of writing: this file and the kernels were compiled
+ * (nvcc 13.0, sm_90 + compute_80 PTX) but never run on a GPU; the host-side
+ * index logic is unit-tested (test/unit/test_cuda_plan.c).  tools/gpu-check.sh
+ * is the one-run check on a GPU host.
+ */
+#ifdef R1_WITH_CUDA
+
+#include "backend.h"
+#include "cuda_plan.h"
+#include "r1_kernels.cuh"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#define STAGE_BYTES ((size_t) 64 << 20)	/* each of the two pinned upload buffers */
+#define RESERVE_EXTRA ((size_t) 512 << 20)	/* cuBLAS workspace, context, slack */
+#define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
+
+typedef struct cuda_layer
+{
+	uint16_t   *w_qkv;			/* [qd + 2 kvd, H] bf16: q, k, v rows */
+	float	   *b_qkv;			/* [qd + 2 kvd] */
+	uint16_t   *w_o;			/* [H, qd] bf16 */
+	uint16_t   *w_gu;			/* [2 inter, H] bf16: gate rows, then up rows */
+	uint16_t   *w_down;			/* [H, inter] bf16 */
+	float	   *attn_norm;		/* [H] */
+	float	   *ffn_norm;		/* [H] */
+} cuda_layer;
+
+typedef struct cuda_state
+{
+	const r1_config *cfg;
+	int			device;
+	int			n_sms;
+	cudaStream_t stream;
+	cublasHandle_t blas;
+	int			broken;			/* a CUDA error left the device state unknown */
+	char		broken_msg[256];
+
+	/* weights */
+	cuda_layer *layers;			/* [n_layers] */
+	uint16_t   *embed;			/* [vocab, H] bf16 */
+	uint16_t   *lm_head;		/* [vocab, H] bf16, == embed when tied */
+	float	   *final_norm;		/* [H] */
+	float	   *rope_cos;		/* [max_ctx, head_dim/2] */
+	float	   *rope_sin;		/* [max_ctx, head_dim/2] */
+
+	/* paged KV cache */
+	uint16_t   *kv_pool;		/* n_blocks blocks, layout of cuda_plan.h */
+	int32_t    *tables;			/* [max_slots, mbps] device block tables */
+	r1_kv_alloc alloc;
+
+	/* activations, grown to the largest batch seen */
+	int			cap_T;
+	int			cap_rows;
+	size_t		cap_part;		/* elements of part_o */
+	size_t		cap_meta;		/* int32s of meta */
+	float	   *x;				/* [T, H] residual stream */
+	uint16_t   *xb;				/* [T, H] normed input of a sublayer (bf16) */
+	float	   *qkv;			/* [T, qd + 2 kvd] fused projection output */
+	float	   *q;				/* [T, qd] rotated queries */
+	uint16_t   *att;			/* [T, qd] attention output (bf16) */
+	float	   *gu;				/* [T, 2 inter] gate | up */
+	uint16_t   *hbuf;			/* [T, inter] silu(gate) * up (bf16) */
+	float	   *logits;			/* [rows, vocab] */
+	float	   *part_o;			/* [T, nh, max_splits, hd] split partial outputs */
+	float	   *part_ml;		/* [T, nh, max_splits, 2] split max and sum */
+	int32_t    *meta;			/* device metadata of a forward */
+	int32_t    *meta_host;		/* pinned twin */
+	r1_batch_plan plan;
+	r1_kv_update *upd;
+	size_t		cap_upd;
+
+	size_t		weight_bytes;
+	size_t		kv_bytes;
+	size_t		other_bytes;	/* rope tables, block tables */
+	size_t		scratch_bytes;
+} cuda_state;
+
+/* ---------- error handling ---------- */
+
+static int
+cuda_fail(cuda_state *st, r1_error *err, const char *what, cudaError_t e, int line)
+{
+	if (st && (e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure ||
+			   e == cudaErrorIllegalInstruction || e == cudaErrorMisalignedAddress ||
+			   e == cudaErrorHardwareStackError || e == cudaErrorUnknown || e == cudaErrorECCUncorrectable))
+	{
+		st->broken = 1;
+		snprintf(st->broken_msg, sizeof(st->broken_msg), "%s", cudaGetErrorString(e));
+	}
+	return r1_fail(err, "CUDA error in %s (backend_cuda.c:%d): %s", what, line, cudaGetErrorString(e));
+}
+
+#define CK(call) \
+	do { cudaError_t e_ = (call); \
+		if (e_ != cudaSuccess) return cuda_fail(st, err, #call, e_, __LINE__); } while (0)
+
+#define CB(call) \
+	do { cublasStatus_t s_ = (call); \
+		if (s_ != CUBLAS_STATUS_SUCCESS) \
+			return r1_fail(err, "cuBLAS error in %s (backend_cuda.c:%d): %s", #call, __LINE__, \
+						   cublasGetStatusString(s_)); } while (0)
+
+static void
+dfree(void *p)
+{
+	if (p)
+		cudaFree(p);
+}
+
+static int
+dalloc(cuda_state *st, void **p, size_t bytes, const char *what, size_t *account, r1_error *err)
+{
+	cudaError_t e;
+
+	*p = NULL;
+	if (bytes == 0)
+		bytes = 16;
+	e = cudaMalloc(p, bytes);
+	if (e != cudaSuccess)
+	{
+		*p = NULL;
+		cudaGetLastError();		/* out of memory is not sticky: clear it */
+		return r1_fail(err, "out of GPU memory allocating %s (%.1f MiB): %s", what,
+					   bytes / 1048576.0, cudaGetErrorString(e));
+	}
+	if (account)
+		*account += bytes;
+	return 0;
+}
+
+/* ---------- weight upload ---------- */
+
+typedef struct uploader
+{
+	void	   *stage[2];		/* pinned */
+	cudaEvent_t done[2];		/* the copy out of stage[i] finished */
+	int			cur;
+} uploader;
+
+/* convert elements [i0, i0 + n) of t into dst (bf16 or f32) */
+static void
+convert(void *dst, int to_bf16, const r1_tensor *t, size_t i0, size_t n)
+{
+	if (to_bf16 && t->dtype == R1_BF16)
+	{
+		memcpy(dst, (const uint16_t *) t->data + i0, n * 2);
+		return;
+	}
+	if (!to_bf16 && t->dtype == R1_F32)
+	{
+		memcpy(dst, (const float *) t->data + i0, n * 4);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+	{
+		float		f = r1_tensor_get_f32(t, i0 + i);
+
+		if (to_bf16)
+			((uint16_t *) dst)[i] = r1_f32_to_bf16(f);
+		else
+			((float *) dst)[i] = f;
+	}
+}
+
+/* copy tensor t to device memory dst (bf16 or f32), through the staging buffers */
+static int
+upload(cuda_state *st, uploader *u, void *dst, int to_bf16, const r1_tensor *t, r1_error *err)
+{
+	size_t		es = to_bf16 ? 2 : 4;
+	size_t		n = (size_t) r1_tensor_numel(t);
+	size_t		per = STAGE_BYTES / es;
+
+	if (!t->data || r1_dtype_size(t->dtype) == 0)
+		return r1_fail(err, "tensor %s has no data or an unsupported dtype", t->name ? t->name : "?");
+	for (size_t i0 = 0; i0 < n; i0 += per)
+	{
+		size_t		c = n - i0 < per ? n - i0 : per;
+
+		CK(cudaEventSynchronize(u->done[u->cur]));
+		convert(u->stage[u->cur], to_bf16, t, i0, c);
+		CK(cudaMemcpyAsync((char *) dst + i0 * es, u->stage[u->cur], c * es, cudaMemcpyHostToDevice,
+						   st->stream));
+		CK(cudaEventRecord(u->done[u->cur], st->stream));
+		u->cur ^= 1;
+	}
+	return 0;
+}
+
+static int
+upload_weights(cuda_state *st, const r1_model *m, r1_error *err)
+{
+	const r1_config *c = &m->cfg;
+	size_t		H = c->hidden_size,
+				I = c->intermediate_size,
+				V = c->vocab_size;
+	size_t		qd = (size_t) c->n_heads * c->head_dim,
+				kvd = (size_t) c->n_kv_heads * c->head_dim;
+	uploader	u;
+	int			rc = -1;
+	size_t	   *acc = &st->weight_bytes;
+
+#define CKO(call) \
+	do { cudaError_t e_ = (call); \
+		if (e_ != cudaSuccess) { cuda_fail(st, err, #call, e_, __LINE__); goto out; } } while (0)
+	memset(&u, 0, sizeof(u));
+	for (int i = 0; i < 2; i++)
+	{
+		CKO(cudaMallocHost(&u.stage[i], STAGE_BYTES));
+		CKO(cudaEventCreateWithFlags(&u.done[i], cudaEventDisableTiming));
+	}
+	st->layers = r1_calloc((size_t) c->n_layers, sizeof(cuda_layer), err);
+	if (!st->layers)
+		goto out;
+#define ALLOC(p, bytes, what) \
+	if (dalloc(st, (void **) &(p), (bytes), (what), acc, err) != 0) goto out
+#define UP(dst, bf, t) \
+	if (upload(st, &u, (dst), (bf), (t), err) != 0) goto out
+	ALLOC(st->embed, V * H * 2, "the embedding");
+	UP(st->embed, 1, &m->embed);
+	if (m->lm_head.data == m->embed.data)
+		st->lm_head = st->embed;
+	else
+	{
+		ALLOC(st->lm_head, V * H * 2, "lm_head");
+		UP(st->lm_head, 1, &m->lm_head);
+	}
+	ALLOC(st->final_norm, H * 4, "the final norm");
+	UP(st->final_norm, 0, &m->final_norm);
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		const r1_layer_weights *w = &m->layers[l];
+		cuda_layer *d = &st->layers[l];
+
+		ALLOC(d->w_qkv, (qd + 2 * kvd) * H * 2, "q/k/v weights");
+		UP(d->w_qkv, 1, &w->wq);
+		UP(d->w_qkv + qd * H, 1, &w->wk);
+		UP(d->w_qkv + (qd + kvd) * H, 1, &w->wv);
+		ALLOC(d->b_qkv, (qd + 2 * kvd) * 4, "q/k/v biases");
+		UP(d->b_qkv, 0, &w->bq);
+		UP(d->b_qkv + qd, 0, &w->bk);
+		UP(d->b_qkv + qd + kvd, 0, &w->bv);
+		ALLOC(d->w_o, H * qd * 2, "o_proj");
+		UP(d->w_o, 1, &w->wo);
+		ALLOC(d->w_gu, 2 * I * H * 2, "gate/up weights");
+		UP(d->w_gu, 1, &w->w_gate);
+		UP(d->w_gu + I * H, 1, &w->w_up);
+		ALLOC(d->w_down, H * I * 2, "down_proj");
+		UP(d->w_down, 1, &w->w_down);
+		ALLOC(d->attn_norm, H * 4, "norm weights");
+		UP(d->attn_norm, 0, &w->attn_norm);
+		ALLOC(d->ffn_norm, H * 4, "norm weights");
+		UP(d->ffn_norm, 0, &w->ffn_norm);
+	}
+	CKO(cudaStreamSynchronize(st->stream));
+#undef ALLOC
+#undef UP
+#undef CKO
+	rc = 0;
+out:
+	for (int i = 0; i < 2; i++)
+	{
+		if (u.done[i])
+		{
+			cudaEventSynchronize(u.done[i]);
+			cudaEventDestroy(u.done[i]);
+		}
+		if (u.stage[i])
+			cudaFreeHost(u.stage[i]);
+	}
+	return rc;
+}
+
+static int
+upload_rope(cuda_state *st, int max_ctx, r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	int			half = c->head_dim / 2;
+	size_t		n = (size_t) max_ctx * half;
+	float	   *cs = malloc(n * sizeof(float)),
+			   *sn = malloc(n * sizeof(float));
+	int			rc = -1;
+
+	if (!cs || !sn)
+	{
+		free(cs);
+		free(sn);
+		return r1_fail(err, "out of memory for the RoPE table");
+	}
+	/* exactly the CPU backend's angles: pos * theta^(-2i/hd) in double */
+	for (int i = 0; i < half; i++)
+	{
+		double		inv = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
+
+		for (int p = 0; p < max_ctx; p++)
+		{
+			double		ang = (double) p * inv;
+
+			cs[(size_t) p * half + i] = (float) cos(ang);
+			sn[(size_t) p * half + i] = (float) sin(ang);
+		}
+	}
+	if (dalloc(st, (void **) &st->rope_cos, n * 4, "the RoPE table", &st->other_bytes, err) == 0 &&
+		dalloc(st, (void **) &st->rope_sin, n * 4, "the RoPE table", &st->other_bytes, err) == 0)
+	{
+		cudaError_t e = cudaMemcpy(st->rope_cos, cs, n * 4, cudaMemcpyHostToDevice);
+
+		if (e == cudaSuccess)
+			e = cudaMemcpy(st->rope_sin, sn, n * 4, cudaMemcpyHostToDevice);
+		rc = e == cudaSuccess ? 0 : cuda_fail(st, err, "cudaMemcpy(RoPE table)", e, __LINE__);
+	}
+	free(cs);
+	free(sn);
+	return rc;
+}
+
+/* ---------- activations ---------- */
+
+/* device bytes of activations for T tokens, rows logits rows, part_elems split outputs */
+static size_t
+scratch_size(const r1_config *c, size_t T, size_t rows, size_t part_elems)
+{
+	size_t		H = c->hidden_size,
+				I = c->intermediate_size;
+	size_t		qd = (size_t) c->n_heads * c->head_dim,
+				kvd = (size_t) c->n_kv_heads * c->head_dim;
+
+	return T * (H * 4 + H * 2 + (qd + 2 * kvd) * 4 + qd * 4 + qd * 2 + 2 * I * 4 + I * 2) +
+		rows * (size_t) c->vocab_size * 4 + part_elems * 4 + part_elems / c->head_dim * 2 * 4;
+}
+
+static int
+grow_scratch(cuda_state *st, int T, int rows, size_t part_elems, size_t meta_ints, r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	size_t		H = c->hidden_size,
+				I = c->intermediate_size;
+	size_t		qd = (size_t) c->n_heads * c->head_dim,
+				kvd = (size_t) c->n_kv_heads * c->head_dim;
+	size_t	   *acc = &st->scratch_bytes;
+
+	if (T > st->cap_T)
+	{
+		size_t		t = (size_t) (T + 63) / 64 * 64;
+
+		dfree(st->x);
+		dfree(st->xb);
+		dfree(st->qkv);
+		dfree(st->q);
+		dfree(st->att);
+		dfree(st->gu);
+		dfree(st->hbuf);
+		st->x = st->qkv = st->q = st->gu = NULL;
+		st->xb = st->att = st->hbuf = NULL;
+		*acc -= scratch_size(c, st->cap_T, 0, 0);
+		st->cap_T = 0;
+		if (dalloc(st, (void **) &st->x, t * H * 4, "activations", NULL, err) ||
+			dalloc(st, (void **) &st->xb, t * H * 2, "activations", NULL, err) ||
+			dalloc(st, (void **) &st->qkv, t * (qd + 2 * kvd) * 4, "activations", NULL, err) ||
+			dalloc(st, (void **) &st->q, t * qd * 4, "activations", NULL, err) ||
+			dalloc(st, (void **) &st->att, t * qd * 2, "activations", NULL, err) ||
+			dalloc(st, (void **) &st->gu, t * 2 * I * 4, "activations", NULL, err) ||
+			dalloc(st, (void **) &st->hbuf, t * I * 2, "activations", NULL, err))
+			return -1;
+		st->cap_T = (int) t;
+		*acc += scratch_size(c, t, 0, 0);
+	}
+	if (rows > st->cap_rows)
+	{
+		size_t		r = (size_t) (rows + 15) / 16 * 16;
+
+		dfree(st->logits);
+		st->logits = NULL;
+		*acc -= (size_t) st->cap_rows * c->vocab_size * 4;
+		st->cap_rows = 0;
+		if (dalloc(st, (void **) &st->logits, r * c->vocab_size * 4, "logits", NULL, err))
+			return -1;
+		st->cap_rows = (int) r;
+		*acc += r * c->vocab_size * 4;
+	}
+	if (part_elems > st->cap_part)
+	{
+		dfree(st->part_o);
+		dfree(st->part_ml);
+		st->part_o = st->part_ml = NULL;
+		*acc -= st->cap_part * 4 + st->cap_part / c->head_dim * 8;
+		st->cap_part = 0;
+		if (dalloc(st, (void **) &st->part_o, part_elems * 4, "attention splits", NULL, err) ||
+			dalloc(st, (void **) &st->part_ml, part_elems / c->head_dim * 8, "attention splits", NULL, err))
+			return -1;
+		st->cap_part = part_elems;
+		*acc += part_elems * 4 + part_elems / c->head_dim * 8;
+	}
+	if (meta_ints > st->cap_meta)
+	{
+		size_t		n = meta_ints + meta_ints / 2 + 1024;
+		cudaError_t e;
+
+		dfree(st->meta);
+		st->meta = NULL;
+		if (st->meta_host)
+			cudaFreeHost(st->meta_host);
+		st->meta_host = NULL;
+		st->cap_meta = 0;
+		if (dalloc(st, (void **) &st->meta, n * 4, "batch metadata", NULL, err))
+			return -1;
+		e = cudaMallocHost((void **) &st->meta_host, n * 4);
+		if (e != cudaSuccess)
+		{
+			st->meta_host = NULL;
+			cudaGetLastError();
+			return r1_fail(err, "out of pinned host memory for batch metadata: %s", cudaGetErrorString(e));
+		}
+		st->cap_meta = n;
+	}
+	return 0;
+}
+
+/* ---------- the forward pass ---------- */
+
+/* out[T, n_out] (f32) = x[T, n_in] (bf16) w[n_out, n_in]^T (bf16) + beta * out */
+static int
+gemm(cuda_state *st, float *out, const uint16_t *x, const uint16_t *w, int T, int n_out, int n_in,
+	 float beta, r1_error *err)
+{
+	const float alpha = 1.0f;
+
+	CB(cublasGemmEx(st->blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha,
+					w, CUDA_R_16BF, n_in, x, CUDA_R_16BF, n_in, &beta,
+					out, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	return 0;
+}
+
+/* a contiguous range of the planned batch's tokens, run as one device pass */
+typedef struct token_range
+{
+	int			t0;				/* first token (index into the plan) */
+	int			T;				/* tokens */
+	int			r0;				/* first logits row of the range (index into the plan's rows) */
+	int			rows;			/* logits rows of the range */
+	int			max_ctx_len;	/* max pos + 1 over the range */
+	int			part;			/* attention partition size */
+	int			max_splits;
+} token_range;
+
+/* split the plan into ranges of at most R1_CUDA_MAX_TOKENS tokens */
+static int
+next_range(const r1_batch_plan *p, int t0, int r0, const cuda_state *st, token_range *r)
+{
+	int			T = p->n_tokens - t0 < R1_CUDA_MAX_TOKENS ? p->n_tokens - t0 : R1_CUDA_MAX_TOKENS;
+
+	r->t0 = t0;
+	r->T = T;
+	r->r0 = r0;
+	r->rows = 0;
+	while (r0 + r->rows < p->n_rows && p->logit_rows[r0 + r->rows] < t0 + T)
+		r->rows++;
+	r->max_ctx_len = 1;
+	for (int t = t0; t < t0 + T; t++)
+		if (p->tok_pos[t] + 1 > r->max_ctx_len)
+			r->max_ctx_len = p->tok_pos[t] + 1;
+	r->part = r1_attn_part_size(T, st->cfg->n_kv_heads, r->max_ctx_len, 4 * st->n_sms, &r->max_splits);
+	return T;
+}
+
+static int
+forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, float *logits, int n_upd,
+			   r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	const r1_batch_plan *p = &st->plan;
+	int			T = r->T,
+				rows = r->rows;
+	int			H = c->hidden_size,
+				I = c->intermediate_size,
+				hd = c->head_dim;
+	int			qd = c->n_heads * hd,
+				kvd = c->n_kv_heads * hd;
+	int32_t    *mh = st->meta_host,
+			   *md = st->meta;
+	size_t		o_tok = 0,
+				o_pos = T,
+				o_slot = 2 * (size_t) T,
+				o_rows = 3 * (size_t) T,
+				o_upd = 3 * (size_t) T + rows;
+	size_t		n_meta = o_upd + 2 * (size_t) n_upd;
+	r1k_kv_args kv;
+
+	memcpy(mh + o_tok, batch->tokens + r->t0, sizeof(int32_t) * T);
+	memcpy(mh + o_pos, p->tok_pos + r->t0, sizeof(int32_t) * T);
+	memcpy(mh + o_slot, p->tok_slot + r->t0, sizeof(int32_t) * T);
+	for (int i = 0; i < rows; i++)
+		mh[o_rows + i] = p->logit_rows[r->r0 + i] - r->t0;
+	for (int i = 0; i < n_upd; i++)
+	{
+		mh[o_upd + 2 * i] = st->upd[i].index;
+		mh[o_upd + 2 * i + 1] = st->upd[i].block;
+	}
+	CK(cudaMemcpyAsync(md, mh, n_meta * 4, cudaMemcpyHostToDevice, st->stream));
+	CK(r1k_table_update(st->stream, st->tables, md + o_upd, n_upd));
+
+	kv.pool = st->kv_pool;
+	kv.tables = st->tables;
+	kv.tok_pos = md + o_pos;
+	kv.tok_slot = md + o_slot;
+	kv.mbps = st->alloc.max_blocks_per_slot;
+	kv.n_blocks = st->alloc.n_blocks;
+	kv.T = T;
+	kv.n_heads = c->n_heads;
+	kv.n_kv_heads = c->n_kv_heads;
+	kv.head_dim = hd;
+
+	CK(r1k_embed(st->stream, st->x, st->embed, md + o_tok, T, H));
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		const cuda_layer *w = &st->layers[l];
+
+		kv.layer = l;
+		/* attention block */
+		CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->attn_norm, T, H, c->rms_norm_eps));
+		if (gemm(st, st->qkv, st->xb, w->w_qkv, T, qd + 2 * kvd, H, 0.0f, err))
+			return -1;
+		CK(r1k_rope_append(st->stream, &kv, st->q, st->qkv, w->b_qkv, st->rope_cos, st->rope_sin));
+		CK(r1k_attention(st->stream, &kv, st->att, st->q, st->part_o, st->part_ml,
+						 1.0f / sqrtf((float) hd), r->part, r->max_splits));
+		if (gemm(st, st->x, st->att, w->w_o, T, H, qd, 1.0f, err))	/* x += o Wo^T */
+			return -1;
+		/* feed-forward block */
+		CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->ffn_norm, T, H, c->rms_norm_eps));
+		if (gemm(st, st->gu, st->xb, w->w_gu, T, 2 * I, H, 0.0f, err))
+			return -1;
+		CK(r1k_swiglu(st->stream, st->hbuf, st->gu, T, I));
+		if (gemm(st, st->x, st->hbuf, w->w_down, T, H, I, 1.0f, err))	/* x += h Wd^T */
+			return -1;
+	}
+	if (rows > 0)
+	{
+		CK(r1k_rmsnorm(st->stream, st->xb, st->x, md + o_rows, st->final_norm, rows, H, c->rms_norm_eps));
+		if (gemm(st, st->logits, st->xb, st->lm_head, rows, c->vocab_size, H, 0.0f, err))
+			return -1;
+		CK(cudaMemcpyAsync(logits + (size_t) r->r0 * c->vocab_size, st->logits,
+						   (size_t) rows * c->vocab_size * 4, cudaMemcpyDeviceToHost, st->stream));
+	}
+	CK(cudaStreamSynchronize(st->stream));
+	CK(cudaGetLastError());
+	return 0;
+}
+
+static int
+cuda_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
+{
+	cuda_state *st = b->impl;
+	const r1_config *c = st->cfg;
+	r1_batch_plan *p = &st->plan;
+	size_t		need_upd = 0,
+				part_elems = 0;
+	int			n_upd = 0,
+				max_T = 0,
+				max_rows = 0;
+	token_range r;
+
+	if (st->broken)
+		return r1_fail(err, "the CUDA backend is unusable after an earlier error: %s", st->broken_msg);
+	if (r1_batch_plan_make(p, batch, b->max_slots, b->max_ctx, c->vocab_size, err) != 0)
+		return -1;
+	CK(cudaSetDevice(st->device));
+	for (int s = 0; s < batch->n_seqs; s++)
+	{
+		int			have = st->alloc.n_slot_blocks[batch->slot[s]],
+					want = r1_kv_blocks_for(p->seq_end[s]);
+
+		if (want > have)
+			need_upd += want - have;
+	}
+	if (need_upd > st->cap_upd)
+	{
+		r1_kv_update *u = realloc(st->upd, sizeof(r1_kv_update) * need_upd);
+
+		if (!u)
+			return r1_fail(err, "out of memory planning a batch");
+		st->upd = u;
+		st->cap_upd = need_upd;
+	}
+	/* scratch for the largest range: everything that can fail for lack of memory, before any block is taken */
+	for (int t0 = 0, r0 = 0; t0 < p->n_tokens; t0 += r.T, r0 += r.rows)
+	{
+		size_t		pe;
+
+		next_range(p, t0, r0, st, &r);
+		pe = (size_t) r.T * c->n_heads * r.max_splits * c->head_dim;
+		if (r.T > max_T)
+			max_T = r.T;
+		if (r.rows > max_rows)
+			max_rows = r.rows;
+		if (pe > part_elems)
+			part_elems = pe;
+	}
+	if (grow_scratch(st, max_T, max_rows, part_elems, 3 * (size_t) max_T + max_rows + 2 * need_upd, err) != 0)
+		return -1;
+	if (r1_kv_alloc_reserve(&st->alloc, batch->n_seqs, batch->slot, p->seq_end, st->upd, &n_upd, err) != 0)
+		return -1;
+	/* ranges in token order: a later range's queries read the keys an earlier one cached */
+	for (int t0 = 0, r0 = 0; t0 < p->n_tokens; t0 += r.T, r0 += r.rows)
+	{
+		next_range(p, t0, r0, st, &r);
+		if (forward_device(st, batch, &r, logits, t0 == 0 ? n_upd : 0, err) != 0)
+		{
+			/*
+			 * The new block-table entries may not have reached the device:
+			 * host and device tables could disagree, so refuse further work
+			 * rather than risk writing into another sequence's blocks.
+			 */
+			if (!st->broken)
+			{
+				st->broken = 1;
+				snprintf(st->broken_msg, sizeof(st->broken_msg), "%.200s", err ? err->msg : "forward failed");
+			}
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+cuda_release_slot(r1_backend *b, int slot)
+{
+	cuda_state *st = b->impl;
+
+	r1_kv_alloc_release(&st->alloc, slot);
+}
+
+static size_t
+cuda_memory_used(r1_backend *b)
+{
+	cuda_state *st = b->impl;
+
+	return st->weight_bytes + st->kv_bytes + st->other_bytes + st->scratch_bytes;
+}
+
+static void
+cuda_destroy(r1_backend *b)
+{
+	cuda_state *st;
+
+	if (!b)
+		return;
+	st = b->impl;
+	if (st)
+	{
+		if (st->stream)
+			cudaStreamSynchronize(st->stream);
+		if (st->layers)
+		{
+			for (int l = 0; l < st->cfg->n_layers; l++)
+			{
+				cuda_layer *d = &st->layers[l];
+
+				dfree(d->w_qkv);
+				dfree(d->b_qkv);
+				dfree(d->w_o);
+				dfree(d->w_gu);
+				dfree(d->w_down);
+				dfree(d->attn_norm);
+				dfree(d->ffn_norm);
+			}
+			free(st->layers);
+		}
+		if (st->lm_head != st->embed)
+			dfree(st->lm_head);
+		dfree(st->embed);
+		dfree(st->final_norm);
+		dfree(st->rope_cos);
+		dfree(st->rope_sin);
+		dfree(st->kv_pool);
+		dfree(st->tables);
+		dfree(st->x);
+		dfree(st->xb);
+		dfree(st->qkv);
+		dfree(st->q);
+		dfree(st->att);
+		dfree(st->gu);
+		dfree(st->hbuf);
+		dfree(st->logits);
+		dfree(st->part_o);
+		dfree(st->part_ml);
+		dfree(st->meta);
+		if (st->meta_host)
+			cudaFreeHost(st->meta_host);
+		if (st->blas)
+			cublasDestroy(st->blas);
+		if (st->stream)
+			cudaStreamDestroy(st->stream);
+		r1_kv_alloc_destroy(&st->alloc);
+		r1_batch_plan_free(&st->plan);
+		free(st->upd);
+		free(st);
+	}
+	free(b);
+}
+
+/* ---------- creation ---------- */
+
+static int
+create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots, int max_ctx,
+				 double fraction, r1_error *err)
+{
+	const r1_config *c = &m->cfg;
+	struct cudaDeviceProp prop;
+	size_t		free_b,
+				total_b,
+				block_bytes,
+				reserve;
+	int			n_blocks,
+				mbps = r1_kv_blocks_for(max_ctx),
+				ms,
+				T_res;
+	long		max_useful;
+
+	CK(cudaSetDevice(st->device));
+	CK(cudaGetDeviceProperties(&prop, st->device));
+	if (prop.major < 8)
+		return r1_fail(err, "GPU %s (compute capability %d.%d) lacks bf16 support: 8.0 or newer is needed",
+					   prop.name, prop.major, prop.minor);
+	if (r1k_attention_smem(c->n_heads / c->n_kv_heads, c->head_dim) > prop.sharedMemPerBlock)
+		return r1_fail(err, "attention needs %zu bytes of shared memory per block, the GPU allows %zu",
+					   r1k_attention_smem(c->n_heads / c->n_kv_heads, c->head_dim), prop.sharedMemPerBlock);
+	st->n_sms = prop.multiProcessorCount;
+	CK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+	CB(cublasCreate(&st->blas));
+	CB(cublasSetStream(st->blas, st->stream));
+
+	if (upload_weights(st, m, err) != 0 || upload_rope(st, max_ctx, err) != 0)
+		return -1;
+	if (dalloc(st, (void **) &st->tables, (size_t) max_slots * mbps * 4, "block tables", &st->other_bytes, err))
+		return -1;
+	CK(cudaMemset(st->tables, 0, (size_t) max_slots * mbps * 4));	/* stale entries point at a real block */
+
+	/* KV pool: a share of what is left after an activation reserve */
+	T_res = R1_CUDA_MAX_TOKENS;
+	r1_attn_part_size(T_res, c->n_kv_heads, max_ctx, 4 * st->n_sms, &ms);
+	reserve = scratch_size(c, T_res, max_slots < T_res ? max_slots : T_res,
+						   (size_t) T_res * c->n_heads * ms * c->head_dim) +
+		RESERVE_EXTRA;
+	block_bytes = (size_t) c->n_layers * 2 * c->n_kv_heads * R1_KV_BLOCK * c->head_dim * 2;
+	max_useful = (long) max_slots * mbps;
+	CK(cudaMemGetInfo(&free_b, &total_b));
+	if (r1_kv_pool_blocks(free_b, fraction, reserve, block_bytes, max_useful, &n_blocks, err) != 0)
+		return -1;
+	if (dalloc(st, (void **) &st->kv_pool, (size_t) n_blocks * block_bytes, "the KV cache", &st->kv_bytes, err))
+		return -1;
+	if (r1_kv_alloc_init(&st->alloc, n_blocks, max_slots, max_ctx, err) != 0)
+		return -1;
+	(void) b;
+	return 0;
+}
+
+int
+r1_backend_cuda_create(r1_backend **out, const r1_model *m, int max_slots, int max_ctx,
+					   double gpu_memory_fraction, r1_error *err)
+{
+	const r1_config *c = &m->cfg;
+	r1_backend *b;
+	cuda_state *st;
+	int			n_dev = 0;
+	cudaError_t e;
+
+	*out = NULL;
+	if (max_slots < 1 || max_ctx < 1)
+		return r1_fail(err, "max_slots and max_ctx must be positive");
+	if (!(gpu_memory_fraction > 0.0 && gpu_memory_fraction <= 1.0))
+		return r1_fail(err, "gpu_memory_fraction %g must be in (0, 1]", gpu_memory_fraction);
+	if (!R1K_HEAD_DIM_OK(c->head_dim))
+		return r1_fail(err, "the CUDA backend supports head_dim 16, 32, 64, 128 or 256, not %d", c->head_dim);
+	if (c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads != 0 ||
+		c->n_heads / c->n_kv_heads > R1_ATTN_MAX_GROUP)
+		return r1_fail(err, "the CUDA backend supports up to %d query heads per KV head (%d / %d)",
+					   R1_ATTN_MAX_GROUP, c->n_heads, c->n_kv_heads);
+	if (c->n_kv_heads > 65535 || c->n_heads > 65535)
+		return r1_fail(err, "too many heads for the CUDA backend");
+
+	/* the first CUDA call of the process happens here, never at load time */
+	e = cudaGetDeviceCount(&n_dev);
+	if (e != cudaSuccess)
+	{
+		cudaGetLastError();
+		return r1_fail(err, "no usable CUDA device: %s%s", cudaGetErrorString(e),
+					   e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice ?
+					   " (no NVIDIA driver or GPU on this machine?)" : "");
+	}
+	if (n_dev < 1)
+		return r1_fail(err, "no usable CUDA device: none found");
+
+	b = r1_calloc(1, sizeof(*b), err);
+	if (!b)
+		return -1;
+	st = r1_calloc(1, sizeof(*st), err);
+	if (!st)
+	{
+		free(b);
+		return -1;
+	}
+	b->impl = st;
+	b->name = "cuda";
+	b->model = m;
+	b->max_slots = max_slots;
+	b->max_ctx = max_ctx;
+	b->forward = cuda_forward;
+	b->release_slot = cuda_release_slot;
+	b->memory_used = cuda_memory_used;
+	b->destroy = cuda_destroy;
+	st->cfg = c;
+	st->device = 0;				/* CUDA_VISIBLE_DEVICES picks the GPU */
+	if (create_on_device(b, st, m, max_slots, max_ctx, gpu_memory_fraction, err) != 0)
+	{
+		cuda_destroy(b);
+		return -1;
+	}
+	*out = b;
+	return 0;
+}
+
+#else							/* !R1_WITH_CUDA */
+
+/* backend.c provides r1_backend_cuda_create's "built without CUDA" stub */
+typedef int r1_backend_cuda_unused;
+
+#endif							/* R1_WITH_CUDA */
