@@ -1,7 +1,13 @@
 # r1_pg - reasoning models in PostgreSQL.
 #
-# `make` builds the engine library, the `r1` tool (bin/r1) and the extension;
-# `make unit` runs the engine's C unit tests.
+# `make` builds the engine library, the `r1` tool (bin/r1) and the extension
+# (r1_pg.so); `make install` installs the extension and bin/r1 (as
+# $(bindir)/r1, where the r1 engine worker finds it: r1.engine_path);
+# `make unit` runs the engine's C unit tests; test/run-extension-tests.sh runs
+# the extension's tests against a throwaway cluster.
+
+# The default goal comes first; PGXS adds the extension to it below.
+all: engine
 
 ENGINE_SRCS := $(sort $(wildcard src/engine/*.c))
 ENGINE_OBJS := $(patsubst src/%.c,build/%.o,$(ENGINE_SRCS))
@@ -12,7 +18,7 @@ ENGINE_CFLAGS := -std=gnu11 -O2 -g -march=x86-64-v3 -fPIC -fopenmp -Wall -Wextra
 	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine
 ENGINE_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
 
-.PHONY: engine unit clean-engine
+.PHONY: engine unit clean-engine install-r1 uninstall-r1
 engine: build/libr1engine.a bin/r1
 
 build/%.o: src/%.c $(wildcard src/engine/*.h)
@@ -36,6 +42,52 @@ unit: $(UNIT_BINS) bin/r1
 
 clean-engine:
 	rm -rf build bin
+
+# ---- the extension (PGXS) ----
+#
+# The backend links only the engine's pure-C pieces it needs (chat: the
+# \boxed{} extractor; util), compiled again without -march and without
+# OpenMP: no forward pass, no CUDA, no BLAS in a PostgreSQL process.
+EXTENSION = r1_pg
+DATA = sql/r1_pg--0.1.0.sql
+MODULE_big = r1_pg
+R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o
+OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o $(R1_PG_ENGINE_OBJS)
+PG_CPPFLAGS = -Isrc
+SHLIB_LINK =
+EXTRA_CLEAN = build/pg build/regress
+
+# pg_regress: test/sql and test/expected (REGRESS_OPTS --inputdir=test);
+# `make installcheck` needs a running server with r1_pg preloaded and a
+# model (test/run-extension-tests.sh sets one up).
+REGRESS = r1_basic r1_errors r1_privileges
+REGRESS_OPTS = --inputdir=test
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+build/pg/%.o: src/engine/%.c $(wildcard src/engine/*.h)
+	@mkdir -p build/pg
+	$(CC) -std=gnu11 -O2 -g -fPIC -Wall -Wno-unused-parameter -Wno-sign-compare \
+		-Isrc/engine -c -o $@ $<
+
+# bitcode for PostgreSQL's JIT inliner, when the server was built with LLVM
+build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
+	@mkdir -p build/pg
+	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
+
+src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o: \
+	src/r1_pg.h src/shmem.h src/client.h src/engine/server.h src/engine/chat.h
+
+install: install-r1
+install-r1: bin/r1
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) bin/r1 '$(DESTDIR)$(bindir)/r1'
+
+uninstall: uninstall-r1
+uninstall-r1:
+	rm -f '$(DESTDIR)$(bindir)/r1'
 
 # CUDA backend rules (kernels/cuda.mk) are used when nvcc is found.
 -include kernels/cuda.mk

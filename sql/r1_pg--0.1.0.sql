@@ -1,0 +1,100 @@
+-- r1_pg 0.1.0
+--
+-- Functions are created in the schema the extension is installed in (public
+-- by default), so they are callable unqualified; the extension's other
+-- objects (its row types) live in the schema r1.  Nothing is executable by
+-- PUBLIC: grant the role r1_user to whoever may call the model.
+
+\echo Use "CREATE EXTENSION r1_pg" to load this file. \quit
+
+CREATE SCHEMA r1;
+COMMENT ON SCHEMA r1 IS 'objects of the r1_pg extension';
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'r1_user') THEN
+		CREATE ROLE r1_user NOLOGIN;
+	END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA r1 TO r1_user;
+
+CREATE TYPE r1.reasoning AS (
+	think text,
+	answer text,
+	boxed text,
+	finish_reason text,
+	prompt_tokens int,
+	completion_tokens int,
+	think_tokens int,
+	ms float8
+);
+COMMENT ON TYPE r1.reasoning IS 'result of r1_reason(): the think trace, the answer after </think>, the last \boxed{} content, why generation stopped, token counts and milliseconds';
+
+CREATE TYPE r1.engine_status AS (
+	state text,
+	reason text,
+	model_name text,
+	model_path text,
+	device text,
+	host_pid int,
+	queue_depth int,
+	active_requests int,
+	tokens_generated bigint,
+	requests_done bigint,
+	memory_bytes bigint,
+	weight_bytes bigint,
+	max_ctx int,
+	host_restarts int,
+	uptime interval,
+	ready_since timestamptz,
+	note text
+);
+COMMENT ON TYPE r1.engine_status IS 'result of r1_status()';
+
+CREATE FUNCTION r1_reason(prompt text,
+						  max_tokens int DEFAULT NULL,
+						  temperature float8 DEFAULT 0.6,
+						  top_p float8 DEFAULT 0.95,
+						  seed bigint DEFAULT NULL,
+						  system text DEFAULT NULL,
+						  top_k int DEFAULT 0,
+						  min_p float8 DEFAULT 0)
+RETURNS r1.reasoning
+AS 'MODULE_PATHNAME', 'pg_r1_reason'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8) IS
+'reason about prompt with the model the r1 engine serves: returns think, answer, boxed, finish_reason, token counts and ms; max_tokens NULL means r1.max_tokens_default, temperature 0 is greedy, a seed makes sampling reproducible';
+
+CREATE FUNCTION r1_tokenize(text) RETURNS int[]
+AS 'MODULE_PATHNAME', 'pg_r1_tokenize'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_tokenize(text) IS 'token ids of the text under the served model''s tokenizer (no chat template, no special tokens added)';
+
+CREATE FUNCTION r1_count_tokens(text) RETURNS int
+AS 'MODULE_PATHNAME', 'pg_r1_count_tokens'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_count_tokens(text) IS 'number of tokens of the text under the served model''s tokenizer';
+
+CREATE FUNCTION r1_extract_boxed(text) RETURNS text
+AS 'MODULE_PATHNAME', 'pg_r1_extract_boxed'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_extract_boxed(text) IS 'content of the last \boxed{...} in the text (nested braces balanced), or NULL';
+
+CREATE FUNCTION r1_status() RETURNS r1.engine_status
+AS 'MODULE_PATHNAME', 'pg_r1_status'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_status() IS 'state of the r1 engine: loading, ready, failed and why; model, device, queue depth, active requests, tokens generated, memory, uptime';
+
+REVOKE ALL ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_tokenize(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_count_tokens(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_extract_boxed(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_status() FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_tokenize(text) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_count_tokens(text) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_extract_boxed(text) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_status() TO r1_user;

@@ -1,0 +1,444 @@
+/*
+ * client.c - backends talk to the engine host directly over its UNIX socket
+ * in the data directory (R1_SOCKET_NAME), one connection per call.
+ *
+ * Every wait is WaitLatchOrSocket() followed by CHECK_FOR_INTERRUPTS(), so
+ * pg_cancel_backend(), statement_timeout and pg_terminate_backend() end the
+ * call at once; the connection is then closed, which the host takes as a
+ * cancel: the sequence leaves the batch at the next step.  A host that dies
+ * shows up as EOF, reported with the worker's reason from shared memory.
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "engine/server.h"
+#include "client.h"
+#include "r1_pg.h"
+#include "shmem.h"
+
+#define R1_POLL_MS				20		/* while the engine loads or restarts */
+#define R1_START_WAIT_MS		10000	/* for a worker that has not started */
+#define R1_CONNECT_RETRY_MS		5000	/* for a host that is ready but not there */
+#define R1_HOST_LOST_WAIT_MS	1000	/* for the worker to notice a dead host */
+
+static void
+r1_sleep(long ms)
+{
+	int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   ms, PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+r1_wait_socket(int fd, int event)
+{
+	int			rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | event,
+									   fd, -1L, PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+r1_not_loaded(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("r1_pg is not loaded"),
+			 errdetail("The r1 engine runs only when r1_pg is in shared_preload_libraries."),
+			 errhint("Add r1_pg to shared_preload_libraries and restart the server.")));
+}
+
+/*
+ * Wait until the engine is ready (it may be loading or restarting) and
+ * return its state; raise the reason when it cannot become ready.
+ */
+static bool
+r1_wait_ready(R1Shared *snap, bool soft)
+{
+	TimestampTz start = GetCurrentTimestamp();
+
+	if (r1_shared == NULL)
+	{
+		if (soft)
+			return false;
+		r1_not_loaded();
+	}
+	for (;;)
+	{
+		r1_shmem_snapshot(snap);
+		switch (snap->state)
+		{
+			case R1_STATE_READY:
+				return true;
+			case R1_STATE_NOT_CONFIGURED:
+				if (soft)
+					return false;
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("no model configured for r1_pg"),
+						 errdetail("r1.model is not set."),
+						 errhint("Set r1.model to a DeepSeek-R1-Distill-Qwen checkpoint directory with ALTER SYSTEM, then run SELECT pg_reload_conf().")));
+				break;
+			case R1_STATE_FAILED:
+				if (soft)
+					return false;
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("r1 engine could not load model \"%s\"", snap->model_path),
+						 errdetail("%s", snap->reason),
+						 errhint("Fix the model files or set r1.model to a valid checkpoint directory, then run SELECT pg_reload_conf().")));
+				break;
+			case R1_STATE_NO_DEVICE:
+				if (soft)
+					return false;
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("r1 engine has no usable GPU"),
+						 errdetail("%s", snap->reason),
+						 errhint("Set r1.device to 'auto' or 'cpu', or fix the GPU setup, then run SELECT pg_reload_conf().")));
+				break;
+			case R1_STATE_STARTING:
+				if (soft)
+					return false;
+				if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), R1_START_WAIT_MS))
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("r1 engine worker is not running"),
+							 errdetail("%s", snap->reason[0] ? snap->reason : "The worker has not started."),
+							 errhint("Check the server log for messages from the \"r1 engine\" worker.")));
+				break;
+			case R1_STATE_LOADING:
+			case R1_STATE_RESTARTING:
+				if (soft)
+					return false;
+				break;
+		}
+		r1_sleep(R1_POLL_MS);
+	}
+}
+
+/* Connect to the host; -1 (errno set) when it is not there. */
+static int
+r1_connect(void)
+{
+	struct sockaddr_un addr;
+	int			fd;
+
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	strlcpy(addr.sun_path, R1_SOCKET_NAME, sizeof(addr.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create a socket for the r1 engine: %m")));
+	for (;;)
+	{
+		if (connect(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0)
+			return fd;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+		{
+			/* the host's backlog is full: it is busy accepting */
+			r1_sleep(1);
+			continue;
+		}
+		close(fd);
+		return -1;
+	}
+}
+
+/* The host went away during the call: report why, as the worker saw it. */
+static void
+r1_host_lost(uint32 generation, bool soft)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	R1Shared	snap;
+
+	if (soft)
+		return;
+	for (;;)
+	{
+		r1_shmem_snapshot(&snap);
+		if (snap.host_generation != generation || snap.state != R1_STATE_READY)
+			break;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), R1_HOST_LOST_WAIT_MS))
+			break;
+		r1_sleep(R1_POLL_MS);
+	}
+	pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("r1 engine host terminated during the request"),
+			 errdetail("%s", snap.state != R1_STATE_READY && snap.reason[0] ? snap.reason :
+					   "The engine host closed the connection."),
+			 errhint("The engine host is restarted automatically; run the call again.")));
+}
+
+/* Returns false when the host went away. */
+static bool
+r1_send_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0)
+	{
+		ssize_t		n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n > 0)
+		{
+			buf += n;
+			len -= (size_t) n;
+		}
+		else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			r1_wait_socket(fd, WL_SOCKET_WRITEABLE);
+		else if (n < 0 && errno == EINTR)
+			CHECK_FOR_INTERRUPTS();
+		else
+			return false;
+	}
+	return true;
+}
+
+/* Fill buf[len]; false when the host went away first. */
+static bool
+r1_recv_all(int fd, char *buf, size_t len)
+{
+	while (len > 0)
+	{
+		ssize_t		n = recv(fd, buf, len, 0);
+
+		if (n > 0)
+		{
+			buf += n;
+			len -= (size_t) n;
+		}
+		else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			r1_wait_socket(fd, WL_SOCKET_READABLE);
+		else if (n < 0 && errno == EINTR)
+			CHECK_FOR_INTERRUPTS();
+		else
+			return false;
+	}
+	return true;
+}
+
+/*
+ * One round trip.  Returns the response body (palloc'd, NUL-terminated), or
+ * NULL in soft mode when the host is not there.
+ */
+static char *
+r1_round_trip(const char *body, size_t len, size_t *resp_len, bool soft)
+{
+	R1Shared	snap;
+	TimestampTz start = GetCurrentTimestamp();
+	int			fd;
+	char	   *volatile resp = NULL;
+	volatile bool lost = false;
+	uint32		generation;
+
+	/* connect to a ready host, riding out a restart */
+	for (;;)
+	{
+		if (!r1_wait_ready(&snap, soft))
+			return NULL;
+		fd = r1_connect();
+		if (fd >= 0)
+			break;
+		if (soft || TimestampDifferenceExceeds(start, GetCurrentTimestamp(), R1_CONNECT_RETRY_MS))
+		{
+			if (soft)
+				return NULL;
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("could not connect to the r1 engine host: %m"),
+					 errdetail("The engine reports state \"%s\".", r1_state_name(snap.state)),
+					 errhint("Check the server log for messages from the \"r1 engine\" worker.")));
+		}
+		r1_sleep(R1_POLL_MS);
+	}
+	generation = snap.host_generation;
+
+	/* from here on, any ERROR (a cancel too) closes the socket: that cancels the request */
+	PG_TRY();
+	{
+		unsigned char hdr[4];
+		size_t		n;
+
+		hdr[0] = (unsigned char) (len >> 24);
+		hdr[1] = (unsigned char) (len >> 16);
+		hdr[2] = (unsigned char) (len >> 8);
+		hdr[3] = (unsigned char) len;
+		if (!r1_send_all(fd, (const char *) hdr, 4) || !r1_send_all(fd, body, len) ||
+			!r1_recv_all(fd, (char *) hdr, 4))
+			lost = true;
+		else
+		{
+			n = ((size_t) hdr[0] << 24) | ((size_t) hdr[1] << 16) | ((size_t) hdr[2] << 8) | hdr[3];
+			if (n > R1_PROTO_MAX_RESPONSE)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("r1 engine host sent an oversized response (%zu bytes)", n)));
+			resp = palloc_extended(n + 1, MCXT_ALLOC_HUGE);
+			if (!r1_recv_all(fd, resp, n))
+				lost = true;
+			else
+			{
+				resp[n] = '\0';
+				*resp_len = n;
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		close(fd);
+	}
+	PG_END_TRY();
+
+	if (lost)
+	{
+		r1_host_lost(generation, soft);
+		return NULL;
+	}
+	return resp;
+}
+
+static int
+r1_sqlstate(const char *code)
+{
+	if (code == NULL || strlen(code) != 5)
+		return ERRCODE_INTERNAL_ERROR;
+	return MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
+}
+
+Jsonb *
+r1_call(const char *request, size_t len, bool soft)
+{
+	char	   *resp;
+	size_t		resp_len = 0;
+	Jsonb	   *j;
+	text	   *code,
+			   *error,
+			   *detail,
+			   *hint;
+	JsonbValue	ok;
+
+	resp = r1_round_trip(request, len, &resp_len, soft);
+	if (resp == NULL)
+		return NULL;
+	/* the response is ASCII; \u escapes become the server encoding */
+	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
+	pfree(resp);
+	if (!JB_ROOT_IS_OBJECT(j))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("r1 engine host sent a malformed response")));
+	if (r1_json_get(j, "ok", &ok) && ok.type == jbvBool && ok.val.boolean)
+		return j;
+	if (soft)
+		return NULL;
+
+	code = r1_json_text(j, "code");
+	error = r1_json_text(j, "error");
+	detail = r1_json_text(j, "detail");
+	hint = r1_json_text(j, "hint");
+	pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
+	ereport(ERROR,
+			(errcode(r1_sqlstate(code ? text_to_cstring(code) : NULL)),
+			 errmsg("%s", error ? text_to_cstring(error) : "r1 engine error"),
+			 detail ? errdetail("%s", text_to_cstring(detail)) : 0,
+			 hint ? errhint("%s", text_to_cstring(hint)) : 0));
+	return NULL;				/* keep the compiler quiet */
+}
+
+bool
+r1_json_get(Jsonb *j, const char *key, JsonbValue *out)
+{
+	if (getKeyJsonValueFromContainer(&j->root, key, strlen(key), out) == NULL)
+		return false;
+	return out->type != jbvNull;
+}
+
+text *
+r1_json_text(Jsonb *j, const char *key)
+{
+	JsonbValue	v;
+
+	if (!r1_json_get(j, key, &v) || v.type != jbvString)
+		return NULL;
+	return cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+}
+
+int64
+r1_json_int(Jsonb *j, const char *key)
+{
+	JsonbValue	v;
+
+	if (!r1_json_get(j, key, &v) || v.type != jbvNumeric)
+		return 0;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+}
+
+double
+r1_json_float(Jsonb *j, const char *key)
+{
+	JsonbValue	v;
+
+	if (!r1_json_get(j, key, &v) || v.type != jbvNumeric)
+		return 0;
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+}
+
+char *
+r1_text_to_utf8(text *t, size_t *len)
+{
+	char	   *s = text_to_cstring(t);
+	size_t		n = strlen(s);
+	char	   *u;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		*len = n;
+		return s;
+	}
+	u = pg_server_to_any(s, (int) n, PG_UTF8);
+	n = strlen(u);
+	/* SQL_ASCII passes bytes through unchecked */
+	if (!pg_verify_mbstr(PG_UTF8, u, (int) n, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("text is not valid UTF-8"),
+				 errdetail("The r1 engine works on UTF-8; the database encoding is %s.",
+						   GetDatabaseEncodingName()),
+				 errhint("Use a UTF8 database, or pass text that converts to UTF-8.")));
+	*len = n;
+	return u;
+}
+
+text *
+r1_utf8_to_text(const char *s, size_t len)
+{
+	char	   *c;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return cstring_to_text_with_len(s, (int) len);
+	c = pg_any_to_server(s, (int) len, PG_UTF8);
+	return cstring_to_text(c);
+}

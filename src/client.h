@@ -1,0 +1,33 @@
+/*
+ * client.h - a backend's side of the engine host's socket protocol
+ * (src/engine/server.h).
+ */
+#ifndef R1_CLIENT_H
+#define R1_CLIENT_H
+
+#include "utils/jsonb.h"
+
+/*
+ * Send one request (JSON text, UTF-8) and return the parsed response of a
+ * successful call.  (The backend does not link jansson: its json_object
+ * would collide with PostgreSQL's own; responses are parsed as jsonb.)  An
+ * error response, an engine that is not available or a host that dies during
+ * the call raise an ERROR; so do query cancel, statement_timeout and
+ * termination, which close the connection and so cancel the request.
+ *
+ * With soft = true (r1_status), an engine that is not ready or goes away
+ * returns NULL instead of raising an ERROR.
+ */
+extern Jsonb *r1_call(const char *request, size_t len, bool soft);
+
+/* Members of a response object: false when missing or null. */
+extern bool r1_json_get(Jsonb *j, const char *key, JsonbValue *out);
+extern text *r1_json_text(Jsonb *j, const char *key);	/* NULL if not a string */
+extern int64 r1_json_int(Jsonb *j, const char *key);	/* 0 if not a number */
+extern double r1_json_float(Jsonb *j, const char *key);
+
+/* Text in the database encoding <-> UTF-8 (palloc'd). */
+extern char *r1_text_to_utf8(text *t, size_t *len);
+extern text *r1_utf8_to_text(const char *s, size_t len);
+
+#endif							/* R1_CLIENT_H */

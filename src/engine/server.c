@@ -1,0 +1,1030 @@
+/*
+ * server.c - the engine host (`r1 serve`): a resident engine behind a UNIX
+ * socket.  See server.h for the protocol.
+ *
+ * One thread runs everything: poll() on the listening socket and the client
+ * sockets (timeout 0 while the engine has work, so decoding never waits on a
+ * client), read requests, submit them, run one engine step, hand finished
+ * completions to their clients.  Responses are written non-blocking from a
+ * buffer, so a slow reader delays only itself.  A client that goes away
+ * cancels its request.
+ */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "engine.h"
+#include "util.h"
+
+typedef enum r1_client_state
+{
+	R1_CLIENT_READ,				/* reading the request */
+	R1_CLIENT_QUEUED,			/* engine queue full: waiting for a slot */
+	R1_CLIENT_RUNNING,			/* submitted; waiting for the completion */
+	R1_CLIENT_WRITE,			/* sending the response */
+	R1_CLIENT_DONE				/* to be freed */
+} r1_client_state;
+
+typedef struct r1_client
+{
+	int			fd;				/* -1 once closed */
+	r1_client_state state;
+	unsigned char hdr[4];		/* length prefix being read */
+	size_t		hdr_got;
+	char	   *in;				/* request body [in_len] */
+	size_t		in_len;
+	size_t		in_got;
+	char	   *out;			/* framed response [out_len] */
+	size_t		out_len;
+	size_t		out_sent;
+	int64_t		id;				/* engine request id while RUNNING */
+	r1_request	req;			/* while QUEUED: the request to submit */
+	int32_t    *ids;			/* while QUEUED: prompt ids (owned) */
+	double		queue_deadline; /* while QUEUED: r1_now_ms() limit */
+} r1_client;
+
+typedef struct r1_server
+{
+	r1_engine  *engine;
+	int			listen_fd;
+	const char *socket_path;
+	r1_client **clients;		/* in accept order */
+	int			n_clients;
+	int			cap_clients;
+	int			max_clients;
+	int			n_queued;		/* clients in R1_CLIENT_QUEUED */
+} r1_server;
+
+static volatile sig_atomic_t r1_srv_stop = 0;
+
+static void
+r1_srv_on_signal(int sig)
+{
+	r1_srv_stop = 1;
+}
+
+static void
+r1_srv_log(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+
+static void
+r1_srv_log(const char *fmt,...)
+{
+	va_list		ap;
+	char		buf[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "r1 engine host[%d]: %s\n", (int) getpid(), buf);
+}
+
+/* One line to the supervisor; best effort (it may be gone). */
+static void
+r1_srv_status(int fd, const char *word, const char *rest)
+{
+	char	   *line;
+	size_t		len;
+	size_t		off = 0;
+
+	if (fd < 0)
+		return;
+	len = strlen(word) + (rest ? 1 + strlen(rest) : 0) + 1;
+	line = malloc(len + 1);
+	if (!line)
+		return;
+	snprintf(line, len + 1, "%s%s%s\n", word, rest ? " " : "", rest ? rest : "");
+	while (off < len)
+	{
+		ssize_t		n = write(fd, line + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t) n;
+	}
+	free(line);
+}
+
+/*
+ * A JSON string for possibly invalid UTF-8 (a think trace cut off by
+ * max_tokens may end inside a character): invalid bytes and NULs (which SQL
+ * text cannot hold) become U+FFFD.
+ */
+static json_t *
+r1_srv_json_text(const char *s, size_t len)
+{
+	char	   *buf;
+	size_t		o = 0;
+	json_t	   *j;
+
+	if (s == NULL)
+		return json_null();
+	if (memchr(s, 0, len) == NULL && r1_utf8_valid(s, len))
+		return json_stringn(s, len);
+	buf = malloc(len * 3 + 1);
+	if (!buf)
+		return NULL;
+	for (size_t i = 0; i < len;)
+	{
+		unsigned char c = (unsigned char) s[i];
+		size_t		n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+
+		if (n > 0 && i + n <= len && c != 0 && r1_utf8_valid(s + i, n))
+		{
+			memcpy(buf + o, s + i, n);
+			o += n;
+			i += n;
+		}
+		else
+		{
+			memcpy(buf + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i += 1;
+		}
+	}
+	j = json_stringn(buf, o);
+	free(buf);
+	return j;
+}
+
+/* Frame a JSON object as the client's response (steals obj). */
+static void
+r1_srv_respond(r1_client *c, json_t *obj)
+{
+	char	   *body;
+	size_t		len;
+
+	free(c->in);
+	c->in = NULL;
+	c->state = R1_CLIENT_WRITE;
+	body = obj ? json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(obj);
+	if (body == NULL)
+	{
+		/* out of memory: drop the connection, the client reports it */
+		c->state = R1_CLIENT_DONE;
+		return;
+	}
+	len = strlen(body);
+	if (len > R1_PROTO_MAX_RESPONSE || (c->out = malloc(len + 4)) == NULL)
+	{
+		free(body);
+		c->state = R1_CLIENT_DONE;
+		return;
+	}
+	c->out[0] = (char) (len >> 24);
+	c->out[1] = (char) (len >> 16);
+	c->out[2] = (char) (len >> 8);
+	c->out[3] = (char) len;
+	memcpy(c->out + 4, body, len);
+	free(body);
+	c->out_len = len + 4;
+	c->out_sent = 0;
+}
+
+static void
+r1_srv_respond_error(r1_client *c, const char *code, const char *error,
+					 const char *detail, const char *hint)
+{
+	json_t	   *o = json_object();
+
+	json_object_set_new(o, "ok", json_false());
+	json_object_set_new(o, "code", json_string(code));
+	json_object_set_new(o, "error", r1_srv_json_text(error, strlen(error)));
+	if (detail)
+		json_object_set_new(o, "detail", r1_srv_json_text(detail, strlen(detail)));
+	if (hint)
+		json_object_set_new(o, "hint", json_string(hint));
+	r1_srv_respond(c, o);
+}
+
+static void
+r1_srv_close(r1_client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+static void
+r1_srv_client_free(r1_client *c)
+{
+	r1_srv_close(c);
+	free(c->in);
+	free(c->out);
+	free(c->ids);
+	free(c);
+}
+
+/* ---- requests ---- */
+
+static int
+r1_srv_get_number(json_t *req, const char *key, double *out)
+{
+	json_t	   *v = json_object_get(req, key);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_number(v))
+		return -1;
+	*out = json_number_value(v);
+	return 1;
+}
+
+static void
+r1_srv_status_json(r1_server *srv, json_t *o)
+{
+	r1_engine_stats st;
+	const r1_model *m = r1_engine_model(srv->engine);
+	const char *note = r1_engine_note(srv->engine);
+
+	r1_engine_stats_get(srv->engine, &st);
+	json_object_set_new(o, "model", json_string(m->name));
+	json_object_set_new(o, "path", json_string(m->path));
+	json_object_set_new(o, "device", json_string(r1_engine_device(srv->engine)));
+	json_object_set_new(o, "note", json_string(note ? note : ""));
+	json_object_set_new(o, "ctx", json_integer(r1_engine_ctx(srv->engine)));
+	json_object_set_new(o, "waiting", json_integer(st.waiting + srv->n_queued));
+	json_object_set_new(o, "running", json_integer(st.running));
+	json_object_set_new(o, "tokens_generated", json_integer((json_int_t) st.tokens_generated));
+	json_object_set_new(o, "prompt_tokens", json_integer((json_int_t) st.prompt_tokens));
+	json_object_set_new(o, "requests_done", json_integer((json_int_t) st.requests_done));
+	json_object_set_new(o, "memory_used", json_integer((json_int_t) st.memory_used));
+	json_object_set_new(o, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
+	json_object_set_new(o, "clients", json_integer(srv->n_clients));
+}
+
+static void
+r1_srv_tokenize(r1_server *srv, r1_client *c, json_t *req)
+{
+	const r1_tokenizer *tok = r1_engine_tokenizer(srv->engine);
+	json_t	   *text = json_object_get(req, "text");
+	int32_t    *ids = NULL;
+	size_t		n = 0;
+	r1_error	err;
+	json_t	   *o;
+
+	if (!json_is_string(text))
+	{
+		r1_srv_respond_error(c, "22023", "\"text\" must be a string", NULL, NULL);
+		return;
+	}
+	if (tok == NULL)
+	{
+		r1_srv_respond_error(c, "55000", "the model has no tokenizer", NULL,
+								"Put tokenizer.json in the checkpoint directory.");
+		return;
+	}
+	if (r1_tokenizer_encode(tok, json_string_value(text), json_string_length(text), &ids, &n, &err) != 0)
+	{
+		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		return;
+	}
+	o = json_object();
+	json_object_set_new(o, "ok", json_true());
+	if (json_is_true(json_object_get(req, "count_only")))
+		json_object_set_new(o, "n", json_integer((json_int_t) n));
+	else
+	{
+		json_t	   *arr = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, json_integer(ids[i]));
+		json_object_set_new(o, "ids", arr);
+	}
+	free(ids);
+	r1_srv_respond(c, o);
+}
+
+static int
+r1_srv_is_queue_full(const r1_error *err)
+{
+	return strncmp(err->msg, "queue full", 10) == 0;
+}
+
+static void
+r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
+{
+	json_t	   *prompt = json_object_get(req, "prompt");
+	json_t	   *system = json_object_get(req, "system");
+	r1_request	r;
+	double		v;
+	int32_t    *ids = NULL;
+	size_t		n_ids = 0;
+	int			ctx = r1_engine_ctx(srv->engine);
+	double		queue_timeout_ms = 0;
+	r1_error	err;
+	char		detail[256];
+
+	memset(&r, 0, sizeof(r));
+	r1_sampling_defaults(&r.sampling);
+	if (!json_is_string(prompt))
+	{
+		r1_srv_respond_error(c, "22023", "\"prompt\" must be a string", NULL, NULL);
+		return;
+	}
+	if (system != NULL && !json_is_null(system) && !json_is_string(system))
+	{
+		r1_srv_respond_error(c, "22023", "\"system\" must be a string or null", NULL, NULL);
+		return;
+	}
+	if (json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0) > R1_PROTO_MAX_PROMPT)
+	{
+		r1_srv_respond_error(c, "54000", "prompt is too long", "Prompts are limited to 16 MB.", NULL);
+		return;
+	}
+
+	r.max_tokens = ctx;
+	if (r1_srv_get_number(req, "max_tokens", &v) < 0 ||
+		r1_srv_get_number(req, "temperature", &v) < 0 ||
+		r1_srv_get_number(req, "top_p", &v) < 0 ||
+		r1_srv_get_number(req, "top_k", &v) < 0 ||
+		r1_srv_get_number(req, "min_p", &v) < 0 ||
+		r1_srv_get_number(req, "timeout_ms", &v) < 0 ||
+		r1_srv_get_number(req, "queue_timeout_ms", &v) < 0)
+	{
+		r1_srv_respond_error(c, "22023", "sampling parameters must be numbers", NULL, NULL);
+		return;
+	}
+	if (r1_srv_get_number(req, "max_tokens", &v) > 0)
+	{
+		if (!(v >= 1))
+		{
+			r1_srv_respond_error(c, "22023", "max_tokens must be at least 1", NULL, NULL);
+			return;
+		}
+		r.max_tokens = v > 1e9 ? 1000000000 : (int) v;
+	}
+	if (r1_srv_get_number(req, "temperature", &v) > 0)
+		r.sampling.temperature = (float) v;
+	if (r1_srv_get_number(req, "top_p", &v) > 0)
+		r.sampling.top_p = (float) v;
+	if (r1_srv_get_number(req, "top_k", &v) > 0)
+		r.sampling.top_k = v > 1e9 ? 1000000000 : v < -1 ? -1 : (int) v;
+	if (r1_srv_get_number(req, "min_p", &v) > 0)
+		r.sampling.min_p = (float) v;
+	if (r1_sampling_validate(&r.sampling, &err) != 0)
+	{
+		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		return;
+	}
+	if (json_is_integer(json_object_get(req, "seed")))
+		r.sampling.seed = (uint64_t) json_integer_value(json_object_get(req, "seed"));
+	else if (getrandom(&r.sampling.seed, sizeof(r.sampling.seed), 0) != sizeof(r.sampling.seed))
+		r.sampling.seed = (uint64_t) (r1_now_ms() * 1000.0) ^ ((uint64_t) getpid() << 32);
+	r.ignore_eos = json_is_true(json_object_get(req, "ignore_eos"));
+	if (r1_srv_get_number(req, "timeout_ms", &v) > 0 && v > 0)
+		r.deadline_ms = r1_now_ms() + v;
+	if (r1_srv_get_number(req, "queue_timeout_ms", &v) > 0 && v > 0)
+		queue_timeout_ms = v;
+
+	if (r1_engine_encode_prompt(srv->engine,
+								json_is_string(system) ? json_string_value(system) : NULL,
+								json_string_value(prompt),
+								json_is_true(json_object_get(req, "raw")),
+								&ids, &n_ids, &err) != 0)
+	{
+		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		return;
+	}
+	if (n_ids == 0)
+	{
+		free(ids);
+		r1_srv_respond_error(c, "22023", "prompt is empty", NULL, NULL);
+		return;
+	}
+	if (n_ids >= (size_t) ctx)
+	{
+		snprintf(detail, sizeof(detail),
+				 "The prompt has %zu tokens; the context holds %d, including the generated tokens.",
+				 n_ids, ctx);
+		free(ids);
+		r1_srv_respond_error(c, "54000", "prompt is too long for the model's context", detail,
+								"Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
+		return;
+	}
+	r.prompt_ids = ids;
+	r.n_prompt = n_ids;
+	r.user = c;
+
+	/* a queued client keeps its place behind earlier ones */
+	if (srv->n_queued == 0 && r1_engine_submit(srv->engine, &r, &c->id, &err) == 0)
+	{
+		free(ids);
+		free(c->in);
+		c->in = NULL;
+		c->state = R1_CLIENT_RUNNING;
+		return;
+	}
+	if (srv->n_queued == 0 && !r1_srv_is_queue_full(&err))
+	{
+		free(ids);
+		r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
+		return;
+	}
+	if (queue_timeout_ms <= 0)
+	{
+		free(ids);
+		r1_srv_respond_error(c, "53400", "r1 request queue is full",
+								"Too many requests are queued or running in the engine.",
+								"Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+		return;
+	}
+	free(c->in);
+	c->in = NULL;
+	c->ids = ids;
+	c->req = r;
+	c->queue_deadline = r1_now_ms() + queue_timeout_ms;
+	c->state = R1_CLIENT_QUEUED;
+	srv->n_queued++;
+}
+
+/* Submit queued clients in arrival order while the engine takes them; expire the rest. */
+static void
+r1_srv_drain_queue(r1_server *srv)
+{
+	int			full = 0;
+	double		now = r1_now_ms();
+
+	if (srv->n_queued == 0)
+		return;
+	for (int i = 0; i < srv->n_clients; i++)
+	{
+		r1_client  *c = srv->clients[i];
+		r1_error	err;
+
+		if (c->state != R1_CLIENT_QUEUED)
+			continue;
+		if (!full)
+		{
+			if (r1_engine_submit(srv->engine, &c->req, &c->id, &err) == 0)
+			{
+				free(c->ids);
+				c->ids = NULL;
+				c->state = R1_CLIENT_RUNNING;
+				srv->n_queued--;
+				continue;
+			}
+			if (r1_srv_is_queue_full(&err))
+				full = 1;
+			else
+			{
+				srv->n_queued--;
+				r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
+				continue;
+			}
+		}
+		if (now >= c->queue_deadline)
+		{
+			srv->n_queued--;
+			r1_srv_respond_error(c, "53400", "r1 request queue is full",
+								 "No slot became free within r1.queue_timeout.",
+								 "Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+		}
+	}
+}
+
+static void
+r1_srv_handle_request(r1_server *srv, r1_client *c)
+{
+	json_error_t jerr;
+	json_t	   *req = json_loadb(c->in, c->in_len, 0, &jerr);
+	const char *op;
+
+	if (req == NULL || !json_is_object(req))
+	{
+		json_decref(req);
+		r1_srv_respond_error(c, "08P01", "malformed request", jerr.text, NULL);
+		return;
+	}
+	op = json_string_value(json_object_get(req, "op"));
+	if (op == NULL)
+		r1_srv_respond_error(c, "08P01", "request has no \"op\"", NULL, NULL);
+	else if (strcmp(op, "generate") == 0)
+		r1_srv_generate(srv, c, req);
+	else if (strcmp(op, "tokenize") == 0)
+		r1_srv_tokenize(srv, c, req);
+	else if (strcmp(op, "status") == 0)
+	{
+		json_t	   *o = json_object();
+
+		json_object_set_new(o, "ok", json_true());
+		r1_srv_status_json(srv, o);
+		r1_srv_respond(c, o);
+	}
+	else
+		r1_srv_respond_error(c, "08P01", "unknown op", op, NULL);
+	json_decref(req);
+}
+
+/* Completion -> response (or nothing, for a client that went away). */
+static void
+r1_srv_deliver(r1_server *srv, r1_completion *done)
+{
+	r1_client  *c = done->user;
+	json_t	   *o;
+
+	if (c == NULL || c->state != R1_CLIENT_RUNNING || c->id != done->id)
+		return;
+	if (c->fd < 0)
+	{
+		c->state = R1_CLIENT_DONE;
+		return;
+	}
+	if (strcmp(done->finish_reason, "error") == 0)
+	{
+		r1_srv_respond_error(c, "XX000", "r1 engine failed", done->error, NULL);
+		return;
+	}
+	if (strcmp(done->finish_reason, "timeout") == 0)
+	{
+		r1_srv_respond_error(c, "57014", "r1 request timed out in the engine", NULL, NULL);
+		return;
+	}
+	if (strcmp(done->finish_reason, "cancelled") == 0)
+	{
+		r1_srv_respond_error(c, "57014", "r1 request was cancelled", NULL, NULL);
+		return;
+	}
+	o = json_object();
+	json_object_set_new(o, "ok", json_true());
+	json_object_set_new(o, "think", r1_srv_json_text(done->think ? done->think : "", done->think ? strlen(done->think) : 0));
+	json_object_set_new(o, "answer", r1_srv_json_text(done->answer, done->answer ? strlen(done->answer) : 0));
+	json_object_set_new(o, "boxed", r1_srv_json_text(done->boxed, done->boxed ? strlen(done->boxed) : 0));
+	json_object_set_new(o, "finish_reason", json_string(done->finish_reason));
+	json_object_set_new(o, "prompt_tokens", json_integer(done->prompt_tokens));
+	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
+	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
+	json_object_set_new(o, "ms", json_real(done->ms));
+	r1_srv_respond(c, o);
+}
+
+/* ---- I/O ---- */
+
+static void
+r1_srv_client_gone(r1_server *srv, r1_client *c)
+{
+	r1_srv_close(c);
+	switch (c->state)
+	{
+		case R1_CLIENT_RUNNING:
+			/* freed when its "cancelled" completion comes back */
+			r1_engine_cancel(srv->engine, c->id);
+			break;
+		case R1_CLIENT_QUEUED:
+			srv->n_queued--;
+			c->state = R1_CLIENT_DONE;
+			break;
+		default:
+			c->state = R1_CLIENT_DONE;
+			break;
+	}
+}
+
+static void
+r1_srv_read(r1_server *srv, r1_client *c)
+{
+	for (;;)
+	{
+		ssize_t		n;
+
+		if (c->hdr_got < 4)
+			n = recv(c->fd, c->hdr + c->hdr_got, 4 - c->hdr_got, 0);
+		else
+			n = recv(c->fd, c->in + c->in_got, c->in_len - c->in_got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+		{
+			r1_srv_client_gone(srv, c);
+			return;
+		}
+		if (c->hdr_got < 4)
+		{
+			c->hdr_got += (size_t) n;
+			if (c->hdr_got < 4)
+				continue;
+			c->in_len = ((size_t) c->hdr[0] << 24) | ((size_t) c->hdr[1] << 16) |
+				((size_t) c->hdr[2] << 8) | c->hdr[3];
+			if (c->in_len > R1_PROTO_MAX_MESSAGE)
+			{
+				r1_srv_respond_error(c, "54000", "request is too large",
+										"Requests are limited to 128 MB.", NULL);
+				return;
+			}
+			if ((c->in = malloc(c->in_len + 1)) == NULL)
+			{
+				r1_srv_respond_error(c, "53200", "out of memory in the r1 engine host", NULL, NULL);
+				return;
+			}
+		}
+		else
+			c->in_got += (size_t) n;
+		if (c->in_got == c->in_len)
+		{
+			r1_srv_handle_request(srv, c);
+			return;
+		}
+	}
+}
+
+/* While a request waits or runs, the client must stay silent: anything readable is EOF. */
+static void
+r1_srv_watch(r1_server *srv, r1_client *c)
+{
+	char		b[64];
+	ssize_t		n = recv(c->fd, b, sizeof(b), MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	r1_srv_client_gone(srv, c);
+}
+
+static void
+r1_srv_write(r1_server *srv, r1_client *c)
+{
+	while (c->out_sent < c->out_len)
+	{
+		ssize_t		n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+			break;
+		c->out_sent += (size_t) n;
+	}
+	r1_srv_close(c);
+	c->state = R1_CLIENT_DONE;
+}
+
+static void
+r1_srv_accept(r1_server *srv)
+{
+	for (;;)
+	{
+		int			fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		r1_client  *c;
+
+		if (fd < 0)
+			return;				/* EAGAIN, or a transient error: try at the next poll */
+		if (srv->n_clients == srv->cap_clients)
+		{
+			int			cap = srv->cap_clients ? srv->cap_clients * 2 : 64;
+			r1_client **p = realloc(srv->clients, (size_t) cap * sizeof(*p));
+
+			if (!p)
+			{
+				close(fd);
+				return;
+			}
+			srv->clients = p;
+			srv->cap_clients = cap;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c)
+		{
+			close(fd);
+			return;
+		}
+		c->fd = fd;
+		c->state = R1_CLIENT_READ;
+		srv->clients[srv->n_clients++] = c;
+		if (srv->n_clients > srv->max_clients)
+			r1_srv_respond_error(c, "53300", "too many connections to the r1 engine host", NULL,
+								 "Retry later, or lower the number of concurrent callers.");
+	}
+}
+
+/* Drop finished clients, keeping arrival order. */
+static void
+r1_srv_reap(r1_server *srv)
+{
+	int			j = 0;
+
+	for (int i = 0; i < srv->n_clients; i++)
+	{
+		r1_client  *c = srv->clients[i];
+
+		if (c->state == R1_CLIENT_DONE)
+			r1_srv_client_free(c);
+		else
+			srv->clients[j++] = c;
+	}
+	srv->n_clients = j;
+}
+
+static int
+r1_srv_listen(const char *path, r1_error *err)
+{
+	struct sockaddr_un addr;
+	int			fd;
+	mode_t		old;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return r1_fail(err, "socket path \"%s\" is too long", path);
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	strcpy(addr.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return r1_fail(err, "socket: %s", strerror(errno));
+	unlink(path);
+	old = umask(077);
+	if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) != 0)
+	{
+		umask(old);
+		r1_fail(err, "could not bind \"%s\": %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	if (listen(fd, 1024) != 0)
+	{
+		r1_fail(err, "listen: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* ---- main ---- */
+
+static void
+r1_serve_usage(FILE *f)
+{
+	fprintf(f,
+			"usage: r1 serve --socket PATH --model DIR [options]\n"
+			"  --socket PATH            UNIX socket to listen on (required)\n"
+			"  --model DIR              checkpoint directory\n"
+			"  --random SHAPE           random weights instead (1.5b, 7b, ..., or a config.json)\n"
+			"  --tokenizer DIR          tokenizer for --random\n"
+			"  --device cpu|cuda|auto   (default auto)\n"
+			"  --threads N              CPU threads, 0 = all cores\n"
+			"  --max-seqs N             sequences decoded together\n"
+			"  --max-queued N           requests queued or running\n"
+			"  --max-ctx N              positions per sequence, 0 = model's\n"
+			"  --gpu-memory-fraction F  KV cache share of free GPU memory\n"
+			"  --max-clients N          open connections (default 4096)\n"
+			"  --status-fd N            write state lines for a supervisor to fd N\n");
+}
+
+/* "no_device" when a GPU was demanded and the failure is about the GPU. */
+static int
+r1_srv_is_no_device(const char *device, const char *msg)
+{
+	if (device == NULL || strcmp(device, "cuda") != 0)
+		return 0;
+	return strcasestr(msg, "cuda") || strcasestr(msg, "gpu") || strcasestr(msg, "device");
+}
+
+int
+r1_serve_main(int argc, char **argv)
+{
+	r1_engine_opts opts;
+	r1_server	srv;
+	r1_error	err;
+	int			status_fd = -1;
+	struct pollfd *pfds = NULL;
+	int			cap_pfds = 0;
+	int			rc = 0;
+	json_t	   *ready;
+	char	   *ready_s;
+
+	memset(&srv, 0, sizeof(srv));
+	srv.listen_fd = -1;
+	srv.max_clients = 4096;
+	r1_engine_opts_defaults(&opts);
+	for (int i = 1; i < argc; i++)
+	{
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+		{
+			r1_serve_usage(stdout);
+			return 0;
+		}
+		if (v == NULL)
+		{
+			fprintf(stderr, "r1 serve: %s needs a value\n", a);
+			return 2;
+		}
+		i++;
+		if (strcmp(a, "--socket") == 0)
+			srv.socket_path = v;
+		else if (strcmp(a, "--model") == 0)
+			opts.model_dir = v;
+		else if (strcmp(a, "--random") == 0)
+			opts.random_shape = v;
+		else if (strcmp(a, "--tokenizer") == 0)
+			opts.tokenizer_dir = v;
+		else if (strcmp(a, "--device") == 0)
+			opts.device = v;
+		else if (strcmp(a, "--threads") == 0)
+			opts.threads = atoi(v);
+		else if (strcmp(a, "--max-seqs") == 0)
+			opts.max_seqs = atoi(v);
+		else if (strcmp(a, "--max-queued") == 0)
+			opts.max_queued = atoi(v);
+		else if (strcmp(a, "--max-ctx") == 0)
+			opts.max_ctx = atoi(v);
+		else if (strcmp(a, "--gpu-memory-fraction") == 0)
+			opts.gpu_memory_fraction = atof(v);
+		else if (strcmp(a, "--max-clients") == 0)
+			srv.max_clients = atoi(v) > 0 ? atoi(v) : 1;
+		else if (strcmp(a, "--status-fd") == 0)
+			status_fd = atoi(v);
+		else
+		{
+			fprintf(stderr, "r1 serve: unknown option %s\n", a);
+			r1_serve_usage(stderr);
+			return 2;
+		}
+	}
+	if (srv.socket_path == NULL || (opts.model_dir == NULL && opts.random_shape == NULL))
+	{
+		r1_serve_usage(stderr);
+		return 2;
+	}
+	if (opts.max_ctx == 0)
+	{
+		/* 0 means the model's own; the engine's defaults apply */
+		r1_engine_opts d;
+
+		r1_engine_opts_defaults(&d);
+		opts.max_ctx = d.max_ctx;
+	}
+	prctl(PR_SET_NAME, "r1 engine host", 0, 0, 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* load: SIGTERM keeps its default action until the loop can honour it */
+	r1_srv_status(status_fd, "loading", NULL);
+	if (r1_engine_open(&srv.engine, &opts, &err) != 0)
+	{
+		r1_srv_log("could not load the model: %s", err.msg);
+		r1_srv_status(status_fd, r1_srv_is_no_device(opts.device, err.msg) ? "no_device" : "failed", err.msg);
+		return 0;
+	}
+	signal(SIGTERM, r1_srv_on_signal);
+	signal(SIGINT, r1_srv_on_signal);
+	if ((srv.listen_fd = r1_srv_listen(srv.socket_path, &err)) < 0)
+	{
+		r1_srv_log("%s", err.msg);
+		r1_srv_status(status_fd, "failed", err.msg);
+		r1_engine_close(srv.engine);
+		return 0;
+	}
+
+	ready = json_object();
+	r1_srv_status_json(&srv, ready);
+	ready_s = json_dumps(ready, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(ready);
+	r1_srv_status(status_fd, "ready", ready_s ? ready_s : "{}");
+	r1_srv_log("ready: %s", ready_s ? ready_s : "");
+	free(ready_s);
+
+	while (!r1_srv_stop)
+	{
+		int			busy = r1_engine_busy(srv.engine);
+		int			timeout = -1;
+		int			n_pfds = 0;
+		int			n;
+
+		/* poll set: the listening socket, then every open client */
+		if (cap_pfds < srv.n_clients + 1)
+		{
+			struct pollfd *p = realloc(pfds, (size_t) (srv.n_clients + 64) * sizeof(*p));
+
+			if (!p)
+			{
+				r1_srv_log("out of memory");
+				rc = 1;
+				break;
+			}
+			pfds = p;
+			cap_pfds = srv.n_clients + 64;
+		}
+		pfds[n_pfds].fd = srv.listen_fd;
+		pfds[n_pfds++].events = POLLIN;
+		for (int i = 0; i < srv.n_clients; i++)
+		{
+			r1_client  *c = srv.clients[i];
+
+			pfds[n_pfds].fd = c->fd;	/* -1 is ignored by poll */
+			pfds[n_pfds].events = c->state == R1_CLIENT_WRITE ? POLLOUT : POLLIN;
+			pfds[n_pfds++].revents = 0;
+		}
+		if (busy)
+			timeout = 0;
+		else if (srv.n_queued > 0)
+			timeout = 10;
+		n = poll(pfds, (nfds_t) n_pfds, timeout);
+		if (n < 0 && errno != EINTR)
+		{
+			r1_srv_log("poll: %s", strerror(errno));
+			rc = 1;
+			break;
+		}
+		if (n > 0)
+		{
+			int			n_before = srv.n_clients;
+
+			for (int i = 0; i < n_before; i++)
+			{
+				r1_client  *c = srv.clients[i];
+				short		re = pfds[i + 1].revents;
+
+				if (re == 0 || c->fd < 0)
+					continue;
+				switch (c->state)
+				{
+					case R1_CLIENT_READ:
+						r1_srv_read(&srv, c);
+						break;
+					case R1_CLIENT_QUEUED:
+					case R1_CLIENT_RUNNING:
+						r1_srv_watch(&srv, c);
+						break;
+					case R1_CLIENT_WRITE:
+						r1_srv_write(&srv, c);
+						break;
+					case R1_CLIENT_DONE:
+						break;
+				}
+				/* a request answered at once: try writing now */
+				if (c->state == R1_CLIENT_WRITE && c->fd >= 0)
+					r1_srv_write(&srv, c);
+			}
+			if (pfds[0].revents)
+			{
+				int			first = srv.n_clients;
+
+				r1_srv_accept(&srv);
+				for (int i = first; i < srv.n_clients; i++)
+					if (srv.clients[i]->state == R1_CLIENT_WRITE)
+						r1_srv_write(&srv, srv.clients[i]);
+			}
+		}
+
+		if (r1_engine_busy(srv.engine))
+		{
+			if (r1_engine_step(srv.engine, &err) != 0)
+			{
+				/* the engine failed the batch; a sticky device fault needs a fresh process */
+				r1_srv_log("engine step failed: %s", err.msg);
+				rc = 3;
+			}
+		}
+		for (;;)
+		{
+			r1_completion done;
+
+			memset(&done, 0, sizeof(done));
+			if (!r1_engine_poll(srv.engine, &done))
+				break;
+			r1_srv_deliver(&srv, &done);
+			r1_completion_free(&done);
+		}
+		r1_srv_drain_queue(&srv);
+		for (int i = 0; i < srv.n_clients; i++)
+			if (srv.clients[i]->state == R1_CLIENT_WRITE && srv.clients[i]->fd >= 0 &&
+				srv.clients[i]->out_sent == 0)
+				r1_srv_write(&srv, srv.clients[i]);
+		r1_srv_reap(&srv);
+		if (rc == 3)
+			break;				/* waiting clients see EOF; the supervisor restarts us */
+	}
+
+	if (r1_srv_stop)
+		r1_srv_log("shutting down");
+	close(srv.listen_fd);
+	unlink(srv.socket_path);
+	for (int i = 0; i < srv.n_clients; i++)
+		r1_srv_client_free(srv.clients[i]);
+	free(srv.clients);
+	free(pfds);
+	r1_engine_close(srv.engine);
+	return rc;
+}

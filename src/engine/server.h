@@ -1,0 +1,53 @@
+/*
+ * server.h - the engine host: one process that keeps a model resident and
+ * serves requests from many clients over a UNIX socket (`r1 serve`).  The
+ * PostgreSQL extension's "r1 engine" worker starts it with fork+exec and
+ * supervises it; backends connect to its socket directly.
+ *
+ * Protocol.  One request per connection.  A message is a 4-byte big-endian
+ * length followed by that many bytes of UTF-8 JSON (an object).  The client
+ * sends one request, the host answers with one response and closes.  A client
+ * that closes its end before the answer cancels its request: the sequence
+ * leaves the running batch at the next step and its KV cache is freed.
+ *
+ *   {"op":"generate", "prompt":S, "system":S|null, "raw":B, "max_tokens":N,
+ *    "temperature":F, "top_p":F, "top_k":N, "min_p":F, "seed":N|null,
+ *    "ignore_eos":B, "timeout_ms":N, "queue_timeout_ms":N}
+ *      -> {"ok":true, "think":S, "answer":S|null, "boxed":S|null,
+ *          "finish_reason":S, "prompt_tokens":N, "completion_tokens":N,
+ *          "think_tokens":N, "ms":F}
+ *   {"op":"tokenize", "text":S, "count_only":B}
+ *      -> {"ok":true, "ids":[N...]} or {"ok":true, "n":N}
+ *   {"op":"status"}
+ *      -> {"ok":true, "model":S, "path":S, "device":S, "note":S, "ctx":N,
+ *          "waiting":N, "running":N, "tokens_generated":N, "prompt_tokens":N,
+ *          "requests_done":N, "memory_used":N, "weight_bytes":N, "clients":N}
+ *   any failure
+ *      -> {"ok":false, "code":"SQLSTATE", "error":S, "detail":S?, "hint":S?}
+ *
+ * Codes: 22023 invalid parameter, 54000 prompt too long or message too large,
+ * 53400 queue full (after waiting queue_timeout_ms for a slot), 57014 the
+ * engine's own deadline passed, 08P01 malformed message, XX000 engine error.
+ * Responses are pure ASCII: every non-ASCII character is a \uXXXX escape
+ * (PostgreSQL's JSON parser turns those into any server encoding).  Invalid
+ * UTF-8 (a character cut off by max_tokens) and NUL become U+FFFD.
+ *
+ * Status fd (--status-fd N): the host writes one line per state change for
+ * its supervisor: "loading", "ready {json}", "failed <reason>" or
+ * "no_device <reason>" (r1.device=cuda and no usable GPU).  After a failed
+ * load it exits with status 0; a crash or a signal is the supervisor's cue to
+ * restart it.
+ */
+#ifndef R1_SERVER_H
+#define R1_SERVER_H
+
+#include <stdint.h>
+
+#define R1_PROTO_MAX_MESSAGE	(128u << 20)	/* bytes of JSON in one request */
+#define R1_PROTO_MAX_RESPONSE	(512u << 20)	/* bytes of JSON in one response */
+#define R1_PROTO_MAX_PROMPT		(16u << 20)		/* bytes of prompt + system text */
+
+/* `r1 serve ARGS...`: argv[0] is "serve".  Returns the process exit status. */
+int			r1_serve_main(int argc, char **argv);
+
+#endif							/* R1_SERVER_H */

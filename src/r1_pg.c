@@ -1,0 +1,158 @@
+/*
+ * r1_pg.c - module load: settings, shared memory hooks and the "r1 engine"
+ * background worker.  The extension works only when loaded through
+ * shared_preload_libraries: the model lives in a process the worker starts.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "r1_pg.h"
+#include "shmem.h"
+
+PG_MODULE_MAGIC;
+
+char	   *r1_model = NULL;
+int			r1_device = R1_DEVICE_AUTO;
+int			r1_threads = 0;
+int			r1_max_seqs = 16;
+int			r1_max_queued = 1024;
+int			r1_max_ctx = 0;
+double		r1_gpu_memory_fraction = 0.9;
+int			r1_max_tokens_default = 32768;
+int			r1_queue_timeout = 30000;
+char	   *r1_engine_path = NULL;
+bool		r1_debug_ignore_eos = false;
+
+static const struct config_enum_entry r1_device_options[] = {
+	{"auto", R1_DEVICE_AUTO, false},
+	{"cuda", R1_DEVICE_CUDA, false},
+	{"cpu", R1_DEVICE_CPU, false},
+	{NULL, 0, false}
+};
+
+const char *
+r1_device_name(int device)
+{
+	for (const struct config_enum_entry *e = r1_device_options; e->name; e++)
+		if (e->val == device)
+			return e->name;
+	return "auto";
+}
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("r1.model",
+							   "Checkpoint directory of the model the engine serves.",
+							   "A Hugging Face DeepSeek-R1-Distill-Qwen directory (config.json, *.safetensors, tokenizer.json). "
+							   "Set it in postgresql.conf or with ALTER SYSTEM and reload: the engine worker reloads the model.",
+							   &r1_model,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("r1.device",
+							 "Where the engine runs the model: auto, cuda or cpu.",
+							 "auto uses a GPU when one is usable and the CPU otherwise. Changing it restarts the engine.",
+							 &r1_device,
+							 R1_DEVICE_AUTO,
+							 r1_device_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.threads",
+							"CPU threads of the engine (0 = all cores).",
+							"Changing it restarts the engine.",
+							&r1_threads,
+							0, 0, 4096,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.max_seqs",
+							"Sequences the engine decodes together.",
+							"Changing it restarts the engine.",
+							&r1_max_seqs,
+							16, 1, 4096,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.max_queued",
+							"Requests the engine accepts at once, running or waiting.",
+							"A call beyond that waits up to r1.queue_timeout for a slot, then fails. Changing it restarts the engine.",
+							&r1_max_queued,
+							1024, 1, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.max_ctx",
+							"Positions per sequence: prompt plus generated tokens (0 = the model's, at most 32768).",
+							"Changing it restarts the engine.",
+							&r1_max_ctx,
+							0, 0, 1048576,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("r1.gpu_memory_fraction",
+							 "Share of the free GPU memory the engine takes for its KV cache.",
+							 "Changing it restarts the engine.",
+							 &r1_gpu_memory_fraction,
+							 0.9, 0.05, 1.0,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.max_tokens_default",
+							"Tokens generated at most when r1_reason() is given no max_tokens.",
+							NULL,
+							&r1_max_tokens_default,
+							32768, 1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.queue_timeout",
+							"How long a call waits for a slot when the engine's queue is full.",
+							"After that the call fails with SQLSTATE 53400. 0 fails at once.",
+							&r1_queue_timeout,
+							30000, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("r1.engine_path",
+							   "Path of the r1 binary that runs the engine (\"$bindir\" is the server's bin directory).",
+							   NULL,
+							   &r1_engine_path,
+							   "$bindir/r1",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("r1.debug_ignore_eos",
+							 "Keep generating past the end-of-sequence token (tests and benchmarks).",
+							 "Generation then stops only at max_tokens or the end of the context.",
+							 &r1_debug_ignore_eos,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("r1");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	r1_shmem_request();
+	r1_register_worker();
+}

@@ -1,0 +1,41 @@
+/*
+ * r1_pg.h - settings and entry points shared by the extension's files.
+ */
+#ifndef R1_PG_H
+#define R1_PG_H
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+
+/* r1.device */
+typedef enum R1Device
+{
+	R1_DEVICE_AUTO,
+	R1_DEVICE_CUDA,
+	R1_DEVICE_CPU
+} R1Device;
+
+/* settings (r1_pg.c) */
+extern char *r1_model;
+extern int	r1_device;
+extern int	r1_threads;
+extern int	r1_max_seqs;
+extern int	r1_max_queued;
+extern int	r1_max_ctx;
+extern double r1_gpu_memory_fraction;
+extern int	r1_max_tokens_default;
+extern int	r1_queue_timeout;
+extern char *r1_engine_path;
+extern bool r1_debug_ignore_eos;
+
+extern const char *r1_device_name(int device);
+
+/* worker.c */
+extern PGDLLEXPORT void r1_engine_worker_main(Datum main_arg);
+extern void r1_register_worker(void);
+
+/* client.c: one request to the engine host; returns the response's JSON text */
+extern char *r1_host_call(const char *request, size_t len, size_t *resp_len, bool wait_ready);
+extern void r1_check_available(void);
+
+#endif							/* R1_PG_H */

@@ -1,0 +1,302 @@
+/*
+ * sqlfuncs.c - the SQL-callable functions: r1_reason, r1_tokenize,
+ * r1_count_tokens, r1_extract_boxed, r1_status.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "engine/chat.h"
+#include "engine/server.h"
+#include "client.h"
+#include "r1_pg.h"
+#include "shmem.h"
+
+static void
+r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p)
+{
+	if (max_tokens < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_tokens must be at least 1"),
+				 errdetail("max_tokens is %d.", max_tokens),
+				 errhint("Pass a positive max_tokens, or NULL for r1.max_tokens_default.")));
+	if (!(temperature >= 0) || isinf(temperature))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("temperature must be a finite number >= 0"),
+				 errdetail("temperature is %g.", temperature),
+				 errhint("Use 0 for greedy decoding; the models are tuned for 0.5 to 0.7.")));
+	if (!(top_p > 0 && top_p <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("top_p must be in (0, 1]"),
+				 errdetail("top_p is %g.", top_p),
+				 errhint("Use 1 to turn nucleus sampling off.")));
+	if (top_k < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("top_k must be at least 0"),
+				 errdetail("top_k is %d.", top_k),
+				 errhint("Use 0 to turn top-k sampling off.")));
+	if (!(min_p >= 0 && min_p < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("min_p must be in [0, 1)"),
+				 errdetail("min_p is %g.", min_p),
+				 errhint("Use 0 to turn min-p sampling off.")));
+}
+
+static void
+r1_check_prompt_size(size_t len)
+{
+	if (len > R1_PROTO_MAX_PROMPT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("prompt is too long"),
+				 errdetail("The prompt and system text have %zu bytes; the limit is %u.",
+						   len, R1_PROTO_MAX_PROMPT),
+				 errhint("Shorten the prompt.")));
+}
+
+static TupleDesc
+r1_result_tupdesc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	return BlessTupleDesc(tupdesc);
+}
+
+PG_FUNCTION_INFO_V1(pg_r1_reason);
+
+/*
+ * r1_reason(prompt, max_tokens, temperature, top_p, seed, system, top_k, min_p)
+ */
+Datum
+pg_r1_reason(PG_FUNCTION_ARGS)
+{
+	int			max_tokens = PG_ARGISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
+	double		temperature = PG_ARGISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
+	double		top_p = PG_ARGISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
+	int			top_k = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	double		min_p = PG_ARGISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
+	char	   *prompt;
+	size_t		prompt_len;
+	char	   *system = NULL;
+	size_t		system_len = 0;
+	TupleDesc	tupdesc;
+	StringInfoData req;
+	Jsonb	   *resp;
+	Datum		values[8];
+	bool		nulls[8];
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
+	tupdesc = r1_result_tupdesc(fcinfo);
+	prompt = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &prompt_len);
+	if (!PG_ARGISNULL(5))
+		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
+	r1_check_prompt_size(prompt_len + system_len);
+
+	initStringInfo(&req);
+	appendStringInfoString(&req, "{\"op\":\"generate\",\"prompt\":");
+	escape_json(&req, prompt);
+	if (system)
+	{
+		appendStringInfoString(&req, ",\"system\":");
+		escape_json(&req, system);
+	}
+	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
+					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
+					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
+	if (!PG_ARGISNULL(4))
+		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, PG_GETARG_INT64(4));
+	if (r1_debug_ignore_eos)
+		appendStringInfoString(&req, ",\"ignore_eos\":true");
+	/* the engine's own deadline backs up statement_timeout */
+	if (StatementTimeout > 0)
+		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
+	appendStringInfoChar(&req, '}');
+
+	if (r1_shared != NULL)
+		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
+	resp = r1_call(req.data, req.len, false);
+
+	values[0] = PointerGetDatum(r1_json_text(resp, "think"));
+	values[1] = PointerGetDatum(r1_json_text(resp, "answer"));
+	values[2] = PointerGetDatum(r1_json_text(resp, "boxed"));
+	values[3] = PointerGetDatum(r1_json_text(resp, "finish_reason"));
+	for (int i = 0; i < 4; i++)
+		nulls[i] = values[i] == (Datum) 0;
+	values[4] = Int32GetDatum((int32) r1_json_int(resp, "prompt_tokens"));
+	values[5] = Int32GetDatum((int32) r1_json_int(resp, "completion_tokens"));
+	values[6] = Int32GetDatum((int32) r1_json_int(resp, "think_tokens"));
+	values[7] = Float8GetDatum(r1_json_float(resp, "ms"));
+	nulls[4] = nulls[5] = nulls[6] = nulls[7] = false;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+static Jsonb *
+r1_tokenize_call(text *t, bool count_only)
+{
+	size_t		len;
+	char	   *s = r1_text_to_utf8(t, &len);
+	StringInfoData req;
+
+	r1_check_prompt_size(len);
+	initStringInfo(&req);
+	appendStringInfoString(&req, "{\"op\":\"tokenize\",\"text\":");
+	escape_json(&req, s);
+	if (count_only)
+		appendStringInfoString(&req, ",\"count_only\":true");
+	appendStringInfoChar(&req, '}');
+	return r1_call(req.data, req.len, false);
+}
+
+PG_FUNCTION_INFO_V1(pg_r1_tokenize);
+
+Datum
+pg_r1_tokenize(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *resp = r1_tokenize_call(PG_GETARG_TEXT_PP(0), false);
+	JsonbValue	ids;
+	ArrayBuildState *astate = initArrayResult(INT4OID, CurrentMemoryContext, false);
+
+	if (r1_json_get(resp, "ids", &ids) && ids.type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(ids.val.binary.data);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM || v.type != jbvNumeric)
+				continue;
+			astate = accumArrayResult(astate,
+									  DirectFunctionCall1(numeric_int4, NumericGetDatum(v.val.numeric)),
+									  false, INT4OID, CurrentMemoryContext);
+		}
+	}
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
+}
+
+PG_FUNCTION_INFO_V1(pg_r1_count_tokens);
+
+Datum
+pg_r1_count_tokens(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *resp = r1_tokenize_call(PG_GETARG_TEXT_PP(0), true);
+
+	PG_RETURN_INT32((int32) r1_json_int(resp, "n"));
+}
+
+PG_FUNCTION_INFO_V1(pg_r1_extract_boxed);
+
+Datum
+pg_r1_extract_boxed(PG_FUNCTION_ARGS)
+{
+	size_t		len;
+	char	   *s = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &len);
+	char	   *boxed = r1_extract_boxed(s);
+	text	   *result;
+
+	if (boxed == NULL)
+		PG_RETURN_NULL();
+	PG_TRY();
+	{
+		result = r1_utf8_to_text(boxed, strlen(boxed));
+	}
+	PG_FINALLY();
+	{
+		free(boxed);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(result);
+}
+
+PG_FUNCTION_INFO_V1(pg_r1_status);
+
+Datum
+pg_r1_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc = r1_result_tupdesc(fcinfo);
+	R1Shared	snap;
+	Jsonb	   *st = NULL;
+	Datum		values[17];
+	bool		nulls[17];
+	int			i = 0;
+
+	memset(nulls, 0, sizeof(nulls));
+	if (r1_shared == NULL)
+	{
+		memset(&snap, 0, sizeof(snap));
+		strlcpy(snap.reason, "r1_pg is not in shared_preload_libraries.", sizeof(snap.reason));
+		snap.state = R1_STATE_STARTING;
+	}
+	else
+	{
+		r1_shmem_snapshot(&snap);
+		if (snap.state == R1_STATE_READY)
+		{
+			const char *req = "{\"op\":\"status\"}";
+
+			st = r1_call(req, strlen(req), true);
+		}
+	}
+
+#define R1_TEXT(s) (CStringGetTextDatum(s))
+	values[i++] = R1_TEXT(r1_state_name(snap.state));
+	nulls[i] = snap.reason[0] == '\0';
+	values[i++] = R1_TEXT(snap.reason);
+	nulls[i] = snap.model_name[0] == '\0';
+	values[i++] = R1_TEXT(snap.model_name);
+	nulls[i] = snap.model_path[0] == '\0';
+	values[i++] = R1_TEXT(snap.model_path);
+	values[i++] = R1_TEXT(snap.device[0] ? snap.device : snap.device_setting[0] ? snap.device_setting : r1_device_name(r1_device));
+	nulls[i] = snap.host_pid == 0;
+	values[i++] = Int32GetDatum((int32) snap.host_pid);
+	nulls[i] = st == NULL;
+	values[i++] = Int32GetDatum(st ? (int32) r1_json_int(st, "waiting") : 0);
+	nulls[i] = st == NULL;
+	values[i++] = Int32GetDatum(st ? (int32) r1_json_int(st, "running") : 0);
+	nulls[i] = st == NULL;
+	values[i++] = Int64GetDatum(st ? r1_json_int(st, "tokens_generated") : 0);
+	nulls[i] = st == NULL;
+	values[i++] = Int64GetDatum(st ? r1_json_int(st, "requests_done") : 0);
+	nulls[i] = st == NULL;
+	values[i++] = Int64GetDatum(st ? r1_json_int(st, "memory_used") : 0);
+	nulls[i] = snap.state != R1_STATE_READY;
+	values[i++] = Int64GetDatum(snap.weight_bytes);
+	nulls[i] = snap.state != R1_STATE_READY;
+	values[i++] = Int32GetDatum(snap.max_ctx);
+	values[i++] = Int32GetDatum(snap.host_restarts);
+	nulls[i] = snap.worker_start == 0;
+	values[i++] = snap.worker_start ?
+		DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(GetCurrentTimestamp()),
+							TimestampTzGetDatum(snap.worker_start)) : (Datum) 0;
+	nulls[i] = snap.ready_since == 0;
+	values[i++] = TimestampTzGetDatum(snap.ready_since);
+	nulls[i] = snap.note[0] == '\0';
+	values[i++] = R1_TEXT(snap.note);
+#undef R1_TEXT
+	Assert(i == lengthof(values));
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

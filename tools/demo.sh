@@ -1,0 +1,45 @@
+#!/bin/bash
+# Demo: build and install r1_pg, start a throwaway PostgreSQL cluster with the
+# extension preloaded, ask the model one question with r1_reason(), stop the
+# cluster.  Uses the checkpoint directory in $R1_MODEL when set (a downloaded
+# DeepSeek-R1-Distill-Qwen model), else a small generated demo model.
+# R1_DEVICE (auto|cuda|cpu) sets r1.device.
+# Run as root (the server then runs as the OS user "postgres") or as a user
+# who may write to the PostgreSQL installation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PG_CONFIG=${PG_CONFIG:-pg_config}
+
+echo "== build and install"
+make -j"$(nproc)" >/dev/null
+make install >/dev/null
+
+TMP=$(mktemp -d /tmp/r1_pg_demo.XXXXXX)
+chmod 755 "$TMP"
+. test/lib/cluster.sh
+trap 'r1_cluster_stop; rm -rf "$TMP"' EXIT
+
+if [ -n "${R1_MODEL:-}" ]; then
+	model=$(cd "$R1_MODEL" && pwd)
+	echo "== model: $model (from R1_MODEL)"
+	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -r "$model/config.json"; then
+		echo "demo: the postgres user cannot read $model/config.json; make the directory readable" >&2
+		exit 1
+	fi
+else
+	model=$TMP/model
+	bin/r1 demo-model --out "$model" >/dev/null
+	chmod -R a+rX "$model"
+	echo "== model: the small generated demo model (set R1_MODEL to a checkpoint directory for a real one)"
+fi
+
+echo "== cluster in $TMP"
+r1_cluster_start "$TMP" "$model" "r1.device = '${R1_DEVICE:-auto}'"
+r1_wait_state ready 600
+"$R1_PGBIN/psql" -X -c "SELECT state, model_name, device, max_ctx FROM r1_status()"
+
+# R1_DEMO_MAX_TOKENS caps the trace (a real model on a CPU is slow); default r1.max_tokens_default
+echo "== SELECT * FROM r1_reason(...)"
+"$R1_PGBIN/psql" -X -x \
+	${R1_DEMO_MAX_TOKENS:+-c "SET r1.max_tokens_default = $R1_DEMO_MAX_TOKENS"} \
+	-c "SELECT * FROM r1_reason('What is 6*7? Please reason step by step, and put your final answer within \\boxed{}.')"
