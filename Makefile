@@ -91,3 +91,7 @@ uninstall-r1:
 
 # CUDA backend rules (kernels/cuda.mk) are used when nvcc is found.
 -include kernels/cuda.mk
+
+# libFuzzer targets and sanitizer builds (make fuzz, asan-unit, asan-cli,
+# valgrind-generate; test/fuzz/run.sh runs them all).
+-include test/fuzz/fuzz.mk

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Build r1_pg and run every test: the engine's unit and golden tests, the r1
 # tool's interface tests, and the extension's pg_regress, pgTAP and fault tests
-# against a throwaway PostgreSQL cluster.  Installs missing Debian packages
-# first (needs root or sudo).  This is the README's test command; CI runs it.
+# against a throwaway PostgreSQL cluster, then the engine under ASan+UBSan,
+# valgrind and a bounded libFuzzer run of each loader.  Installs missing
+# Debian packages first (needs root or sudo).  This is the README's test command; CI runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -11,8 +12,8 @@ echo "== engine unit and golden tests"
 make unit
 echo "== r1 tool interface tests"
 prove --exec python3 test/cli/test_cli.py
-if [ -x test/run-extension-tests.sh ]; then
-  echo "== extension tests"
-  test/run-extension-tests.sh
-fi
+echo "== extension tests"
+test/run-extension-tests.sh
+echo "== sanitizers, valgrind and fuzzing"
+test/fuzz/run.sh
 echo "tools/test.sh: all tests passed"
