@@ -17,11 +17,7 @@
 #include "chat.h"
 #include "demo_model.h"
 #include "engine.h"
-#if __has_include("server.h")
 #include "server.h"
-#else
-static int r1_serve_main(int argc, char **argv) { fprintf(stderr, "r1: serve is not built yet\n"); return 1; }
-#endif
 
 static const char *usage_text =
 "usage: r1 COMMAND [OPTIONS]\n"
