@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 export PG_CONFIG=${PG_CONFIG:-pg_config}
 
+# one run at a time per machine: `make install` writes the system's
+# PostgreSQL directories
+exec 9>/tmp/r1_pg_extension_tests.lock
+flock 9
+
 echo "== build and install"
 make -j2 >/dev/null
 make install >/dev/null
