@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PG_CONFIG=${PG_CONFIG:-pg_config}
 
+tools/install-deps.sh
 echo "== build and install"
 make -j"$(nproc)" >/dev/null
 make install >/dev/null
