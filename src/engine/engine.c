@@ -66,6 +66,7 @@ struct r1_engine
 	int32_t		think_close_id; /* id of "</think>", -1 if the tokenizer has none */
 	int32_t		think_close[8]; /* the ids forced at max_think_tokens: "</think>" encoded */
 	int			n_think_close;	/* 0: no tokenizer, max_think_tokens is refused */
+	int			sample_vocab;	/* ids sampled from: [0, tokenizer size) with a tokenizer */
 	req		  **running;		/* [max_seqs] by slot */
 	req		   *wait_head,
 			   *wait_tail;
@@ -172,6 +173,11 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 			goto fail;
 		}
 	}
+	/*
+	 * The embedding is padded past the tokenizer (151936 rows for 151665
+	 * tokens): ids there have no text, so they are never sampled.
+	 */
+	e->sample_vocab = e->tok ? r1_tokenizer_n_tokens(e->tok) : vocab;
 	e->eos_ids[0] = e->model->cfg.eos_id;
 	e->eos_ids[1] = e->tok ? r1_tokenizer_eos_id(e->tok) : -1;
 	e->think_close_id = e->tok ? r1_tokenizer_token_id(e->tok, R1_THINK_CLOSE) : -1;
@@ -614,7 +620,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 				continue;		/* more prompt to go: this row's logits are unused */
 		}
 		/* the position of the token being chosen keys its random draw */
-		next = r1_sample(row, e->model->cfg.vocab_size, &r->sp,
+		next = r1_sample(row, e->sample_vocab, &r->sp,
 						 (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);
 		/* think budget spent without </think>: close it ourselves, one token a step */
 		if (r->max_think > 0 && !r->think_tokens && r->n_out - r->forced >= r->max_think &&

@@ -59,7 +59,7 @@ SELECT r1_reason('x', max_think_tokens => 0);
 CREATE TEMP TABLE batch AS
 SELECT * FROM r1_reason_many(ARRAY(SELECT 'Question ' || i FROM generate_series(1, 33) i),
                              temperature => 30, top_p => 1, seed => 1000, max_tokens => 12);
-SELECT count(*), count(DISTINCT think) > 20 AS varied FROM batch;
+SELECT count(*), count(*) FILTER (WHERE error IS NULL) AS answered, count(DISTINCT think) > 20 AS varied FROM batch;
 SELECT b.ord, b.think = a.think AND b.answer IS NOT DISTINCT FROM a.answer
        AND b.completion_tokens = a.completion_tokens AS same_alone
 FROM batch b,
