@@ -32,6 +32,20 @@ CREATE TYPE r1.reasoning AS (
 );
 COMMENT ON TYPE r1.reasoning IS 'result of r1_reason(): the think trace, the answer after </think>, the last \boxed{} content, why generation stopped, token counts and milliseconds';
 
+CREATE TYPE r1.reasoning_item AS (
+	ord int,
+	think text,
+	answer text,
+	boxed text,
+	finish_reason text,
+	prompt_tokens int,
+	completion_tokens int,
+	think_tokens int,
+	ms float8,
+	error text
+);
+COMMENT ON TYPE r1.reasoning_item IS 'a row of r1_reason_many(): ord is the prompt''s position in the array (from 1), then the columns of r1.reasoning; error is ''SQLSTATE: message'' for a prompt that failed (the other columns are then NULL)';
+
 CREATE TYPE r1.engine_status AS (
 	state text,
 	reason text,
@@ -60,12 +74,29 @@ CREATE FUNCTION r1_reason(prompt text,
 						  seed bigint DEFAULT NULL,
 						  system text DEFAULT NULL,
 						  top_k int DEFAULT 0,
-						  min_p float8 DEFAULT 0)
+						  min_p float8 DEFAULT 0,
+						  max_think_tokens int DEFAULT NULL)
 RETURNS r1.reasoning
 AS 'MODULE_PATHNAME', 'pg_r1_reason'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
-COMMENT ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8) IS
-'reason about prompt with the model the r1 engine serves: returns think, answer, boxed, finish_reason, token counts and ms; max_tokens NULL means r1.max_tokens_default, temperature 0 is greedy, a seed makes sampling reproducible';
+COMMENT ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8, int) IS
+'reason about prompt with the model the r1 engine serves: returns think, answer, boxed, finish_reason, token counts and ms; max_tokens NULL means r1.max_tokens_default, temperature 0 is greedy, a seed makes sampling reproducible; max_think_tokens N (NULL = no limit) makes the engine close the think section with </think> after N tokens and let the model answer: finish_reason is then ''think_budget'' (answer complete) or ''length'' (max_tokens cut the answer off; think_tokens = N + 1 tells the two ways to ''length'' apart)';
+
+CREATE FUNCTION r1_reason_many(prompts text[],
+							   max_tokens int DEFAULT NULL,
+							   temperature float8 DEFAULT 0.6,
+							   top_p float8 DEFAULT 0.95,
+							   seed bigint DEFAULT NULL,
+							   system text DEFAULT NULL,
+							   top_k int DEFAULT 0,
+							   min_p float8 DEFAULT 0,
+							   max_think_tokens int DEFAULT NULL,
+							   strict bool DEFAULT false)
+RETURNS SETOF r1.reasoning_item
+AS 'MODULE_PATHNAME', 'pg_r1_reason_many'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE ROWS 100;
+COMMENT ON FUNCTION r1_reason_many(text[], int, float8, float8, bigint, text, int, float8, int, bool) IS
+'reason about every prompt at once (the engine batches them): one row per prompt in completion order, ord = position in the array; a failed prompt (NULL, too long, refused) gives a row with error = ''SQLSTATE: message'' unless strict raises it; with a seed, prompt ord uses seed + ord - 1, so it equals r1_reason(prompt, seed => seed + ord - 1); at most max(64, 2 * r1.max_seqs) prompts (and at most r1.max_queued) are in flight, the rest follow as they finish';
 
 CREATE FUNCTION r1_tokenize(text) RETURNS int[]
 AS 'MODULE_PATHNAME', 'pg_r1_tokenize'
@@ -87,13 +118,15 @@ AS 'MODULE_PATHNAME', 'pg_r1_status'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION r1_status() IS 'state of the r1 engine: loading, ready, failed and why; model, device, queue depth, active requests, tokens generated, memory, uptime';
 
-REVOKE ALL ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_reason_many(text[], int, float8, float8, bigint, text, int, float8, int, bool) FROM PUBLIC;
 REVOKE ALL ON FUNCTION r1_tokenize(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION r1_count_tokens(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION r1_extract_boxed(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION r1_status() FROM PUBLIC;
 
-GRANT EXECUTE ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8, int) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_reason_many(text[], int, float8, float8, bigint, text, int, float8, int, bool) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_tokenize(text) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_count_tokens(text) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_extract_boxed(text) TO r1_user;

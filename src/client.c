@@ -70,7 +70,7 @@ r1_not_loaded(void)
  * Wait until the engine is ready (it may be loading or restarting) and
  * return its state; raise the reason when it cannot become ready.
  */
-static bool
+bool
 r1_wait_ready(R1Shared *snap, bool soft)
 {
 	TimestampTz start = GetCurrentTimestamp();
@@ -136,7 +136,7 @@ r1_wait_ready(R1Shared *snap, bool soft)
 }
 
 /* Connect to the host; -1 (errno set) when it is not there. */
-static int
+int
 r1_connect(void)
 {
 	struct sockaddr_un addr;
@@ -168,7 +168,7 @@ r1_connect(void)
 }
 
 /* The host went away during the call: report why, as the worker saw it. */
-static void
+void
 r1_host_lost(uint32 generation, bool soft)
 {
 	TimestampTz start = GetCurrentTimestamp();
@@ -329,42 +329,59 @@ r1_sqlstate(const char *code)
 }
 
 Jsonb *
-r1_call(const char *request, size_t len, bool soft)
+r1_parse_response(const char *resp)
 {
-	char	   *resp;
-	size_t		resp_len = 0;
-	Jsonb	   *j;
-	text	   *code,
-			   *error,
-			   *detail,
-			   *hint;
-	JsonbValue	ok;
-
-	resp = r1_round_trip(request, len, &resp_len, soft);
-	if (resp == NULL)
-		return NULL;
 	/* the response is ASCII; \u escapes become the server encoding */
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
-	pfree(resp);
+	Jsonb	   *j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
+
 	if (!JB_ROOT_IS_OBJECT(j))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("r1 engine host sent a malformed response")));
-	if (r1_json_get(j, "ok", &ok) && ok.type == jbvBool && ok.val.boolean)
-		return j;
-	if (soft)
-		return NULL;
+	return j;
+}
 
-	code = r1_json_text(j, "code");
-	error = r1_json_text(j, "error");
-	detail = r1_json_text(j, "detail");
-	hint = r1_json_text(j, "hint");
+bool
+r1_response_ok(Jsonb *j)
+{
+	JsonbValue	ok;
+
+	return r1_json_get(j, "ok", &ok) && ok.type == jbvBool && ok.val.boolean;
+}
+
+void
+r1_raise_response(Jsonb *j)
+{
+	text	   *code = r1_json_text(j, "code");
+	text	   *error = r1_json_text(j, "error");
+	text	   *detail = r1_json_text(j, "detail");
+	text	   *hint = r1_json_text(j, "hint");
+
 	pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
 	ereport(ERROR,
 			(errcode(r1_sqlstate(code ? text_to_cstring(code) : NULL)),
 			 errmsg("%s", error ? text_to_cstring(error) : "r1 engine error"),
 			 detail ? errdetail("%s", text_to_cstring(detail)) : 0,
 			 hint ? errhint("%s", text_to_cstring(hint)) : 0));
+}
+
+Jsonb *
+r1_call(const char *request, size_t len, bool soft)
+{
+	char	   *resp;
+	size_t		resp_len = 0;
+	Jsonb	   *j;
+
+	resp = r1_round_trip(request, len, &resp_len, soft);
+	if (resp == NULL)
+		return NULL;
+	j = r1_parse_response(resp);
+	pfree(resp);
+	if (r1_response_ok(j))
+		return j;
+	if (soft)
+		return NULL;
+	r1_raise_response(j);
 	return NULL;				/* keep the compiler quiet */
 }
 

@@ -20,6 +20,20 @@
  */
 extern Jsonb *r1_call(const char *request, size_t len, bool soft);
 
+/*
+ * Pieces of r1_call for clients with many requests in flight (client_many.c).
+ * r1_wait_ready waits for a ready engine (false only in soft mode);
+ * r1_connect returns a non-blocking socket connected to the host, or -1;
+ * r1_host_lost raises the error for a host that went away.
+ */
+struct R1Shared;
+extern bool r1_wait_ready(struct R1Shared *snap, bool soft);
+extern int	r1_connect(void);
+extern void r1_host_lost(uint32 generation, bool soft);
+extern Jsonb *r1_parse_response(const char *resp);	/* a JSON object, or ERROR */
+extern bool r1_response_ok(Jsonb *j);
+extern void r1_raise_response(Jsonb *j) pg_attribute_noreturn();	/* an error response */
+
 /* Members of a response object: false when missing or null. */
 extern bool r1_json_get(Jsonb *j, const char *key, JsonbValue *out);
 extern text *r1_json_text(Jsonb *j, const char *key);	/* NULL if not a string */

@@ -25,6 +25,7 @@ int			r1_max_tokens_default = 32768;
 int			r1_queue_timeout = 30000;
 char	   *r1_engine_path = NULL;
 bool		r1_debug_ignore_eos = false;
+bool		r1_batch_invariant = true;
 
 static const struct config_enum_entry r1_device_options[] = {
 	{"auto", R1_DEVICE_AUTO, false},
@@ -146,6 +147,16 @@ _PG_init(void)
 							 false,
 							 PGC_SUSET,
 							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("r1.batch_invariant",
+							 "Make each request's result independent of the other requests in the batch.",
+							 "On, a seeded request gives the same tokens alone or batched with others (bitwise on the CPU, "
+							 "which costs some prompt-processing speed; on a GPU see the README). Changing it restarts the engine.",
+							 &r1_batch_invariant,
+							 true,
+							 PGC_SIGHUP,
+							 0,
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("r1");

@@ -24,8 +24,9 @@
 #include "client.h"
 #include "r1_pg.h"
 #include "shmem.h"
+#include "sqlfuncs.h"
 
-static void
+void
 r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p)
 {
 	if (max_tokens < 1)
@@ -60,7 +61,18 @@ r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, d
 				 errhint("Use 0 to turn min-p sampling off.")));
 }
 
-static void
+void
+r1_check_max_think_tokens(int max_think_tokens)
+{
+	if (max_think_tokens < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_think_tokens must be at least 1"),
+				 errdetail("max_think_tokens is %d.", max_think_tokens),
+				 errhint("Pass NULL for no thinking budget.")));
+}
+
+void
 r1_check_prompt_size(size_t len)
 {
 	if (len > R1_PROTO_MAX_PROMPT)
@@ -85,7 +97,8 @@ r1_result_tupdesc(FunctionCallInfo fcinfo)
 PG_FUNCTION_INFO_V1(pg_r1_reason);
 
 /*
- * r1_reason(prompt, max_tokens, temperature, top_p, seed, system, top_k, min_p)
+ * r1_reason(prompt, max_tokens, temperature, top_p, seed, system, top_k, min_p,
+ *			 max_think_tokens)
  */
 Datum
 pg_r1_reason(PG_FUNCTION_ARGS)
@@ -108,6 +121,8 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
+	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+		r1_check_max_think_tokens(PG_GETARG_INT32(8));
 	tupdesc = r1_result_tupdesc(fcinfo);
 	prompt = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &prompt_len);
 	if (!PG_ARGISNULL(5))
@@ -127,6 +142,8 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
 	if (!PG_ARGISNULL(4))
 		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, PG_GETARG_INT64(4));
+	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 	if (r1_debug_ignore_eos)
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
 	/* the engine's own deadline backs up statement_timeout */

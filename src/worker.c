@@ -60,6 +60,7 @@ typedef struct R1HostConfig
 	int			max_queued;
 	int			max_ctx;
 	double		gpu_memory_fraction;
+	bool		batch_invariant;
 } R1HostConfig;
 
 static R1HostConfig r1_config;
@@ -109,6 +110,7 @@ r1_config_read(R1HostConfig *c)
 	c->max_queued = r1_max_queued;
 	c->max_ctx = r1_max_ctx;
 	c->gpu_memory_fraction = r1_gpu_memory_fraction;
+	c->batch_invariant = r1_batch_invariant;
 }
 
 static void
@@ -235,6 +237,8 @@ r1_host_start(void)
 	argv[n++] = max_ctx;
 	argv[n++] = "--gpu-memory-fraction";
 	argv[n++] = gpu;
+	if (r1_config.batch_invariant)
+		argv[n++] = "--batch-invariant";
 	argv[n++] = "--status-fd";
 	argv[n++] = "3";
 	argv[n] = NULL;

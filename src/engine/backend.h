@@ -33,6 +33,15 @@ struct r1_backend
 	int			max_ctx;
 
 	/*
+	 * Set by the caller before a forward: 1 asks that every token's logits
+	 * (and cached keys/values) be bitwise independent of what else is in the
+	 * batch.  The CPU backend is batch-invariant in every mode for batches
+	 * under 8 tokens and with this flag for all; the CUDA backend documents
+	 * what it guarantees (backend_cuda.c).
+	 */
+	int			batch_invariant;
+
+	/*
 	 * Run the batch: append its tokens' keys and values to the slots' caches
 	 * at the given positions (positions before pos must already be cached),
 	 * and write float32 logits [rows, vocab] to logits (host memory).

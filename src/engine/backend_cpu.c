@@ -86,64 +86,35 @@ hsum256(
 #endif
 }
 
-/* dot of weight row w (n elements of dtype dt) with float vector x */
-static float
-dot_row(const void *w, r1_dtype dt, const float *x, int n)
+/*
+ * Batch invariance.  Every path through a linear layer computes each output
+ * with the same arithmetic, in the same order, whatever the batch holds:
+ * two 8-lane accumulators over blocks of 16 inputs (even and odd halves),
+ * summed and reduced by hsum256, then the last n % 16 inputs one by one with
+ * fmaf.  dot_row (one token), dot_row4 (four tokens sharing each widened
+ * weight) and the batch-invariant prompt path below follow it exactly, so a
+ * token's logits do not depend on its neighbours.  Only the BLAS path for
+ * batches of GEMM_MIN_TOKENS and more (sgemm blocks and orders the sums its
+ * own way) leaves it, and only when batch_invariant is off.
+ */
+
+/* weight i of row w, widened */
+static inline float
+weight_at(const void *w, r1_dtype dt, int i)
 {
-	int			i = 0;
-	float		s = 0.0f;
-
-#ifdef __AVX2__
-	__m256		acc0 = _mm256_setzero_ps(),
-				acc1 = _mm256_setzero_ps();
-
 	if (dt == R1_BF16)
-	{
-		const uint16_t *h = w;
+		return r1_bf16_to_f32(((const uint16_t *) w)[i]);
+	if (dt == R1_F16)
+		return r1_f16_to_f32(((const uint16_t *) w)[i]);
+	return ((const float *) w)[i];
+}
 
-		for (; i + 16 <= n; i += 16)
-		{
-			__m256i		a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) (h + i)));
-			__m256i		b = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) (h + i + 8)));
-
-			acc0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), _mm256_loadu_ps(x + i), acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), _mm256_loadu_ps(x + i + 8), acc1);
-		}
-	}
-	else if (dt == R1_F16)
-	{
-		const uint16_t *h = w;
-
-		for (; i + 16 <= n; i += 16)
-		{
-			acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (h + i))), _mm256_loadu_ps(x + i), acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (h + i + 8))), _mm256_loadu_ps(x + i + 8), acc1);
-		}
-	}
-	else
-	{
-		const float *f = w;
-
-		for (; i + 16 <= n; i += 16)
-		{
-			acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(f + i), _mm256_loadu_ps(x + i), acc0);
-			acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(f + i + 8), _mm256_loadu_ps(x + i + 8), acc1);
-		}
-	}
-	s = hsum256(_mm256_add_ps(acc0, acc1));
-#endif
+/* the scalar tail [i, n) of the canonical order, added to s */
+static inline float
+dot_tail(const void *w, r1_dtype dt, const float *x, int i, int n, float s)
+{
 	for (; i < n; i++)
-	{
-		float		wi;
-
-		if (dt == R1_BF16)
-			wi = r1_bf16_to_f32(((const uint16_t *) w)[i]);
-		else if (dt == R1_F16)
-			wi = r1_f16_to_f32(((const uint16_t *) w)[i]);
-		else
-			wi = ((const float *) w)[i];
-		s += wi * x[i];
-	}
+		s = fmaf(weight_at(w, dt, i), x[i], s);
 	return s;
 }
 
@@ -161,40 +132,80 @@ load8(const void *w, r1_dtype dt, int i)
 }
 #endif
 
+/* dot of weight row w (n elements of dtype dt) with float vector x */
+static float
+dot_row(const void *w, r1_dtype dt, const float *x, int n)
+{
+	int			i = 0;
+	float		s = 0.0f;
+
+#ifdef __AVX2__
+	__m256		acc0 = _mm256_setzero_ps(),
+				acc1 = _mm256_setzero_ps();
+
+	for (; i + 16 <= n; i += 16)
+	{
+		acc0 = _mm256_fmadd_ps(load8(w, dt, i), _mm256_loadu_ps(x + i), acc0);
+		acc1 = _mm256_fmadd_ps(load8(w, dt, i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+	}
+	s = hsum256(_mm256_add_ps(acc0, acc1));
+#endif
+	return dot_tail(w, dt, x, i, n, s);
+}
+
 /*
  * out[t * stride] = dot(w, x_t) for 4 tokens at once: each weight is widened
  * once and used four times, which is what makes small decode batches cheap.
+ * Bitwise the same as four dot_row calls.
  */
 static void
 dot_row4(const void *w, r1_dtype dt, const float *x, int n, float *out, size_t stride)
 {
 #ifdef __AVX2__
 	__m256		a0 = _mm256_setzero_ps(),
+				b0 = _mm256_setzero_ps(),
 				a1 = _mm256_setzero_ps(),
+				b1 = _mm256_setzero_ps(),
 				a2 = _mm256_setzero_ps(),
-				a3 = _mm256_setzero_ps();
+				b2 = _mm256_setzero_ps(),
+				a3 = _mm256_setzero_ps(),
+				b3 = _mm256_setzero_ps();
 	int			i = 0;
 
-	for (; i + 8 <= n; i += 8)
+	for (; i + 16 <= n; i += 16)
 	{
-		__m256		wv = load8(w, dt, i);
+		__m256		lo = load8(w, dt, i),
+					hi = load8(w, dt, i + 8);
 
-		a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), a0);
-		a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + n + i), a1);
-		a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + 2 * n + i), a2);
-		a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + 3 * n + i), a3);
+		a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i), a0);
+		b0 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), b0);
+		a1 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + n + i), a1);
+		b1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + n + i + 8), b1);
+		a2 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + 2 * n + i), a2);
+		b2 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + 2 * n + i + 8), b2);
+		a3 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + 3 * n + i), a3);
+		b3 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + 3 * n + i + 8), b3);
 	}
-	if (i == n)
-	{
-		out[0] = hsum256(a0);
-		out[stride] = hsum256(a1);
-		out[2 * stride] = hsum256(a2);
-		out[3 * stride] = hsum256(a3);
-		return;
-	}
-#endif
+	out[0] = dot_tail(w, dt, x, i, n, hsum256(_mm256_add_ps(a0, b0)));
+	out[stride] = dot_tail(w, dt, x + n, i, n, hsum256(_mm256_add_ps(a1, b1)));
+	out[2 * stride] = dot_tail(w, dt, x + 2 * n, i, n, hsum256(_mm256_add_ps(a2, b2)));
+	out[3 * stride] = dot_tail(w, dt, x + 3 * n, i, n, hsum256(_mm256_add_ps(a3, b3)));
+#else
 	for (int t = 0; t < 4; t++)
 		out[t * stride] = dot_row(w, dt, x + (size_t) t * n, n);
+#endif
+}
+
+/* out[t * n_out + r] for tokens [0, T) of one weight row: the decode kernel */
+static void
+dot_tokens(const void *row, r1_dtype dt, const float *x, int T, int n_in, float *out, int n_out)
+{
+	int			t = 0;
+
+	for (; t + 4 <= T; t += 4)
+		dot_row4(row, dt, x + (size_t) t * n_in, n_in, out + (size_t) t * n_out, n_out);
+	for (; t < T; t++)
+		out[(size_t) t * n_out] = dot_row(row, dt, x + (size_t) t * n_in, n_in);
 }
 
 /* widen rows [row0, row0 + nrows) of w to float32 */
@@ -221,11 +232,13 @@ widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in)
  * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T (+ bias).  out and x must not
  * overlap.  One thread pool (OpenMP) does all the work: for prompts each
  * thread takes blocks of weight rows, widens them into its own buffer while
- * they are hot, and multiplies them with a single-threaded sgemm.
+ * they are hot, and multiplies them with a single-threaded sgemm, or, when
+ * batch-invariant, with the decode kernel (the canonical order above) over
+ * the widened rows, four tokens at a time.
  */
 static void
 linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
-	   const r1_tensor *bias, int n_out, int n_in)
+	   const r1_tensor *bias, int n_out, int n_in, int invariant)
 {
 	size_t		es = r1_dtype_size(w->dtype);
 
@@ -249,8 +262,23 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 				widen_rows(buf, w, r0, nr, n_in);
 				wf = buf;
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, n_in, 1.0f,
-						x, n_in, wf, n_in, 0.0f, out + r0, n_out);
+			if (!invariant)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nr, n_in, 1.0f,
+							x, n_in, wf, n_in, 0.0f, out + r0, n_out);
+			else
+			{
+				/* token groups outside, so four tokens' inputs stay in L1 over the block */
+				int			t = 0;
+
+				for (; t + 4 <= T; t += 4)
+					for (int r = 0; r < nr; r++)
+						dot_row4(wf + (size_t) r * n_in, R1_F32, x + (size_t) t * n_in, n_in,
+								 out + (size_t) t * n_out + r0 + r, n_out);
+				for (; t < T; t++)
+					for (int r = 0; r < nr; r++)
+						out[(size_t) t * n_out + r0 + r] =
+							dot_row(wf + (size_t) r * n_in, R1_F32, x + (size_t) t * n_in, n_in);
+			}
 		}
 	}
 	else
@@ -258,16 +286,8 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 		/* each weight row is read once for all T tokens: decode is memory-bound */
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
-		{
-			const void *row = (const char *) w->data + (size_t) r * n_in * es;
-
-			int			t = 0;
-
-			for (; t + 4 <= T; t += 4)
-				dot_row4(row, w->dtype, x + (size_t) t * n_in, n_in, out + (size_t) t * n_out + r, n_out);
-			for (; t < T; t++)
-				out[(size_t) t * n_out + r] = dot_row(row, w->dtype, x + (size_t) t * n_in, n_in);
-		}
+			dot_tokens((const char *) w->data + (size_t) r * n_in * es, w->dtype, x, T, n_in,
+					   out + r, n_out);
 	}
 	if (bias)
 		for (int t = 0; t < T; t++)
@@ -542,9 +562,9 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		/* attention block */
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->attn_norm, H, c->rms_norm_eps);
-		linear(st, st->q, st->xb, T, &w->wq, &w->bq, qd, H);
-		linear(st, st->k, st->xb, T, &w->wk, &w->bk, kvd, H);
-		linear(st, st->v, st->xb, T, &w->wv, &w->bv, kvd, H);
+		linear(st, st->q, st->xb, T, &w->wq, &w->bq, qd, H, b->batch_invariant);
+		linear(st, st->k, st->xb, T, &w->wk, &w->bk, kvd, H, b->batch_invariant);
+		linear(st, st->v, st->xb, T, &w->wv, &w->bv, kvd, H, b->batch_invariant);
 		for (int t = 0; t < T; t++)
 		{
 			cpu_slot   *s = &st->slots[batch->slot[tok_seq[t]]];
@@ -604,18 +624,18 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 				}
 			free(sc);
 		}
-		linear(st, st->ob, st->att, T, &w->wo, NULL, H, qd);
+		linear(st, st->ob, st->att, T, &w->wo, NULL, H, qd, b->batch_invariant);
 		for (size_t i = 0; i < (size_t) T * H; i++)
 			st->x[i] += st->ob[i];
 
 		/* feed-forward block (SwiGLU) */
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->ffn_norm, H, c->rms_norm_eps);
-		linear(st, st->hg, st->xb, T, &w->w_gate, NULL, inter, H);
-		linear(st, st->hu, st->xb, T, &w->w_up, NULL, inter, H);
+		linear(st, st->hg, st->xb, T, &w->w_gate, NULL, inter, H, b->batch_invariant);
+		linear(st, st->hu, st->xb, T, &w->w_up, NULL, inter, H, b->batch_invariant);
 		for (size_t i = 0; i < (size_t) T * inter; i++)
 			st->hg[i] = silu(st->hg[i]) * st->hu[i];
-		linear(st, st->ob, st->hg, T, &w->w_down, NULL, H, inter);
+		linear(st, st->ob, st->hg, T, &w->w_down, NULL, H, inter, b->batch_invariant);
 		for (size_t i = 0; i < (size_t) T * H; i++)
 			st->x[i] += st->ob[i];
 	}
@@ -633,7 +653,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 				rows++;
 			}
 	}
-	linear(st, logits, st->xb, rows, &m->lm_head, NULL, c->vocab_size, H);
+	linear(st, logits, st->xb, rows, &m->lm_head, NULL, c->vocab_size, H, b->batch_invariant);
 	free(tok_seq);
 	return 0;
 }

@@ -87,6 +87,8 @@ typedef struct cuda_state
 	const r1_config *cfg;
 	int			device;
 	int			n_sms;
+	int			batch_invariant;	/* the backend's flag, copied at each forward */
+	int			max_ctx;
 	cudaStream_t stream;
 	cublasHandle_t blas;
 	int			broken;			/* a CUDA error left the device state unknown */
@@ -515,7 +517,20 @@ next_range(const r1_batch_plan *p, int t0, int r0, const cuda_state *st, token_r
 	for (int t = t0; t < t0 + T; t++)
 		if (p->tok_pos[t] + 1 > r->max_ctx_len)
 			r->max_ctx_len = p->tok_pos[t] + 1;
-	r->part = r1_attn_part_size(T, st->cfg->n_kv_heads, r->max_ctx_len, 4 * st->n_sms, &r->max_splits);
+	if (st->batch_invariant)
+	{
+		/*
+		 * A split size that depends on neither the batch nor its longest
+		 * context: each query's splits, and so the order its softmax is
+		 * merged in, then depend only on its own position.
+		 */
+		int			ignored;
+
+		r->part = r1_attn_part_size(1, st->cfg->n_kv_heads, st->max_ctx, 4 * st->n_sms, &ignored);
+		r->max_splits = r1_attn_n_splits(r->max_ctx_len, r->part);
+	}
+	else
+		r->part = r1_attn_part_size(T, st->cfg->n_kv_heads, r->max_ctx_len, 4 * st->n_sms, &r->max_splits);
 	return T;
 }
 
@@ -619,6 +634,8 @@ cuda_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		return r1_fail(err, "the CUDA backend is unusable after an earlier error: %s", st->broken_msg);
 	if (r1_batch_plan_make(p, batch, b->max_slots, b->max_ctx, c->vocab_size, err) != 0)
 		return -1;
+	st->batch_invariant = b->batch_invariant;
+	st->max_ctx = b->max_ctx;
 	CK(cudaSetDevice(st->device));
 	for (int s = 0; s < batch->n_seqs; s++)
 	{

@@ -33,6 +33,8 @@ typedef struct req
 	r1_sampling sp;
 	int			max_tokens;
 	int			ignore_eos;
+	int			max_think;		/* max_think_tokens, 0 = none */
+	int			forced;			/* tokens of </think> already forced */
 	double		deadline_ms;
 	int			cancelled;
 	int			slot;			/* KV slot while running, else -1 */
@@ -62,6 +64,9 @@ struct r1_engine
 	int			ctx;
 	int32_t		eos_ids[2];
 	int32_t		think_close_id; /* id of "</think>", -1 if the tokenizer has none */
+	int32_t		think_close[8]; /* the ids forced at max_think_tokens: "</think>" encoded */
+	int			n_think_close;	/* 0: no tokenizer, max_think_tokens is refused */
+	int			sample_vocab;	/* ids sampled from: [0, tokenizer size) with a tokenizer */
 	req		  **running;		/* [max_seqs] by slot */
 	req		   *wait_head,
 			   *wait_tail;
@@ -168,9 +173,31 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 			goto fail;
 		}
 	}
+	/*
+	 * The embedding is padded past the tokenizer (151936 rows for 151665
+	 * tokens): ids there have no text, so they are never sampled.
+	 */
+	e->sample_vocab = e->tok ? r1_tokenizer_n_tokens(e->tok) : vocab;
 	e->eos_ids[0] = e->model->cfg.eos_id;
 	e->eos_ids[1] = e->tok ? r1_tokenizer_eos_id(e->tok) : -1;
 	e->think_close_id = e->tok ? r1_tokenizer_token_id(e->tok, R1_THINK_CLOSE) : -1;
+	if (e->think_close_id >= 0)
+		e->think_close[e->n_think_close++] = e->think_close_id;
+	else if (e->tok)
+	{
+		int32_t    *ids = NULL;
+		size_t		n = 0;
+		r1_error	ignored;
+
+		/* no single token: force its spelling (a model without one rarely closes it anyway) */
+		if (r1_tokenizer_encode(e->tok, R1_THINK_CLOSE, strlen(R1_THINK_CLOSE), &ids, &n, &ignored) == 0 &&
+			n >= 1 && n <= 8)
+		{
+			memcpy(e->think_close, ids, sizeof(int32_t) * n);
+			e->n_think_close = (int) n;
+		}
+		free(ids);
+	}
 
 	e->ctx = opts->max_ctx > 0 ? opts->max_ctx : 32768;
 	if (e->ctx > e->model->cfg.max_position)
@@ -180,6 +207,7 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 						  e->opts.threads, e->opts.gpu_memory_fraction,
 						  e->note, sizeof(e->note), err) != 0)
 		goto fail;
+	e->be->batch_invariant = e->opts.batch_invariant ? 1 : 0;
 
 	e->running = calloc(e->opts.max_seqs, sizeof(req *));
 	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));
@@ -318,6 +346,10 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 		return -1;
 	if (rq->max_tokens < 1)
 		return r1_fail(err, "max_tokens must be >= 1, got %d", rq->max_tokens);
+	if (rq->max_think_tokens < 0)
+		return r1_fail(err, "max_think_tokens must be >= 0 (0 = no limit), got %d", rq->max_think_tokens);
+	if (rq->max_think_tokens > 0 && e->n_think_close == 0)
+		return r1_fail(err, "max_think_tokens needs a tokenizer that can spell </think>");
 	if (e->n_waiting + e->n_running >= e->opts.max_queued)
 		return r1_fail(err, "queue full: %d requests are queued or running (the limit)", e->opts.max_queued);
 
@@ -337,6 +369,7 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 	if (r->max_tokens > e->ctx - r->n_prompt)
 		r->max_tokens = e->ctx - r->n_prompt;
 	r->ignore_eos = rq->ignore_eos;
+	r->max_think = rq->max_think_tokens;
 	r->deadline_ms = rq->deadline_ms;
 	r->user = rq->user;
 	r->slot = -1;
@@ -587,8 +620,12 @@ r1_engine_step(r1_engine *e, r1_error *err)
 				continue;		/* more prompt to go: this row's logits are unused */
 		}
 		/* the position of the token being chosen keys its random draw */
-		next = r1_sample(row, e->model->cfg.vocab_size, &r->sp,
+		next = r1_sample(row, e->sample_vocab, &r->sp,
 						 (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);
+		/* think budget spent without </think>: close it ourselves, one token a step */
+		if (r->max_think > 0 && !r->think_tokens && r->n_out - r->forced >= r->max_think &&
+			r->forced < e->n_think_close)
+			next = e->think_close[r->forced++];
 		if (append_token(e, r, next, err) != 0)
 		{
 			snprintf(r->error, sizeof(r->error), "%s", err->msg);
@@ -596,7 +633,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 			continue;
 		}
 		if (!r->ignore_eos && (next == e->eos_ids[0] || next == e->eos_ids[1]))
-			finish_running(e, r, "stop");
+			finish_running(e, r, r->forced ? "think_budget" : "stop");
 		else if (r->n_out >= r->max_tokens)
 			finish_running(e, r, "length");
 	}
@@ -621,6 +658,7 @@ r1_engine_poll(r1_engine *e, r1_completion *c)
 	c->id = r->id;
 	c->user = r->user;
 	c->finish_reason = r->finish;
+	c->think_budget_hit = r->forced > 0;
 	memcpy(c->error, r->error, sizeof(c->error));
 	c->text = r->text ? r->text : calloc(1, 1);
 	c->text_len = r->text_len;

@@ -32,6 +32,8 @@ typedef struct r1_engine_opts
 	int			max_queued;		/* waiting + running requests accepted (default 1024) */
 	int			prefill_chunk;	/* prompt tokens per step per sequence (default 512) */
 	double		gpu_memory_fraction;	/* CUDA KV pool share of free memory (default 0.9) */
+	int			batch_invariant;	/* 1: a request's tokens do not depend on the rest of
+									 * the batch (bitwise; see backend.h); default 0 */
 } r1_engine_opts;
 
 void		r1_engine_opts_defaults(r1_engine_opts *o);
@@ -43,6 +45,9 @@ typedef struct r1_request
 	r1_sampling sampling;
 	int			max_tokens;		/* >= 1; clamped to the context left after the prompt */
 	int			ignore_eos;
+	int			max_think_tokens;	/* 0 = no limit; N >= 1: after N generated tokens
+									 * without </think> the engine emits </think> itself
+									 * (as if sampled) and the model goes on to answer */
 	double		deadline_ms;	/* r1_now_ms() time after which it is cancelled; 0 = none */
 	void	   *user;			/* returned with the completion */
 } r1_request;
@@ -51,7 +56,15 @@ typedef struct r1_completion
 {
 	int64_t		id;
 	void	   *user;
-	const char *finish_reason;	/* "stop", "length", "cancelled", "timeout", "error" */
+	/*
+	 * "stop" (end of sequence), "think_budget" (stopped at the end of
+	 * sequence after the engine closed the think section at
+	 * max_think_tokens), "length" (max_tokens or the context ran out; also
+	 * when the budget was hit before: see think_budget_hit), "cancelled",
+	 * "timeout", "error".
+	 */
+	const char *finish_reason;
+	int			think_budget_hit;	/* 1 when max_think_tokens forced </think> */
 	char		error[R1_ERROR_LEN];	/* with "error" */
 	char	   *text;			/* everything generated, decoded (EOS not included) */
 	size_t		text_len;

@@ -358,6 +358,7 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 		r1_srv_get_number(req, "top_p", &v) < 0 ||
 		r1_srv_get_number(req, "top_k", &v) < 0 ||
 		r1_srv_get_number(req, "min_p", &v) < 0 ||
+		r1_srv_get_number(req, "max_think_tokens", &v) < 0 ||
 		r1_srv_get_number(req, "timeout_ms", &v) < 0 ||
 		r1_srv_get_number(req, "queue_timeout_ms", &v) < 0)
 	{
@@ -372,6 +373,15 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 			return;
 		}
 		r.max_tokens = v > 1e9 ? 1000000000 : (int) v;
+	}
+	if (r1_srv_get_number(req, "max_think_tokens", &v) > 0)
+	{
+		if (!(v >= 1))
+		{
+			r1_srv_respond_error(c, "22023", "max_think_tokens must be at least 1", NULL, NULL);
+			return;
+		}
+		r.max_think_tokens = v > 1e9 ? 1000000000 : (int) v;
 	}
 	if (r1_srv_get_number(req, "temperature", &v) > 0)
 		r.sampling.temperature = (float) v;
@@ -573,6 +583,7 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 	json_object_set_new(o, "prompt_tokens", json_integer(done->prompt_tokens));
 	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
+	json_object_set_new(o, "think_budget_hit", json_boolean(done->think_budget_hit));
 	json_object_set_new(o, "ms", json_real(done->ms));
 	r1_srv_respond(c, o);
 }
@@ -786,6 +797,7 @@ r1_serve_usage(FILE *f)
 			"  --max-queued N           requests queued or running\n"
 			"  --max-ctx N              positions per sequence, 0 = model's\n"
 			"  --gpu-memory-fraction F  KV cache share of free GPU memory\n"
+			"  --batch-invariant        results bitwise independent of the batch (no value)\n"
 			"  --max-clients N          open connections (default 4096)\n"
 			"  --status-fd N            write state lines for a supervisor to fd N\n");
 }
@@ -825,6 +837,11 @@ r1_serve_main(int argc, char **argv)
 		{
 			r1_serve_usage(stdout);
 			return 0;
+		}
+		if (strcmp(a, "--batch-invariant") == 0)
+		{
+			opts.batch_invariant = 1;
+			continue;
 		}
 		if (v == NULL)
 		{

@@ -12,10 +12,20 @@
  *
  *   {"op":"generate", "prompt":S, "system":S|null, "raw":B, "max_tokens":N,
  *    "temperature":F, "top_p":F, "top_k":N, "min_p":F, "seed":N|null,
- *    "ignore_eos":B, "timeout_ms":N, "queue_timeout_ms":N}
+ *    "ignore_eos":B, "timeout_ms":N, "queue_timeout_ms":N,
+ *    "max_think_tokens":N|null}
  *      -> {"ok":true, "think":S, "answer":S|null, "boxed":S|null,
  *          "finish_reason":S, "prompt_tokens":N, "completion_tokens":N,
- *          "think_tokens":N, "ms":F}
+ *          "think_tokens":N, "think_budget_hit":B, "ms":F}
+ *
+ *   max_think_tokens (>= 1; null or absent = no limit): after that many
+ *   generated tokens without </think> the engine emits </think> itself, as
+ *   if sampled, and the model goes on to answer.  finish_reason is then
+ *   "think_budget" when the answer ends at the end-of-sequence token, and
+ *   "length" when max_tokens (or the context) cuts it off; think_budget_hit
+ *   says in both cases that the budget closed the trace.  Otherwise
+ *   finish_reason is "stop" or "length" as before.  think_tokens counts the
+ *   forced </think> like a generated one.
  *   {"op":"tokenize", "text":S, "count_only":B}
  *      -> {"ok":true, "ids":[N...]} or {"ok":true, "n":N}
  *   {"op":"status"}

@@ -27,10 +27,15 @@ static const char *usage_text =
 "  generate   --model DIR (--prompt TEXT | --ids 1,2,3) [--raw] [--system TEXT]\n"
 "             [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
 "             [--seed S] [--ignore-eos] [--device cpu|cuda|auto] [--threads N]\n"
+"             [--max-think-tokens N] [--batch-invariant]\n"
 "  bench      (--model DIR | --random-weights 1.5b|7b|14b|32b|CONFIG.json) [--device D]\n"
 "             [--batch N] [--prompt-len N] [--gen-len N] [--threads N] [--dtype bf16|f16|f32]\n"
+"             [--batch-invariant]\n"
 "  demo-model --out DIR [--tokenizer DIR] [--text TEXT]   write a tiny model with a known output\n"
-"  serve      ...                           the engine host of the r1_pg extension\n";
+"  serve      ...                           the engine host of the r1_pg extension\n"
+"  --max-think-tokens N  close the think section with </think> after N tokens\n"
+"                        (finish_reason \"think_budget\" when the answer then ends)\n"
+"  --batch-invariant     results bitwise independent of the rest of the batch\n";
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt,...)
@@ -72,8 +77,10 @@ typedef struct opts
 	const char *dtype;
 	const char *positional;
 	int			raw,
-				ignore_eos;
+				ignore_eos,
+				batch_invariant;
 	long		max_tokens,
+				max_think_tokens,
 				top_k,
 				threads,
 				batch,
@@ -153,6 +160,10 @@ parse_opts(int argc, char **argv, opts *o)
 			o->raw = 1;
 		else if (strcmp(a, "--ignore-eos") == 0)
 			o->ignore_eos = 1;
+		else if (strcmp(a, "--batch-invariant") == 0)
+			o->batch_invariant = 1;
+		else if (strcmp(a, "--max-think-tokens") == 0)
+			o->max_think_tokens = parse_long("--max-think-tokens", VALUE(), 1, INT_MAX);
 		else if (strcmp(a, "--max-tokens") == 0)
 			o->max_tokens = parse_long("--max-tokens", VALUE(), 1, INT_MAX);
 		else if (strcmp(a, "--top-k") == 0)
@@ -296,6 +307,7 @@ open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
 	eo.threads = (int) o->threads;
 	eo.max_seqs = max_seqs;
 	eo.max_ctx = max_ctx;
+	eo.batch_invariant = o->batch_invariant;
 	if (prefill_chunk > 0)
 		eo.prefill_chunk = prefill_chunk;
 	if (o->dtype)
@@ -497,6 +509,7 @@ cmd_generate(const opts *o)
 	rq.sampling.seed = o->has_seed ? o->seed : (unsigned long long) (r1_now_ms() * 1000.0);
 	rq.max_tokens = (int) o->max_tokens;
 	rq.ignore_eos = o->ignore_eos;
+	rq.max_think_tokens = (int) o->max_think_tokens;
 	if (r1_engine_run(e, &rq, &c, &err) != 0)
 		die("%s", err.msg);
 	j = json_object();
@@ -512,6 +525,7 @@ cmd_generate(const opts *o)
 	json_object_set_new(j, "completion_tokens", json_integer(c.completion_tokens));
 	json_object_set_new(j, "think_tokens", json_integer(c.think_tokens));
 	json_object_set_new(j, "finish_reason", json_string(c.finish_reason));
+	json_object_set_new(j, "think_budget_hit", json_boolean(c.think_budget_hit));
 	json_object_set_new(j, "ms", json_real(c.ms));
 	json_object_set_new(j, "device", json_string(r1_engine_device(e)));
 	print_json(j);
@@ -612,6 +626,7 @@ cmd_bench(const opts *o)
 	json_object_set_new(j, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
 	json_object_set_new(j, "backend_memory_bytes", json_integer((json_int_t) st.memory_used));
 	json_object_set_new(j, "threads", json_integer(o->threads));
+	json_object_set_new(j, "batch_invariant", json_boolean(o->batch_invariant));
 	print_json(j);
 	free(prompt);
 	close_engine(e);

@@ -136,6 +136,30 @@ g = run_json("demo cut off", "generate", "--model", demo, "--prompt", "What is 6
 ok(g and g["finish_reason"] == "length" and g["answer"] is None and g["think"] == "Okay, six",
    "a trace cut off by max_tokens keeps its think text and has no answer", g)
 
+# --max-think-tokens: </think> forced after N tokens, then the model answers
+g = run_json("think budget", "generate", "--model", demo, "--prompt", "What is 6*7?", "--temperature", "0",
+             "--max-think-tokens", "3")
+ok(g and g["think"] == "Okay, six" and g["answer"] == "The answer is $\\boxed{42}$."
+   and g["boxed"] == "42", "think budget 3: cut think, full answer", g)
+ok(g and g["finish_reason"] == "think_budget" and g["think_budget_hit"] is True and g["think_tokens"] == 4,
+   "think budget 3: finish_reason think_budget, think_tokens 4", g)
+g = run_json("think budget unused", "generate", "--model", demo, "--prompt", "What is 6*7?", "--temperature", "0",
+             "--max-think-tokens", "50")
+ok(g and g["finish_reason"] == "stop" and g["think_budget_hit"] is False
+   and g["think"] == "Okay, six times seven equals forty-two.", "an unreached budget changes nothing", g)
+g = run_json("think budget then length", "generate", "--model", demo, "--prompt", "What is 6*7?",
+             "--temperature", "0", "--max-think-tokens", "2", "--max-tokens", "4")
+ok(g and g["finish_reason"] == "length" and g["think_budget_hit"] is True, "budget hit, then max_tokens: length", g)
+fails("max-think-tokens 0", "--max-think-tokens", "generate", "--model", demo, "--prompt", "x",
+      "--max-think-tokens", "0")
+fails("max-think-tokens without a tokenizer", "max_think_tokens", "generate", "--model", TINY, "--ids", "1",
+      "--max-think-tokens", "2")
+a = run_json("batch-invariant", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11", "--max-tokens", "16",
+             "--ignore-eos", "--temperature", "1.5", "--batch-invariant")
+b = run_json("not batch-invariant", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11",
+             "--max-tokens", "16", "--ignore-eos", "--temperature", "1.5")
+ok(a and b and a["ids"] == b["ids"], "--batch-invariant: a single request is unchanged", (a, b))
+
 # bench at a small custom shape
 cfgp = os.path.join(tmp, "small.json")
 cfg = json.load(open(f"{TINY}/config.json"))
@@ -143,6 +167,9 @@ json.dump(cfg, open(cfgp, "w"))
 b = run_json("bench", "bench", "--random-weights", cfgp, "--device", "cpu", "--batch", "2",
              "--prompt-len", "16", "--gen-len", "8")
 ok(b and b["decode_tok_s"] > 0 and b["prefill_tok_s"] > 0 and b["decode_steps"] == 7, "bench prints figures", b)
+b = run_json("bench --batch-invariant", "bench", "--random-weights", cfgp, "--device", "cpu", "--batch", "2",
+             "--prompt-len", "16", "--gen-len", "8", "--batch-invariant")
+ok(b and b["batch_invariant"] is True and b["decode_steps"] == 7, "bench --batch-invariant", b)
 
 shutil.rmtree(tmp)
 print(f"1..{n}")

@@ -1,0 +1,265 @@
+/*
+ * reason_many.c - r1_reason_many(prompts text[], ...): every prompt in flight
+ * at once so the engine batches them; one r1.reasoning_item row per prompt,
+ * returned as each finishes (completion order; ord is the prompt's position
+ * in the array, from 1).
+ *
+ * A prompt that fails (NULL, too long, the engine refused it) gives a row
+ * with error = 'SQLSTATE: message' and the other columns NULL; strict => true
+ * raises the first such error instead.  Invalid parameters fail the whole
+ * call.  A seed makes every prompt reproducible: prompt ord uses
+ * seed + ord - 1, so r1_reason(prompt, seed => seed + ord - 1, ...) alone
+ * gives the same row.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "engine/server.h"
+#include "client.h"
+#include "client_many.h"
+#include "r1_pg.h"
+#include "shmem.h"
+#include "sqlfuncs.h"
+
+#define R1_MANY_NATTS 10
+#define R1_MANY_MIN_WINDOW 64
+
+typedef struct R1ManyState
+{
+	R1Many	   *many;
+	int			n;
+	char	  **errors;			/* [n] error found before sending, or NULL */
+	int			next_error;		/* scan position in errors */
+	bool		strict;
+} R1ManyState;
+
+/* error context for strict mode: which prompt failed */
+static void
+r1_many_errcontext(void *arg)
+{
+	errcontext("r1_reason_many prompt %d", *(int *) arg);
+}
+
+static char *
+r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, int max_tokens,
+			 double temperature, double top_p, int top_k, double min_p, int ord)
+{
+	StringInfoData req;
+
+	initStringInfo(&req);
+	appendStringInfoString(&req, "{\"op\":\"generate\",\"prompt\":");
+	escape_json(&req, prompt);
+	if (system)
+	{
+		appendStringInfoString(&req, ",\"system\":");
+		escape_json(&req, system);
+	}
+	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
+					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
+					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
+	if (!PG_ARGISNULL(4))
+		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT,
+						 (int64) ((uint64) PG_GETARG_INT64(4) + (uint64) (ord - 1)));
+	if (!PG_ARGISNULL(8))
+		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
+	if (r1_debug_ignore_eos)
+		appendStringInfoString(&req, ",\"ignore_eos\":true");
+	if (StatementTimeout > 0)
+		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
+	appendStringInfoChar(&req, '}');
+	return req.data;
+}
+
+/* set up: check parameters, build every request, start sending */
+static void
+r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
+{
+	int			max_tokens = PG_ARGISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
+	double		temperature = PG_ARGISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
+	double		top_p = PG_ARGISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
+	int			top_k = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	double		min_p = PG_ARGISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
+	bool		strict = PG_ARGISNULL(9) ? false : PG_GETARG_BOOL(9);
+	MemoryContext old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+	R1ManyState *st = palloc0(sizeof(R1ManyState));
+	TupleDesc	tupdesc;
+	Datum	   *elems = NULL;
+	bool	   *elem_nulls = NULL;
+	int			n = 0;
+	char	  **bodies;
+	size_t	   *lens;
+	char	   *system = NULL;
+	size_t		system_len = 0;
+	int			window;
+
+	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
+	if (!PG_ARGISNULL(8))
+		r1_check_max_think_tokens(PG_GETARG_INT32(8));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts != R1_MANY_NATTS)
+		elog(ERROR, "r1.reasoning_item must have %d columns", R1_MANY_NATTS);
+	funcctx->tuple_desc = BlessTupleDesc(tupdesc);
+
+	if (!PG_ARGISNULL(0))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &n);
+	if (!PG_ARGISNULL(5))
+		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
+
+	st->n = n;
+	st->strict = strict;
+	st->errors = palloc0(sizeof(char *) * Max(n, 1));
+	bodies = palloc0(sizeof(char *) * Max(n, 1));
+	lens = palloc0(sizeof(size_t) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		char	   *prompt;
+		size_t		len;
+		int			ord = i + 1;
+		ErrorContextCallback ctx;
+
+		ctx.callback = r1_many_errcontext;
+		ctx.arg = &ord;
+		ctx.previous = error_context_stack;
+		error_context_stack = &ctx;
+		if (elem_nulls[i])
+		{
+			if (strict)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("prompt is NULL"),
+						 errhint("Remove NULL elements from the array, or call without strict to get an error row.")));
+			st->errors[i] = psprintf("22004: prompt is NULL");
+		}
+		else
+		{
+			prompt = r1_text_to_utf8(DatumGetTextPP(elems[i]), &len);
+			if (len + system_len > R1_PROTO_MAX_PROMPT)
+			{
+				if (strict)
+					r1_check_prompt_size(len + system_len);
+				st->errors[i] = psprintf("54000: prompt is too long (%zu bytes of prompt and system text; the limit is %u)",
+										 len + system_len, R1_PROTO_MAX_PROMPT);
+			}
+			else
+			{
+				bodies[i] = r1_many_body(prompt, system, fcinfo, max_tokens, temperature, top_p,
+										 top_k, min_p, ord);
+				lens[i] = strlen(bodies[i]);
+			}
+			pfree(prompt);
+		}
+		error_context_stack = ctx.previous;
+	}
+
+	/*
+	 * In flight at once: enough to keep the engine's batch full twice over,
+	 * never more than it accepts; the rest follow as these finish.
+	 */
+	window = Min(r1_max_queued, Max(R1_MANY_MIN_WINDOW, 2 * r1_max_seqs));
+	if (n > 0)
+		st->many = r1_many_start(n, bodies, lens, window);
+	funcctx->user_fctx = st;
+	MemoryContextSwitchTo(old);
+}
+
+static HeapTuple
+r1_many_error_row(FuncCallContext *funcctx, int ord, const char *error)
+{
+	Datum		values[R1_MANY_NATTS];
+	bool		nulls[R1_MANY_NATTS];
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = Int32GetDatum(ord);
+	nulls[0] = false;
+	values[9] = CStringGetTextDatum(error);
+	nulls[9] = false;
+	return heap_form_tuple(funcctx->tuple_desc, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(pg_r1_reason_many);
+
+/*
+ * r1_reason_many(prompts, max_tokens, temperature, top_p, seed, system,
+ *				  top_k, min_p, max_think_tokens, strict)
+ */
+Datum
+pg_r1_reason_many(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	R1ManyState *st;
+	Jsonb	   *resp;
+	int			index;
+	Datum		values[R1_MANY_NATTS];
+	bool		nulls[R1_MANY_NATTS];
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		funcctx = SRF_FIRSTCALL_INIT();
+		r1_many_setup(fcinfo, funcctx);
+	}
+	funcctx = SRF_PERCALL_SETUP();
+	st = funcctx->user_fctx;
+
+	/* rows for prompts that failed before sending come first: they finished first */
+	while (st->next_error < st->n)
+	{
+		int			i = st->next_error++;
+
+		if (st->errors[i])
+			SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(r1_many_error_row(funcctx, i + 1, st->errors[i])));
+	}
+	if (st->many == NULL || (index = r1_many_next(st->many, &resp)) < 0)
+		SRF_RETURN_DONE(funcctx);
+
+	if (!r1_response_ok(resp))
+	{
+		text	   *code = r1_json_text(resp, "code");
+		text	   *error = r1_json_text(resp, "error");
+		int			ord = index + 1;
+
+		if (st->strict)
+		{
+			ErrorContextCallback ctx;
+
+			ctx.callback = r1_many_errcontext;
+			ctx.arg = &ord;
+			ctx.previous = error_context_stack;
+			error_context_stack = &ctx;
+			r1_raise_response(resp);
+		}
+		pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
+		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(
+			r1_many_error_row(funcctx, ord,
+							  psprintf("%s: %s", code ? text_to_cstring(code) : "XX000",
+									   error ? text_to_cstring(error) : "r1 engine error"))));
+	}
+
+	values[0] = Int32GetDatum(index + 1);
+	values[1] = PointerGetDatum(r1_json_text(resp, "think"));
+	values[2] = PointerGetDatum(r1_json_text(resp, "answer"));
+	values[3] = PointerGetDatum(r1_json_text(resp, "boxed"));
+	values[4] = PointerGetDatum(r1_json_text(resp, "finish_reason"));
+	for (int i = 0; i < 5; i++)
+		nulls[i] = values[i] == (Datum) 0;
+	nulls[0] = false;
+	values[5] = Int32GetDatum((int32) r1_json_int(resp, "prompt_tokens"));
+	values[6] = Int32GetDatum((int32) r1_json_int(resp, "completion_tokens"));
+	values[7] = Int32GetDatum((int32) r1_json_int(resp, "think_tokens"));
+	values[8] = Float8GetDatum(r1_json_float(resp, "ms"));
+	nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
+	values[9] = (Datum) 0;
+	nulls[9] = true;
+	SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
+}
