@@ -2,8 +2,9 @@
  * backend_cpu.c - the Qwen2 forward pass on the CPU, in float32 arithmetic.
  *
  * This is the reference the CUDA backend is checked against, and the fallback
- * where there is no GPU.  Weights stay in their file dtype (F32/F16/BF16) and
- * are widened on the fly: decode (a few tokens) streams each weight row once
+ * where there is no GPU.  Weights stay in their file dtype (F32/F16/BF16, or
+ * GGUF's Q8_0/Q4_K/Q5_K/Q6_K blocks, decoded a block at a time inside the
+ * dot products: quant.c) and are widened on the fly: decode (a few tokens) streams each weight row once
  * through an AVX2 dot product over all tokens; prompt processing widens blocks
  * of rows to float32 and hands them to BLAS (sgemm).  The KV cache is float32,
  * one contiguous, growing buffer per slot and layer.
@@ -16,6 +17,7 @@
  * then logits = rmsnorm(x) * w  lm_head^T.
  */
 #include "backend.h"
+#include "quant.h"
 
 #include <math.h>
 #include <omp.h>
@@ -139,6 +141,8 @@ dot_row(const void *w, r1_dtype dt, const float *x, int n)
 	int			i = 0;
 	float		s = 0.0f;
 
+	if (r1_dtype_is_quant(dt))
+		return r1_quant_dot(dt, w, x, n);
 #ifdef __AVX2__
 	__m256		acc0 = _mm256_setzero_ps(),
 				acc1 = _mm256_setzero_ps();
@@ -161,6 +165,11 @@ dot_row(const void *w, r1_dtype dt, const float *x, int n)
 static void
 dot_row4(const void *w, r1_dtype dt, const float *x, int n, float *out, size_t stride)
 {
+	if (r1_dtype_is_quant(dt))
+	{
+		r1_quant_dot4(dt, w, x, n, out, stride);
+		return;
+	}
 #ifdef __AVX2__
 	__m256		a0 = _mm256_setzero_ps(),
 				b0 = _mm256_setzero_ps(),
@@ -210,21 +219,21 @@ dot_tokens(const void *row, r1_dtype dt, const float *x, int T, int n_in, float 
 
 /* widen rows [row0, row0 + nrows) of w to float32 */
 static void
-widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in)
+widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in, size_t row_bytes)
 {
-	size_t		es = r1_dtype_size(w->dtype);
-
 	for (int r = 0; r < nrows; r++)
 	{
-		const void *src = (const char *) w->data + (size_t) (row0 + r) * n_in * es;
+		const void *src = (const char *) w->data + (size_t) (row0 + r) * row_bytes;
 		float	   *d = dst + (size_t) r * n_in;
 
 		if (w->dtype == R1_BF16)
 			for (int i = 0; i < n_in; i++)
 				d[i] = r1_bf16_to_f32(((const uint16_t *) src)[i]);
-		else
+		else if (w->dtype == R1_F16)
 			for (int i = 0; i < n_in; i++)
 				d[i] = r1_f16_to_f32(((const uint16_t *) src)[i]);
+		else
+			r1_dequantize_row(w->dtype, src, d, n_in);
 	}
 }
 
@@ -240,8 +249,10 @@ static void
 linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 	   const r1_tensor *bias, int n_out, int n_in, int invariant)
 {
-	size_t		es = r1_dtype_size(w->dtype);
+	size_t		row_bytes = 0;
 
+	/* the loader checked that rows are whole blocks */
+	(void) r1_dtype_row_bytes(w->dtype, n_in, &row_bytes);
 	if (T >= GEMM_MIN_TOKENS)
 	{
 		int			nblocks = (n_out + WIDEN_BLOCK_ROWS - 1) / WIDEN_BLOCK_ROWS;
@@ -259,7 +270,7 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 			{
 				float	   *buf = st->widen + (size_t) omp_get_thread_num() * WIDEN_BLOCK_ROWS * st->widest;
 
-				widen_rows(buf, w, r0, nr, n_in);
+				widen_rows(buf, w, r0, nr, n_in, row_bytes);
 				wf = buf;
 			}
 			if (!invariant)
@@ -286,7 +297,7 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 		/* each weight row is read once for all T tokens: decode is memory-bound */
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
-			dot_tokens((const char *) w->data + (size_t) r * n_in * es, w->dtype, x, T, n_in,
+			dot_tokens((const char *) w->data + (size_t) r * row_bytes, w->dtype, x, T, n_in,
 					   out + r, n_out);
 	}
 	if (bias)
@@ -542,17 +553,12 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 
 	/* embedding rows */
 	{
-		size_t		es = r1_dtype_size(m->embed.dtype);
+		size_t		row_bytes = 0;
 
+		(void) r1_dtype_row_bytes(m->embed.dtype, H, &row_bytes);
 		for (int t = 0; t < T; t++)
-		{
-			const char *row = (const char *) m->embed.data + (size_t) batch->tokens[t] * H * es;
-			r1_tensor	rt = m->embed;
-
-			rt.data = row;
-			for (int i = 0; i < H; i++)
-				st->x[(size_t) t * H + i] = r1_tensor_get_f32(&rt, (size_t) i);
-		}
+			r1_dequantize_row(m->embed.dtype, (const char *) m->embed.data + (size_t) batch->tokens[t] * row_bytes,
+							  st->x + (size_t) t * H, H);
 	}
 
 	for (int l = 0; l < c->n_layers; l++)

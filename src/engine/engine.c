@@ -9,6 +9,7 @@
  * several steps while the others keep decoding.
  */
 #include "engine.h"
+#include "gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,7 +163,8 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 	vocab = e->model->cfg.vocab_size;
 
 	tokdir = opts->tokenizer_dir ? opts->tokenizer_dir : opts->model_dir;
-	if (tokdir && (opts->tokenizer_dir || file_exists(tokdir, "tokenizer.json")))
+	if (tokdir && (opts->tokenizer_dir || file_exists(tokdir, "tokenizer.json") ||
+				   (e->model->gguf && r1_gguf_find_kv(e->model->gguf, "tokenizer.ggml.tokens"))))
 	{
 		if (r1_tokenizer_load(&e->tok, tokdir, err) != 0)
 			goto fail;

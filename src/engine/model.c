@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +248,21 @@ r1_model_load(r1_model **out, const char *dir, r1_error *err)
 	memcpy(m->path, dir, len);
 	m->path[len] = '\0';
 	snprintf(m->name, sizeof(m->name), "%.255s", base_name(m->path));
+	{
+		struct stat sb;
+
+		if (stat(m->path, &sb) == 0 && S_ISREG(sb.st_mode))
+		{
+			/* a file, not a checkpoint directory: GGUF */
+			if (r1_model_load_gguf(m, err) != 0)
+			{
+				r1_model_free(m);
+				return -1;
+			}
+			*out = m;
+			return 0;
+		}
+	}
 	if (r1_path_join(path, sizeof(path), m->path, "config.json", err) != 0 ||
 		r1_config_load(&m->cfg, path, err) != 0 ||
 		open_files(m, m->path, err) != 0 ||
@@ -449,6 +465,7 @@ r1_model_free(r1_model *m)
 		for (int i = 0; i < m->n_files; i++)
 			r1_st_close(&m->files[i]);
 	free(m->files);
+	r1_model_free_gguf(m);
 	free(m->layers);
 	free(m->owned);
 	free(m);

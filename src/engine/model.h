@@ -32,7 +32,8 @@ typedef struct r1_model
 	r1_config	cfg;
 	char		name[256];		/* directory base name, or "random-<shape>" */
 	char		path[4096];		/* checkpoint directory, "" for random weights */
-	r1_dtype	dtype;			/* dtype of the matrices (all share one) */
+	r1_dtype	dtype;			/* dtype of the matrices (of the FFN's for a GGUF mix) */
+	int			quantized;		/* some matrix is block-quantised (GGUF; CPU only) */
 	r1_tensor	embed;			/* model.embed_tokens.weight [vocab, hidden] */
 	r1_layer_weights *layers;	/* [n_layers] */
 	r1_tensor	final_norm;		/* model.norm.weight [hidden] */
@@ -42,14 +43,23 @@ typedef struct r1_model
 	r1_safetensors *files;
 	int			n_files;
 	void	   *owned;			/* heap block of generated weights */
+	struct r1_gguf *gguf;		/* the mapped file of a GGUF checkpoint */
 } r1_model;
 
 /*
  * Load a Hugging Face checkpoint directory: config.json plus model.safetensors
- * or the shards listed in model.safetensors.index.json.  Every tensor the
- * model needs is checked for presence, dtype and shape.
+ * or the shards listed in model.safetensors.index.json; or a .gguf file.
+ * Every tensor the model needs is checked for presence, dtype and shape.
  */
 int			r1_model_load(r1_model **out, const char *dir, r1_error *err);
+
+/*
+ * Load a GGUF file (llama.cpp / Ollama): architecture "qwen2", hyper-parameters
+ * from its metadata, tensors in llama.cpp's names.  r1_model_load calls it for
+ * a path that is a file; m->path is set.
+ */
+int			r1_model_load_gguf(r1_model *m, r1_error *err);
+void		r1_model_free_gguf(r1_model *m);
 
 /*
  * Random weights at the shape of cfg (normal-ish, scaled like the HF init),

@@ -8,6 +8,8 @@
  */
 #include "safetensors.h"
 
+#include "quant.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -48,6 +50,14 @@ r1_dtype_name(r1_dtype dt)
 			return "I64";
 		case R1_I32:
 			return "I32";
+		case R1_Q8_0:
+			return "Q8_0";
+		case R1_Q4_K:
+			return "Q4_K";
+		case R1_Q5_K:
+			return "Q5_K";
+		case R1_Q6_K:
+			return "Q6_K";
 		default:
 			return "other";
 	}
@@ -100,6 +110,18 @@ r1_tensor_get_f32(const r1_tensor *t, size_t i)
 		case R1_F16:
 			memcpy(&h, p + 2 * i, 2);
 			return r1_f16_to_f32(h);
+		case R1_Q8_0:
+		case R1_Q4_K:
+		case R1_Q5_K:
+		case R1_Q6_K:
+			{
+				/* decode the block that holds element i */
+				float		blk[R1_QK_K];
+				size_t		be = (size_t) r1_dtype_block_elems(t->dtype);
+
+				r1_dequantize_row(t->dtype, p + (i / be) * r1_dtype_block_bytes(t->dtype), blk, (int64_t) be);
+				return blk[i % be];
+			}
 		default:
 			return 0.0f;
 	}

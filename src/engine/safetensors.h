@@ -21,6 +21,10 @@ typedef enum r1_dtype
 	R1_BF16,
 	R1_I64,
 	R1_I32,
+	R1_Q8_0,					/* ggml block formats (GGUF files), see quant.h */
+	R1_Q4_K,
+	R1_Q5_K,
+	R1_Q6_K,
 	R1_DTYPE_OTHER				/* a dtype the engine does not compute with (e.g. F64, I8) */
 } r1_dtype;
 
@@ -47,7 +51,7 @@ typedef struct r1_safetensors
 } r1_safetensors;
 
 const char *r1_dtype_name(r1_dtype dt);
-size_t		r1_dtype_size(r1_dtype dt);	/* 0 for R1_DTYPE_OTHER */
+size_t		r1_dtype_size(r1_dtype dt);	/* 0 for R1_DTYPE_OTHER and block formats */
 
 int			r1_st_open(r1_safetensors *st, const char *path, r1_error *err);
 const r1_tensor *r1_st_find(const r1_safetensors *st, const char *name);
@@ -62,7 +66,7 @@ int			r1_st_write(const char *path, const r1_tensor *tensors, int n, r1_error *e
 /* Number of elements of a tensor (product of its shape). */
 int64_t		r1_tensor_numel(const r1_tensor *t);
 
-/* Element i of a F32/F16/BF16 tensor as float. */
+/* Element i of a F32/F16/BF16 (or block-quantised) tensor as float. */
 float		r1_tensor_get_f32(const r1_tensor *t, size_t i);
 
 #endif							/* R1_SAFETENSORS_H */

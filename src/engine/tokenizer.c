@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -609,17 +610,15 @@ merge_parts(json_t *m, const char **a, size_t *alen, const char **b, size_t *ble
 }
 
 static int
-build_merges(r1_tokenizer *tok, json_t *merges, const char *path, r1_error *err)
+build_merges(r1_tokenizer *tok, const r1_tok_def *def, r1_error *err)
 {
-	size_t		n = json_array_size(merges);
+	size_t		n = def->n_merges;
 	uint32_t	size = 16;
 	char	   *cat = NULL;
 	size_t		cat_cap = 0;
-	size_t		i;
-	json_t	   *m;
 
 	if (n >= (size_t) INT32_MAX / 4)
-		return r1_fail(err, "%s: too many merges", path);
+		return r1_fail(err, "%s: too many merges", def->what);
 	while (size < n * 2 + 16)
 		size *= 2;
 	tok->merges = r1_malloc(sizeof(merge_slot) * size, err);
@@ -630,23 +629,18 @@ build_merges(r1_tokenizer *tok, json_t *merges, const char *path, r1_error *err)
 	tok->merge_mask = size - 1;
 	tok->n_merges = (int32_t) n;
 
-	json_array_foreach(merges, i, m)
+	for (size_t i = 0; i < n; i++)
 	{
-		const char *a,
-				   *b;
-		size_t		alen,
-					blen;
+		const char *a = def->merge_a[i].s,
+				   *b = def->merge_b[i].s;
+		size_t		alen = def->merge_a[i].len,
+					blen = def->merge_b[i].len;
 		int32_t		ia,
 					ib,
 					inew;
 		uint64_t	key;
 		uint32_t	slot;
 
-		if (merge_parts(m, &a, &alen, &b, &blen) != 0)
-		{
-			free(cat);
-			return r1_fail(err, "%s: merge %zu is malformed", path, i);
-		}
 		ia = strtab_get(&tok->vocab, a, alen);
 		ib = strtab_get(&tok->vocab, b, blen);
 		if (alen + blen > cat_cap)
@@ -668,7 +662,7 @@ build_merges(r1_tokenizer *tok, json_t *merges, const char *path, r1_error *err)
 		{
 			free(cat);
 			return r1_fail(err, "%s: merge %zu (\"%.*s\" + \"%.*s\") uses a token missing from the vocabulary",
-						   path, i, (int) alen, a, (int) blen, b);
+						   def->what, i, (int) alen, a, (int) blen, b);
 		}
 		key = merge_key(ia, ib);
 		slot = merge_hash(key) & tok->merge_mask;
@@ -753,40 +747,32 @@ build_match_set(r1_tokenizer *tok, match_set *set, bool normalized, r1_error *er
 }
 
 static int
-parse_added_tokens(r1_tokenizer *tok, json_t *list, const char *path, r1_error *err)
+build_added(r1_tokenizer *tok, const r1_tok_def *def, r1_error *err)
 {
-	size_t		i;
-	json_t	   *v;
-
-	if (!list || json_is_null(list))
-		return 0;
-	if (!json_is_array(list))
-		return r1_fail(err, "%s: added_tokens is not an array", path);
-	tok->added = r1_calloc(json_array_size(list) + 1, sizeof(added_token), err);
+	tok->added = r1_calloc(def->n_added + 1, sizeof(added_token), err);
 	if (!tok->added)
 		return -1;
-	json_array_foreach(list, i, v)
+	for (size_t i = 0; i < def->n_added; i++)
 	{
+		const r1_tok_added *d = &def->added[i];
 		added_token *a = &tok->added[tok->n_added];
-		json_t	   *id = json_object_get(v, "id");
-		json_t	   *content = json_object_get(v, "content");
 
-		if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-			json_integer_value(id) >= MAX_TOKEN_ID || !json_is_string(content))
+		if (d->id < 0 || d->id >= MAX_TOKEN_ID || !d->content)
 			return r1_fail(err, "%s: added token %zu needs an id in range and a content string",
-						   path, i);
-		a->len = json_string_length(content);
+						   def->what, i);
+		a->len = d->len;
 		a->content = r1_malloc(a->len + 1, err);
 		if (!a->content)
 			return -1;
-		memcpy(a->content, json_string_value(content), a->len + 1);
+		memcpy(a->content, d->content, a->len);
+		a->content[a->len] = '\0';
 		tok->n_added++;
-		a->id = (int32_t) json_integer_value(id);
-		a->special = json_flag(v, "special");
-		a->lstrip = json_flag(v, "lstrip");
-		a->rstrip = json_flag(v, "rstrip");
-		a->single_word = json_flag(v, "single_word");
-		a->normalized = json_flag(v, "normalized");
+		a->id = d->id;
+		a->special = d->special;
+		a->lstrip = d->lstrip;
+		a->rstrip = d->rstrip;
+		a->single_word = d->single_word;
+		a->normalized = d->normalized;
 		if (a->normalized && tok->nfc)
 		{
 			utf8proc_uint8_t *nfc;
@@ -795,7 +781,7 @@ parse_added_tokens(r1_tokenizer *tok, json_t *list, const char *path, r1_error *
 											  UTF8PROC_STABLE | UTF8PROC_COMPOSE);
 
 			if (n < 0)
-				return r1_fail(err, "%s: added token %zu: %s", path, i, utf8proc_errmsg(n));
+				return r1_fail(err, "%s: added token %zu: %s", def->what, i, utf8proc_errmsg(n));
 			a->match = (char *) nfc;
 			a->match_len = (size_t) n;
 		}
@@ -925,6 +911,129 @@ load_config(r1_tokenizer *tok, const char *dir, r1_error *err)
 	return 0;
 }
 
+/*
+ * Everything after normalisation and pre-tokenization are set up: the
+ * vocabulary, added tokens, byte-level tables, merges and per-id bytes.
+ */
+static int
+build_core(r1_tokenizer *tok, const r1_tok_def *def, r1_error *err)
+{
+	int32_t		max_id = -1;
+	int32_t		cp_of_byte[256];
+	int16_t		byte_of_cp[512];
+
+	tok->ignore_merges = def->ignore_merges;
+	if (def->n_vocab >= (size_t) MAX_TOKEN_ID || def->n_added >= (size_t) MAX_TOKEN_ID)
+		return r1_fail(err, "%s: too many tokens", def->what);
+	if (strtab_init(&tok->vocab, (uint32_t) def->n_vocab, err) != 0 ||
+		strtab_init(&tok->added_tab, 64, err) != 0)
+		return -1;
+	for (size_t i = 0; i < def->n_vocab; i++)
+	{
+		const r1_tok_str *v = &def->vocab[i];
+
+		if (v->id < 0 || v->id >= MAX_TOKEN_ID || !v->s)
+			return r1_fail(err, "%s: vocabulary entry \"%.*s\" has no valid id", def->what,
+						   v->s ? (int) (v->len > 64 ? 64 : v->len) : 0, v->s ? v->s : "");
+		if (strtab_put(&tok->vocab, v->s, v->len, v->id, err) < 0)
+			return -1;
+		if (v->id > max_id)
+			max_id = v->id;
+	}
+	if (build_added(tok, def, err) != 0)
+		return -1;
+	for (int i = 0; i < tok->n_added; i++)
+		if (tok->added[i].id > max_id)
+			max_id = tok->added[i].id;
+	tok->n_tokens = max_id + 1;
+
+	tok->vocab_entry = r1_malloc(sizeof(int32_t) * (tok->n_tokens + 1), err);
+	if (!tok->vocab_entry)
+		return -1;
+	for (int32_t i = 0; i < tok->n_tokens; i++)
+		tok->vocab_entry[i] = -1;
+	for (uint32_t e = 0; e < tok->vocab.n; e++)
+		tok->vocab_entry[tok->vocab.entries[e].id] = (int32_t) e;
+
+	/* byte-level tables */
+	bytes_to_unicode(cp_of_byte);
+	for (int i = 0; i < 512; i++)
+		byte_of_cp[i] = -1;
+	for (int b = 0; b < 256; b++)
+	{
+		utf8proc_uint8_t u[4];
+		utf8proc_ssize_t n = utf8proc_encode_char(cp_of_byte[b], u);
+
+		byte_of_cp[cp_of_byte[b]] = (int16_t) b;
+		memcpy(tok->byte_chr[b], u, (size_t) n);
+		tok->byte_chr_len[b] = (uint8_t) n;
+		tok->byte_id[b] = strtab_get(&tok->vocab, (const char *) u, (size_t) n);
+	}
+
+	if (build_merges(tok, def, err) != 0 ||
+		build_token_bytes(tok, byte_of_cp, err) != 0)
+		return -1;
+
+	if (compile_re(&tok->ws_re, "\\p{White_Space}", PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED,
+				   "the whitespace class", err) != 0 ||
+		compile_re(&tok->word_re, "[\\p{Alphabetic}\\p{Nd}\\p{Nl}\\p{No}_]",
+				   PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, "the word class", err) != 0)
+		return -1;
+	if (def->bos_id >= 0)
+		tok->bos_id = def->bos_id;
+	if (def->eos_id >= 0)
+		tok->eos_id = def->eos_id;
+	return 0;
+}
+
+const char	r1_qwen2_split_regex[] =
+"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static r1_tokenizer *
+tokenizer_new(r1_error *err)
+{
+	r1_tokenizer *tok = r1_calloc(1, sizeof(r1_tokenizer), err);
+
+	if (tok)
+	{
+		tok->bos_id = -1;
+		tok->eos_id = -1;
+	}
+	return tok;
+}
+
+int
+r1_tokenizer_create(r1_tokenizer **out, const r1_tok_def *def, r1_error *err)
+{
+	r1_tokenizer *tok;
+
+	*out = NULL;
+	tok = tokenizer_new(err);
+	if (!tok)
+		return -1;
+	tok->nfc = def->nfc;
+	if (def->n_split > 0)
+	{
+		tok->split_re = r1_calloc(def->n_split, sizeof(pcre2_code *), err);
+		if (!tok->split_re)
+			goto fail;
+		for (int i = 0; i < def->n_split; i++)
+		{
+			if (compile_re(&tok->split_re[i], def->split_regex[i], PCRE2_ZERO_TERMINATED, 0,
+						   "the pre-tokenizer regex", err) != 0)
+				goto fail;
+			tok->n_split++;
+		}
+	}
+	if (build_core(tok, def, err) != 0)
+		goto fail;
+	*out = tok;
+	return 0;
+fail:
+	r1_tokenizer_free(tok);
+	return -1;
+}
+
 static int
 load_tokenizer_json(r1_tokenizer *tok, const char *path, r1_error *err)
 {
@@ -932,11 +1041,15 @@ load_tokenizer_json(r1_tokenizer *tok, const char *path, r1_error *err)
 	json_t	   *model,
 			   *vocab,
 			   *merges,
+			   *added,
 			   *v;
 	const char *key;
-	int32_t		max_id = -1;
-	int32_t		cp_of_byte[256];
-	int16_t		byte_of_cp[512];
+	r1_tok_def	def;
+	r1_tok_str *vs = NULL,
+			   *ma = NULL,
+			   *mb = NULL;
+	r1_tok_added *ad = NULL;
+	size_t		i;
 	int			rc = -1;
 
 	if (load_json(path, &root, err) != 0)
@@ -973,15 +1086,22 @@ load_tokenizer_json(r1_tokenizer *tok, const char *path, r1_error *err)
 			goto out;
 		}
 	}
-	tok->ignore_merges = json_flag(model, "ignore_merges");
 
 	if (parse_normalizer(tok, json_object_get(root, "normalizer"), path, err) != 0 ||
 		parse_pre_tokenizer(tok, json_object_get(root, "pre_tokenizer"), path, err) != 0)
 		goto out;
 
+	memset(&def, 0, sizeof(def));
+	def.what = path;
+	def.ignore_merges = json_flag(model, "ignore_merges");
+	def.nfc = tok->nfc;
+	def.bos_id = def.eos_id = -1;
+
 	/* vocabulary */
-	if (strtab_init(&tok->vocab, (uint32_t) json_object_size(vocab), err) != 0 ||
-		strtab_init(&tok->added_tab, 64, err) != 0)
+	vs = r1_malloc(sizeof(r1_tok_str) * (json_object_size(vocab) + 1), err);
+	ma = r1_malloc(sizeof(r1_tok_str) * (json_array_size(merges) + 1), err);
+	mb = r1_malloc(sizeof(r1_tok_str) * (json_array_size(merges) + 1), err);
+	if (!vs || !ma || !mb)
 		goto out;
 	json_object_foreach(vocab, key, v)
 	{
@@ -992,52 +1112,68 @@ load_tokenizer_json(r1_tokenizer *tok, const char *path, r1_error *err)
 			r1_fail(err, "%s: vocabulary entry \"%s\" has no valid id", path, key);
 			goto out;
 		}
-		if (strtab_put(&tok->vocab, key, strlen(key), (int32_t) id, err) < 0)
-			goto out;
-		if (id > max_id)
-			max_id = (int32_t) id;
+		vs[def.n_vocab].s = key;
+		vs[def.n_vocab].len = strlen(key);
+		vs[def.n_vocab].id = (int32_t) id;
+		def.n_vocab++;
 	}
-	if (parse_added_tokens(tok, json_object_get(root, "added_tokens"), path, err) != 0)
-		goto out;
-	for (int i = 0; i < tok->n_added; i++)
-		if (tok->added[i].id > max_id)
-			max_id = tok->added[i].id;
-	tok->n_tokens = max_id + 1;
+	def.vocab = vs;
 
-	tok->vocab_entry = r1_malloc(sizeof(int32_t) * (tok->n_tokens + 1), err);
-	if (!tok->vocab_entry)
-		goto out;
-	for (int32_t i = 0; i < tok->n_tokens; i++)
-		tok->vocab_entry[i] = -1;
-	for (uint32_t e = 0; e < tok->vocab.n; e++)
-		tok->vocab_entry[tok->vocab.entries[e].id] = (int32_t) e;
-
-	/* byte-level tables */
-	bytes_to_unicode(cp_of_byte);
-	for (int i = 0; i < 512; i++)
-		byte_of_cp[i] = -1;
-	for (int b = 0; b < 256; b++)
+	/* merges */
+	json_array_foreach(merges, i, v)
 	{
-		utf8proc_uint8_t u[4];
-		utf8proc_ssize_t n = utf8proc_encode_char(cp_of_byte[b], u);
-
-		byte_of_cp[cp_of_byte[b]] = (int16_t) b;
-		memcpy(tok->byte_chr[b], u, (size_t) n);
-		tok->byte_chr_len[b] = (uint8_t) n;
-		tok->byte_id[b] = strtab_get(&tok->vocab, (const char *) u, (size_t) n);
+		if (merge_parts(v, &ma[i].s, &ma[i].len, &mb[i].s, &mb[i].len) != 0)
+		{
+			r1_fail(err, "%s: merge %zu is malformed", path, i);
+			goto out;
+		}
 	}
+	def.merge_a = ma;
+	def.merge_b = mb;
+	def.n_merges = json_array_size(merges);
 
-	if (build_merges(tok, merges, path, err) != 0 ||
-		build_token_bytes(tok, byte_of_cp, err) != 0)
-		goto out;
+	/* added tokens */
+	added = json_object_get(root, "added_tokens");
+	if (added && !json_is_null(added))
+	{
+		if (!json_is_array(added))
+		{
+			r1_fail(err, "%s: added_tokens is not an array", path);
+			goto out;
+		}
+		ad = r1_calloc(json_array_size(added) + 1, sizeof(r1_tok_added), err);
+		if (!ad)
+			goto out;
+		json_array_foreach(added, i, v)
+		{
+			json_t	   *id = json_object_get(v, "id");
+			json_t	   *content = json_object_get(v, "content");
 
-	if (compile_re(&tok->ws_re, "\\p{White_Space}", PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED,
-				   "the whitespace class", err) != 0 ||
-		compile_re(&tok->word_re, "[\\p{Alphabetic}\\p{Nd}\\p{Nl}\\p{No}_]",
-				   PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, "the word class", err) != 0)
-		goto out;
-	rc = 0;
+			if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+				json_integer_value(id) >= MAX_TOKEN_ID || !json_is_string(content))
+			{
+				r1_fail(err, "%s: added token %zu needs an id in range and a content string",
+						path, i);
+				goto out;
+			}
+			ad[i].id = (int32_t) json_integer_value(id);
+			ad[i].content = json_string_value(content);
+			ad[i].len = json_string_length(content);
+			ad[i].special = json_flag(v, "special");
+			ad[i].lstrip = json_flag(v, "lstrip");
+			ad[i].rstrip = json_flag(v, "rstrip");
+			ad[i].single_word = json_flag(v, "single_word");
+			ad[i].normalized = json_flag(v, "normalized");
+		}
+		def.added = ad;
+		def.n_added = json_array_size(added);
+	}
+	rc = build_core(tok, &def, err);
 out:
+	free(vs);
+	free(ma);
+	free(mb);
+	free(ad);
 	json_decref(root);
 	return rc;
 }
@@ -1047,15 +1183,16 @@ r1_tokenizer_load(r1_tokenizer **out, const char *dir, r1_error *err)
 {
 	r1_tokenizer *tok;
 	char		path[4096];
+	struct stat sb;
 
 	*out = NULL;
+	if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode))
+		return r1_tokenizer_load_gguf(out, dir, err);
 	if (r1_path_join(path, sizeof(path), dir, "tokenizer.json", err) != 0)
 		return -1;
-	tok = r1_calloc(1, sizeof(r1_tokenizer), err);
+	tok = tokenizer_new(err);
 	if (!tok)
 		return -1;
-	tok->bos_id = -1;
-	tok->eos_id = -1;
 	if (load_tokenizer_json(tok, path, err) != 0 ||
 		load_config(tok, dir, err) != 0)
 	{

@@ -13,8 +13,62 @@
 
 typedef struct r1_tokenizer r1_tokenizer;
 
-/* Load DIR/tokenizer.json (and DIR/tokenizer_config.json for bos/eos, when present). */
+/*
+ * Load DIR/tokenizer.json (and DIR/tokenizer_config.json for bos/eos, when
+ * present), or, when path is a GGUF file, the tokenizer stored in its
+ * metadata (tokenizer_gguf.c).
+ */
 int			r1_tokenizer_load(r1_tokenizer **out, const char *dir, r1_error *err);
+
+/*
+ * A tokenizer from its parts, the one constructor both loaders use: the
+ * vocabulary (byte-level token strings and their ids), the merges in rank
+ * order, the added tokens, the normalisation and pre-tokenizer splits.
+ */
+typedef struct r1_tok_str
+{
+	const char *s;
+	size_t		len;
+	int32_t		id;				/* vocabulary entries only */
+} r1_tok_str;
+
+typedef struct r1_tok_added
+{
+	const char *content;
+	size_t		len;
+	int32_t		id;
+	int			special,
+				lstrip,
+				rstrip,
+				single_word,
+				normalized;
+} r1_tok_added;
+
+typedef struct r1_tok_def
+{
+	const char *what;			/* the source, for error messages */
+	const r1_tok_str *vocab;
+	size_t		n_vocab;
+	const r1_tok_str *merge_a;	/* merge i joins merge_a[i] and merge_b[i] */
+	const r1_tok_str *merge_b;
+	size_t		n_merges;
+	const r1_tok_added *added;
+	size_t		n_added;
+	int			nfc;			/* NFC-normalise text before splitting */
+	int			ignore_merges;
+	const char *const *split_regex;	/* PCRE2 patterns, applied in order, behaviour Isolated */
+	int			n_split;
+	int32_t		bos_id,
+				eos_id;			/* -1 when unknown */
+} r1_tok_def;
+
+int			r1_tokenizer_create(r1_tokenizer **out, const r1_tok_def *def, r1_error *err);
+
+/* The Qwen2 / DeepSeek-R1-Distill-Qwen pre-tokenizer split regex. */
+extern const char r1_qwen2_split_regex[];
+
+/* The GGUF loader (tokenizer_gguf.c). */
+int			r1_tokenizer_load_gguf(r1_tokenizer **out, const char *path, r1_error *err);
 void		r1_tokenizer_free(r1_tokenizer *tok);
 
 /*

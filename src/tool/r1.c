@@ -17,6 +17,7 @@
 #include "chat.h"
 #include "demo_model.h"
 #include "engine.h"
+#include "gguf_convert.h"
 #include "server.h"
 
 static const char *usage_text =
@@ -32,6 +33,10 @@ static const char *usage_text =
 "             [--batch N] [--prompt-len N] [--gen-len N] [--threads N] [--dtype bf16|f16|f32]\n"
 "             [--batch-invariant]\n"
 "  demo-model --out DIR [--tokenizer DIR] [--text TEXT]   write a tiny model with a known output\n"
+"  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
+"             --type f32|f16|bf16|q8_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
+"                                           write a checkpoint as GGUF (llama.cpp layout)\n"
+"  (--model also takes a .gguf file: Qwen2 GGUF files from llama.cpp / Ollama)\n"
 "  serve      ...                           the engine host of the r1_pg extension\n"
 "  --max-think-tokens N  close the think section with </think> after N tokens\n"
 "                        (finish_reason \"think_budget\" when the answer then ends)\n"
@@ -75,6 +80,8 @@ typedef struct opts
 	const char *tokenizer;
 	const char *text;
 	const char *dtype;
+	const char *type;
+	const char *tokenizer_from;
 	const char *positional;
 	int			raw,
 				ignore_eos,
@@ -156,6 +163,10 @@ parse_opts(int argc, char **argv, opts *o)
 			o->text = VALUE();
 		else if (strcmp(a, "--dtype") == 0)
 			o->dtype = VALUE();
+		else if (strcmp(a, "--type") == 0)
+			o->type = VALUE();
+		else if (strcmp(a, "--tokenizer-from") == 0)
+			o->tokenizer_from = VALUE();
 		else if (strcmp(a, "--raw") == 0)
 			o->raw = 1;
 		else if (strcmp(a, "--ignore-eos") == 0)
@@ -705,6 +716,54 @@ cmd_demo_model(const opts *o)
 	return 0;
 }
 
+/* a checkpoint (or random weights) as a GGUF file */
+static int
+cmd_convert(const opts *o)
+{
+	r1_model   *m;
+	r1_error	err;
+	const char *tokdir = o->tokenizer_from;
+	json_t	   *j;
+	struct stat sb;
+
+	if (!o->out || !o->type)
+		usage("--out FILE.gguf and --type are required");
+	if (!!o->model == !!o->random)
+		usage("give exactly one of --model DIR and --random-weights SHAPE");
+	if (o->model)
+	{
+		if (r1_model_load(&m, o->model, &err) != 0)
+			die("%s", err.msg);
+		if (!tokdir && stat(o->model, &sb) == 0 && S_ISDIR(sb.st_mode))
+		{
+			char		p[4096];
+
+			snprintf(p, sizeof(p), "%s/tokenizer.json", o->model);
+			if (stat(p, &sb) == 0)
+				tokdir = o->model;
+		}
+	}
+	else
+	{
+		r1_config	cfg;
+
+		if (r1_config_preset(&cfg, o->random, &err) != 0 ||
+			r1_model_random(&m, &cfg, R1_F32, o->seed, &err) != 0)
+			die("%s", err.msg);
+	}
+	if (r1_gguf_convert(m, tokdir, o->out, o->type, &err) != 0)
+		die("%s", err.msg);
+	j = json_object();
+	json_object_set_new(j, "out", json_string(o->out));
+	json_object_set_new(j, "type", json_string(o->type));
+	json_object_set_new(j, "tokenizer", json_str_or_null(tokdir));
+	if (stat(o->out, &sb) == 0)
+		json_object_set_new(j, "bytes", json_integer((json_int_t) sb.st_size));
+	print_json(j);
+	r1_model_free(m);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -734,5 +793,7 @@ main(int argc, char **argv)
 		return cmd_bench(&o);
 	if (strcmp(cmd, "demo-model") == 0)
 		return cmd_demo_model(&o);
+	if (strcmp(cmd, "convert") == 0)
+		return cmd_convert(&o);
 	usage("unknown command");
 }

@@ -171,6 +171,54 @@ b = run_json("bench --batch-invariant", "bench", "--random-weights", cfgp, "--de
              "--prompt-len", "16", "--gen-len", "8", "--batch-invariant")
 ok(b and b["batch_invariant"] is True and b["decode_steps"] == 7, "bench --batch-invariant", b)
 
+# GGUF: convert, then tokenize / logits / generate on the .gguf file
+GG = f"{FIX}/qwen2-tiny-gguf"
+q8 = json.load(open(f"{GG}/qwen2-tiny-q8_0.golden.json"))["cases"]
+rows = run_json("logits on a Q8_0 GGUF", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
+                "--ids", ",".join(map(str, q8[1]["input_ids"])))
+if rows:
+    ref = q8[1]["logits"]
+    err = max(abs(a - b) for r, q in zip(rows, ref) for a, b in zip(r, q)) / max(abs(v) for r in ref for v in r)
+    ok(len(rows) == len(ref) and err < 1e-4, f"GGUF Q8_0 logits match the float64 golden (rel err {err:.1e})")
+g = run_json("generate on a Q4_K_M GGUF", "generate", "--model", f"{GG}/w256-q4_k_m.gguf", "--ids", "3",
+             "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+w = json.load(open(f"{GG}/w256-q4_k_m.golden.json"))["cases"][0]
+ok(g and g["ids"] == w["greedy_ids"] and g["device"] == "cpu", "GGUF Q4_K_M greedy ids match the golden, on the CPU", g)
+fails("quantised GGUF on cuda", "CPU only", "generate", "--model", f"{GG}/w256-q4_k_m.gguf", "--ids", "1",
+      "--device", "cuda")
+conv = run_json("convert to f32", "convert", "--model", TINY, "--out", os.path.join(tmp, "t.gguf"), "--type", "f32")
+ok(conv and conv["bytes"] > 600000 and conv["tokenizer"] is None, "convert reports the file", conv)
+g = run_json("generate on the f32 GGUF", "generate", "--model", os.path.join(tmp, "t.gguf"), "--device", "cpu",
+             "--ids", ",".join(map(str, tiny_golden[2]["input_ids"])), "--temperature", "0", "--max-tokens", "24",
+             "--ignore-eos")
+ok(g and g["ids"] == tiny_golden[2]["greedy_ids"], "an f32 GGUF conversion reproduces the transformers greedy ids")
+fails("convert: unknown type", "unknown type", "convert", "--model", TINY, "--out", os.path.join(tmp, "x.gguf"),
+      "--type", "q3_k")
+fails("convert: needs --out", "--out", "convert", "--model", TINY, "--type", "f16", code=2)
+fails("convert: tokenizer larger than the vocabulary", "vocabulary", "convert", "--model", TINY,
+      "--out", os.path.join(tmp, "x.gguf"), "--type", "f16", "--tokenizer-from", TOK)
+fails("tokenize: GGUF without a tokenizer", "no tokenizer", "tokenize", "--model", os.path.join(tmp, "t.gguf"), "hi")
+bad = os.path.join(tmp, "bad.gguf")
+data = open(f"{GG}/qwen2-tiny-q8_0.gguf", "rb").read()
+open(bad, "wb").write(data[: len(data) - 100])
+fails("truncated GGUF", "bad.gguf", "generate", "--model", bad, "--ids", "1")
+open(bad, "wb").write(b"GGUF" + struct.pack("<I", 7) + data[8:])
+fails("GGUF version 7", "version 7", "logits", "--model", bad, "--ids", "1")
+# the demo model (with its tokenizer) as Q8_0 GGUF: same tokens, same known output
+conv = run_json("convert the demo model", "convert", "--model", demo, "--out", os.path.join(tmp, "demo.gguf"),
+                "--type", "q8_0")
+ok(conv and conv["tokenizer"] == demo, "convert takes the checkpoint's tokenizer", conv)
+for case in golden[:6]:
+    ids = run_json("tokenize with a GGUF tokenizer", "tokenize", "--model", os.path.join(tmp, "demo.gguf"), case["text"])
+    ok(ids == case["ids"], f"GGUF tokenizer: {case['text'][:30]!r}", f"{ids} != {case['ids']}")
+text = run_json("detokenize with a GGUF tokenizer", "detokenize", "--model", os.path.join(tmp, "demo.gguf"),
+                ",".join(map(str, golden[2]["ids"])))
+ok(text == golden[2]["decoded"], "GGUF detokenize", text)
+g = run_json("generate on the demo GGUF", "generate", "--model", os.path.join(tmp, "demo.gguf"),
+             "--prompt", "What is 6*7?")
+ok(g and g["boxed"] == "42" and g["think"] == "Okay, six times seven equals forty-two."
+   and g["finish_reason"] == "stop", "the demo model as Q8_0 GGUF: chat template, tokenizer and eos from the file", g)
+
 shutil.rmtree(tmp)
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

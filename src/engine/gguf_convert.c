@@ -1,0 +1,332 @@
+/*
+ * gguf_convert.c - a model and its tokenizer.json as a GGUF file, with the
+ * tensor names, metadata keys and tokenizer arrays llama.cpp's
+ * convert_hf_to_gguf.py writes for Qwen2 (so files round-trip through
+ * llama.cpp-style readers), matrices quantised with quant.c's encoders.
+ */
+#include "gguf_convert.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+typedef struct conv
+{
+	r1_gguf_writer *w;
+	void	  **bufs;			/* tensor data kept until written */
+	int			n_bufs,
+				cap_bufs;
+	r1_dtype	base;			/* the type asked for */
+	int			mix_q4_k_m;
+	int			n_layers;
+	size_t		counts[R1_DTYPE_OTHER + 1];
+} conv;
+
+static int
+keep(conv *c, void *p, r1_error *err)
+{
+	if (c->n_bufs == c->cap_bufs)
+	{
+		int			cap = c->cap_bufs ? c->cap_bufs * 2 : 64;
+		void	  **nb = realloc(c->bufs, sizeof(void *) * cap);
+
+		if (!nb)
+		{
+			free(p);
+			return r1_fail(err, "out of memory");
+		}
+		c->bufs = nb;
+		c->cap_bufs = cap;
+	}
+	c->bufs[c->n_bufs++] = p;
+	return 0;
+}
+
+/* the type of a matrix: what was asked for, or the fallback its rows allow */
+static r1_dtype
+matrix_type(const conv *c, const char *name, int layer, int64_t n_in)
+{
+	r1_dtype	dt = c->base;
+
+	if (c->mix_q4_k_m)
+	{
+		int			n = c->n_layers;
+		int			more_bits = layer >= 0 &&
+			(layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2);
+
+		dt = R1_Q4_K;
+		if (strcmp(name, "output.weight") == 0 ||
+			(more_bits && (strstr(name, "attn_v.weight") || strstr(name, "ffn_down.weight"))))
+			dt = R1_Q6_K;
+	}
+	if (n_in % r1_dtype_block_elems(dt) != 0)
+		dt = n_in % R1_QK8_0 == 0 ? R1_Q8_0 : R1_F16;
+	return dt;
+}
+
+static int
+add_tensor(conv *c, const char *name, int layer, const r1_tensor *t, r1_error *err)
+{
+	int64_t		rows = t->ndim == 2 ? t->shape[0] : 1,
+				n_in = t->shape[t->ndim - 1];
+	r1_dtype	dt = t->ndim == 2 ? matrix_type(c, name, layer, n_in) : R1_F32;
+	size_t		row_in,
+				row_out,
+				total;
+	float	   *tmp;
+	uint8_t    *out;
+
+	if (r1_dtype_row_bytes(t->dtype, n_in, &row_in) != 0 ||
+		r1_dtype_row_bytes(dt, n_in, &row_out) != 0 || !r1_mul_size(row_out, (size_t) rows, &total))
+		return r1_fail(err, "tensor \"%s\": cannot convert rows of %lld", name, (long long) n_in);
+	tmp = r1_malloc(sizeof(float) * n_in, err);
+	out = r1_malloc(total ? total : 1, err);
+	if (!tmp || !out)
+	{
+		free(tmp);
+		free(out);
+		return -1;
+	}
+	for (int64_t r = 0; r < rows; r++)
+	{
+		r1_dequantize_row(t->dtype, (const uint8_t *) t->data + r * row_in, tmp, n_in);
+		r1_quantize_row(dt, tmp, out + r * row_out, n_in);
+	}
+	free(tmp);
+	if (keep(c, out, err) != 0)
+		return -1;
+	r1_gguf_w_tensor(c->w, name, dt, t->ndim, t->shape, out, total);
+	c->counts[dt]++;
+	return 0;
+}
+
+/* tokenizer.json's vocabulary, added tokens and merges as llama.cpp's arrays */
+static int
+add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_error *err)
+{
+	char		path[4096];
+	json_t	   *root = NULL,
+			   *vocab,
+			   *merges,
+			   *added,
+			   *v;
+	json_error_t jerr;
+	const char *key;
+	r1_gguf_str *toks = NULL,
+			   *mstr = NULL;
+	int32_t    *types = NULL;
+	char	  **pads = NULL;
+	char	  **mbuf = NULL;
+	size_t		i,
+				n_merges = 0;
+	int			rc = -1;
+	r1_tokenizer *tok = NULL;
+
+	if (r1_tokenizer_load(&tok, tokdir, err) != 0)	/* validates it, and gives bos/eos */
+		return -1;
+	if (r1_tokenizer_n_tokens(tok) > vocab_size)
+	{
+		r1_fail(err, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", tokdir,
+				r1_tokenizer_n_tokens(tok), vocab_size);
+		goto out;
+	}
+	if (r1_path_join(path, sizeof(path), tokdir, "tokenizer.json", err) != 0)
+		goto out;
+	root = json_load_file(path, 0, &jerr);
+	if (!root)
+	{
+		r1_fail(err, "%s: %s", path, jerr.text);
+		goto out;
+	}
+	vocab = json_object_get(json_object_get(root, "model"), "vocab");
+	merges = json_object_get(json_object_get(root, "model"), "merges");
+	added = json_object_get(root, "added_tokens");
+	toks = calloc(vocab_size, sizeof(r1_gguf_str));
+	types = calloc(vocab_size, sizeof(int32_t));
+	pads = calloc(vocab_size, sizeof(char *));
+	n_merges = json_array_size(merges);
+	mstr = calloc(n_merges + 1, sizeof(r1_gguf_str));
+	mbuf = calloc(n_merges + 1, sizeof(char *));
+	if (!toks || !types || !pads || !mstr || !mbuf)
+	{
+		r1_fail(err, "out of memory");
+		goto out;
+	}
+	json_object_foreach(vocab, key, v)
+	{
+		json_int_t	id = json_integer_value(v);
+
+		toks[id].s = key;
+		toks[id].len = strlen(key);
+		types[id] = 1;			/* normal */
+	}
+	json_array_foreach(added, i, v)
+	{
+		json_int_t	id = json_integer_value(json_object_get(v, "id"));
+		json_t	   *content = json_object_get(v, "content");
+
+		toks[id].s = json_string_value(content);
+		toks[id].len = json_string_length(content);
+		types[id] = json_is_true(json_object_get(v, "special")) ? 3 : 4;
+	}
+	for (int id = 0; id < vocab_size; id++)
+		if (!types[id])
+		{
+			/* padding up to the model's vocabulary, as llama.cpp writes it */
+			char		buf[32];
+
+			snprintf(buf, sizeof(buf), "[PAD%d]", id);
+			pads[id] = strdup(buf);
+			if (!pads[id])
+			{
+				r1_fail(err, "out of memory");
+				goto out;
+			}
+			toks[id].s = pads[id];
+			toks[id].len = strlen(buf);
+			types[id] = 5;		/* unused */
+		}
+	json_array_foreach(merges, i, v)
+	{
+		if (json_is_string(v))
+		{
+			mstr[i].s = json_string_value(v);
+			mstr[i].len = json_string_length(v);
+		}
+		else
+		{
+			json_t	   *a = json_array_get(v, 0),
+					   *b = json_array_get(v, 1);
+			size_t		la = json_string_length(a),
+						lb = json_string_length(b);
+
+			mbuf[i] = malloc(la + lb + 2);
+			if (!mbuf[i])
+			{
+				r1_fail(err, "out of memory");
+				goto out;
+			}
+			memcpy(mbuf[i], json_string_value(a), la);
+			mbuf[i][la] = ' ';
+			memcpy(mbuf[i] + la + 1, json_string_value(b), lb);
+			mstr[i].s = mbuf[i];
+			mstr[i].len = la + lb + 1;
+		}
+	}
+	r1_gguf_w_str(c->w, "tokenizer.ggml.model", "gpt2");
+	r1_gguf_w_str(c->w, "tokenizer.ggml.pre", "deepseek-r1-qwen");
+	r1_gguf_w_str_array(c->w, "tokenizer.ggml.tokens", toks, vocab_size);
+	r1_gguf_w_i32_array(c->w, "tokenizer.ggml.token_type", types, vocab_size);
+	r1_gguf_w_str_array(c->w, "tokenizer.ggml.merges", mstr, n_merges);
+	if (r1_tokenizer_bos_id(tok) >= 0)
+		r1_gguf_w_u32(c->w, "tokenizer.ggml.bos_token_id", (uint32_t) r1_tokenizer_bos_id(tok));
+	if (r1_tokenizer_eos_id(tok) >= 0)
+		r1_gguf_w_u32(c->w, "tokenizer.ggml.eos_token_id", (uint32_t) r1_tokenizer_eos_id(tok));
+	/* the writer copied every string: the JSON may go */
+	rc = 0;
+out:
+	if (pads)
+		for (int id = 0; id < vocab_size; id++)
+			free(pads[id]);
+	if (mbuf)
+		for (i = 0; i < n_merges; i++)
+			free(mbuf[i]);
+	free(pads);
+	free(mbuf);
+	free(toks);
+	free(types);
+	free(mstr);
+	json_decref(root);
+	r1_tokenizer_free(tok);
+	return rc;
+}
+
+int
+r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const char *type,
+				r1_error *err)
+{
+	static const struct
+	{
+		const char *name;
+		r1_dtype	dt;
+	}			types[] = {
+		{"f32", R1_F32}, {"f16", R1_F16}, {"bf16", R1_BF16}, {"q8_0", R1_Q8_0},
+		{"q4_k", R1_Q4_K}, {"q5_k", R1_Q5_K}, {"q6_k", R1_Q6_K}, {"q4_k_m", R1_Q4_K},
+	};
+	const r1_config *cfg = &m->cfg;
+	conv		c;
+	char		name[128];
+	int			rc = -1;
+
+	memset(&c, 0, sizeof(c));
+	c.base = R1_DTYPE_OTHER;
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(type, types[i].name) == 0)
+		{
+			c.base = types[i].dt;
+			c.mix_q4_k_m = strcmp(type, "q4_k_m") == 0;
+		}
+	if (c.base == R1_DTYPE_OTHER)
+		return r1_fail(err, "unknown type \"%s\": use f32, f16, bf16, q8_0, q4_k, q5_k, q6_k or q4_k_m", type);
+	c.n_layers = cfg->n_layers;
+	c.w = r1_gguf_writer_new();
+	if (!c.w)
+		return r1_fail(err, "out of memory");
+
+	r1_gguf_w_str(c.w, "general.architecture", "qwen2");
+	r1_gguf_w_str(c.w, "general.name", m->name);
+	r1_gguf_w_u32(c.w, "general.alignment", R1_GGUF_DEFAULT_ALIGNMENT);
+	r1_gguf_w_u32(c.w, "qwen2.block_count", (uint32_t) cfg->n_layers);
+	r1_gguf_w_u32(c.w, "qwen2.context_length", (uint32_t) cfg->max_position);
+	r1_gguf_w_u32(c.w, "qwen2.embedding_length", (uint32_t) cfg->hidden_size);
+	r1_gguf_w_u32(c.w, "qwen2.feed_forward_length", (uint32_t) cfg->intermediate_size);
+	r1_gguf_w_u32(c.w, "qwen2.attention.head_count", (uint32_t) cfg->n_heads);
+	r1_gguf_w_u32(c.w, "qwen2.attention.head_count_kv", (uint32_t) cfg->n_kv_heads);
+	r1_gguf_w_f32(c.w, "qwen2.rope.freq_base", cfg->rope_theta);
+	r1_gguf_w_f32(c.w, "qwen2.attention.layer_norm_rms_epsilon", cfg->rms_norm_eps);
+	if (tokdir)
+	{
+		if (add_tokenizer(&c, tokdir, cfg->vocab_size, err) != 0)
+			goto out;
+	}
+	else
+	{
+		if (cfg->bos_id >= 0)
+			r1_gguf_w_u32(c.w, "tokenizer.ggml.bos_token_id", (uint32_t) cfg->bos_id);
+		if (cfg->eos_id >= 0)
+			r1_gguf_w_u32(c.w, "tokenizer.ggml.eos_token_id", (uint32_t) cfg->eos_id);
+	}
+
+	if (add_tensor(&c, "token_embd.weight", -1, &m->embed, err) != 0 ||
+		add_tensor(&c, "output_norm.weight", -1, &m->final_norm, err) != 0)
+		goto out;
+	if (!cfg->tie_embeddings && add_tensor(&c, "output.weight", -1, &m->lm_head, err) != 0)
+		goto out;
+	for (int l = 0; l < cfg->n_layers; l++)
+	{
+		const r1_layer_weights *w = &m->layers[l];
+
+#define ADD(suffix, field) \
+		(snprintf(name, sizeof(name), "blk.%d.%s", l, suffix), add_tensor(&c, name, l, &w->field, err))
+		if (ADD("attn_norm.weight", attn_norm) || ADD("attn_q.weight", wq) ||
+			ADD("attn_q.bias", bq) || ADD("attn_k.weight", wk) || ADD("attn_k.bias", bk) ||
+			ADD("attn_v.weight", wv) || ADD("attn_v.bias", bv) ||
+			ADD("attn_output.weight", wo) || ADD("ffn_norm.weight", ffn_norm) ||
+			ADD("ffn_gate.weight", w_gate) || ADD("ffn_up.weight", w_up) ||
+			ADD("ffn_down.weight", w_down))
+			goto out;
+#undef ADD
+	}
+	rc = r1_gguf_write(c.w, path, err);
+out:
+	for (int i = 0; i < c.n_bufs; i++)
+		free(c.bufs[i]);
+	free(c.bufs);
+	r1_gguf_writer_free(c.w);
+	return rc;
+}
