@@ -328,6 +328,42 @@ r1_sqlstate(const char *code)
 	return MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
 }
 
+/*
+ * Parse a response.  In a database whose encoding lacks a character of the
+ * model's output, say so plainly (SQLSTATE 22P05) rather than with the JSON
+ * parser's words about Unicode escapes.
+ */
+static Jsonb *
+r1_parse_response(char *resp)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	Jsonb	   *volatile j = NULL;
+
+	PG_TRY();
+	{
+		j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_UNTRANSLATABLE_CHARACTER || GetDatabaseEncoding() == PG_UTF8)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+				 errmsg("the model's output has a character that encoding \"%s\" cannot represent",
+						GetDatabaseEncodingName()),
+				 edata->detail ? errdetail("%s", edata->detail) : 0,
+				 errhint("Call the model from a UTF8 database, or ask it for output in characters of %s.",
+						 GetDatabaseEncodingName())));
+	}
+	PG_END_TRY();
+	return j;
+}
+
 Jsonb *
 r1_call(const char *request, size_t len, bool soft)
 {
@@ -344,7 +380,7 @@ r1_call(const char *request, size_t len, bool soft)
 	if (resp == NULL)
 		return NULL;
 	/* the response is ASCII; \u escapes become the server encoding */
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
+	j = r1_parse_response(resp);
 	pfree(resp);
 	if (!JB_ROOT_IS_OBJECT(j))
 		ereport(ERROR,
