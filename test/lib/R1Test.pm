@@ -137,9 +137,13 @@ sub host_processes
 sub check_no_orphans
 {
 	my ($what) = @_;
-	my $hp = status('coalesce(host_pid, 0)');
+	my $hp;
 	my @hosts;
-	wait_for("one host ($what)", sub { @hosts = host_processes(); @hosts <= 1 && (!@hosts || $hosts[0] == $hp) }, 10);
+	wait_for("one host ($what)", sub {
+		$hp = status('coalesce(host_pid, 0)');
+		@hosts = host_processes();
+		return @hosts <= 1 && (!@hosts || $hosts[0] == $hp);
+	}, 10);
 	ok(@hosts <= 1 && (!@hosts || $hosts[0] == $hp),
 		"$what: no orphan engine host (hosts: @hosts; r1_status host_pid $hp)");
 	if (@hosts)
