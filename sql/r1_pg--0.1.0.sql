@@ -131,3 +131,13 @@ GRANT EXECUTE ON FUNCTION r1_tokenize(text) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_count_tokens(text) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_extract_boxed(text) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_status() TO r1_user;
+
+-- per-role daily token quotas (r1.role_quota): today's usage
+CREATE FUNCTION r1_quota_usage(OUT role name, OUT daily_quota bigint, OUT tokens_used bigint,
+							   OUT tokens_left bigint, OUT resets_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_r1_quota_usage'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_quota_usage() IS 'tokens each role with a quota in r1.role_quota has used today (UTC) and when that resets; a role without pg_read_all_stats sees only its own row';
+REVOKE ALL ON FUNCTION r1_quota_usage() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION r1_quota_usage() TO r1_user;

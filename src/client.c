@@ -328,11 +328,47 @@ r1_sqlstate(const char *code)
 	return MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
 }
 
+/*
+ * Parse a response.  In a database whose encoding lacks a character of the
+ * model's output, say so plainly (SQLSTATE 22P05) rather than with the JSON
+ * parser's words about Unicode escapes.
+ */
+static Jsonb *
+jsonb_from_response(const char *resp)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	Jsonb	   *volatile j = NULL;
+
+	PG_TRY();
+	{
+		j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_UNTRANSLATABLE_CHARACTER || GetDatabaseEncoding() == PG_UTF8)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+				 errmsg("the model's output has a character that encoding \"%s\" cannot represent",
+						GetDatabaseEncodingName()),
+				 edata->detail ? errdetail("%s", edata->detail) : 0,
+				 errhint("Call the model from a UTF8 database, or ask it for output in characters of %s.",
+						 GetDatabaseEncodingName())));
+	}
+	PG_END_TRY();
+	return j;
+}
+
 Jsonb *
 r1_parse_response(const char *resp)
 {
 	/* the response is ASCII; \u escapes become the server encoding */
-	Jsonb	   *j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(resp)));
+	Jsonb	   *j = jsonb_from_response(resp);
 
 	if (!JB_ROOT_IS_OBJECT(j))
 		ereport(ERROR,

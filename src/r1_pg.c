@@ -9,6 +9,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "quota.h"
 #include "r1_pg.h"
 #include "shmem.h"
 
@@ -159,6 +160,7 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	r1_limits_init(process_shared_preload_libraries_in_progress);
 	MarkGUCPrefixReserved("r1");
 
 	if (!process_shared_preload_libraries_in_progress)

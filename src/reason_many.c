@@ -25,6 +25,7 @@
 #include "utils/jsonb.h"
 
 #include "engine/server.h"
+#include "quota.h"
 #include "client.h"
 #include "client_many.h"
 #include "r1_pg.h"
@@ -41,6 +42,7 @@ typedef struct R1ManyState
 	char	  **errors;			/* [n] error found before sending, or NULL */
 	int			next_error;		/* scan position in errors */
 	bool		strict;
+	Oid			role;			/* charged for the tokens (r1.role_quota) */
 } R1ManyState;
 
 /* error context for strict mode: which prompt failed */
@@ -105,6 +107,11 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
 	if (!PG_ARGISNULL(8))
 		r1_check_max_think_tokens(PG_GETARG_INT32(8));
+	if (!PG_ARGISNULL(4))
+		r1_check_seed(PG_GETARG_INT64(4));
+	r1_check_max_tokens(max_tokens, PG_ARGISNULL(1));
+	st->role = r1_quota_role();
+	r1_quota_check(st->role);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (tupdesc->natts != R1_MANY_NATTS)
@@ -260,6 +267,8 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	values[8] = Float8GetDatum(r1_json_float(resp, "ms"));
 	nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
 	values[9] = (Datum) 0;
+	r1_quota_charge(((R1ManyState *) funcctx->user_fctx)->role,
+					r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 	nulls[9] = true;
 	SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
 }

@@ -22,6 +22,7 @@
 #include "engine/chat.h"
 #include "engine/server.h"
 #include "client.h"
+#include "quota.h"
 #include "r1_pg.h"
 #include "shmem.h"
 #include "sqlfuncs.h"
@@ -94,6 +95,17 @@ r1_result_tupdesc(FunctionCallInfo fcinfo)
 	return BlessTupleDesc(tupdesc);
 }
 
+void
+r1_check_seed(int64 seed)
+{
+	if (seed < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seed must be at least 0"),
+				 errdetail("seed is " INT64_FORMAT ".", seed),
+				 errhint("Pass a seed from 0 to 9223372036854775807, or NULL for a random one.")));
+}
+
 PG_FUNCTION_INFO_V1(pg_r1_reason);
 
 /*
@@ -117,12 +129,18 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	Jsonb	   *resp;
 	Datum		values[8];
 	bool		nulls[8];
+	Oid			role;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
 	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
 		r1_check_max_think_tokens(PG_GETARG_INT32(8));
+	if (!PG_ARGISNULL(4))
+		r1_check_seed(PG_GETARG_INT64(4));
+	r1_check_max_tokens(max_tokens, PG_ARGISNULL(1));
+	role = r1_quota_role();
+	r1_quota_check(role);
 	tupdesc = r1_result_tupdesc(fcinfo);
 	prompt = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &prompt_len);
 	if (!PG_ARGISNULL(5))
@@ -166,6 +184,7 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	values[6] = Int32GetDatum((int32) r1_json_int(resp, "think_tokens"));
 	values[7] = Float8GetDatum(r1_json_float(resp, "ms"));
 	nulls[4] = nulls[5] = nulls[6] = nulls[7] = false;
+	r1_quota_charge(role, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

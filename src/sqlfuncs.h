@@ -9,5 +9,6 @@ extern void r1_check_sampling(int max_tokens, double temperature, double top_p, 
 							  double min_p);
 extern void r1_check_max_think_tokens(int max_think_tokens);
 extern void r1_check_prompt_size(size_t len);
+extern void r1_check_seed(int64 seed);
 
 #endif							/* R1_SQLFUNCS_H */

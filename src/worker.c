@@ -11,8 +11,9 @@
  * death, an ERROR), so the postmaster never restarts other sessions because
  * of it.  A model that cannot load, or r1.device = 'cuda' without a usable
  * GPU, leaves the worker up in the FAILED (NO_DEVICE) state with the reason in
- * shared memory, where calls report it; it tries again only when a setting
- * that affects the engine changes (reload).
+ * shared memory, where calls report it; it tries again at the next reload
+ * (pg_reload_conf(), whether or not a setting changed: the files may have
+ * been fixed).
  *
  * The host reports on a socketpair, one line per state change: "loading",
  * "ready {json}", "failed <reason>", "no_device <reason>".  Neither side ever
@@ -570,6 +571,16 @@ r1_engine_worker_main(Datum main_arg)
 				r1_host_stop();
 				r1_config = c;
 				r1_publish_config();
+				r1_hold = false;
+				r1_backoff_ms = 0;
+				r1_next_start = 0;
+			}
+			else if (r1_hold && r1_host_pid == 0 && r1_config.model[0] != '\0')
+			{
+				/* a failed load is tried again: the files may have been fixed */
+				ereport(LOG,
+						(errmsg("r1 engine: configuration reloaded; loading model \"%s\" again",
+								r1_config.model)));
 				r1_hold = false;
 				r1_backoff_ms = 0;
 				r1_next_start = 0;

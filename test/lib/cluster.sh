@@ -44,7 +44,8 @@ r1_cluster_start() {
 		echo "max_connections = 60"
 		for line in "$@"; do echo "$line"; done
 	} >>"$R1_PGDATA/postgresql.conf"
-	r1_as_server "$R1_PGBIN/pg_ctl" -D "$R1_PGDATA" -l "$R1_SERVER_LOG" -w -t 60 start >/dev/null ||
+	# fd 9 is the caller's test lock: a server that inherits it would hold it after the run
+	r1_as_server "$R1_PGBIN/pg_ctl" -D "$R1_PGDATA" -l "$R1_SERVER_LOG" -w -t 60 start >/dev/null 9>&- ||
 		{ cat "$R1_SERVER_LOG"; return 1; }
 	"$R1_PGBIN/psql" -XqAt -v ON_ERROR_STOP=1 -c "CREATE EXTENSION IF NOT EXISTS r1_pg" >/dev/null
 }
