@@ -9,8 +9,10 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "activity.h"
 #include "r1_pg.h"
 #include "shmem.h"
+#include "traces.h"
 
 PG_MODULE_MAGIC;
 
@@ -148,11 +150,14 @@ _PG_init(void)
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
 
+	r1_traces_define_gucs();
+
 	MarkGUCPrefixReserved("r1");
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
 	r1_shmem_request();
+	r1_activity_shmem_request();
 	r1_register_worker();
 }
