@@ -245,9 +245,11 @@ r1_activity_begin(const char *tag, const char *prompt, size_t prompt_len)
 		r1_exit_hook_set = true;
 	}
 	/* the prompt in the server encoding, clipped at a character boundary */
-	len = (int) Min(prompt_len, (size_t) (R1_ACTIVITY_PROMPT_LEN * 4));
-	p = GetDatabaseEncoding() == PG_UTF8 ? pnstrdup(prompt, len) :
-		pg_any_to_server(prompt, len, PG_UTF8);
+	len = pg_encoding_mbcliplen(PG_UTF8, prompt, (int) Min(prompt_len, (size_t) INT_MAX),
+								R1_ACTIVITY_PROMPT_LEN * 4);
+	p = pnstrdup(prompt, len);
+	if (GetDatabaseEncoding() != PG_UTF8)
+		p = pg_any_to_server(p, len, PG_UTF8);
 	len = pg_mbcliplen(p, strlen(p), R1_ACTIVITY_PROMPT_LEN - 1);
 
 	SpinLockAcquire(&slot->mutex);
