@@ -63,7 +63,8 @@ CREATE TYPE r1.engine_status AS (
 	host_restarts int,
 	uptime interval,
 	ready_since timestamptz,
-	note text
+	note text,
+	weights_checksum text
 );
 COMMENT ON TYPE r1.engine_status IS 'result of r1_status()';
 
@@ -78,7 +79,7 @@ CREATE FUNCTION r1_reason(prompt text,
 						  max_think_tokens int DEFAULT NULL)
 RETURNS r1.reasoning
 AS 'MODULE_PATHNAME', 'pg_r1_reason'
-LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION r1_reason(text, int, float8, float8, bigint, text, int, float8, int) IS
 'reason about prompt with the model the r1 engine serves: returns think, answer, boxed, finish_reason, token counts and ms; max_tokens NULL means r1.max_tokens_default, temperature 0 is greedy, a seed makes sampling reproducible; max_think_tokens N (NULL = no limit) makes the engine close the think section with </think> after N tokens and let the model answer: finish_reason is then ''think_budget'' (answer complete) or ''length'' (max_tokens cut the answer off; think_tokens = N + 1 tells the two ways to ''length'' apart)';
 
@@ -94,7 +95,7 @@ CREATE FUNCTION r1_reason_many(prompts text[],
 							   strict bool DEFAULT false)
 RETURNS SETOF r1.reasoning_item
 AS 'MODULE_PATHNAME', 'pg_r1_reason_many'
-LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE ROWS 100;
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 100;
 COMMENT ON FUNCTION r1_reason_many(text[], int, float8, float8, bigint, text, int, float8, int, bool) IS
 'reason about every prompt at once (the engine batches them): one row per prompt in completion order, ord = position in the array; a failed prompt (NULL, too long, refused) gives a row with error = ''SQLSTATE: message'' unless strict raises it; with a seed, prompt ord uses seed + ord - 1, so it equals r1_reason(prompt, seed => seed + ord - 1); at most max(64, 2 * r1.max_seqs) prompts (and at most r1.max_queued) are in flight, the rest follow as they finish';
 
@@ -141,3 +142,120 @@ LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION r1_quota_usage() IS 'tokens each role with a quota in r1.role_quota has used today (UTC) and when that resets; a role without pg_read_all_stats sees only its own row';
 REVOKE ALL ON FUNCTION r1_quota_usage() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION r1_quota_usage() TO r1_user;
+
+-- ---- trace audit and observability (src/traces.c, src/replay.c, src/activity.c) ----
+--
+-- With r1.log_traces = on every call writes a row to r1.traces, in the
+-- caller's transaction (a rolled-back call leaves no trace), as the table's
+-- owner: callers need no privilege on it.  Only r1_auditor reads it.
+-- (r1_reason is PARALLEL UNSAFE because of that write.)
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'r1_auditor') THEN
+		CREATE ROLE r1_auditor NOLOGIN;
+	END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA r1 TO r1_auditor;
+
+CREATE TABLE r1.traces (
+	id bigserial PRIMARY KEY,
+	at timestamptz NOT NULL,
+	source text NOT NULL,
+	role name NOT NULL,
+	session_role name NOT NULL,
+	database name NOT NULL,
+	prompt text NOT NULL,
+	system text,
+	parameters jsonb NOT NULL,
+	seed bigint,
+	think text,
+	answer text,
+	boxed text,
+	finish_reason text,
+	prompt_tokens int,
+	completion_tokens int,
+	think_tokens int,
+	ms float8,
+	model text,
+	weights_checksum text
+);
+CREATE INDEX traces_at_idx ON r1.traces (at);
+COMMENT ON TABLE r1.traces IS 'one row per r1 call while r1.log_traces is on: who, when, prompt, parameters, seed, think, answer, tokens, ms, model and weights checksum; pruned after r1.trace_retention';
+REVOKE ALL ON r1.traces FROM PUBLIC;
+REVOKE ALL ON SEQUENCE r1.traces_id_seq FROM PUBLIC;
+GRANT SELECT ON r1.traces TO r1_auditor;
+SELECT pg_catalog.pg_extension_config_dump('r1.traces', '');
+SELECT pg_catalog.pg_extension_config_dump('r1.traces_id_seq', '');
+
+CREATE TYPE r1.replay_result AS (
+	trace_id bigint,
+	reproduced boolean,
+	think text,
+	answer text,
+	boxed text,
+	finish_reason text,
+	prompt_tokens int,
+	completion_tokens int,
+	think_tokens int,
+	ms float8,
+	model text,
+	weights_checksum text,
+	note text
+);
+COMMENT ON TYPE r1.replay_result IS 'result of r1_replay()';
+
+CREATE FUNCTION r1_replay(trace_id bigint) RETURNS r1.replay_result
+AS 'MODULE_PATHNAME', 'pg_r1_replay'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION r1_replay(bigint) IS 'run a greedy or seeded trace of r1.traces again: reproduced is true when think and answer are identical and the weights checksum is the same; note says why not';
+
+CREATE FUNCTION r1_prune_traces() RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_r1_prune_traces'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION r1_prune_traces() IS 'delete the rows of r1.traces older than r1.trace_retention now (calls that write traces also prune, at most once a minute); returns the number deleted';
+
+CREATE FUNCTION r1_stat_activity(OUT pid int, OUT role name, OUT database name,
+								 OUT started_at timestamptz, OUT state text,
+								 OUT queue_position int, OUT prompt_tokens int,
+								 OUT completion_tokens int, OUT tokens_per_s float8,
+								 OUT tag text, OUT prompt text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_r1_stat_activity'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION r1_stat_activity() IS 'engine requests in flight (see the view r1.stat_activity)';
+
+CREATE VIEW r1.stat_activity AS SELECT * FROM r1_stat_activity();
+COMMENT ON VIEW r1.stat_activity IS 'one row per backend with an r1 request in flight: state (starting, queued, running), queue position, prompt tokens, tokens so far, tokens/s; details of other roles'' requests only for pg_read_all_stats';
+
+CREATE FUNCTION r1_stats(OUT requests bigint, OUT completed bigint, OUT errors bigint,
+						 OUT cancellations bigint, OUT timeouts bigint,
+						 OUT prompt_tokens bigint, OUT completion_tokens bigint,
+						 OUT total_ms float8, OUT mean_ms float8, OUT p50_ms float8,
+						 OUT p95_ms float8, OUT p99_ms float8, OUT stats_reset timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_r1_stats'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION r1_stats() IS 'cumulative r1 request counters (see the view r1.stats)';
+
+CREATE VIEW r1.stats AS SELECT * FROM r1_stats();
+COMMENT ON VIEW r1.stats IS 'cumulative r1 requests since stats_reset: outcomes, tokens, latency of completed requests (mean exact; p50/p95/p99 the upper edge of a log bucket, at most 19% high)';
+
+CREATE FUNCTION r1_stats_reset() RETURNS void
+AS 'MODULE_PATHNAME', 'pg_r1_stats_reset'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION r1_stats_reset() IS 'reset the counters of r1.stats (superuser, or whoever is granted EXECUTE)';
+
+REVOKE ALL ON FUNCTION r1_replay(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_prune_traces() FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_stat_activity() FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_stats_reset() FROM PUBLIC;
+REVOKE ALL ON r1.stat_activity, r1.stats FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION r1_replay(bigint) TO r1_auditor;
+GRANT EXECUTE ON FUNCTION r1_stat_activity() TO r1_user, r1_auditor;
+GRANT EXECUTE ON FUNCTION r1_stats() TO r1_user, r1_auditor;
+GRANT SELECT ON r1.stat_activity, r1.stats TO r1_user, r1_auditor;

@@ -10,8 +10,10 @@
 #include "utils/guc.h"
 
 #include "quota.h"
+#include "activity.h"
 #include "r1_pg.h"
 #include "shmem.h"
+#include "traces.h"
 
 PG_MODULE_MAGIC;
 
@@ -161,11 +163,14 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	r1_limits_init(process_shared_preload_libraries_in_progress);
+	r1_traces_define_gucs();
+
 	MarkGUCPrefixReserved("r1");
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
 	r1_shmem_request();
+	r1_activity_shmem_request();
 	r1_register_worker();
 }

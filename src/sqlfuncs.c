@@ -21,11 +21,13 @@
 
 #include "engine/chat.h"
 #include "engine/server.h"
+#include "activity.h"
 #include "client.h"
 #include "quota.h"
 #include "r1_pg.h"
 #include "shmem.h"
 #include "sqlfuncs.h"
+#include "traces.h"
 
 void
 r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p)
@@ -130,6 +132,7 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	Datum		values[8];
 	bool		nulls[8];
 	Oid			role;
+	TimestampTz started;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -169,9 +172,34 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
 	appendStringInfoChar(&req, '}');
 
+	if (r1_log_traces)
+		r1_trace_check_writable();
 	if (r1_shared != NULL)
 		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
-	resp = r1_call(req.data, req.len, false);
+	started = GetCurrentTimestamp();
+	resp = r1_observed_call(&req, prompt, prompt_len);
+	if (r1_log_traces)
+	{
+		R1TraceInfo t;
+
+		memset(&t, 0, sizeof(t));
+		t.source = "r1_reason";
+		t.started = started;
+		t.prompt = PG_GETARG_TEXT_PP(0);
+		t.system = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+		t.max_tokens = max_tokens;
+		t.temperature = temperature;
+		t.top_p = top_p;
+		t.top_k = top_k;
+		t.min_p = min_p;
+		t.ignore_eos = r1_debug_ignore_eos;
+		t.has_seed = !PG_ARGISNULL(4);
+		t.seed = t.has_seed ? PG_GETARG_INT64(4) : 0;
+		if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+			t.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
+		t.response = resp;
+		r1_trace_record(&t);
+	}
 
 	values[0] = PointerGetDatum(r1_json_text(resp, "think"));
 	values[1] = PointerGetDatum(r1_json_text(resp, "answer"));
@@ -275,8 +303,8 @@ pg_r1_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc = r1_result_tupdesc(fcinfo);
 	R1Shared	snap;
 	Jsonb	   *st = NULL;
-	Datum		values[17];
-	bool		nulls[17];
+	Datum		values[18];
+	bool		nulls[18];
 	int			i = 0;
 
 	memset(nulls, 0, sizeof(nulls));
@@ -331,6 +359,13 @@ pg_r1_status(PG_FUNCTION_ARGS)
 	values[i++] = TimestampTzGetDatum(snap.ready_since);
 	nulls[i] = snap.note[0] == '\0';
 	values[i++] = R1_TEXT(snap.note);
+	/* computed by the host after it is ready: NULL until then */
+	{
+		text	   *checksum = st ? r1_json_text(st, "weights_checksum") : NULL;
+
+		nulls[i] = checksum == NULL;
+		values[i++] = PointerGetDatum(checksum);
+	}
 #undef R1_TEXT
 	Assert(i == lengthof(values));
 

@@ -699,6 +699,45 @@ r1_engine_stats_get(const r1_engine *e, r1_engine_stats *s)
 	s->memory_used = e->be->memory_used(e->be);
 }
 
+static void
+progress_of(const req *r, double now, r1_progress *p)
+{
+	double		gen_ms = r->t_first > 0 ? now - r->t_first : 0;
+
+	p->prompt_tokens = r->n_prompt;
+	p->completion_tokens = r->n_out;
+	/* the first token ends the prefill: rate over the tokens after it */
+	p->tokens_per_s = gen_ms > 0 && r->n_out > 1 ? (r->n_out - 1) * 1000.0 / gen_ms : 0;
+	p->ms = now - r->t_submit;
+}
+
+int
+r1_engine_progress(const r1_engine *e, int64_t id, r1_progress *p)
+{
+	double		now = r1_now_ms();
+	int			pos = 0;
+
+	memset(p, 0, sizeof(*p));
+	for (int i = 0; i < e->opts.max_seqs; i++)
+		if (e->running[i] && e->running[i]->id == id)
+		{
+			p->running = 1;
+			progress_of(e->running[i], now, p);
+			return 0;
+		}
+	for (const req *r = e->wait_head; r; r = r->next)
+	{
+		pos++;
+		if (r->id == id)
+		{
+			progress_of(r, now, p);
+			p->queue_position = pos;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int
 r1_engine_run(r1_engine *e, const r1_request *req_in, r1_completion *c, r1_error *err)
 {

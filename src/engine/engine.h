@@ -132,6 +132,20 @@ void		r1_completion_free(r1_completion *c);
 
 void		r1_engine_stats_get(const r1_engine *e, r1_engine_stats *s);
 
+/* Where a queued or running request stands (r1.stat_activity). */
+typedef struct r1_progress
+{
+	int			running;		/* 1 in the batch, 0 waiting for a slot */
+	int			queue_position; /* 1 = next to be admitted; 0 when running */
+	int			prompt_tokens;
+	int			completion_tokens;	/* generated so far */
+	double		tokens_per_s;	/* generated tokens per second since the first one */
+	double		ms;				/* since submit */
+} r1_progress;
+
+/* 0 and *p filled for a queued or running request, -1 for an unknown or finished one. */
+int			r1_engine_progress(const r1_engine *e, int64_t id, r1_progress *p);
+
 /*
  * Run a raw batch on the backend (logits of every position for `r1 logits`
  * and tests); only while no request is running.  The slots are released after.

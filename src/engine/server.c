@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "checksum.h"
 #include "engine.h"
 #include "util.h"
 
@@ -58,6 +60,7 @@ typedef struct r1_client
 	r1_request	req;			/* while QUEUED: the request to submit */
 	int32_t    *ids;			/* while QUEUED: prompt ids (owned) */
 	double		queue_deadline; /* while QUEUED: r1_now_ms() limit */
+	char		tag[64];		/* the caller's name for the request ("" = none) */
 } r1_client;
 
 typedef struct r1_server
@@ -70,6 +73,9 @@ typedef struct r1_server
 	int			cap_clients;
 	int			max_clients;
 	int			n_queued;		/* clients in R1_CLIENT_QUEUED */
+	pthread_t	checksum_thread;	/* computes the weights checksum after "ready" */
+	int			checksum_started;
+	uint64_t	checksum;		/* 0 until computed; __atomic access */
 } r1_server;
 
 static volatile sig_atomic_t r1_srv_stop = 0;
@@ -249,6 +255,32 @@ r1_srv_get_number(json_t *req, const char *key, double *out)
 	return 1;
 }
 
+/* "weights_checksum": hex, or null while the background thread computes it */
+static void
+r1_srv_checksum_json(r1_server *srv, json_t *o)
+{
+	uint64_t	h = __atomic_load_n(&srv->checksum, __ATOMIC_ACQUIRE);
+	char		hex[17];
+
+	if (h == 0)
+	{
+		json_object_set_new(o, "weights_checksum", json_null());
+		return;
+	}
+	r1_checksum_hex(h, hex);
+	json_object_set_new(o, "weights_checksum", json_string(hex));
+}
+
+/* Hash every weight byte off the request path, so loading stays fast. */
+static void *
+r1_srv_checksum_main(void *arg)
+{
+	r1_server  *srv = arg;
+
+	__atomic_store_n(&srv->checksum, r1_weights_checksum(r1_engine_model(srv->engine)), __ATOMIC_RELEASE);
+	return NULL;
+}
+
 static void
 r1_srv_status_json(r1_server *srv, json_t *o)
 {
@@ -270,6 +302,7 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "memory_used", json_integer((json_int_t) st.memory_used));
 	json_object_set_new(o, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
 	json_object_set_new(o, "clients", json_integer(srv->n_clients));
+	r1_srv_checksum_json(srv, o);
 }
 
 static void
@@ -401,6 +434,17 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	else if (getrandom(&r.sampling.seed, sizeof(r.sampling.seed), 0) != sizeof(r.sampling.seed))
 		r.sampling.seed = (uint64_t) (r1_now_ms() * 1000.0) ^ ((uint64_t) getpid() << 32);
 	r.ignore_eos = json_is_true(json_object_get(req, "ignore_eos"));
+	if (json_object_get(req, "tag") != NULL && !json_is_null(json_object_get(req, "tag")))
+	{
+		json_t	   *tag = json_object_get(req, "tag");
+
+		if (!json_is_string(tag) || json_string_length(tag) >= sizeof(c->tag))
+		{
+			r1_srv_respond_error(c, "22023", "\"tag\" must be a string of at most 63 bytes", NULL, NULL);
+			return;
+		}
+		memcpy(c->tag, json_string_value(tag), json_string_length(tag) + 1);
+	}
 	if (r1_srv_get_number(req, "timeout_ms", &v) > 0 && v > 0)
 		r.deadline_ms = r1_now_ms() + v;
 	if (r1_srv_get_number(req, "queue_timeout_ms", &v) > 0 && v > 0)
@@ -512,6 +556,47 @@ r1_srv_drain_queue(r1_server *srv)
 	}
 }
 
+/* Progress of every tagged request that waits or runs. */
+static void
+r1_srv_activity(r1_server *srv, r1_client *c)
+{
+	json_t	   *o = json_object();
+	json_t	   *arr = json_array();
+	r1_engine_stats st;
+	int			queued = 0;
+
+	r1_engine_stats_get(srv->engine, &st);
+	for (int i = 0; i < srv->n_clients; i++)
+	{
+		r1_client  *x = srv->clients[i];
+		r1_progress p;
+		json_t	   *a;
+
+		if (x->tag[0] == '\0' || (x->state != R1_CLIENT_QUEUED && x->state != R1_CLIENT_RUNNING))
+			continue;
+		memset(&p, 0, sizeof(p));
+		if (x->state == R1_CLIENT_QUEUED)
+		{
+			/* behind everything the engine holds and the earlier queued clients */
+			p.queue_position = st.waiting + ++queued;
+			p.prompt_tokens = (int) x->req.n_prompt;
+		}
+		else if (r1_engine_progress(srv->engine, x->id, &p) != 0)
+			continue;			/* finished, not yet delivered */
+		a = json_object();
+		json_object_set_new(a, "tag", json_string(x->tag));
+		json_object_set_new(a, "state", json_string(p.running ? "running" : "queued"));
+		json_object_set_new(a, "queue_position", p.running ? json_null() : json_integer(p.queue_position));
+		json_object_set_new(a, "prompt_tokens", json_integer(p.prompt_tokens));
+		json_object_set_new(a, "completion_tokens", json_integer(p.completion_tokens));
+		json_object_set_new(a, "tokens_per_s", json_real(p.tokens_per_s));
+		json_array_append_new(arr, a);
+	}
+	json_object_set_new(o, "ok", json_true());
+	json_object_set_new(o, "requests", arr);
+	r1_srv_respond(c, o);
+}
+
 static void
 r1_srv_handle_request(r1_server *srv, r1_client *c)
 {
@@ -532,6 +617,8 @@ r1_srv_handle_request(r1_server *srv, r1_client *c)
 		r1_srv_generate(srv, c, req);
 	else if (strcmp(op, "tokenize") == 0)
 		r1_srv_tokenize(srv, c, req);
+	else if (strcmp(op, "activity") == 0)
+		r1_srv_activity(srv, c);
 	else if (strcmp(op, "status") == 0)
 	{
 		json_t	   *o = json_object();
@@ -585,6 +672,8 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
 	json_object_set_new(o, "think_budget_hit", json_boolean(done->think_budget_hit));
 	json_object_set_new(o, "ms", json_real(done->ms));
+	json_object_set_new(o, "model", json_string(r1_engine_model(srv->engine)->name));
+	r1_srv_checksum_json(srv, o);
 	r1_srv_respond(c, o);
 }
 
@@ -921,6 +1010,9 @@ r1_serve_main(int argc, char **argv)
 	r1_srv_status(status_fd, "ready", ready_s ? ready_s : "{}");
 	r1_srv_log("ready: %s", ready_s ? ready_s : "");
 	free(ready_s);
+	srv.checksum_started = pthread_create(&srv.checksum_thread, NULL, r1_srv_checksum_main, &srv) == 0;
+	if (!srv.checksum_started)
+		r1_srv_log("could not start the weights checksum thread; weights_checksum stays null");
 
 	while (!r1_srv_stop)
 	{
@@ -1042,6 +1134,10 @@ r1_serve_main(int argc, char **argv)
 		r1_srv_client_free(srv.clients[i]);
 	free(srv.clients);
 	free(pfds);
+	if (srv.checksum_started && __atomic_load_n(&srv.checksum, __ATOMIC_ACQUIRE) == 0)
+		return rc;				/* still hashing: the exit unmaps the weights under it */
+	if (srv.checksum_started)
+		pthread_join(srv.checksum_thread, NULL);
 	r1_engine_close(srv.engine);
 	return rc;
 }

@@ -13,10 +13,12 @@
  *   {"op":"generate", "prompt":S, "system":S|null, "raw":B, "max_tokens":N,
  *    "temperature":F, "top_p":F, "top_k":N, "min_p":F, "seed":N|null,
  *    "ignore_eos":B, "timeout_ms":N, "queue_timeout_ms":N,
- *    "max_think_tokens":N|null}
+ *    "max_think_tokens":N|null, "tag":S}
  *      -> {"ok":true, "think":S, "answer":S|null, "boxed":S|null,
  *          "finish_reason":S, "prompt_tokens":N, "completion_tokens":N,
- *          "think_tokens":N, "think_budget_hit":B, "ms":F}
+ *          "think_tokens":N, "think_budget_hit":B, "ms":F, "model":S,
+ *          "weights_checksum":S|null}
+ *      "tag" (at most 63 bytes, optional) names the request in "activity".
  *
  *   max_think_tokens (>= 1; null or absent = no limit): after that many
  *   generated tokens without </think> the engine emits </think> itself, as
@@ -31,7 +33,14 @@
  *   {"op":"status"}
  *      -> {"ok":true, "model":S, "path":S, "device":S, "note":S, "ctx":N,
  *          "waiting":N, "running":N, "tokens_generated":N, "prompt_tokens":N,
- *          "requests_done":N, "memory_used":N, "weight_bytes":N, "clients":N}
+ *          "requests_done":N, "memory_used":N, "weight_bytes":N, "clients":N,
+ *          "weights_checksum":S|null}
+ *      weights_checksum (16 hex digits, see checksum.h) is computed by a
+ *      background thread after "ready": null until it is done.
+ *   {"op":"activity"}
+ *      -> {"ok":true, "requests":[{"tag":S, "state":"queued"|"running",
+ *          "queue_position":N|null, "prompt_tokens":N, "completion_tokens":N,
+ *          "tokens_per_s":F}...]}   every tagged request that waits or runs
  *   any failure
  *      -> {"ok":false, "code":"SQLSTATE", "error":S, "detail":S?, "hint":S?}
  *

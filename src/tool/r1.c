@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "chat.h"
+#include "checksum.h"
 #include "demo_model.h"
 #include "engine.h"
 #include "gguf_convert.h"
@@ -32,6 +33,7 @@ static const char *usage_text =
 "  bench      (--model DIR | --random-weights 1.5b|7b|14b|32b|CONFIG.json) [--device D]\n"
 "             [--batch N] [--prompt-len N] [--gen-len N] [--threads N] [--dtype bf16|f16|f32]\n"
 "             [--batch-invariant]\n"
+"  checksum   --model DIR                   checksum of the weight bytes (as r1_status() reports it)\n"
 "  demo-model --out DIR [--tokenizer DIR] [--text TEXT]   write a tiny model with a known output\n"
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
 "             --type f32|f16|bf16|q8_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
@@ -764,6 +766,33 @@ cmd_convert(const opts *o)
 	return 0;
 }
 
+static int
+cmd_checksum(const opts *o)
+{
+	r1_model   *m;
+	r1_error	err;
+	char		hex[17];
+	double		t0 = r1_now_ms();
+	uint64_t	h;
+	json_t	   *j;
+
+	if (!o->model)
+		usage("--model DIR is required");
+	if (r1_model_load(&m, o->model, &err) != 0)
+		die("%s", err.msg);
+	h = r1_weights_checksum(m);
+	if (h == 0)
+		die("out of memory computing the checksum");
+	r1_checksum_hex(h, hex);
+	j = json_object();
+	json_object_set_new(j, "weights_checksum", json_string(hex));
+	json_object_set_new(j, "weight_bytes", json_integer((json_int_t) m->weight_bytes));
+	json_object_set_new(j, "ms", json_real(r1_now_ms() - t0));
+	print_json(j);
+	r1_model_free(m);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -795,5 +824,7 @@ main(int argc, char **argv)
 		return cmd_demo_model(&o);
 	if (strcmp(cmd, "convert") == 0)
 		return cmd_convert(&o);
+	if (strcmp(cmd, "checksum") == 0)
+		return cmd_checksum(&o);
 	usage("unknown command");
 }

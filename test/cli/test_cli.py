@@ -159,6 +159,23 @@ a = run_json("batch-invariant", "generate", "--model", TINY, "--ids", "5,6,7", "
 b = run_json("not batch-invariant", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11",
              "--max-tokens", "16", "--ignore-eos", "--temperature", "1.5")
 ok(a and b and a["ids"] == b["ids"], "--batch-invariant: a single request is unchanged", (a, b))
+# checksum of the weight bytes: stable, layout-independent, and every byte counts
+c1 = run_json("checksum", "checksum", "--model", TINY)
+ok(c1 and len(c1["weights_checksum"]) == 16 and int(c1["weights_checksum"], 16) != 0
+   and c1["weight_bytes"] > 0, "checksum prints 16 hex digits and the weight bytes", c1)
+c2 = run_json("checksum again", "checksum", "--model", TINY)
+ok(c1 and c2 and c1["weights_checksum"] == c2["weights_checksum"], "checksum is deterministic", (c1, c2))
+flip = os.path.join(tmp, "flip")
+os.mkdir(flip)
+shutil.copy(f"{TINY}/config.json", flip)
+raw = bytearray(open(f"{TINY}/model.safetensors", "rb").read())
+hlen = struct.unpack("<Q", raw[:8])[0]
+raw[8 + hlen + (len(raw) - 8 - hlen) // 2] ^= 0x01
+open(os.path.join(flip, "model.safetensors"), "wb").write(raw)
+c3 = run_json("checksum of a flipped bit", "checksum", "--model", flip)
+ok(c1 and c3 and c3["weights_checksum"] != c1["weights_checksum"], "one flipped weight bit changes the checksum", (c1, c3))
+fails("checksum without a model", "--model", "checksum", code=2)
+fails("checksum of a missing directory", "config.json", "checksum", "--model", os.path.join(tmp, "nope"))
 
 # bench at a small custom shape
 cfgp = os.path.join(tmp, "small.json")

@@ -1,0 +1,53 @@
+/*
+ * traces.h - the trace audit: with r1.log_traces = on, every call records a
+ * row in r1.traces (src/traces.c explains where and as whom).
+ */
+#ifndef R1_TRACES_H
+#define R1_TRACES_H
+
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+/* settings */
+extern bool r1_log_traces;
+extern int	r1_trace_retention;	/* minutes; 0 keeps traces forever */
+
+/* _PG_init: define r1.log_traces and r1.trace_retention. */
+extern void r1_traces_define_gucs(void);
+
+/* One finished call, as the caller saw it. */
+typedef struct R1TraceInfo
+{
+	const char *source;			/* "r1_reason", "r1_reason_many", "job", "r1_replay" */
+	TimestampTz started;		/* when the call began */
+	text	   *prompt;			/* server encoding */
+	text	   *system;			/* NULL when none */
+	/* the parameters the engine was given (replayed by r1_replay) */
+	int			max_tokens;
+	double		temperature;
+	double		top_p;
+	int			top_k;
+	double		min_p;
+	bool		ignore_eos;
+	const char *extra_params;	/* more members for the parameters object, e.g.
+								 * "\"max_think_tokens\":100", or NULL */
+	Jsonb	   *parameters;		/* when not NULL: the parameters object as is,
+								 * instead of the fields above (r1_replay) */
+	bool		has_seed;
+	int64		seed;
+	Jsonb	   *response;		/* the host's generate response (think, answer,
+								 * boxed, finish_reason, token counts, ms,
+								 * model, weights_checksum) */
+} R1TraceInfo;
+
+/*
+ * Call before sending a request when r1_log_traces is on: fails (25006) where
+ * the trace could not be written afterwards (read-only transaction, standby),
+ * so no generation is wasted and auditing cannot be bypassed.
+ */
+extern void r1_trace_check_writable(void);
+
+/* Insert the row (in the caller's transaction) and prune old rows now and then. */
+extern void r1_trace_record(const R1TraceInfo *t);
+
+#endif							/* R1_TRACES_H */
