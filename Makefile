@@ -52,7 +52,8 @@ EXTENSION = r1_pg
 DATA = sql/r1_pg--0.1.0.sql
 MODULE_big = r1_pg
 R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o
-OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o $(R1_PG_ENGINE_OBJS)
+OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
+	src/jobs.o src/jobs_worker.o src/jobs_sql.o $(R1_PG_ENGINE_OBJS)
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
@@ -60,7 +61,7 @@ EXTRA_CLEAN = build/pg build/regress
 # pg_regress: test/sql and test/expected (REGRESS_OPTS --inputdir=test);
 # `make installcheck` needs a running server with r1_pg preloaded and a
 # model (test/run-extension-tests.sh sets one up).
-REGRESS = r1_basic r1_errors r1_privileges
+REGRESS = r1_basic r1_errors r1_privileges r1_jobs
 REGRESS_OPTS = --inputdir=test
 
 PG_CONFIG ?= pg_config
@@ -77,8 +78,9 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
-src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o: \
-	src/r1_pg.h src/shmem.h src/client.h src/engine/server.h src/engine/chat.h
+src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
+	src/jobs.o src/jobs_worker.o src/jobs_sql.o: \
+	src/r1_pg.h src/shmem.h src/client.h src/jobs.h src/engine/server.h src/engine/chat.h
 
 install: install-r1
 install-r1: bin/r1

@@ -9,6 +9,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "jobs.h"
 #include "r1_pg.h"
 #include "shmem.h"
 
@@ -148,6 +149,8 @@ _PG_init(void)
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
 
+	r1_jobs_define_settings();
+
 	MarkGUCPrefixReserved("r1");
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -155,4 +158,5 @@ _PG_init(void)
 
 	r1_shmem_request();
 	r1_register_worker();
+	r1_jobs_preload();
 }

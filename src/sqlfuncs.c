@@ -25,7 +25,7 @@
 #include "r1_pg.h"
 #include "shmem.h"
 
-static void
+void
 r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p)
 {
 	if (max_tokens < 1)
@@ -60,7 +60,7 @@ r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, d
 				 errhint("Use 0 to turn min-p sampling off.")));
 }
 
-static void
+void
 r1_check_prompt_size(size_t len)
 {
 	if (len > R1_PROTO_MAX_PROMPT)
