@@ -226,6 +226,48 @@ ok(wait_for('job workers', sub { query("SELECT count(*) FROM pg_stat_activity WH
 		'the launcher started a new worker');
 }
 
+sub workers { return query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'r1 job worker'"); }
+
+sub reload_with
+{
+	my ($setting) = @_;
+	query("ALTER SYSTEM SET $setting", db => 'postgres');
+	query('SELECT pg_reload_conf()', db => 'postgres');
+}
+
+# ---- r1.job_workers and r1.jobs_database take effect on reload
+{
+	reload_with('r1.job_workers = 0');
+	ok(wait_for('workers gone', sub { workers() == 0 }, 30), 'r1.job_workers = 0: the workers exit');
+	my $id = query(q{SELECT r1_submit('What is 6*7?', temperature => 0)});
+	sleep 1;
+	is(job_state($id), 'queued', 'a job submitted meanwhile waits');
+	reload_with('r1.job_workers = 2');
+	ok(wait_for('2 workers', sub { workers() == 2 }, 30), 'r1.job_workers = 2: two workers');
+	ok(wait_job($id, 60), 'and they run the job');
+	is(query("SELECT boxed FROM r1.job_items WHERE job_id = $id"), '42', 'with the greedy answer');
+
+	reload_with("r1.jobs_database = ''");
+	ok(wait_for('workers gone', sub { workers() == 0 }, 30), "r1.jobs_database = '': no workers");
+	my ($rc, $out, $err) = psql(q{SELECT r1_submit('x')});
+	like($err, qr/ERROR:  durable jobs are not enabled/, 'r1_submit says jobs are off');
+	like($err, qr/HINT:  Run ALTER SYSTEM SET r1.jobs_database = 'r1_jobs'/, 'with a hint to set r1.jobs_database');
+	query('ALTER SYSTEM RESET r1.jobs_database', db => 'postgres');
+	query('ALTER SYSTEM RESET r1.job_workers', db => 'postgres');
+	query('SELECT pg_reload_conf()', db => 'postgres');
+	ok(wait_for('4 workers', sub { workers() == 4 }, 30), 'back to 4 workers in r1_jobs');
+}
+
+# ---- pg_dump keeps the jobs (pg_extension_config_dump)
+{
+	my ($out, $err) = ('', '');
+	run(["$bindir/pg_dump", '-d', $DB], '>', \$out, '2>', \$err, timeout(60));
+	is($? >> 8, 0, 'pg_dump of r1_jobs');
+	like($out, qr/^COPY r1\.jobs \(/m, 'dumps the rows of r1.jobs');
+	like($out, qr/^COPY r1\.job_items \(/m, 'and of r1.job_items');
+	like($out, qr/setval\('r1\.jobs_id_seq'/, 'and the job id sequence');
+}
+
 sub slurp_log
 {
 	open(my $fh, '<', $log) or return '';
