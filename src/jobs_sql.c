@@ -24,6 +24,7 @@
 #include "parser/parse_coerce.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
@@ -125,18 +126,28 @@ typedef struct R1AsOwner
 {
 	Oid			save_user;
 	int			save_sec;
+	int			save_nestlevel;
 } R1AsOwner;
 
+/*
+ * Write as the tables' owner, with a search_path the caller does not
+ * control (else an operator of the caller's could run as the owner).  An
+ * ERROR in between restores both at (sub)transaction abort.
+ */
 static void
 r1_become_owner(R1AsOwner *s, Oid owner)
 {
 	GetUserIdAndSecContext(&s->save_user, &s->save_sec);
 	SetUserIdAndSecContext(owner, s->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	s->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void
 r1_become_caller(R1AsOwner *s)
 {
+	AtEOXact_GUC(false, s->save_nestlevel);
 	SetUserIdAndSecContext(s->save_user, s->save_sec);
 }
 
@@ -422,7 +433,8 @@ pg_r1_cancel_job(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 
 	/* as the caller: row-level security shows a role its own jobs only */
-	if (SPI_execute_with_args("SELECT FROM r1.jobs WHERE id = $1", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT FROM r1.jobs WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the job");
 	if (SPI_processed == 0)
 		ereport(ERROR,

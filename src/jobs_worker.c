@@ -656,6 +656,8 @@ r1_job_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(extra.dbname, NULL, 0);
+	/* the worker is a superuser: resolve nothing through schemas others can create in */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SpinLockAcquire(&r1_jobs_shared->mutex);
 	r1_jobs_shared->slots[r1_slot].pid = MyProcPid;

@@ -187,6 +187,7 @@ CREATE ROLE regress_r1_nobody;
 CREATE TABLE secrets (id int, secret text);
 INSERT INTO secrets VALUES (1, 'the password');
 GRANT SELECT ON problems TO regress_r1_alice;
+CREATE SCHEMA regress_r1_evil AUTHORIZATION regress_r1_alice;
 
 SET ROLE regress_r1_alice;
 SELECT r1_submit_query('SELECT id, question FROM problems WHERE id = 10', temperature => 0) AS alice_job \gset
@@ -202,6 +203,26 @@ INSERT INTO r1.jobs (parameters) VALUES ('{}');
 UPDATE r1.job_items SET answer = 'forged';
 DELETE FROM r1.jobs;
 SELECT r1_submit('What is 6*7?', max_tokens => 1) AS alice_job2 \gset
+-- her operators in front of pg_catalog do not run inside the functions' writes
+CREATE FUNCTION regress_r1_evil.plus(int, bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'evil + ran as %', current_user;
+	RETURN $1::bigint + $2;
+END
+$$;
+CREATE OPERATOR regress_r1_evil.+ (LEFTARG = int, RIGHTARG = bigint, FUNCTION = regress_r1_evil.plus);
+CREATE FUNCTION regress_r1_evil.eq(bigint, bigint) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'evil = ran as %', current_user;
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END
+$$;
+CREATE OPERATOR regress_r1_evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = regress_r1_evil.eq);
+SET search_path = regress_r1_evil, pg_catalog, public;
+SELECT 1 + 2::bigint AS evil_plus_is_active;
+SELECT r1_submit_query('SELECT id, question FROM public.problems WHERE id = 10', max_tokens => 1) AS alice_job3 \gset
+SELECT r1_cancel_job(:alice_job);
+RESET search_path;
 RESET ROLE;
 
 SET ROLE regress_r1_bob;
@@ -221,9 +242,10 @@ SELECT count(*) FROM r1.job_items;
 RESET ROLE;
 
 -- alice's second job ran; the superuser sees every job
-SELECT pg_temp.wait_job(:alice_job2);
+SELECT pg_temp.wait_job(:alice_job2), pg_temp.wait_job(:alice_job3);
 SELECT created_by, count(*) FROM r1.jobs GROUP BY 1 ORDER BY 1;
 
 DROP TABLE secrets, problems;
+DROP SCHEMA regress_r1_evil CASCADE;
 DROP ROLE regress_r1_alice, regress_r1_bob, regress_r1_nobody;
 DROP EXTENSION r1_pg;
