@@ -53,7 +53,7 @@ DATA = sql/r1_pg--0.1.0.sql
 MODULE_big = r1_pg
 R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o
 OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
-	src/jobs.o src/jobs_worker.o src/jobs_sql.o $(R1_PG_ENGINE_OBJS)
+	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o $(R1_PG_ENGINE_OBJS)
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
@@ -79,7 +79,7 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
-	src/jobs.o src/jobs_worker.o src/jobs_sql.o: \
+	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o: \
 	src/r1_pg.h src/shmem.h src/client.h src/jobs.h src/engine/server.h src/engine/chat.h
 
 install: install-r1

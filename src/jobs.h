@@ -39,14 +39,23 @@ typedef struct R1JobsShared
 
 extern R1JobsShared *r1_jobs_shared;
 
+/* what the launcher tells a worker (bgw_extra); bgw_main_arg is the slot */
+typedef struct R1JobsWorkerExtra
+{
+	uint32		generation;
+	char		dbname[NAMEDATALEN];
+} R1JobsWorkerExtra;
+
 /* jobs.c */
 extern void r1_jobs_define_settings(void);
 extern void r1_jobs_preload(void);	/* shared memory and the launcher */
 extern void r1_jobs_wake_at_commit(void);
 extern void r1_jobs_cancel_at_commit(int64 job_id);
 
-/* jobs_worker.c */
+/* jobs_launcher.c */
 extern PGDLLEXPORT void r1_jobs_launcher_main(Datum main_arg);
+
+/* jobs_worker.c */
 extern PGDLLEXPORT void r1_job_worker_main(Datum main_arg);
 
 #endif							/* R1_JOBS_H */

@@ -1,12 +1,6 @@
 /*
- * jobs_worker.c - the job runner: the "r1 jobs launcher" and its "r1 job
- * worker" processes.
- *
- * The launcher (a static background worker without a database connection)
- * waits until r1.jobs_database exists and keeps r1.job_workers dynamic "r1
- * job worker" processes running there, restarting one that stops after a
- * backoff, and all of them when the settings change.  A new launcher (after
- * its own restart) bumps a generation counter: workers of an older one exit.
+ * jobs_worker.c - the "r1 job worker" processes, which the launcher
+ * (jobs_launcher.c) keeps running in r1.jobs_database.
  *
  * A worker loops: wait until the extension is installed and the engine ready;
  * claim one queued item (FOR UPDATE SKIP LOCKED; state running, attempts + 1,
@@ -19,8 +13,8 @@
  *
  * Items whose lease holder is gone (a worker that died, a server crash or an
  * immediate shutdown) are recognized by their pid and start time not being in
- * pg_stat_activity, and go back to the queue (at worker start and every few
- * seconds while idle).
+ * pg_stat_activity, and go back to the queue (at worker start, then every
+ * few seconds between items).
  *
  * Attempts: an engine error for the item (bad parameters, prompt too long, the
  * host died during the call) counts; after r1.job_max_attempts the item is
@@ -34,12 +28,7 @@
 
 #include <signal.h>
 
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
@@ -66,183 +55,10 @@
 #include "r1_pg.h"
 #include "shmem.h"
 
-#define R1_JOBS_WORKER_BACKOFF_MS	5000	/* before restarting a stopped worker */
 #define R1_JOBS_IDLE_MS				5000	/* poll when nothing is queued */
 #define R1_JOBS_RECOVER_MS			5000	/* look for items of ended workers */
 #define R1_JOBS_WAIT_SHORT_MS		200		/* engine loading or restarting */
 #define R1_JOBS_WAIT_LONG_MS		1000	/* no extension, engine not usable, an error */
-
-typedef struct R1JobsWorkerExtra
-{
-	uint32		generation;
-	char		dbname[NAMEDATALEN];
-} R1JobsWorkerExtra;
-
-/* ---------------------------------------------------------------- launcher */
-
-/*
- * Without a database only shared catalogs can be read, and only with heap
- * scans (an index scan needs pg_class): autovacuum's get_database_list().
- */
-static bool
-r1_jobs_database_exists(const char *dbname)
-{
-	bool		exists = false;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while (!exists && HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
-		exists = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tup))->datname), dbname) == 0;
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return exists;
-}
-
-static BackgroundWorkerHandle *
-r1_jobs_start_worker(int slot, uint32 generation, const char *dbname)
-{
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	R1JobsWorkerExtra extra;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
-	strlcpy(worker.bgw_library_name, "r1_pg", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "r1_job_worker_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "r1 job worker %d", slot);
-	strlcpy(worker.bgw_type, "r1 job worker", BGW_MAXLEN);
-	worker.bgw_main_arg = Int32GetDatum(slot);
-	worker.bgw_notify_pid = MyProcPid;
-	memset(&extra, 0, sizeof(extra));
-	extra.generation = generation;
-	strlcpy(extra.dbname, dbname, sizeof(extra.dbname));
-	StaticAssertStmt(sizeof(extra) <= BGW_EXTRALEN, "bgw_extra too small");
-	memcpy(worker.bgw_extra, &extra, sizeof(extra));
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-		return NULL;
-	return handle;
-}
-
-void
-r1_jobs_launcher_main(Datum main_arg)
-{
-	BackgroundWorkerHandle *handles[R1_JOBS_MAX_WORKERS];
-	TimestampTz next_start[R1_JOBS_MAX_WORKERS];
-	char		dbname[NAMEDATALEN] = "";
-	int			nworkers = 0;
-	bool		logged_missing = false;
-	bool		logged_no_slot = false;
-	uint32		generation;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	/* no database: pg_database is a shared catalog */
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	SpinLockAcquire(&r1_jobs_shared->mutex);
-	generation = ++r1_jobs_shared->launcher_generation;
-	SpinLockRelease(&r1_jobs_shared->mutex);
-
-	memset(handles, 0, sizeof(handles));
-	memset(next_start, 0, sizeof(next_start));
-
-	for (;;)
-	{
-		long		timeout = 10000;
-		TimestampTz now;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		/* a changed setting: stop every worker, start the new set */
-		if (strncmp(dbname, r1_jobs_database, NAMEDATALEN - 1) != 0 || nworkers != r1_job_workers)
-		{
-			for (int i = 0; i < R1_JOBS_MAX_WORKERS; i++)
-			{
-				if (handles[i] != NULL)
-				{
-					TerminateBackgroundWorker(handles[i]);
-					pfree(handles[i]);
-					handles[i] = NULL;
-				}
-				next_start[i] = 0;
-			}
-			strlcpy(dbname, r1_jobs_database, sizeof(dbname));
-			nworkers = r1_job_workers;
-			logged_missing = false;
-			if (dbname[0] != '\0' && nworkers > 0)
-				ereport(LOG,
-						(errmsg("r1 jobs: running jobs of database \"%s\" with %d workers",
-								dbname, nworkers)));
-		}
-
-		if (dbname[0] != '\0' && nworkers > 0)
-		{
-			if (!r1_jobs_database_exists(dbname))
-			{
-				if (!logged_missing)
-					ereport(LOG,
-							(errmsg("r1 jobs: database \"%s\" does not exist; waiting for it", dbname),
-							 errhint("Create the database and the r1_pg extension in it, or change r1.jobs_database.")));
-				logged_missing = true;
-				timeout = R1_JOBS_WAIT_LONG_MS;
-			}
-			else
-			{
-				logged_missing = false;
-				now = GetCurrentTimestamp();
-				for (int i = 0; i < nworkers; i++)
-				{
-					pid_t		pid;
-
-					if (handles[i] != NULL &&
-						GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
-					{
-						pfree(handles[i]);
-						handles[i] = NULL;
-						next_start[i] = TimestampTzPlusMilliseconds(now, R1_JOBS_WORKER_BACKOFF_MS);
-					}
-					if (handles[i] == NULL && now >= next_start[i])
-					{
-						handles[i] = r1_jobs_start_worker(i, generation, dbname);
-						if (handles[i] == NULL)
-						{
-							if (!logged_no_slot)
-								ereport(LOG,
-										(errmsg("r1 jobs: could not start a job worker: no background worker slot free"),
-										 errhint("Raise max_worker_processes or lower r1.job_workers.")));
-							logged_no_slot = true;
-							next_start[i] = TimestampTzPlusMilliseconds(now, 10000);
-						}
-					}
-					if (handles[i] == NULL)
-						timeout = Min(timeout, Max(1, (long) ((next_start[i] - now) / 1000)));
-				}
-			}
-		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
-
-/* ------------------------------------------------------------------ worker */
 
 /* The item this worker holds: claimed and committed, result not yet written. */
 typedef struct R1JobItem
@@ -482,6 +298,7 @@ r1_run_item(void)
 	snprintf(activity, sizeof(activity), "r1 job %lld item %d",
 			 (long long) r1_item.job_id, r1_item.item_no);
 	pgstat_report_activity(STATE_RUNNING, activity);
+	pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
 	PG_TRY();
 	{
 		r1_item.response = r1_call(r1_item.request.data, r1_item.request.len, false);
@@ -600,7 +417,8 @@ r1_write_item(void)
 		 * second sees the first's commit.
 		 */
 		r1_exec("SELECT FROM r1.jobs WHERE id = $1 FOR UPDATE", 1, types, values, NULL, SPI_OK_SELECT);
-		r1_exec("UPDATE r1.jobs j SET finished_at = now(),"
+		/* clock_timestamp: later than the (transaction start) times of the items it saw */
+		r1_exec("UPDATE r1.jobs j SET finished_at = clock_timestamp(),"
 				"  state = CASE WHEN EXISTS (SELECT FROM r1.job_items f WHERE f.job_id = j.id AND f.state = 'failed')"
 				"          THEN 'failed' ELSE 'done' END"
 				" WHERE j.id = $1 AND j.state IN ('queued', 'running') AND NOT EXISTS"
