@@ -78,6 +78,15 @@ SELECT r1_submit_query($$SELECT 'k' || g, 'What is 6*7?'::varchar(20) FROM gener
 SELECT pg_temp.wait_job(:job3);
 SELECT key, finish_reason, completion_tokens, answer IS NULL AS no_answer FROM r1.job_items WHERE job_id = :job3 ORDER BY key;
 
+-- an item the engine rejects fails after r1.job_max_attempts (3) attempts; the job fails,
+-- its other items are still done
+SELECT r1_submit_query($$VALUES ('short', 'What is 6*7?'), ('long', repeat('hello ', 5000))$$,
+                       temperature => 0) AS job_failing \gset
+SELECT pg_temp.wait_job(:job_failing);
+SELECT key, state, attempts, last_error, boxed, finished_at IS NOT NULL AS finished
+FROM r1.job_items WHERE job_id = :job_failing ORDER BY item_no;
+SELECT state, done, failed FROM r1_job_status(:job_failing);
+
 -- an empty query: a job without items, done at once
 SELECT r1_submit_query('SELECT id, question FROM problems WHERE false') AS job4 \gset
 SELECT state, items, finished_at IS NOT NULL AS finished FROM r1_job_status(:job4);
@@ -228,8 +237,8 @@ RESET ROLE;
 SET ROLE regress_r1_bob;
 SELECT count(*) AS bob_sees_jobs FROM r1.jobs;
 SELECT count(*) AS bob_sees_items FROM r1.job_items;
-SELECT r1_job_status(:alice_job);
-SELECT r1_cancel_job(:alice_job2);
+SELECT pg_temp.sqlstate_of(format('SELECT r1_job_status(%s)', :alice_job)) AS status_of_alices_job;
+SELECT pg_temp.sqlstate_of(format('SELECT r1_cancel_job(%s)', :alice_job2)) AS cancel_alices_job;
 RESET ROLE;
 
 SET ROLE regress_r1_nobody;
