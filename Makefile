@@ -54,7 +54,8 @@ MODULE_big = r1_pg
 R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o
 OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
 	src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/replay.o $(R1_PG_ENGINE_OBJS)
+	src/activity.o src/traces.o src/replay.o \
+	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o $(R1_PG_ENGINE_OBJS)
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
@@ -62,7 +63,7 @@ EXTRA_CLEAN = build/pg build/regress
 # pg_regress: test/sql and test/expected (REGRESS_OPTS --inputdir=test);
 # `make installcheck` needs a running server with r1_pg preloaded and a
 # model (test/run-extension-tests.sh sets one up).
-REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit
+REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit r1_jobs
 REGRESS_OPTS = --inputdir=test
 
 PG_CONFIG ?= pg_config
@@ -80,9 +81,9 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/replay.o: \
+	src/activity.o src/traces.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o: \
 	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
-	src/engine/chat.h src/activity.h src/traces.h
+	src/engine/chat.h src/activity.h src/traces.h src/jobs.h
 
 install: install-r1
 install-r1: bin/r1

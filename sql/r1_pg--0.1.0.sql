@@ -259,3 +259,156 @@ GRANT EXECUTE ON FUNCTION r1_replay(bigint) TO r1_auditor;
 GRANT EXECUTE ON FUNCTION r1_stat_activity() TO r1_user, r1_auditor;
 GRANT EXECUTE ON FUNCTION r1_stats() TO r1_user, r1_auditor;
 GRANT SELECT ON r1.stat_activity, r1.stats TO r1_user, r1_auditor;
+
+-- ---- durable jobs (src/jobs*.c) ----
+--
+-- r1_submit()/r1_submit_query() record work in r1.jobs/r1.job_items in the
+-- caller's transaction; the job workers in r1.jobs_database claim items, run
+-- them through the engine and write each result in its own transaction.
+-- r1_user reads its own jobs (row-level security) and writes only through the
+-- functions.  pg_dump dumps the rows (pg_extension_config_dump).
+
+CREATE TABLE r1.jobs (
+	id bigserial PRIMARY KEY,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	created_by name NOT NULL DEFAULT current_user,
+	state text NOT NULL DEFAULT 'queued'
+		CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+	parameters jsonb NOT NULL,
+	items int NOT NULL DEFAULT 0,
+	finished_at timestamptz
+);
+COMMENT ON TABLE r1.jobs IS 'durable jobs of r1_submit() and r1_submit_query(): state queued, running, then done (every item done), failed (some item failed) or cancelled; parameters are the sampling parameters of every item';
+
+CREATE TABLE r1.job_items (
+	job_id bigint NOT NULL REFERENCES r1.jobs (id) ON DELETE CASCADE,
+	item_no int NOT NULL,
+	key text,
+	prompt text NOT NULL,
+	state text NOT NULL DEFAULT 'queued'
+		CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+	attempts int NOT NULL DEFAULT 0,
+	last_error text,
+	think text,
+	answer text,
+	boxed text,
+	finish_reason text,
+	prompt_tokens int,
+	completion_tokens int,
+	think_tokens int,
+	ms float8,
+	started_at timestamptz,
+	finished_at timestamptz,
+	runner_pid int,
+	runner_start timestamptz,
+	PRIMARY KEY (job_id, item_no),
+	UNIQUE (job_id, key)
+);
+COMMENT ON TABLE r1.job_items IS 'one prompt of a job: its key (the first column of r1_submit_query''s query), state, attempts and last error, and the result as r1_reason() returns it; runner_pid and runner_start identify the job worker that runs it';
+-- what the job workers claim, in order
+CREATE INDEX job_items_queued ON r1.job_items (job_id, item_no) WHERE state = 'queued';
+CREATE INDEX job_items_running ON r1.job_items (runner_pid) WHERE state = 'running';
+
+SELECT pg_catalog.pg_extension_config_dump('r1.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('r1.jobs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('r1.job_items', '');
+
+ALTER TABLE r1.jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE r1.job_items ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_jobs ON r1.jobs FOR SELECT USING (created_by = current_user);
+CREATE POLICY own_job_items ON r1.job_items FOR SELECT
+	USING (EXISTS (SELECT FROM r1.jobs j WHERE j.id = job_id AND j.created_by = current_user));
+REVOKE ALL ON r1.jobs, r1.job_items, r1.jobs_id_seq FROM PUBLIC;
+GRANT SELECT ON r1.jobs, r1.job_items TO r1_user;
+
+CREATE TYPE r1.job_status AS (
+	id bigint,
+	state text,
+	items int,
+	queued int,
+	running int,
+	done int,
+	failed int,
+	cancelled int,
+	attempts bigint,
+	created_by name,
+	created_at timestamptz,
+	started_at timestamptz,
+	finished_at timestamptz,
+	parameters jsonb
+);
+COMMENT ON TYPE r1.job_status IS 'result of r1_job_status()';
+
+CREATE FUNCTION r1_submit(prompt text,
+						  max_tokens int DEFAULT NULL,
+						  temperature float8 DEFAULT 0.6,
+						  top_p float8 DEFAULT 0.95,
+						  seed bigint DEFAULT NULL,
+						  system text DEFAULT NULL,
+						  top_k int DEFAULT 0,
+						  min_p float8 DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_r1_submit'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8) IS
+'record a durable job of one prompt (same parameters as r1_reason) and return its id; the job workers of r1.jobs_database run it, the result lands in r1.job_items, NOTIFY r1_jobs with the id when it finishes';
+
+CREATE FUNCTION r1_submit_query(query text,
+								max_tokens int DEFAULT NULL,
+								temperature float8 DEFAULT 0.6,
+								top_p float8 DEFAULT 0.95,
+								seed bigint DEFAULT NULL,
+								system text DEFAULT NULL,
+								top_k int DEFAULT 0,
+								min_p float8 DEFAULT 0)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pg_r1_submit_query'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+COMMENT ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8) IS
+'run query (as the caller; it returns rows of key, prompt) and record a durable job with one item per row; returns the job id';
+
+CREATE FUNCTION r1_job_status(id bigint) RETURNS r1.job_status
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+	r r1.job_status;
+BEGIN
+	SELECT j.id, j.state, j.items,
+		   coalesce(c.queued, 0), coalesce(c.running, 0), coalesce(c.done, 0),
+		   coalesce(c.failed, 0), coalesce(c.cancelled, 0), coalesce(c.attempts, 0),
+		   j.created_by, j.created_at, c.started_at, j.finished_at, j.parameters
+	INTO r
+	FROM r1.jobs j
+	LEFT JOIN LATERAL (
+		SELECT count(*) FILTER (WHERE i.state = 'queued') AS queued,
+			   count(*) FILTER (WHERE i.state = 'running') AS running,
+			   count(*) FILTER (WHERE i.state = 'done') AS done,
+			   count(*) FILTER (WHERE i.state = 'failed') AS failed,
+			   count(*) FILTER (WHERE i.state = 'cancelled') AS cancelled,
+			   sum(i.attempts) AS attempts,
+			   min(i.started_at) AS started_at
+		FROM r1.job_items i WHERE i.job_id = j.id) c ON true
+	WHERE j.id = r1_job_status.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'job % does not exist', r1_job_status.id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'SELECT id, state FROM r1.jobs lists your jobs.';
+	END IF;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION r1_job_status(bigint) IS 'state of a job: items by state, attempts, times';
+
+CREATE FUNCTION r1_cancel_job(id bigint) RETURNS bool
+AS 'MODULE_PATHNAME', 'pg_r1_cancel_job'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION r1_cancel_job(bigint) IS 'cancel a job: its queued and running items become cancelled (running ones are interrupted in the engine); false when it had already finished';
+
+REVOKE ALL ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_job_status(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_cancel_job(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_job_status(bigint) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_cancel_job(bigint) TO r1_user;

@@ -11,6 +11,7 @@
 
 #include "quota.h"
 #include "activity.h"
+#include "jobs.h"
 #include "r1_pg.h"
 #include "shmem.h"
 #include "traces.h"
@@ -164,6 +165,7 @@ _PG_init(void)
 
 	r1_limits_init(process_shared_preload_libraries_in_progress);
 	r1_traces_define_gucs();
+	r1_jobs_define_settings();
 
 	MarkGUCPrefixReserved("r1");
 
@@ -173,4 +175,5 @@ _PG_init(void)
 	r1_shmem_request();
 	r1_activity_shmem_request();
 	r1_register_worker();
+	r1_jobs_preload();
 }

@@ -46,7 +46,10 @@ echo "== demo model and cluster in $TMP"
 bin/r1 demo-model --out "$TMP/model" >/dev/null
 chmod -R a+rX "$TMP/model"
 export R1_TEST_MODEL=$TMP/model R1_TEST_TMP=$TMP
-r1_cluster_start "$TMP" "$TMP/model" "r1.device = 'cpu'" "r1.threads = 2" "r1.max_ctx = 4096"
+r1_cluster_start "$TMP" "$TMP/model" "r1.device = 'cpu'" "r1.threads = 2" "r1.max_ctx = 4096" \
+	"r1.jobs_database = 'r1_jobs'"
+# durable jobs run in their own database (test/sql/r1_jobs.sql, test/t/003_jobs.pl)
+"$R1_PGBIN/psql" -XqAt -c "CREATE DATABASE r1_jobs" >/dev/null
 r1_wait_state ready 60
 
 failed=0
