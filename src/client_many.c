@@ -21,6 +21,7 @@
 
 #include "engine/server.h"
 #include "client.h"
+#include "activity.h"
 #include "client_many.h"
 #include "r1_pg.h"
 #include "shmem.h"
@@ -211,6 +212,7 @@ r1_many_fill(R1Many *m)
 		c->fd = r1_many_connect(m);
 		m->n_open++;
 		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
+		r1_stats_count_request();
 	}
 }
 

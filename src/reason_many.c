@@ -25,7 +25,9 @@
 #include "utils/jsonb.h"
 
 #include "engine/server.h"
+#include "activity.h"
 #include "quota.h"
+#include "traces.h"
 #include "client.h"
 #include "client_many.h"
 #include "r1_pg.h"
@@ -43,6 +45,10 @@ typedef struct R1ManyState
 	int			next_error;		/* scan position in errors */
 	bool		strict;
 	Oid			role;			/* charged for the tokens (r1.role_quota) */
+	/* what r1.traces records of each finished prompt */
+	Datum	   *prompts;
+	text	   *system;
+	R1TraceInfo trace;			/* the parameters; prompt, seed, response per row */
 } R1ManyState;
 
 /* error context for strict mode: which prompt failed */
@@ -123,6 +129,22 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 						  &elems, &elem_nulls, &n);
 	if (!PG_ARGISNULL(5))
 		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
+	if (r1_log_traces)
+		r1_trace_check_writable();
+	st->prompts = elems;
+	st->system = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_P_COPY(5);
+	st->trace.source = "r1_reason_many";
+	st->trace.started = GetCurrentTimestamp();
+	st->trace.max_tokens = max_tokens;
+	st->trace.temperature = temperature;
+	st->trace.top_p = top_p;
+	st->trace.top_k = top_k;
+	st->trace.min_p = min_p;
+	st->trace.ignore_eos = r1_debug_ignore_eos;
+	st->trace.has_seed = !PG_ARGISNULL(4);
+	st->trace.seed = st->trace.has_seed ? PG_GETARG_INT64(4) : 0;
+	if (!PG_ARGISNULL(8))
+		st->trace.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 
 	st->n = n;
 	st->strict = strict;
@@ -247,6 +269,7 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 			r1_raise_response(resp);
 		}
 		pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
+		r1_stats_count_outcome(R1_OUTCOME_ERROR, 0, 0, 0);
 		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(
 			r1_many_error_row(funcctx, ord,
 							  psprintf("%s: %s", code ? text_to_cstring(code) : "XX000",
@@ -267,8 +290,20 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	values[8] = Float8GetDatum(r1_json_float(resp, "ms"));
 	nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
 	values[9] = (Datum) 0;
-	r1_quota_charge(((R1ManyState *) funcctx->user_fctx)->role,
-					r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
+	r1_quota_charge(st->role, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
+	r1_stats_count_outcome(R1_OUTCOME_COMPLETED, r1_json_float(resp, "ms"),
+						   r1_json_int(resp, "prompt_tokens"), r1_json_int(resp, "completion_tokens"));
+	if (r1_log_traces)
+	{
+		R1TraceInfo t = st->trace;
+
+		t.prompt = DatumGetTextPP(st->prompts[index]);
+		t.system = st->system;
+		/* prompt ord is sampled with seed + ord - 1 (as the request said) */
+		t.seed = (int64) ((uint64) t.seed + (uint64) index);
+		t.response = resp;
+		r1_trace_record(&t);
+	}
 	nulls[9] = true;
 	SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
 }

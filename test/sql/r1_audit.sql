@@ -183,6 +183,17 @@ REVOKE EXECUTE ON FUNCTION r1_stats_reset() FROM regress_r1_caller;
 -- nothing in flight now
 SELECT count(*) AS in_flight FROM r1.stat_activity;
 
+-- r1_reason_many writes one trace per prompt (prompt ord seeded with seed + ord - 1), and they replay
+TRUNCATE r1.traces;
+SET r1.log_traces = on;
+SELECT count(*) AS rows FROM r1_reason_many(ARRAY['many one', 'many two'], temperature => 0.7, seed => 100,
+                                            max_think_tokens => 50);
+SET r1.log_traces = off;
+SELECT prompt, source, seed, parameters->>'max_think_tokens' AS max_think_tokens, think IS NOT NULL AS has_think
+FROM r1.traces ORDER BY prompt;
+SELECT bool_and(r.reproduced) AS many_reproduced, count(*)
+FROM r1.traces t, LATERAL r1_replay(t.id) r WHERE t.source = 'r1_reason_many';
+
 DROP EXTENSION r1_pg;
 DROP ROLE regress_r1_caller;
 DROP ROLE regress_r1_audit;
