@@ -34,7 +34,8 @@ static const char *usage_text =
 "             [--batch N] [--prompt-len N] [--gen-len N] [--threads N] [--dtype bf16|f16|f32]\n"
 "             [--batch-invariant]\n"
 "  checksum   --model DIR                   checksum of the weight bytes (as r1_status() reports it)\n"
-"  demo-model --out DIR [--tokenizer DIR] [--text TEXT]   write a tiny model with a known output\n"
+"  demo-model --out DIR [--tokenizer DIR] [--text TEXT] [--loop]   write a tiny model with a known\n"
+"             output (--loop: repeat the text's last token forever instead of ending)\n"
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
 "             --type f32|f16|bf16|q8_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
@@ -87,7 +88,8 @@ typedef struct opts
 	const char *positional;
 	int			raw,
 				ignore_eos,
-				batch_invariant;
+				batch_invariant,
+				loop;
 	long		max_tokens,
 				max_think_tokens,
 				top_k,
@@ -163,6 +165,8 @@ parse_opts(int argc, char **argv, opts *o)
 			o->tokenizer = VALUE();
 		else if (strcmp(a, "--text") == 0)
 			o->text = VALUE();
+		else if (strcmp(a, "--loop") == 0)
+			o->loop = 1;
 		else if (strcmp(a, "--dtype") == 0)
 			o->dtype = VALUE();
 		else if (strcmp(a, "--type") == 0)
@@ -700,7 +704,10 @@ cmd_demo_model(const opts *o)
 		die("out of memory");
 	chain[0] = nl;
 	memcpy(chain + 1, ids, sizeof(int32_t) * n);
-	chain[n + 1] = eos;
+	/* --loop: the last token maps to itself, so output never ends (long-result tests) */
+	if (o->loop && n < 1)
+		die("--loop needs a non-empty text");
+	chain[n + 1] = o->loop ? ids[n - 1] : eos;
 	if (mkdir(o->out, 0755) != 0 && errno != EEXIST)
 		die("%s: cannot create: %s", o->out, strerror(errno));
 	if (r1_demo_model_write(o->out, chain, (int) n + 2, 151936, r1_tokenizer_bos_id(tok), eos, &err) != 0)
