@@ -32,6 +32,8 @@
 
 #include "client.h"
 #include "jobs.h"
+#include "quota.h"
+#include "sqlfuncs.h"
 #include "r1_pg.h"
 
 #define R1_SUBMIT_BATCH 1000	/* rows fetched and inserted at a time */
@@ -65,6 +67,11 @@ r1_job_params(FunctionCallInfo fcinfo, R1JobParams *p)
 	/* a superuser-only test setting, taken from the submitting session */
 	p->ignore_eos = r1_debug_ignore_eos;
 	r1_check_sampling(p->max_tokens, p->temperature, p->top_p, p->top_k, p->min_p);
+	/* the limits r1_reason applies, checked when the work is accepted */
+	if (p->has_seed)
+		r1_check_seed(p->seed);
+	r1_check_max_tokens(p->max_tokens, PG_ARGISNULL(1));
+	(void) r1_quota_check(r1_quota_role());
 	p->system_len = 0;
 	if (p->system != NULL)
 	{

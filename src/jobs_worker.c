@@ -52,6 +52,7 @@
 
 #include "client.h"
 #include "jobs.h"
+#include "quota.h"
 #include "r1_pg.h"
 #include "shmem.h"
 
@@ -71,6 +72,7 @@ typedef struct R1JobItem
 	Jsonb	   *response;		/* NULL when the call failed */
 	char		error[1024];	/* why it failed */
 	bool		refund;			/* the failure does not count as an attempt */
+	Oid			owner;			/* the submitting role, charged the tokens */
 } R1JobItem;
 
 static int	r1_slot = -1;
@@ -226,7 +228,8 @@ r1_claim_item(void)
 			" WHERE j.id = i.job_id AND (i.job_id, i.item_no) ="
 			"  (SELECT q.job_id, q.item_no FROM r1.job_items q WHERE q.state = 'queued'"
 			"   ORDER BY q.job_id, q.item_no LIMIT 1 FOR UPDATE SKIP LOCKED)"
-			" RETURNING i.job_id, i.item_no, i.attempts, i.prompt, j.parameters",
+			" RETURNING i.job_id, i.item_no, i.attempts, i.prompt, j.parameters,"
+			"  (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.created_by)",
 			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 1)
 	{
@@ -246,6 +249,9 @@ r1_claim_item(void)
 		r1_item.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		prompt = DatumGetTextPP(SPI_getbinval(tup, desc, 4, &isnull));
 		params = DatumGetJsonbP(SPI_getbinval(tup, desc, 5, &isnull));
+		r1_item.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		if (isnull)
+			r1_item.owner = InvalidOid;
 
 		/* the request outlives the transaction */
 		old = MemoryContextSwitchTo(r1_item_ctx);
@@ -382,6 +388,9 @@ r1_write_item(void)
 				" WHERE job_id = $1 AND item_no = $2 AND state = 'running'"
 				"  AND runner_pid = $3 AND runner_start = $4",
 				12, types, values, nulls, SPI_OK_UPDATE);
+		/* the submitting role pays for the tokens (r1.role_quota) */
+		if (SPI_processed == 1 && OidIsValid(r1_item.owner))
+			r1_quota_charge(r1_item.owner, r1_json_int(r, "prompt_tokens") + r1_json_int(r, "completion_tokens"));
 	}
 	else
 	{

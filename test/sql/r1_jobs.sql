@@ -112,6 +112,12 @@ SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', system => repeat('x', 1700000
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit_query('SELECT 1, ''x''', temperature => -1)$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit_query('SELECT 1, ''x''', top_p => 1.5)$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit_query('SELECT 1, repeat(''x'', 17000000)')$$);
+-- and the limits of r1_reason: seeds, r1.max_tokens_per_call
+SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', seed => -1)$$);
+SET r1.max_tokens_per_call = 50;
+SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', max_tokens => 51)$$);
+SELECT pg_temp.sqlstate_of($$SELECT r1_submit_query('SELECT 1, ''x''', max_tokens => 51)$$);
+RESET r1.max_tokens_per_call;
 SELECT r1_submit('x', temperature => -1);
 SELECT r1_submit_query('SELECT 1, ''x''', max_tokens => 0);
 SELECT r1_submit(NULL);

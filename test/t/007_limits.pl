@@ -87,6 +87,17 @@ sub wait_setting
 	is(query(q{SELECT tokens_used FROM r1_quota_usage() WHERE role = 'regress_alice'}), $before + 8 * $T,
 		'and each is charged exactly once');
 
+	# job items are charged to the role that submitted them, as they finish
+	query(q{CREATE EXTENSION IF NOT EXISTS r1_pg}, db => 'r1_jobs');
+	my $before_job = query(q{SELECT tokens_used FROM r1_quota_usage() WHERE role = 'regress_alice'});
+	my $job = query(q{SELECT r1_submit_query($$SELECT k, 'What is 6*7?' FROM generate_series(1, 2) k$$, temperature => 0)},
+		db => 'r1_jobs', user => 'regress_alice');
+	ok(wait_for('job done', sub { query("SELECT state FROM r1.jobs WHERE id = $job", db => 'r1_jobs') eq 'done' }, 60),
+		"alice's job of 2 items is done");
+	is(query(q{SELECT tokens_used FROM r1_quota_usage() WHERE role = 'regress_alice'}), $before_job + 2 * $T,
+		'job items are charged to the submitting role');
+	query(q{DROP EXTENSION r1_pg}, db => 'r1_jobs');
+
 	reset_conf('r1.role_quota');
 	ok(wait_setting('r1.role_quota', ''), 'r1.role_quota reset');
 	is(query($GREEDY, user => 'regress_carol'), $expected, 'no quota: carol calls again');
