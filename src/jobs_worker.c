@@ -53,6 +53,7 @@
 #include "client.h"
 #include "jobs.h"
 #include "quota.h"
+#include "traces.h"
 #include "r1_pg.h"
 #include "shmem.h"
 
@@ -73,6 +74,9 @@ typedef struct R1JobItem
 	char		error[1024];	/* why it failed */
 	bool		refund;			/* the failure does not count as an attempt */
 	Oid			owner;			/* the submitting role, charged the tokens */
+	text	   *prompt;			/* in r1_item_ctx, for r1.traces */
+	Jsonb	   *params;			/* in r1_item_ctx: the job's parameters */
+	TimestampTz started;
 } R1JobItem;
 
 static int	r1_slot = -1;
@@ -255,6 +259,9 @@ r1_claim_item(void)
 
 		/* the request outlives the transaction */
 		old = MemoryContextSwitchTo(r1_item_ctx);
+		r1_item.prompt = DatumGetTextPCopy(PointerGetDatum(prompt));
+		r1_item.params = DatumGetJsonbPCopy(JsonbPGetDatum(params));
+		r1_item.started = GetCurrentTimestamp();
 		initStringInfo(&r1_item.request);
 		appendStringInfoString(&r1_item.request, "{\"op\":\"generate\",\"prompt\":");
 		prompt_utf8 = r1_text_to_utf8(prompt, &len);
@@ -342,6 +349,32 @@ r1_text_datum(Jsonb *j, const char *key, char *isnull)
  * Write the held item's result or error in one transaction, if its lease
  * still holds; finish the job and NOTIFY when it was the last item.
  */
+/* with r1.log_traces = on: the item's call in r1.traces, as its submitter's */
+static void
+r1_trace_job_item(Jsonb *response)
+{
+	Jsonb	   *p = r1_item.params;
+	R1TraceInfo t;
+	JsonbValue	v;
+
+	memset(&t, 0, sizeof(t));
+	t.source = "job";
+	t.role = r1_item.owner;
+	t.started = r1_item.started;
+	t.prompt = r1_item.prompt;
+	t.system = r1_json_text(p, "system");
+	t.max_tokens = (int) r1_json_int(p, "max_tokens");
+	t.temperature = r1_json_float(p, "temperature");
+	t.top_p = r1_json_float(p, "top_p");
+	t.top_k = (int) r1_json_int(p, "top_k");
+	t.min_p = r1_json_float(p, "min_p");
+	t.ignore_eos = r1_json_get(p, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean;
+	t.has_seed = r1_json_get(p, "seed", &v);
+	t.seed = t.has_seed ? r1_json_int(p, "seed") : 0;
+	t.response = response;
+	r1_trace_record(&t);
+}
+
 static void
 r1_write_item(void)
 {
@@ -391,6 +424,8 @@ r1_write_item(void)
 		/* the submitting role pays for the tokens (r1.role_quota) */
 		if (SPI_processed == 1 && OidIsValid(r1_item.owner))
 			r1_quota_charge(r1_item.owner, r1_json_int(r, "prompt_tokens") + r1_json_int(r, "completion_tokens"));
+		if (SPI_processed == 1 && r1_log_traces)
+			r1_trace_job_item(r);
 	}
 	else
 	{

@@ -229,8 +229,8 @@ r1_trace_record(const R1TraceInfo *t)
 	R1_SET(TimestampTzGetDatum(t->started));
 	R1_SET(CStringGetTextDatum(t->source));
 	/* names as the caller is, before becoming the owner */
-	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false))));
-	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false))));
+	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetUserId(), false))));
+	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(db ? db : "")));
 	R1_SET_TEXT(t->prompt);
 	R1_SET_TEXT(t->system);

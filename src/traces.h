@@ -5,6 +5,7 @@
 #ifndef R1_TRACES_H
 #define R1_TRACES_H
 
+#include "postgres_ext.h"
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
@@ -19,6 +20,8 @@ extern void r1_traces_define_gucs(void);
 typedef struct R1TraceInfo
 {
 	const char *source;			/* "r1_reason", "r1_reason_many", "job", "r1_replay" */
+	Oid			role;			/* when valid, the role the call ran for (a job's
+								 * submitter), recorded as role and session_role */
 	TimestampTz started;		/* when the call began */
 	text	   *prompt;			/* server encoding */
 	text	   *system;			/* NULL when none */

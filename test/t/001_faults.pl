@@ -282,10 +282,16 @@ for my $sig ('KILL', 'SEGV')
 	set_conf("r1.model = '$model'");
 	ok(wait_for('no gpu', sub { my $s = status('state'); $s eq 'no_device' || $s eq 'failed' || $s eq 'ready' }, 30),
 		'r1.device = cuda: state ' . status('state'));
+	# without an NVIDIA device node there is no GPU: the state must say so
+	is(status('state'), 'no_device', 'r1.device = cuda without a GPU: no_device')
+		unless -e '/dev/nvidiactl' || -e '/dev/nvidia0';
 	if (status('state') ne 'ready')
 	{
 		(undef, undef, $err) = psql($GREEDY);
 		like($err, qr/ERROR:  r1 engine/, 'calls fail at once without a GPU');
+		my $code = query(q{DO $$ BEGIN PERFORM r1_reason('x'); EXCEPTION WHEN OTHERS THEN
+			PERFORM set_config('r1x.code', SQLSTATE, false); END $$; SELECT current_setting('r1x.code', true)});
+		is($code, '55000', 'with SQLSTATE 55000');
 	}
 	query('ALTER SYSTEM RESET r1.device');
 	query('ALTER SYSTEM RESET r1.model');
