@@ -346,11 +346,12 @@ CREATE FUNCTION r1_submit(prompt text,
 						  seed bigint DEFAULT NULL,
 						  system text DEFAULT NULL,
 						  top_k int DEFAULT 0,
-						  min_p float8 DEFAULT 0)
+						  min_p float8 DEFAULT 0,
+						  max_think_tokens int DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'pg_r1_submit'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
-COMMENT ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8) IS
+COMMENT ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8, int) IS
 'record a durable job of one prompt (same parameters as r1_reason) and return its id; the job workers of r1.jobs_database run it, the result lands in r1.job_items, NOTIFY r1_jobs with the id when it finishes';
 
 CREATE FUNCTION r1_submit_query(query text,
@@ -360,11 +361,12 @@ CREATE FUNCTION r1_submit_query(query text,
 								seed bigint DEFAULT NULL,
 								system text DEFAULT NULL,
 								top_k int DEFAULT 0,
-								min_p float8 DEFAULT 0)
+								min_p float8 DEFAULT 0,
+								max_think_tokens int DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'pg_r1_submit_query'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
-COMMENT ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8) IS
+COMMENT ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8, int) IS
 'run query (as the caller; it returns rows of key, prompt) and record a durable job with one item per row; returns the job id';
 
 CREATE FUNCTION r1_job_status(id bigint) RETURNS r1.job_status
@@ -404,11 +406,11 @@ AS 'MODULE_PATHNAME', 'pg_r1_cancel_job'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION r1_cancel_job(bigint) IS 'cancel a job: its queued and running items become cancelled (running ones are interrupted in the engine); false when it had already finished';
 
-REVOKE ALL ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8) FROM PUBLIC;
-REVOKE ALL ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION r1_job_status(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION r1_cancel_job(bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8) TO r1_user;
-GRANT EXECUTE ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int, float8, int) TO r1_user;
+GRANT EXECUTE ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8, int) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_job_status(bigint) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_cancel_job(bigint) TO r1_user;

@@ -38,7 +38,7 @@
 
 #define R1_SUBMIT_BATCH 1000	/* rows fetched and inserted at a time */
 
-/* The sampling arguments of r1_submit/r1_submit_query (1..7, as r1_reason). */
+/* The sampling arguments of r1_submit/r1_submit_query (1..8, as r1_reason). */
 typedef struct R1JobParams
 {
 	int			max_tokens;
@@ -50,6 +50,7 @@ typedef struct R1JobParams
 	size_t		system_len;		/* bytes in UTF-8 */
 	int			top_k;
 	double		min_p;
+	int			max_think_tokens;	/* 0: no think budget */
 	bool		ignore_eos;
 } R1JobParams;
 
@@ -64,6 +65,12 @@ r1_job_params(FunctionCallInfo fcinfo, R1JobParams *p)
 	p->system = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 	p->top_k = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
 	p->min_p = PG_ARGISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
+	p->max_think_tokens = 0;
+	if (!PG_ARGISNULL(8))
+	{
+		r1_check_max_think_tokens(PG_GETARG_INT32(8));
+		p->max_think_tokens = PG_GETARG_INT32(8);
+	}
 	/* a superuser-only test setting, taken from the submitting session */
 	p->ignore_eos = r1_debug_ignore_eos;
 	r1_check_sampling(p->max_tokens, p->temperature, p->top_p, p->top_k, p->min_p);
@@ -162,10 +169,10 @@ r1_become_caller(R1AsOwner *s)
 static int64
 r1_job_insert(const R1JobParams *p, const char *created_by)
 {
-	Oid			types[9] = {TEXTOID, INT4OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID,
-	INT4OID, FLOAT8OID, BOOLOID};
-	Datum		values[9];
-	char		nulls[9];
+	Oid			types[10] = {TEXTOID, INT4OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID,
+	INT4OID, FLOAT8OID, BOOLOID, INT4OID};
+	Datum		values[10];
+	char		nulls[10];
 	bool		isnull;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -181,12 +188,15 @@ r1_job_insert(const R1JobParams *p, const char *created_by)
 	values[7] = Float8GetDatum(p->min_p);
 	values[8] = BoolGetDatum(true);
 	nulls[8] = p->ignore_eos ? ' ' : 'n';
+	values[9] = Int32GetDatum(p->max_think_tokens);
+	nulls[9] = p->max_think_tokens > 0 ? ' ' : 'n';
 	if (SPI_execute_with_args("INSERT INTO r1.jobs (created_by, parameters) VALUES ($1,"
 							  " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 							  "  'max_tokens', $2, 'temperature', $3, 'top_p', $4, 'seed', $5,"
-							  "  'system', $6, 'top_k', $7, 'min_p', $8, 'ignore_eos', $9)))"
+							  "  'system', $6, 'top_k', $7, 'min_p', $8, 'ignore_eos', $9,"
+							  "  'max_think_tokens', $10)))"
 							  " RETURNING id",
-							  9, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+							  10, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not insert the job");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

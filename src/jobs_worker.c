@@ -214,6 +214,9 @@ r1_request_params(StringInfo req, Jsonb *params)
 		appendStringInfo(req, ",\"seed\":%lld", (long long) r1_json_int(params, "seed"));
 	if (r1_json_get(params, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean)
 		appendStringInfoString(req, ",\"ignore_eos\":true");
+	if (r1_json_get(params, "max_think_tokens", &v))
+		appendStringInfo(req, ",\"max_think_tokens\":%lld",
+						 (long long) r1_json_int(params, "max_think_tokens"));
 	appendStringInfoChar(req, '}');
 }
 
@@ -371,6 +374,9 @@ r1_trace_job_item(Jsonb *response)
 	t.ignore_eos = r1_json_get(p, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean;
 	t.has_seed = r1_json_get(p, "seed", &v);
 	t.seed = t.has_seed ? r1_json_int(p, "seed") : 0;
+	if (r1_json_get(p, "max_think_tokens", &v))
+		t.extra_params = psprintf("\"max_think_tokens\":%lld",
+								  (long long) r1_json_int(p, "max_think_tokens"));
 	t.response = response;
 	r1_trace_record(&t);
 }

@@ -16,11 +16,11 @@ SELECT policies_are('r1', 'jobs', ARRAY['own_jobs'], 'one policy on r1.jobs');
 SELECT policies_are('r1', 'job_items', ARRAY['own_job_items'], 'one policy on r1.job_items');
 SELECT table_privs_are('r1', 'jobs', 'r1_user', ARRAY['SELECT'], 'r1_user may only read r1.jobs');
 SELECT table_privs_are('r1', 'job_items', 'public', ARRAY[]::text[], 'PUBLIC has nothing on r1.job_items');
-SELECT function_returns('r1_submit', ARRAY['text', 'integer', 'double precision', 'double precision', 'bigint', 'text', 'integer', 'double precision'], 'bigint');
-SELECT function_returns('r1_submit_query', ARRAY['text', 'integer', 'double precision', 'double precision', 'bigint', 'text', 'integer', 'double precision'], 'bigint');
+SELECT function_returns('r1_submit', ARRAY['text', 'integer', 'double precision', 'double precision', 'bigint', 'text', 'integer', 'double precision', 'integer'], 'bigint');
+SELECT function_returns('r1_submit_query', ARRAY['text', 'integer', 'double precision', 'double precision', 'bigint', 'text', 'integer', 'double precision', 'integer'], 'bigint');
 SELECT function_returns('r1_job_status', ARRAY['bigint'], 'r1.job_status');
 SELECT function_returns('r1_cancel_job', ARRAY['bigint'], 'boolean');
-SELECT function_privs_are('public', 'r1_submit_query', ARRAY['text', 'integer', 'double precision', 'double precision', 'bigint', 'text', 'integer', 'double precision'],
+SELECT function_privs_are('public', 'r1_submit_query', ARRAY['text', 'integer', 'double precision', 'double precision', 'bigint', 'text', 'integer', 'double precision', 'integer'],
                           'public', ARRAY[]::text[], 'PUBLIC may not submit');
 
 SELECT throws_ok($$SELECT r1_submit('x')$$, '55000', NULL, 'r1_submit outside r1.jobs_database');

@@ -78,6 +78,17 @@ SELECT r1_submit_query($$SELECT 'k' || g, 'What is 6*7?'::varchar(20) FROM gener
 SELECT pg_temp.wait_job(:job3);
 SELECT key, finish_reason, completion_tokens, answer IS NULL AS no_answer FROM r1.job_items WHERE job_id = :job3 ORDER BY key;
 
+-- a thinking budget: the engine closes the think section, as r1_reason(max_think_tokens => 3) does
+SELECT r1_submit_query($$VALUES ('a', 'What is 6*7?'), ('b', 'And 7*6?')$$,
+                       temperature => 0, max_think_tokens => 3) AS job_budget \gset
+SELECT pg_temp.wait_job(:job_budget);
+SELECT key, think, boxed, finish_reason, think_tokens FROM r1.job_items WHERE job_id = :job_budget ORDER BY key;
+SELECT count(*) FILTER (WHERE (i.think, i.answer, i.finish_reason, i.think_tokens)
+                            = (r.think, r.answer, r.finish_reason, r.think_tokens)) AS same_as_r1_reason
+FROM r1.job_items i, r1_reason(i.prompt, temperature => 0, max_think_tokens => 3) r
+WHERE i.job_id = :job_budget;
+SELECT parameters->'max_think_tokens' AS max_think_tokens FROM r1.jobs WHERE id = :job_budget;
+
 -- an item the engine rejects fails after r1.job_max_attempts (3) attempts; the job fails,
 -- its other items are still done
 SELECT r1_submit_query($$VALUES ('short', 'What is 6*7?'), ('long', repeat('hello ', 5000))$$,
@@ -107,6 +118,7 @@ SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', top_p => 0)$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', max_tokens => 0)$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', top_k => -1)$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', min_p => 1)$$);
+SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', max_think_tokens => 0)$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit(repeat('x', 17000000))$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit('x', system => repeat('x', 17000000))$$);
 SELECT pg_temp.sqlstate_of($$SELECT r1_submit_query('SELECT 1, ''x''', temperature => -1)$$);
