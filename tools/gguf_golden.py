@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""gguf_golden.py - golden logits for a Qwen2 GGUF file, computed independently
-of the engine: this script parses the GGUF itself, dequantises every tensor to
-float64 (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K, written from ggml's block
-layouts) and runs the Qwen2 forward pass in float64.  Plain python3, no numpy.
+"""gguf_golden.py - golden logits for a Qwen2 or Llama GGUF file, computed
+independently of the engine: this script parses the GGUF itself, dequantises every
+tensor to float64 (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K, written from ggml's block
+layouts) and runs the forward pass in float64.  Plain python3, no numpy.
+
+general.architecture "qwen2": q/k/v biases, rope on pairs (i, i+hd/2) (NEOX mode).
+general.architecture "llama" (as llama.cpp's converter writes it): no biases, attn_q /
+attn_k rows permuted by the converter so that rope rotates adjacent pairs (2i, 2i+1)
+with frequency i (ggml NORM mode), taken from the file as it is; optional
+rope_freqs.weight [hd/2] divides frequency i (llama3 rope scaling).
 
 usage: tools/gguf_golden.py FILE.gguf OUT.json [--ids 1,2,3 ...] [--greedy N]
 
@@ -165,20 +171,43 @@ def rmsnorm(x, w, eps):
 class Model:
     def __init__(self, meta, t):
         a = meta['general.architecture']
-        assert a == 'qwen2', a
-        self.L = meta['qwen2.block_count']
-        self.H = meta['qwen2.embedding_length']
-        self.nh = meta['qwen2.attention.head_count']
-        self.nkv = meta.get('qwen2.attention.head_count_kv', self.nh)
+        assert a in ('qwen2', 'llama'), a
+        self.arch = a
+        self.L = meta[a + '.block_count']
+        self.H = meta[a + '.embedding_length']
+        self.nh = meta[a + '.attention.head_count']
+        self.nkv = meta.get(a + '.attention.head_count_kv', self.nh)
         self.hd = self.H // self.nh
-        self.theta = meta.get('qwen2.rope.freq_base', 10000.0)
-        self.eps = meta['qwen2.attention.layer_norm_rms_epsilon']
+        self.theta = meta.get(a + '.rope.freq_base', 10000.0)
+        self.eps = meta[a + '.attention.layer_norm_rms_epsilon']
         self.t = t
         self.out = t.get('output.weight', t['token_embd.weight'])
         self.vocab = len(t['token_embd.weight'])
+        self.freq_div = None
+        if a == 'llama':
+            self.hd = meta.get('llama.attention.key_length', self.hd)
+            st = meta.get('llama.rope.scaling.type', 'none')
+            assert st == 'none', 'rope scaling type %s not supported' % st
+            nrot = meta.get('llama.rope.dimension_count', self.hd)
+            assert nrot == self.hd, 'partial rope (%d of %d) not supported' % (nrot, self.hd)
+            self.freq_div = t.get('rope_freqs.weight')
+            if self.freq_div is not None:
+                assert len(self.freq_div) == self.hd // 2, len(self.freq_div)
 
     def rope(self, v, pos):
         hd, half = self.hd, self.hd // 2
+        if self.arch == 'llama':
+            # ggml rope NORM mode: adjacent pairs (2i, 2i+1), frequency i
+            for h in range(len(v) // hd):
+                for i in range(half):
+                    ang = pos * self.theta ** (-2.0 * i / hd)
+                    if self.freq_div is not None:
+                        ang /= self.freq_div[i]
+                    c, s = math.cos(ang), math.sin(ang)
+                    a, b = v[h * hd + 2 * i], v[h * hd + 2 * i + 1]
+                    v[h * hd + 2 * i] = a * c - b * s
+                    v[h * hd + 2 * i + 1] = a * s + b * c
+            return
         for h in range(len(v) // hd):
             for i in range(half):
                 ang = pos * self.theta ** (-2.0 * i / hd)
@@ -193,9 +222,13 @@ class Model:
         for l in range(self.L):
             p = 'blk.%d.' % l
             h = rmsnorm(x, t[p + 'attn_norm.weight'], self.eps)
-            q = [a + b for a, b in zip(matvec(t[p + 'attn_q.weight'], h), t[p + 'attn_q.bias'])]
-            k = [a + b for a, b in zip(matvec(t[p + 'attn_k.weight'], h), t[p + 'attn_k.bias'])]
-            v = [a + b for a, b in zip(matvec(t[p + 'attn_v.weight'], h), t[p + 'attn_v.bias'])]
+            q = matvec(t[p + 'attn_q.weight'], h)
+            k = matvec(t[p + 'attn_k.weight'], h)
+            v = matvec(t[p + 'attn_v.weight'], h)
+            if self.arch == 'qwen2' or p + 'attn_q.bias' in t:
+                q = [a + b for a, b in zip(q, t[p + 'attn_q.bias'])]
+                k = [a + b for a, b in zip(k, t[p + 'attn_k.bias'])]
+                v = [a + b for a, b in zip(v, t[p + 'attn_v.bias'])]
             self.rope(q, pos)
             self.rope(k, pos)
             cache[l].append((k, v))

@@ -143,6 +143,40 @@ def fixture_checks(args, tmp):
                    % (label, k, same, len(gids), safe))
 
 
+def llama_checks(args, tmp):
+    """DeepSeek-R1-Distill-Llama: llama-tiny (no biases, llama3 rope scaling) against its
+    float64 golden on both devices, and a random Llama-8B layer shape, device vs reference."""
+    lt = os.path.join(ROOT, "test", "fixtures", "llama-tiny")
+    with open(os.path.join(lt, "golden.json")) as f:
+        g = json.load(f)
+    for k, case in enumerate(g["cases"]):
+        ids = case["input_ids"]
+        ref = case["logits"]
+        dev = logits(args, lt, ids, args.device)
+        cpu = logits(args, lt, ids, args.ref_device)
+        d_abs, d_rel = rel_err(dev, cpu)
+        g_abs, g_rel = rel_err(dev, ref)
+        report(d_rel <= 2e-2 and g_rel <= 2e-2, "llama-tiny case %d (T=%d): %s vs %s rel %.2e, vs golden rel %.2e"
+               % (k, len(ids), args.device, args.ref_device, d_rel, g_rel))
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+           "num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "intermediate_size": 14336, "vocab_size": 8192, "max_position_embeddings": 131072,
+           "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+           "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+           "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
+    path = os.path.join(tmp, "llama8b-layers.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    ids = lcg_ids(64, 8192, 5)
+    dev = logits(args, path, ids, args.device)
+    cpu = logits(args, path, ids, args.ref_device)
+    d_abs, d_rel = rel_err(dev, cpu)
+    bad = [t for t in range(len(ids)) if margin(cpu[t]) > 4 * d_abs and argmax(dev[t]) != argmax(cpu[t])]
+    report(d_rel <= 3e-2 and not bad, "random Llama-8B layers, 64 positions: %s vs %s rel %.2e%s"
+           % (args.device, args.ref_device, d_rel, "" if not bad else ", argmax differs at %s" % bad))
+
+
 def write_config(tmp, name, hidden, layers, heads, kv_heads, inter, vocab, max_pos=32768):
     cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": hidden,
            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
@@ -199,10 +233,11 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--ref-device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="skip the full 1.5B preset, 1k instead of 8k prompt")
-    ap.add_argument("--only", choices=["fixture", "random", "long"])
+    ap.add_argument("--only", choices=["fixture", "random", "llama", "long"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (("fixture", fixture_checks), ("random", random_shape_checks), ("long", long_checks)):
+        for name, fn in (("fixture", fixture_checks), ("random", random_shape_checks),
+                         ("llama", llama_checks), ("long", long_checks)):
             if args.only and args.only != name:
                 continue
             try:

@@ -568,9 +568,9 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		/* attention block */
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->attn_norm, H, c->rms_norm_eps);
-		linear(st, st->q, st->xb, T, &w->wq, &w->bq, qd, H, b->batch_invariant);
-		linear(st, st->k, st->xb, T, &w->wk, &w->bk, kvd, H, b->batch_invariant);
-		linear(st, st->v, st->xb, T, &w->wv, &w->bv, kvd, H, b->batch_invariant);
+		linear(st, st->q, st->xb, T, &w->wq, w->bq.data ? &w->bq : NULL, qd, H, b->batch_invariant);
+		linear(st, st->k, st->xb, T, &w->wk, w->bk.data ? &w->bk : NULL, kvd, H, b->batch_invariant);
+		linear(st, st->v, st->xb, T, &w->wv, w->bv.data ? &w->bv : NULL, kvd, H, b->batch_invariant);
 		for (int t = 0; t < T; t++)
 		{
 			cpu_slot   *s = &st->slots[batch->slot[tok_seq[t]]];
@@ -709,7 +709,7 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 		return r1_fail(err, "out of memory creating the CPU backend");
 	}
 	for (int i = 0; i < c->head_dim / 2; i++)
-		st->inv_freq[i] = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
+		st->inv_freq[i] = r1_rope_inv_freq(c, i);
 	omp_set_num_threads(st->threads);
 	openblas_set_num_threads(1);	/* BLAS runs inside our threads, never beside them */
 	*out = b;

@@ -295,9 +295,14 @@ upload_weights(cuda_state *st, const r1_model *m, r1_error *err)
 		UP(d->w_qkv + qd * H, 1, &w->wk);
 		UP(d->w_qkv + (qd + kvd) * H, 1, &w->wv);
 		ALLOC(d->b_qkv, (qd + 2 * kvd) * 4, "q/k/v biases");
-		UP(d->b_qkv, 0, &w->bq);
-		UP(d->b_qkv + qd, 0, &w->bk);
-		UP(d->b_qkv + qd + kvd, 0, &w->bv);
+		if (c->attn_bias)
+		{
+			UP(d->b_qkv, 0, &w->bq);
+			UP(d->b_qkv + qd, 0, &w->bk);
+			UP(d->b_qkv + qd + kvd, 0, &w->bv);
+		}
+		else					/* a Llama: the fused kernel adds zeros */
+			CKO(cudaMemsetAsync(d->b_qkv, 0, (qd + 2 * kvd) * 4, st->stream));
 		ALLOC(d->w_o, H * qd * 2, "o_proj");
 		UP(d->w_o, 1, &w->wo);
 		ALLOC(d->w_gu, 2 * I * H * 2, "gate/up weights");
@@ -348,7 +353,7 @@ upload_rope(cuda_state *st, int max_ctx, r1_error *err)
 	/* exactly the CPU backend's angles: pos * theta^(-2i/hd) in double */
 	for (int i = 0; i < half; i++)
 	{
-		double		inv = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
+		double		inv = r1_rope_inv_freq(c, i);
 
 		for (int p = 0; p < max_ctx; p++)
 		{

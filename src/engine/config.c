@@ -1,10 +1,11 @@
 /*
- * config.c - Qwen2ForCausalLM hyper-parameters from config.json, and the
- * published DeepSeek-R1-Distill-Qwen shapes.
+ * config.c - Qwen2ForCausalLM / LlamaForCausalLM hyper-parameters from
+ * config.json, and the published DeepSeek-R1-Distill shapes.
  */
 #include "config.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +58,106 @@ r1_config_validate(const r1_config *c, const char *what, r1_error *err)
 	if (c->n_heads % c->n_kv_heads != 0)
 		return r1_fail(err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
 					   what, c->n_heads, c->n_kv_heads);
-	if (c->head_dim < 2 || c->head_dim % 2 != 0 || c->head_dim > 1024)
-		return r1_fail(err, "%s: head_dim %d must be even and in [2, 1024]", what, c->head_dim);
+	if (c->head_dim < 2 || c->head_dim % 2 != 0 || c->head_dim > R1_MAX_HEAD_DIM)
+		return r1_fail(err, "%s: head_dim %d must be even and in [2, %d]", what, c->head_dim,
+					   R1_MAX_HEAD_DIM);
 	if (c->max_position < 2)
 		return r1_fail(err, "%s: max_position_embeddings %d too small", what, c->max_position);
 	if (!(c->rope_theta > 0) || !(c->rms_norm_eps > 0))
 		return r1_fail(err, "%s: rope_theta and rms_norm_eps must be positive", what);
+	if (c->rope_scaled)
+		for (int i = 0; i < c->head_dim / 2; i++)
+			if (!(c->rope_factor[i] > 0) || !isfinite(c->rope_factor[i]))
+				return r1_fail(err, "%s: rope frequency factor %d is %g: must be positive", what, i,
+							   c->rope_factor[i]);
+	return 0;
+}
+
+double
+r1_rope_inv_freq(const r1_config *c, int i)
+{
+	double		inv = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
+
+	return c->rope_scaled ? inv / c->rope_factor[i] : inv;
+}
+
+const char *
+r1_arch_name(r1_arch arch)
+{
+	return arch == R1_ARCH_LLAMA ? "llama" : "qwen2";
+}
+
+/*
+ * Llama 3.1's rope scaling (transformers' _compute_llama3_parameters): long
+ * wavelengths are divided by factor, short ones kept, the band between
+ * interpolated.
+ */
+static void
+llama3_factors(r1_config *c, double factor, double low, double high, double orig)
+{
+	double		low_wl = orig / low,
+				high_wl = orig / high;
+
+	for (int i = 0; i < c->head_dim / 2; i++)
+	{
+		double		inv = 1.0 / pow((double) c->rope_theta, (2.0 * i) / c->head_dim);
+		double		wl = 2.0 * M_PI / inv;
+
+		if (wl > low_wl)
+			c->rope_factor[i] = factor;
+		else if (wl < high_wl)
+			c->rope_factor[i] = 1.0;
+		else
+		{
+			double		smooth = (orig / wl - low) / (high - low);
+
+			c->rope_factor[i] = 1.0 / ((1.0 - smooth) / factor + smooth);
+		}
+	}
+	c->rope_scaled = 1;
+}
+
+static int
+get_double(json_t *o, const char *key, double *out, const char *what, r1_error *err)
+{
+	json_t	   *v = json_object_get(o, key);
+
+	if (!json_is_number(v) || !(json_number_value(v) > 0))
+		return r1_fail(err, "%s: rope_scaling needs a positive number \"%s\"", what, key);
+	*out = json_number_value(v);
+	return 0;
+}
+
+/* rope_scaling (or rope_parameters) of type default or llama3; others fail. */
+static int
+parse_rope_scaling(r1_config *c, json_t *v, const char *what, r1_error *err)
+{
+	json_t	   *rt = json_object_get(v, "rope_type");
+	const char *type;
+	double		factor,
+				low,
+				high,
+				orig;
+
+	if (!rt)
+		rt = json_object_get(v, "type");
+	type = json_is_string(rt) ? json_string_value(rt) : "default";
+	if (strcmp(type, "default") == 0)
+		return 0;
+	if (strcmp(type, "llama3") != 0)
+		return r1_fail(err, "%s: rope scaling type \"%s\" is not supported (default and llama3 are)",
+					   what, type);
+	if (get_double(v, "factor", &factor, what, err) ||
+		get_double(v, "low_freq_factor", &low, what, err) ||
+		get_double(v, "high_freq_factor", &high, what, err) ||
+		get_double(v, "original_max_position_embeddings", &orig, what, err))
+		return -1;
+	if (!(high > low))
+		return r1_fail(err, "%s: rope_scaling high_freq_factor %g must exceed low_freq_factor %g",
+					   what, high, low);
+	if (c->head_dim < 2 || c->head_dim > R1_MAX_HEAD_DIM || c->head_dim % 2 != 0)
+		return 0;				/* r1_config_validate says why */
+	llama3_factors(c, factor, low, high, orig);
 	return 0;
 }
 
@@ -92,13 +187,24 @@ r1_config_parse(r1_config *c, const char *json, size_t len, const char *what, r1
 	if (json_is_array(v))
 	{
 		for (size_t i = 0; i < json_array_size(v); i++)
-			if (json_is_string(json_array_get(v, i)) &&
-				strcmp(json_string_value(json_array_get(v, i)), "Qwen2ForCausalLM") == 0)
-				known = 1;
+		{
+			const char *a = json_string_value(json_array_get(v, i));
+
+			if (a && strcmp(a, "Qwen2ForCausalLM") == 0)
+				known = 1, c->arch = R1_ARCH_QWEN2;
+			else if (a && strcmp(a, "LlamaForCausalLM") == 0)
+				known = 1, c->arch = R1_ARCH_LLAMA;
+		}
 	}
-	else if (json_is_string(json_object_get(root, "model_type")) &&
-			 strcmp(json_string_value(json_object_get(root, "model_type")), "qwen2") == 0)
-		known = 1;
+	else if (json_is_string(json_object_get(root, "model_type")))
+	{
+		const char *mt = json_string_value(json_object_get(root, "model_type"));
+
+		if (strcmp(mt, "qwen2") == 0)
+			known = 1, c->arch = R1_ARCH_QWEN2;
+		else if (strcmp(mt, "llama") == 0)
+			known = 1, c->arch = R1_ARCH_LLAMA;
+	}
 	if (!known)
 	{
 		const char *arch = "(none)";
@@ -107,8 +213,26 @@ r1_config_parse(r1_config *c, const char *json, size_t len, const char *what, r1
 			arch = json_string_value(json_array_get(v, 0));
 		else if (json_is_string(json_object_get(root, "model_type")))
 			arch = json_string_value(json_object_get(root, "model_type"));
-		r1_fail(err, "%s: unknown architecture %s: r1_pg supports Qwen2ForCausalLM (DeepSeek-R1-Distill-Qwen)",
+		r1_fail(err, "%s: unknown architecture %s: r1_pg supports Qwen2ForCausalLM and LlamaForCausalLM (DeepSeek-R1-Distill-Qwen and -Llama)",
 				what, arch);
+		goto done;
+	}
+	/* Qwen2 always has q/k/v biases; Llama has them when attention_bias is true */
+	c->attn_bias = c->arch == R1_ARCH_QWEN2;
+	if (c->arch == R1_ARCH_LLAMA)
+	{
+		v = json_object_get(root, "attention_bias");
+		c->attn_bias = json_is_true(v);
+		if (json_is_true(json_object_get(root, "mlp_bias")))
+		{
+			r1_fail(err, "%s: mlp_bias is not supported (the Llama distills have none)", what);
+			goto done;
+		}
+	}
+	v = json_object_get(root, "hidden_act");
+	if (json_is_string(v) && strcmp(json_string_value(v), "silu") != 0)
+	{
+		r1_fail(err, "%s: hidden_act \"%s\" is not supported (only silu)", what, json_string_value(v));
 		goto done;
 	}
 	if (get_int(root, "vocab_size", &c->vocab_size, 1, what, err) ||
@@ -131,29 +255,20 @@ r1_config_parse(r1_config *c, const char *json, size_t len, const char *what, r1
 	v = json_object_get(root, "rope_parameters");
 	if (json_is_object(v))
 	{
-		json_t	   *rt = json_object_get(v, "rope_type");
-
-		if (get_float(v, "rope_theta", &c->rope_theta, what, err))
+		if (get_float(v, "rope_theta", &c->rope_theta, what, err) ||
+			parse_rope_scaling(c, v, what, err))
 			goto done;
-		if (json_is_string(rt) && strcmp(json_string_value(rt), "default") != 0)
-		{
-			r1_fail(err, "%s: rope_type \"%s\" is not supported (only the default rotary embedding)",
-					what, json_string_value(rt));
-			goto done;
-		}
 	}
 	v = json_object_get(root, "rope_scaling");
 	if (v && !json_is_null(v))
 	{
-		json_t	   *rt = json_is_object(v) ? json_object_get(v, "rope_type") : NULL;
-
-		if (!rt && json_is_object(v))
-			rt = json_object_get(v, "type");
-		if (!json_is_string(rt) || strcmp(json_string_value(rt), "default") != 0)
+		if (!json_is_object(v))
 		{
-			r1_fail(err, "%s: rope_scaling is not supported (only the default rotary embedding)", what);
+			r1_fail(err, "%s: rope_scaling must be an object or null", what);
 			goto done;
 		}
+		if (parse_rope_scaling(c, v, what, err))
+			goto done;
 	}
 	v = json_object_get(root, "eos_token_id");
 	if (json_is_integer(v))
@@ -193,6 +308,7 @@ r1_config_preset(r1_config *c, const char *shape, r1_error *err)
 	static const struct
 	{
 		const char *name;
+		r1_arch		arch;
 		int			hidden,
 					layers,
 					heads,
@@ -200,16 +316,19 @@ r1_config_preset(r1_config *c, const char *shape, r1_error *err)
 					ffn,
 					vocab;
 	}			presets[] = {
-		{"1.5b", 1536, 28, 12, 2, 8960, 151936},
-		{"7b", 3584, 28, 28, 4, 18944, 152064},
-		{"14b", 5120, 48, 40, 8, 13824, 152064},
-		{"32b", 5120, 64, 40, 8, 27648, 152064},
+		{"1.5b", R1_ARCH_QWEN2, 1536, 28, 12, 2, 8960, 151936},
+		{"7b", R1_ARCH_QWEN2, 3584, 28, 28, 4, 18944, 152064},
+		{"14b", R1_ARCH_QWEN2, 5120, 48, 40, 8, 13824, 152064},
+		{"32b", R1_ARCH_QWEN2, 5120, 64, 40, 8, 27648, 152064},
+		{"llama-8b", R1_ARCH_LLAMA, 4096, 32, 32, 8, 14336, 128256},
+		{"llama-70b", R1_ARCH_LLAMA, 8192, 80, 64, 8, 28672, 128256},
 	};
 
 	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
 		if (strcasecmp(shape, presets[i].name) == 0)
 		{
 			memset(c, 0, sizeof(*c));
+			c->arch = presets[i].arch;
 			c->vocab_size = presets[i].vocab;
 			c->hidden_size = presets[i].hidden;
 			c->intermediate_size = presets[i].ffn;
@@ -218,11 +337,24 @@ r1_config_preset(r1_config *c, const char *shape, r1_error *err)
 			c->n_kv_heads = presets[i].kv;
 			c->head_dim = 128;
 			c->max_position = 131072;
-			c->rope_theta = 10000.0f;
-			c->rms_norm_eps = 1e-6f;
-			c->bos_id = 151646;
-			c->eos_id = 151643;
 			snprintf(c->torch_dtype, sizeof(c->torch_dtype), "bfloat16");
+			if (c->arch == R1_ARCH_QWEN2)
+			{
+				c->attn_bias = 1;
+				c->rope_theta = 10000.0f;
+				c->rms_norm_eps = 1e-6f;
+				c->bos_id = 151646;
+				c->eos_id = 151643;
+			}
+			else
+			{
+				/* DeepSeek-R1-Distill-Llama's config.json (Llama 3.1's rope scaling) */
+				c->rope_theta = 500000.0f;
+				c->rms_norm_eps = 1e-5f;
+				c->bos_id = 128000;
+				c->eos_id = 128001;
+				llama3_factors(c, 8.0, 1.0, 4.0, 8192.0);
+			}
 			return 0;
 		}
 	return r1_config_load(c, shape, err);

@@ -443,6 +443,15 @@ r1_gguf_close(r1_gguf *g)
 	memset(g, 0, sizeof(*g));
 }
 
+int64_t
+r1_gguf_llama_hf_row(int64_t g, int head_dim)
+{
+	int64_t		head = g / head_dim,
+				r = g % head_dim;
+
+	return head * head_dim + (r % 2) * (head_dim / 2) + r / 2;
+}
+
 const r1_tensor *
 r1_gguf_find(const r1_gguf *g, const char *name)
 {

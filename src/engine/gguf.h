@@ -114,6 +114,14 @@ int64_t		r1_gguf_array_int(const r1_gguf_kv *kv, uint64_t i);
 
 const char *r1_gguf_type_name(uint32_t ggml_type);
 
+/*
+ * llama.cpp's converter permutes the rows of a Llama's attn_q and attn_k
+ * within each head so that RoPE rotates adjacent pairs (ggml's "normal" rope):
+ * GGUF row h*d + 2j + t holds Hugging Face row h*d + t*d/2 + j.  The HF row of
+ * GGUF row g, for heads of head_dim d.
+ */
+int64_t		r1_gguf_llama_hf_row(int64_t g, int head_dim);
+
 /* ---------- writing ---------- */
 
 typedef struct r1_gguf_writer r1_gguf_writer;

@@ -1,8 +1,10 @@
 /*
  * gguf_convert.c - a model and its tokenizer.json as a GGUF file, with the
  * tensor names, metadata keys and tokenizer arrays llama.cpp's
- * convert_hf_to_gguf.py writes for Qwen2 (so files round-trip through
- * llama.cpp-style readers), matrices quantised with quant.c's encoders.
+ * convert_hf_to_gguf.py writes for Qwen2 and Llama (so files round-trip
+ * through llama.cpp-style readers: a Llama's attn_q/attn_k rows permuted for
+ * ggml's rope, llama3 rope scaling as the rope_freqs tensor), matrices
+ * quantised with quant.c's encoders.
  */
 #include "gguf_convert.h"
 
@@ -69,18 +71,30 @@ matrix_type(const conv *c, const char *name, int layer, int64_t n_in)
 	return dt;
 }
 
+/*
+ * Add t as name; head_dim > 0 permutes its rows as llama.cpp does a Llama's
+ * attn_q/attn_k (output row g is input row r1_gguf_llama_hf_row(g)).
+ */
 static int
-add_tensor(conv *c, const char *name, int layer, const r1_tensor *t, r1_error *err)
+add_tensor_perm(conv *c, const char *name, int layer, const r1_tensor *t, int head_dim,
+				r1_error *err)
 {
 	int64_t		rows = t->ndim == 2 ? t->shape[0] : 1,
 				n_in = t->shape[t->ndim - 1];
-	r1_dtype	dt = t->ndim == 2 ? matrix_type(c, name, layer, n_in) : R1_F32;
+	r1_dtype	dt;
 	size_t		row_in,
 				row_out,
 				total;
 	float	   *tmp;
 	uint8_t    *out;
 
+	if (t->ndim == 1 && head_dim > 0)
+	{
+		/* a bias: permute its elements, as rows of one */
+		rows = t->shape[0];
+		n_in = 1;
+	}
+	dt = t->ndim == 2 ? matrix_type(c, name, layer, n_in) : R1_F32;
 	if (r1_dtype_row_bytes(t->dtype, n_in, &row_in) != 0 ||
 		r1_dtype_row_bytes(dt, n_in, &row_out) != 0 || !r1_mul_size(row_out, (size_t) rows, &total))
 		return r1_fail(err, "tensor \"%s\": cannot convert rows of %lld", name, (long long) n_in);
@@ -94,7 +108,9 @@ add_tensor(conv *c, const char *name, int layer, const r1_tensor *t, r1_error *e
 	}
 	for (int64_t r = 0; r < rows; r++)
 	{
-		r1_dequantize_row(t->dtype, (const uint8_t *) t->data + r * row_in, tmp, n_in);
+		int64_t		src = head_dim > 0 ? r1_gguf_llama_hf_row(r, head_dim) : r;
+
+		r1_dequantize_row(t->dtype, (const uint8_t *) t->data + src * row_in, tmp, n_in);
 		r1_quantize_row(dt, tmp, out + r * row_out, n_in);
 	}
 	free(tmp);
@@ -105,9 +121,33 @@ add_tensor(conv *c, const char *name, int layer, const r1_tensor *t, r1_error *e
 	return 0;
 }
 
+static int
+add_tensor(conv *c, const char *name, int layer, const r1_tensor *t, r1_error *err)
+{
+	return add_tensor_perm(c, name, layer, t, 0, err);
+}
+
+/* llama3 rope scaling as llama.cpp stores it: the divisor of each frequency */
+static int
+add_rope_freqs(conv *c, const r1_config *cfg, r1_error *err)
+{
+	int64_t		shape[1] = {cfg->head_dim / 2};
+	float	   *f = r1_malloc(sizeof(float) * (size_t) shape[0], err);
+
+	if (!f)
+		return -1;
+	for (int i = 0; i < shape[0]; i++)
+		f[i] = (float) cfg->rope_factor[i];
+	if (keep(c, f, err) != 0)
+		return -1;
+	r1_gguf_w_tensor(c->w, "rope_freqs.weight", R1_F32, 1, shape, f, sizeof(float) * (size_t) shape[0]);
+	c->counts[R1_F32]++;
+	return 0;
+}
+
 /* tokenizer.json's vocabulary, added tokens and merges as llama.cpp's arrays */
 static int
-add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_error *err)
+add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_arch arch, r1_error *err)
 {
 	char		path[4096];
 	json_t	   *root = NULL,
@@ -219,7 +259,8 @@ add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_error *err)
 		}
 	}
 	r1_gguf_w_str(c->w, "tokenizer.ggml.model", "gpt2");
-	r1_gguf_w_str(c->w, "tokenizer.ggml.pre", "deepseek-r1-qwen");
+	/* llama.cpp's names for the two split regexes */
+	r1_gguf_w_str(c->w, "tokenizer.ggml.pre", arch == R1_ARCH_LLAMA ? "llama-bpe" : "deepseek-r1-qwen");
 	r1_gguf_w_str_array(c->w, "tokenizer.ggml.tokens", toks, vocab_size);
 	r1_gguf_w_i32_array(c->w, "tokenizer.ggml.token_type", types, vocab_size);
 	r1_gguf_w_str_array(c->w, "tokenizer.ggml.merges", mstr, n_merges);
@@ -261,6 +302,8 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 	const r1_config *cfg = &m->cfg;
 	conv		c;
 	char		name[128];
+	const char *arch;
+	int			llama = cfg->arch == R1_ARCH_LLAMA;
 	int			rc = -1;
 
 	memset(&c, 0, sizeof(c));
@@ -278,20 +321,30 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 	if (!c.w)
 		return r1_fail(err, "out of memory");
 
-	r1_gguf_w_str(c.w, "general.architecture", "qwen2");
+	arch = r1_arch_name(cfg->arch);
+	r1_gguf_w_str(c.w, "general.architecture", arch);
 	r1_gguf_w_str(c.w, "general.name", m->name);
 	r1_gguf_w_u32(c.w, "general.alignment", R1_GGUF_DEFAULT_ALIGNMENT);
-	r1_gguf_w_u32(c.w, "qwen2.block_count", (uint32_t) cfg->n_layers);
-	r1_gguf_w_u32(c.w, "qwen2.context_length", (uint32_t) cfg->max_position);
-	r1_gguf_w_u32(c.w, "qwen2.embedding_length", (uint32_t) cfg->hidden_size);
-	r1_gguf_w_u32(c.w, "qwen2.feed_forward_length", (uint32_t) cfg->intermediate_size);
-	r1_gguf_w_u32(c.w, "qwen2.attention.head_count", (uint32_t) cfg->n_heads);
-	r1_gguf_w_u32(c.w, "qwen2.attention.head_count_kv", (uint32_t) cfg->n_kv_heads);
-	r1_gguf_w_f32(c.w, "qwen2.rope.freq_base", cfg->rope_theta);
-	r1_gguf_w_f32(c.w, "qwen2.attention.layer_norm_rms_epsilon", cfg->rms_norm_eps);
+#define KEY(suffix) (snprintf(name, sizeof(name), "%s.%s", arch, suffix), name)
+	r1_gguf_w_u32(c.w, KEY("block_count"), (uint32_t) cfg->n_layers);
+	r1_gguf_w_u32(c.w, KEY("context_length"), (uint32_t) cfg->max_position);
+	r1_gguf_w_u32(c.w, KEY("embedding_length"), (uint32_t) cfg->hidden_size);
+	r1_gguf_w_u32(c.w, KEY("feed_forward_length"), (uint32_t) cfg->intermediate_size);
+	r1_gguf_w_u32(c.w, KEY("attention.head_count"), (uint32_t) cfg->n_heads);
+	r1_gguf_w_u32(c.w, KEY("attention.head_count_kv"), (uint32_t) cfg->n_kv_heads);
+	r1_gguf_w_f32(c.w, KEY("rope.freq_base"), cfg->rope_theta);
+	r1_gguf_w_f32(c.w, KEY("attention.layer_norm_rms_epsilon"), cfg->rms_norm_eps);
+	if (cfg->head_dim != cfg->hidden_size / cfg->n_heads)
+	{
+		r1_gguf_w_u32(c.w, KEY("attention.key_length"), (uint32_t) cfg->head_dim);
+		r1_gguf_w_u32(c.w, KEY("attention.value_length"), (uint32_t) cfg->head_dim);
+	}
+	if (cfg->arch == R1_ARCH_LLAMA)
+		r1_gguf_w_u32(c.w, KEY("vocab_size"), (uint32_t) cfg->vocab_size);
+#undef KEY
 	if (tokdir)
 	{
-		if (add_tokenizer(&c, tokdir, cfg->vocab_size, err) != 0)
+		if (add_tokenizer(&c, tokdir, cfg->vocab_size, cfg->arch, err) != 0)
 			goto out;
 	}
 	else
@@ -307,20 +360,30 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 		goto out;
 	if (!cfg->tie_embeddings && add_tensor(&c, "output.weight", -1, &m->lm_head, err) != 0)
 		goto out;
+	if (cfg->rope_scaled && add_rope_freqs(&c, cfg, err) != 0)
+		goto out;
 	for (int l = 0; l < cfg->n_layers; l++)
 	{
 		const r1_layer_weights *w = &m->layers[l];
+		int			hd = llama ? cfg->head_dim : 0;
 
-#define ADD(suffix, field) \
-		(snprintf(name, sizeof(name), "blk.%d.%s", l, suffix), add_tensor(&c, name, l, &w->field, err))
-		if (ADD("attn_norm.weight", attn_norm) || ADD("attn_q.weight", wq) ||
-			ADD("attn_q.bias", bq) || ADD("attn_k.weight", wk) || ADD("attn_k.bias", bk) ||
-			ADD("attn_v.weight", wv) || ADD("attn_v.bias", bv) ||
+#define ADDP(suffix, field, hd) \
+		(snprintf(name, sizeof(name), "blk.%d.%s", l, suffix), \
+		 add_tensor_perm(&c, name, l, &w->field, (hd), err))
+#define ADD(suffix, field) ADDP(suffix, field, 0)
+		/* a Llama's q/k rows (and biases) go in llama.cpp's rope order */
+#define ADDB(suffix, field, hd) (cfg->attn_bias ? ADDP(suffix, field, hd) : 0)
+		if (ADD("attn_norm.weight", attn_norm) ||
+			ADDP("attn_q.weight", wq, hd) || ADDB("attn_q.bias", bq, hd) ||
+			ADDP("attn_k.weight", wk, hd) || ADDB("attn_k.bias", bk, hd) ||
+			ADD("attn_v.weight", wv) || ADDB("attn_v.bias", bv, 0) ||
 			ADD("attn_output.weight", wo) || ADD("ffn_norm.weight", ffn_norm) ||
 			ADD("ffn_gate.weight", w_gate) || ADD("ffn_up.weight", w_up) ||
 			ADD("ffn_down.weight", w_down))
 			goto out;
 #undef ADD
+#undef ADDP
+#undef ADDB
 	}
 	rc = r1_gguf_write(c.w, path, err);
 out:

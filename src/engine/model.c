@@ -100,16 +100,19 @@ bind_all(r1_model *m, r1_error *err)
 		 bind(m, &w->field, name, d0, d1, err))
 		if (BIND(attn_norm, "input_layernorm.weight", H, 0) ||
 			BIND(wq, "self_attn.q_proj.weight", qd, H) ||
-			BIND(bq, "self_attn.q_proj.bias", qd, 0) ||
 			BIND(wk, "self_attn.k_proj.weight", kvd, H) ||
-			BIND(bk, "self_attn.k_proj.bias", kvd, 0) ||
 			BIND(wv, "self_attn.v_proj.weight", kvd, H) ||
-			BIND(bv, "self_attn.v_proj.bias", kvd, 0) ||
 			BIND(wo, "self_attn.o_proj.weight", H, qd) ||
 			BIND(ffn_norm, "post_attention_layernorm.weight", H, 0) ||
 			BIND(w_gate, "mlp.gate_proj.weight", I, H) ||
 			BIND(w_up, "mlp.up_proj.weight", I, H) ||
 			BIND(w_down, "mlp.down_proj.weight", H, I))
+			return -1;
+		/* Qwen2's q/k/v biases; a Llama has them only with attention_bias */
+		if (c->attn_bias &&
+			(BIND(bq, "self_attn.q_proj.bias", qd, 0) ||
+			 BIND(bk, "self_attn.k_proj.bias", kvd, 0) ||
+			 BIND(bv, "self_attn.v_proj.bias", kvd, 0)))
 			return -1;
 #undef BIND
 	}
@@ -375,7 +378,8 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 				kvd = (size_t) c->n_kv_heads * c->head_dim,
 				I = c->intermediate_size,
 				V = c->vocab_size;
-	size_t		per_layer = 2 * H + qd * H + qd + 2 * (kvd * H + kvd) + H * qd + 3 * I * H;
+	size_t		nb = c->attn_bias ? 1 : 0;	/* q/k/v biases */
+	size_t		per_layer = 2 * H + qd * H + qd * nb + 2 * (kvd * H + kvd * nb) + H * qd + 3 * I * H;
 	size_t		total = V * H + H + per_layer * c->n_layers + (c->tie_embeddings ? 0 : V * H);
 	size_t		bytes;
 	char	   *p;
@@ -421,11 +425,14 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 		NEW(w->attn_norm, H, 0, 1.0f, 0.0f);
 		NEW(w->ffn_norm, H, 0, 1.0f, 0.0f);
 		NEW(w->wq, qd, H, 0.0f, 0.02f);
-		NEW(w->bq, qd, 0, 0.0f, 0.02f);
+		if (nb)
+			NEW(w->bq, qd, 0, 0.0f, 0.02f);
 		NEW(w->wk, kvd, H, 0.0f, 0.02f);
-		NEW(w->bk, kvd, 0, 0.0f, 0.02f);
+		if (nb)
+			NEW(w->bk, kvd, 0, 0.0f, 0.02f);
 		NEW(w->wv, kvd, H, 0.0f, 0.02f);
-		NEW(w->bv, kvd, 0, 0.0f, 0.02f);
+		if (nb)
+			NEW(w->bv, kvd, 0, 0.0f, 0.02f);
 		NEW(w->wo, H, qd, 0.0f, 0.02f);
 		NEW(w->w_gate, I, H, 0.0f, 0.02f);
 		NEW(w->w_up, I, H, 0.0f, 0.02f);
@@ -439,16 +446,16 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 	m->weight_bytes = bytes;
 	snprintf(m->name, sizeof(m->name), "random-%dx%d", c->n_layers, c->hidden_size);
 	{
-		static const char *const presets[] = {"1.5b", "7b", "14b", "32b"};
+		static const char *const presets[] = {"1.5b", "7b", "14b", "32b", "llama-8b", "llama-70b"};
 
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 6; i++)
 		{
 			r1_config	p;
 
 			if (r1_config_preset(&p, presets[i], NULL) == 0 && p.vocab_size == c->vocab_size &&
 				p.hidden_size == c->hidden_size && p.intermediate_size == c->intermediate_size &&
 				p.n_layers == c->n_layers && p.n_heads == c->n_heads && p.n_kv_heads == c->n_kv_heads &&
-				p.head_dim == c->head_dim && p.tie_embeddings == c->tie_embeddings)
+				p.head_dim == c->head_dim && p.tie_embeddings == c->tie_embeddings && p.arch == c->arch)
 				snprintf(m->name, sizeof(m->name), "random-%s", presets[i]);
 		}
 	}

@@ -1,8 +1,13 @@
 /*
- * model_gguf.c - a Qwen2 model from a GGUF file, as llama.cpp's
+ * model_gguf.c - a Qwen2 or Llama model from a GGUF file, as llama.cpp's
  * convert_hf_to_gguf.py writes one (and Ollama stores it): hyper-parameters
- * from the "qwen2.*" metadata, tensors by llama.cpp's names, in the file's
- * types (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K), memory-mapped.
+ * from the "qwen2.*" / "llama.*" metadata, tensors by llama.cpp's names, in
+ * the file's types (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K), memory-mapped.
+ *
+ * A Llama's attn_q/attn_k rows are stored permuted for ggml's rope; they are
+ * copied back into Hugging Face's order here (a private copy of those two
+ * matrices per layer), so every backend runs one rope.  llama3 rope scaling
+ * comes as the rope_freqs tensor.
  */
 #include "model.h"
 
@@ -29,32 +34,40 @@ config_from_gguf(r1_config *c, const r1_gguf *g, const char *file, r1_error *err
 	double		f;
 	const r1_tensor *embd;
 
+	char		key[96];
+	const char *a;
+	const r1_tensor *rf;
+
 	memset(c, 0, sizeof(*c));
 	if (r1_gguf_get_str(g, "general.architecture", &arch, 1, err) != 0)
 		return -1;
-	if (arch.len == 5 && memcmp(arch.s, "llama", 5) == 0)
-		return r1_fail(err, "%s: architecture \"llama\" (DeepSeek-R1-Distill-Llama) is not supported yet: only \"qwen2\"", file);
-	if (arch.len != 5 || memcmp(arch.s, "qwen2", 5) != 0)
-		return r1_fail(err, "%s: architecture \"%.*s\" is not supported: only \"qwen2\" (DeepSeek-R1-Distill-Qwen)",
+	if (arch.len == 5 && memcmp(arch.s, "qwen2", 5) == 0)
+		c->arch = R1_ARCH_QWEN2;
+	else if (arch.len == 5 && memcmp(arch.s, "llama", 5) == 0)
+		c->arch = R1_ARCH_LLAMA;
+	else
+		return r1_fail(err, "%s: architecture \"%.*s\" is not supported: only \"qwen2\" and \"llama\" (DeepSeek-R1-Distill-Qwen and -Llama)",
 					   file, (int) (arch.len > 64 ? 64 : arch.len), arch.s);
-#define GET_INT(key, field, lo, hi) \
-	do { if (r1_gguf_get_int(g, key, lo, hi, &v, 1, err) != 0) return -1; (field) = (int) v; } while (0)
-	GET_INT("qwen2.block_count", c->n_layers, 1, 4096);
-	GET_INT("qwen2.embedding_length", c->hidden_size, 1, 1 << 20);
-	GET_INT("qwen2.feed_forward_length", c->intermediate_size, 1, 1 << 22);
-	GET_INT("qwen2.attention.head_count", c->n_heads, 1, 4096);
-	GET_INT("qwen2.context_length", c->max_position, 1, 1 << 24);
+	a = r1_arch_name(c->arch);
+#define KEY(suffix) (snprintf(key, sizeof(key), "%s.%s", a, suffix), key)
+#define GET_INT(suffix, field, lo, hi) \
+	do { if (r1_gguf_get_int(g, KEY(suffix), lo, hi, &v, 1, err) != 0) return -1; (field) = (int) v; } while (0)
+	GET_INT("block_count", c->n_layers, 1, 4096);
+	GET_INT("embedding_length", c->hidden_size, 1, 1 << 20);
+	GET_INT("feed_forward_length", c->intermediate_size, 1, 1 << 22);
+	GET_INT("attention.head_count", c->n_heads, 1, 4096);
+	GET_INT("context_length", c->max_position, 1, 1 << 24);
 #undef GET_INT
 	c->n_kv_heads = c->n_heads;
-	if (r1_gguf_get_int(g, "qwen2.attention.head_count_kv", 1, 4096, &v, 0, err) < 0)
+	if (r1_gguf_get_int(g, KEY("attention.head_count_kv"), 1, 4096, &v, 0, err) < 0)
 		return -1;
-	else if (r1_gguf_find_kv(g, "qwen2.attention.head_count_kv"))
+	else if (r1_gguf_find_kv(g, KEY("attention.head_count_kv")))
 		c->n_kv_heads = (int) v;
-	if (r1_gguf_get_float(g, "qwen2.attention.layer_norm_rms_epsilon", &f, 1, err) != 0)
+	if (r1_gguf_get_float(g, KEY("attention.layer_norm_rms_epsilon"), &f, 1, err) != 0)
 		return -1;
 	c->rms_norm_eps = (float) f;
 	c->rope_theta = 10000.0f;
-	switch (r1_gguf_get_float(g, "qwen2.rope.freq_base", &f, 0, err))
+	switch (r1_gguf_get_float(g, KEY("rope.freq_base"), &f, 0, err))
 	{
 		case -1:
 			return -1;
@@ -63,13 +76,24 @@ config_from_gguf(r1_config *c, const r1_gguf *g, const char *file, r1_error *err
 			break;
 	}
 	c->head_dim = c->hidden_size / c->n_heads;
-	if (r1_gguf_find_kv(g, "qwen2.attention.key_length"))
+	if (r1_gguf_find_kv(g, KEY("attention.key_length")))
 	{
-		if (r1_gguf_get_int(g, "qwen2.attention.key_length", 1, 1 << 16, &v, 1, err) != 0)
+		if (r1_gguf_get_int(g, KEY("attention.key_length"), 2, R1_MAX_HEAD_DIM, &v, 1, err) != 0)
 			return -1;
-		if (v != c->head_dim)
-			return r1_fail(err, "%s: qwen2.attention.key_length %lld differs from embedding_length / head_count = %d (not supported)",
-						   file, (long long) v, c->head_dim);
+		c->head_dim = (int) v;
+	}
+#undef KEY
+	/* Qwen2 has q/k/v biases; a Llama may (llama.cpp reads them if present) */
+	c->attn_bias = c->arch == R1_ARCH_QWEN2 || r1_gguf_find(g, "blk.0.attn_q.bias") != NULL;
+	rf = r1_gguf_find(g, "rope_freqs.weight");
+	if (rf)
+	{
+		if (rf->ndim != 1 || rf->shape[0] != c->head_dim / 2 || r1_dtype_is_quant(rf->dtype))
+			return r1_fail(err, "%s: tensor \"rope_freqs.weight\" must be a vector of %d F32/F16/BF16 values (head_dim / 2)",
+						   file, c->head_dim / 2);
+		for (int i = 0; i < c->head_dim / 2; i++)
+			c->rope_factor[i] = r1_tensor_get_f32(rf, (size_t) i);
+		c->rope_scaled = 1;
 	}
 	embd = r1_gguf_find(g, "token_embd.weight");
 	if (!embd || embd->ndim != 2)
@@ -120,6 +144,50 @@ bind(r1_model *m, r1_tensor *out, const char *name, int64_t d0, int64_t d1, r1_e
 	return 0;
 }
 
+/* copy t's rows (or a vector's elements) from llama.cpp's rope order into HF's, at dst */
+static void
+unpermute(r1_tensor *t, char *dst, int head_dim)
+{
+	int64_t		rows = t->shape[0];
+	size_t		row_bytes = t->nbytes / (size_t) rows;
+
+	for (int64_t g = 0; g < rows; g++)
+		memcpy(dst + (size_t) r1_gguf_llama_hf_row(g, head_dim) * row_bytes,
+			   (const char *) t->data + (size_t) g * row_bytes, row_bytes);
+	t->data = dst;
+}
+
+/* A Llama's attn_q/attn_k (and their biases) back in HF's order, in m->owned. */
+static int
+unpermute_qk(r1_model *m, r1_error *err)
+{
+	size_t		total = 0;
+	char	   *p;
+
+	for (int l = 0; l < m->cfg.n_layers; l++)
+	{
+		r1_layer_weights *w = &m->layers[l];
+
+		total += w->wq.nbytes + w->wk.nbytes + w->bq.nbytes + w->bk.nbytes;
+	}
+	m->owned = p = r1_malloc(total, err);
+	if (!p)
+		return -1;
+	for (int l = 0; l < m->cfg.n_layers; l++)
+	{
+		r1_layer_weights *w = &m->layers[l];
+		r1_tensor  *t[4] = {&w->wq, &w->wk, &w->bq, &w->bk};
+
+		for (int i = 0; i < 4; i++)
+			if (t[i]->data)
+			{
+				unpermute(t[i], p, m->cfg.head_dim);
+				p += t[i]->nbytes;
+			}
+	}
+	return 0;
+}
+
 int
 r1_model_load_gguf(r1_model *m, r1_error *err)
 {
@@ -167,11 +235,12 @@ r1_model_load_gguf(r1_model *m, r1_error *err)
 		 bind(m, &w->field, name, d0, d1, err))
 		if (BIND(attn_norm, "attn_norm.weight", H, 0) ||
 			BIND(wq, "attn_q.weight", qd, H) ||
-			BIND(bq, "attn_q.bias", qd, 0) ||
 			BIND(wk, "attn_k.weight", kvd, H) ||
-			BIND(bk, "attn_k.bias", kvd, 0) ||
 			BIND(wv, "attn_v.weight", kvd, H) ||
-			BIND(bv, "attn_v.bias", kvd, 0) ||
+			(c->attn_bias &&
+			 (BIND(bq, "attn_q.bias", qd, 0) ||
+			  BIND(bk, "attn_k.bias", kvd, 0) ||
+			  BIND(bv, "attn_v.bias", kvd, 0))) ||
 			BIND(wo, "attn_output.weight", H, qd) ||
 			BIND(ffn_norm, "ffn_norm.weight", H, 0) ||
 			BIND(w_gate, "ffn_gate.weight", I, H) ||
@@ -180,6 +249,8 @@ r1_model_load_gguf(r1_model *m, r1_error *err)
 			return -1;
 #undef BIND
 	}
+	if (c->arch == R1_ARCH_LLAMA && unpermute_qk(m, err) != 0)
+		return -1;
 	m->dtype = m->layers[0].w_gate.dtype;
 	snprintf(m->cfg.torch_dtype, sizeof(m->cfg.torch_dtype), "%s", r1_dtype_name(m->dtype));
 	return 0;

@@ -989,6 +989,9 @@ build_core(r1_tokenizer *tok, const r1_tok_def *def, r1_error *err)
 const char	r1_qwen2_split_regex[] =
 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+const char	r1_llama3_split_regex[] =
+"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
 static r1_tokenizer *
 tokenizer_new(r1_error *err)
 {

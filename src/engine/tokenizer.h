@@ -67,6 +67,9 @@ int			r1_tokenizer_create(r1_tokenizer **out, const r1_tok_def *def, r1_error *e
 /* The Qwen2 / DeepSeek-R1-Distill-Qwen pre-tokenizer split regex. */
 extern const char r1_qwen2_split_regex[];
 
+/* The Llama 3 / DeepSeek-R1-Distill-Llama one (digits in groups of up to 3). */
+extern const char r1_llama3_split_regex[];
+
 /* The GGUF loader (tokenizer_gguf.c). */
 int			r1_tokenizer_load_gguf(r1_tokenizer **out, const char *path, r1_error *err);
 void		r1_tokenizer_free(r1_tokenizer *tok);

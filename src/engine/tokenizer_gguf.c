@@ -1,10 +1,12 @@
 /*
  * tokenizer_gguf.c - the tokenizer stored in a GGUF file's metadata, as
- * llama.cpp's converter writes it for Qwen2 models:
+ * llama.cpp's converter writes it for Qwen2 and Llama 3 models:
  *
  *   tokenizer.ggml.model       "gpt2" (byte-level BPE)
  *   tokenizer.ggml.pre         "deepseek-r1-qwen" or "qwen2" (the Qwen2 split
- *                              regex; absent: the same)
+ *                              regex, NFC; absent: the same), "llama-bpe" or
+ *                              "llama3" (the Llama 3 regex, no normalizer,
+ *                              ignore_merges as Llama 3's tokenizer.json)
  *   tokenizer.ggml.tokens      [string] token i's byte-level string
  *   tokenizer.ggml.token_type  [int32] 1 normal, 2 unknown, 3 control (a
  *                              special added token), 4 user-defined (an added
@@ -54,6 +56,7 @@ r1_tokenizer_load_gguf(r1_tokenizer **out, const char *path, r1_error *err)
 	r1_tok_added *added = NULL;
 	r1_tok_def	def;
 	const char *split[1] = {r1_qwen2_split_regex};
+	int			llama3 = 0;
 	int64_t		v;
 	int			rc = -1;
 
@@ -81,13 +84,16 @@ r1_tokenizer_load_gguf(r1_tokenizer **out, const char *path, r1_error *err)
 		case -1:
 			goto out;
 		case 0:
-			if (!((pre.len == 16 && memcmp(pre.s, "deepseek-r1-qwen", 16) == 0) ||
-				  (pre.len == 5 && memcmp(pre.s, "qwen2", 5) == 0)))
+#define PRE_IS(lit) (pre.len == sizeof(lit) - 1 && memcmp(pre.s, lit, sizeof(lit) - 1) == 0)
+			if (PRE_IS("llama-bpe") || PRE_IS("llama3"))
+				llama3 = 1;
+			else if (!(PRE_IS("deepseek-r1-qwen") || PRE_IS("qwen2")))
 			{
-				r1_fail(err, "%s: tokenizer.ggml.pre \"%.*s\" is not supported (\"deepseek-r1-qwen\" or \"qwen2\")",
+				r1_fail(err, "%s: tokenizer.ggml.pre \"%.*s\" is not supported (\"deepseek-r1-qwen\", \"qwen2\" or \"llama-bpe\")",
 						file, (int) (pre.len > 64 ? 64 : pre.len), pre.s);
 				goto out;
 			}
+#undef PRE_IS
 			break;
 	}
 	if (r1_gguf_get_array(&g, "tokenizer.ggml.tokens", R1_GGUF_STRING, &tokens_kv, 1, err) != 0 ||
@@ -163,7 +169,10 @@ r1_tokenizer_load_gguf(r1_tokenizer **out, const char *path, r1_error *err)
 	def.merge_a = ma;
 	def.merge_b = mb;
 	def.n_merges = (size_t) merges_kv->n;
-	def.nfc = 1;
+	def.nfc = !llama3;
+	def.ignore_merges = llama3;
+	if (llama3)
+		split[0] = r1_llama3_split_regex;
 	def.split_regex = split;
 	def.n_split = 1;
 	if (r1_gguf_get_int(&g, "tokenizer.ggml.bos_token_id", 0, (int64_t) tokens_kv->n - 1, &v, 0, err) < 0)

@@ -30,7 +30,7 @@ static const char *usage_text =
 "             [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
 "             [--seed S] [--ignore-eos] [--device cpu|cuda|auto] [--threads N]\n"
 "             [--max-think-tokens N] [--batch-invariant]\n"
-"  bench      (--model DIR | --random-weights 1.5b|7b|14b|32b|CONFIG.json) [--device D]\n"
+"  bench      (--model DIR | --random-weights 1.5b|7b|14b|32b|llama-8b|llama-70b|CONFIG.json) [--device D]\n"
 "             [--batch N] [--prompt-len N] [--gen-len N] [--threads N] [--dtype bf16|f16|f32]\n"
 "             [--batch-invariant]\n"
 "  checksum   --model DIR                   checksum of the weight bytes (as r1_status() reports it)\n"

@@ -236,6 +236,27 @@ g = run_json("generate on the demo GGUF", "generate", "--model", os.path.join(tm
 ok(g and g["boxed"] == "42" and g["think"] == "Okay, six times seven equals forty-two."
    and g["finish_reason"] == "stop", "the demo model as Q8_0 GGUF: chat template, tokenizer and eos from the file", g)
 
+# DeepSeek-R1-Distill-Llama: the Llama architecture from safetensors and from a GGUF
+LT = f"{FIX}/llama-tiny"
+lg = json.load(open(f"{LT}/golden.json"))["cases"]
+g = run_json("generate on llama-tiny", "generate", "--model", LT, "--device", "cpu", "--raw",
+             "--ids", ",".join(map(str, lg[3]["input_ids"])), "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+ok(g and g["ids"] == lg[3]["greedy_ids"], "Llama (llama3 rope scaling, 200-token prompt): greedy ids match the golden", g)
+ids = run_json("tokenize with the Llama 3 regex", "tokenize", "--model", LT, "12345 1234")
+ok(ids == [11, 12, 13, 11, 4], "Llama 3 pre-tokenizer: digits in groups of three", ids)
+conv = run_json("convert llama-tiny to q8_0", "convert", "--model", LT, "--out", os.path.join(tmp, "ll.gguf"),
+                "--type", "q8_0")
+ok(conv and conv["tokenizer"] == LT, "convert a Llama with its tokenizer", conv)
+ids = run_json("tokenize with a Llama GGUF", "tokenize", "--model", os.path.join(tmp, "ll.gguf"), "12345 1234")
+ok(ids == [11, 12, 13, 11, 4], "the Llama GGUF keeps the Llama 3 pre-tokenizer (llama-bpe)", ids)
+g = run_json("generate on a Llama Q8_0 GGUF", "generate", "--model", os.path.join(tmp, "ll.gguf"), "--raw",
+             "--ids", "3", "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+q = json.load(open(f"{LT}/llama-tiny-q8_0.golden.json"))["cases"][0]
+ok(g and g["ids"] == q["greedy_ids"], "a Llama Q8_0 GGUF: greedy ids match tools/gguf_golden.py's", g)
+b = run_json("bench a llama shape", "bench", "--random-weights", f"{LT}/config.json", "--device", "cpu",
+             "--prompt-len", "16", "--gen-len", "4")
+ok(b and b["decode_steps"] == 3, "bench --random-weights takes a Llama config.json", b)
+
 shutil.rmtree(tmp)
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

@@ -20,6 +20,7 @@
 #include "quant.h"
 #include "sampler.h"
 #include "tap.h"
+#include "tokenizer.h"
 
 /*
  * float32 compute over the same dequantised weights as the float64 golden:
@@ -428,7 +429,8 @@ test_model_errors(void)
 
 	expect_model_fail(qwen2_meta("qwen2", 1), "required metadata \"qwen2.block_count\" is missing",
 					  "missing qwen2.block_count");
-	expect_model_fail(qwen2_meta("llama", 0), "\"llama\"", "a Llama GGUF: not supported yet");
+	expect_model_fail(qwen2_meta("llama", 0), "required metadata \"llama.block_count\" is missing",
+					  "a Llama GGUF reads llama.* keys");
 	expect_model_fail(qwen2_meta("gpt9", 0), "architecture \"gpt9\" is not supported", "unknown architecture");
 	expect_model_fail(qwen2_meta("qwen2", 0), "tensor \"output_norm.weight\" is missing", "a missing tensor");
 	w = qwen2_meta("qwen2", 0);
@@ -463,11 +465,16 @@ rel_err_d(const float *got, json_t *ref, int n)
 	return maxdiff / maxref;
 }
 
+#define GOLDEN_MAX_T 256
+
+/*
+ * The model at path (a .gguf or a checkpoint directory) against the float64
+ * golden gpath; want_a/want_b: matrix types expected in a quantised file
+ * (R1_DTYPE_OTHER: not quantised).
+ */
 static void
-check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
+check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype want_a, r1_dtype want_b)
 {
-	char		path[4096],
-				gpath[4096];
 	r1_model   *m;
 	r1_backend *be;
 	r1_error	err;
@@ -479,8 +486,6 @@ check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
 	int			vocab;
 	float	   *logits;
 
-	snprintf(path, sizeof(path), "%s/qwen2-tiny-gguf/%s.gguf", fixtures, name);
-	snprintf(gpath, sizeof(gpath), "%s/qwen2-tiny-gguf/%s.golden.json", fixtures, name);
 	root = json_load_file(gpath, 0, &jerr);
 	if (!ok(root != NULL, "%s: golden file", name))
 		return;
@@ -490,7 +495,9 @@ check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
 		json_decref(root);
 		return;
 	}
-	ok(m->quantized, "%s: quantised (CPU-only) model", name);
+	ok(m->quantized == (want_a != R1_DTYPE_OTHER), "%s: %squantised model", name,
+	   want_a != R1_DTYPE_OTHER ? "" : "not ");
+	if (want_a != R1_DTYPE_OTHER)
 	{
 		int			a = 0,
 					b = 0;
@@ -508,8 +515,8 @@ check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
 		ok(a > 0 && b > 0, "%s: matrices in %s and %s", name, r1_dtype_name(want_a), r1_dtype_name(want_b));
 	}
 	vocab = m->cfg.vocab_size;
-	logits = malloc(sizeof(float) * 64 * vocab);
-	if (r1_backend_cpu_create(&be, m, 1, 64, 0, &err) != 0)
+	logits = malloc(sizeof(float) * GOLDEN_MAX_T * vocab);
+	if (r1_backend_cpu_create(&be, m, 1, GOLDEN_MAX_T + 16, 0, &err) != 0)
 	{
 		ok(0, "%s: backend: %s", name, err.msg);
 		return;
@@ -521,7 +528,7 @@ check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
 				   *jlog = json_object_get(c, "logits"),
 				   *jg = json_object_get(c, "greedy_ids"),
 				   *jgl = json_object_get(c, "greedy_logits");
-		int32_t		ids[64];
+		int32_t		ids[GOLDEN_MAX_T];
 		int			n = (int) json_array_size(jids),
 					slot = 0,
 					pos = 0,
@@ -531,6 +538,8 @@ check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
 		r1_batch	b = {1, &slot, &pos, &n, ids, 1};
 		int32_t		next;
 
+		if (!ok(n >= 1 && n <= GOLDEN_MAX_T, "%s case %zu: %d ids", name, k, n))
+			continue;
 		for (int i = 0; i < n; i++)
 			ids[i] = (int32_t) json_integer_value(json_array_get(jids, i));
 		if (be->forward(be, &b, logits, &err) != 0)
@@ -582,6 +591,17 @@ check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
 	free(logits);
 	r1_model_free(m);
 	json_decref(root);
+}
+
+static void
+check_golden(const char *name, r1_dtype want_a, r1_dtype want_b)
+{
+	char		path[4096],
+				gpath[4096];
+
+	snprintf(path, sizeof(path), "%s/qwen2-tiny-gguf/%s.gguf", fixtures, name);
+	snprintf(gpath, sizeof(gpath), "%s/qwen2-tiny-gguf/%s.golden.json", fixtures, name);
+	check_golden_at(name, path, gpath, want_a, want_b);
 }
 
 /*
@@ -721,6 +741,85 @@ check_conversion(const char *type, const char *golden)
 	r1_model_free(m);
 }
 
+/*
+ * DeepSeek-R1-Distill-Llama's architecture: test/fixtures/llama-tiny (no
+ * biases, llama3 rope scaling; tools/llama_fixture.py, float64 golden) from
+ * its safetensors; converted to an F32 GGUF (attn_q/attn_k rows permuted for
+ * ggml's rope and back, the scaling as rope_freqs) against the same golden;
+ * and the committed Q8_0 GGUF against tools/gguf_golden.py's golden, which
+ * reads the file as llama.cpp would (permuted rows, rope on adjacent pairs).
+ */
+static void
+test_llama(void)
+{
+	char		dir[4096],
+				gpath[4096],
+				out[256];
+	r1_model   *m;
+	r1_error	err;
+
+	snprintf(dir, sizeof(dir), "%s/llama-tiny", fixtures);
+	snprintf(gpath, sizeof(gpath), "%s/llama-tiny/golden.json", fixtures);
+	check_golden_at("llama-tiny", dir, gpath, R1_DTYPE_OTHER, R1_DTYPE_OTHER);
+	snprintf(out, sizeof(out), "%s/llama-f32.gguf", tmp);
+	if (!ok(r1_model_load(&m, dir, &err) == 0 && r1_gguf_convert(m, dir, out, "f32", &err) == 0,
+			"convert llama-tiny (with its tokenizer) to an F32 GGUF"))
+	{
+		diag("%s", err.msg);
+		return;
+	}
+	r1_model_free(m);
+	if (ok(r1_model_load(&m, out, &err) == 0, "the Llama GGUF loads"))
+	{
+		ok(m->cfg.arch == R1_ARCH_LLAMA && !m->cfg.attn_bias && m->cfg.rope_scaled &&
+		   m->layers[0].bq.data == NULL && m->cfg.rope_theta == 500000.0f,
+		   "llama arch, no biases, rope_freqs read, rope_theta");
+		r1_model_free(m);
+	}
+	else
+		diag("%s", err.msg);
+	check_golden_at("llama-tiny f32 GGUF", out, gpath, R1_DTYPE_OTHER, R1_DTYPE_OTHER);
+	{
+		r1_tokenizer *tok;
+		int32_t    *ids = NULL;
+		size_t		n = 0;
+
+		/* the tokenizer went in as llama-bpe: the Llama 3 regex, digits by three */
+		if (ok(r1_tokenizer_load_gguf(&tok, out, &err) == 0, "the Llama GGUF's tokenizer loads"))
+		{
+			int			rc = r1_tokenizer_encode(tok, "12345", 5, &ids, &n, &err);
+
+			ok(rc == 0 && n == 2 && ids[0] == 11 && ids[1] == 12,
+			   "llama-bpe: \"12345\" is \"123\" \"45\" (%zu ids)", n);
+			free(ids);
+			r1_tokenizer_free(tok);
+		}
+		else
+			diag("%s", err.msg);
+	}
+	unlink(out);
+	snprintf(dir, sizeof(dir), "%s/llama-tiny/llama-tiny-q8_0.gguf", fixtures);
+	snprintf(gpath, sizeof(gpath), "%s/llama-tiny/llama-tiny-q8_0.golden.json", fixtures);
+	check_golden_at("llama-tiny-q8_0", dir, gpath, R1_Q8_0, R1_Q8_0);
+	{
+		/* rope_freqs of the wrong length */
+		r1_gguf_writer *w = r1_gguf_writer_new();
+		static float emb[4 * 32],
+					rf[3];
+
+		r1_gguf_w_str(w, "general.architecture", "llama");
+		r1_gguf_w_u32(w, "llama.block_count", 1);
+		r1_gguf_w_u32(w, "llama.context_length", 64);
+		r1_gguf_w_u32(w, "llama.embedding_length", 32);
+		r1_gguf_w_u32(w, "llama.feed_forward_length", 64);
+		r1_gguf_w_u32(w, "llama.attention.head_count", 2);
+		r1_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+		r1_gguf_w_tensor(w, "token_embd.weight", R1_F32, 2, (int64_t[]) {4, 32}, emb, sizeof(emb));
+		r1_gguf_w_tensor(w, "rope_freqs.weight", R1_F32, 1, (int64_t[]) {3}, rf, sizeof(rf));
+		expect_model_fail(w, "\"rope_freqs.weight\" must be a vector of 8", "rope_freqs of the wrong length");
+	}
+}
+
 static void
 cleanup(void)
 {
@@ -755,6 +854,7 @@ main(void)
 	check_golden("w256-q5_k", R1_Q5_K, R1_Q5_K);
 	check_conversion("f32", "golden.safetensors");
 	check_conversion("bf16", "golden-bf16.safetensors");
+	test_llama();
 	cleanup();
 	return done_testing();
 }

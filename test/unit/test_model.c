@@ -4,6 +4,7 @@
  * index, bf16, rope_parameters, tied embeddings), random weights, and one
  * test per malformed input, each expecting the clear one-line error.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -327,14 +328,14 @@ main(void)
 	/* config.json problems */
 	d = new_dir("\"hidden_size\": 64", "\"hidden_size\": 128", "model.safetensors");
 	expect_fail(d, "shape [512, 64], config.json wants [512, 128]", "shape mismatch names file, tensor and shapes");
-	d = new_dir("Qwen2ForCausalLM", "LlamaForCausalLM", "model.safetensors");
-	expect_fail(d, "unknown architecture LlamaForCausalLM", "unknown architecture");
+	d = new_dir("Qwen2ForCausalLM", "MistralForCausalLM", "model.safetensors");
+	expect_fail(d, "unknown architecture MistralForCausalLM", "unknown architecture");
 	d = new_dir("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "model.safetensors");
 	expect_fail(d, "not a multiple", "heads that do not divide");
 	d = new_dir("\"vocab_size\": 512", "\"vocab_size\": 512,,", "model.safetensors");
 	expect_fail(d, "config.json: invalid JSON at line", "config.json with bad JSON");
 	d = new_dir("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}", "model.safetensors");
-	expect_fail(d, "rope_scaling is not supported", "rope scaling rejected");
+	expect_fail(d, "rope scaling type \"yarn\" is not supported", "rope scaling rejected");
 	snprintf(path, sizeof(path), "%s/nowhere", tmp);
 	expect_fail(path, "config.json: cannot open", "missing directory");
 	d = new_dir(NULL, NULL, NULL);
@@ -457,14 +458,70 @@ main(void)
 		else
 			diag("%s", err.msg);
 		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\"}}";
-		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "c.json: rope_scaling is not supported",
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err,
+				   "c.json: rope scaling type \"yarn\" is not supported (default and llama3 are)",
 				   "yarn rope_scaling rejected");
 		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE ", \"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 5e5}}";
-		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "rope_type \"llama3\" is not supported",
-				   "llama3 rope_parameters rejected");
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err,
+				   "c.json: rope_scaling needs a positive number \"factor\"",
+				   "llama3 rope_parameters without its factors rejected");
+		/* Llama: no biases unless attention_bias, llama3 rope scaling */
+		j = "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_theta\": 500000.0, "
+			"\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+			"\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}}";
+		if (ok(r1_config_parse(&cfg, j, strlen(j), "c.json", &err) == 0, "LlamaForCausalLM with llama3 rope scaling"))
+		{
+			/* head_dim 32: wavelengths 2 pi 500000^(2i/32) for i = 0..15 */
+			int			hi = 0,
+						mid = 0,
+						lo = 0;
+
+			ok(cfg.arch == R1_ARCH_LLAMA && !cfg.attn_bias && cfg.rope_scaled, "llama, no biases, scaled");
+			is_str(r1_arch_name(cfg.arch), "llama", "arch name");
+			for (int i = 0; i < 16; i++)
+			{
+				double		wl = 2 * M_PI * pow(500000.0, i / 16.0);
+
+				if (wl < 2048)
+					hi += cfg.rope_factor[i] == 1.0;
+				else if (wl > 8192)
+					lo += cfg.rope_factor[i] == 8.0;
+				else
+					mid += cfg.rope_factor[i] > 1.0 && cfg.rope_factor[i] < 8.0;
+			}
+			/* i < 7: wl < 2048 (i = 6: 2 pi 500000^0.375 = 860); i = 7: 1950; i = 8: 4443 (smoothed); i >= 9 */
+			ok(hi == 8 && mid == 1 && lo == 7, "llama3: 8 frequencies kept, 1 smoothed, 7 divided by 8 (%d %d %d)", hi, mid, lo);
+			{
+				double		wl = 2 * M_PI * pow(500000.0, 0.5);
+				double		smooth = (8192 / wl - 1.0) / 3.0;
+				double		want = (1 - smooth) / 8.0 / pow(500000.0, 0.5) + smooth / pow(500000.0, 0.5);
+
+				ok(fabs(r1_rope_inv_freq(&cfg, 8) - want) < 1e-15 * want,
+				   "the smoothed frequency is transformers' (%.17g vs %.17g)", r1_rope_inv_freq(&cfg, 8), want);
+			}
+			ok(r1_rope_inv_freq(&cfg, 0) == 1.0 && fabs(r1_rope_inv_freq(&cfg, 15) - pow(500000.0, -15 / 16.0) / 8) < 1e-20,
+			   "kept and divided frequencies");
+		}
+		else
+			diag("%s", err.msg);
+		j = "{\"model_type\": \"llama\", " BASE ", \"attention_bias\": true}";
+		if (ok(r1_config_parse(&cfg, j, strlen(j), "c.json", &err) == 0, "model_type llama with attention_bias"))
+			ok(cfg.arch == R1_ARCH_LLAMA && cfg.attn_bias && !cfg.rope_scaled, "llama with biases, unscaled");
+		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], " BASE "}";
+		if (ok(r1_config_parse(&cfg, j, strlen(j), "c.json", &err) == 0, "qwen2"))
+			ok(cfg.arch == R1_ARCH_QWEN2 && cfg.attn_bias && !cfg.rope_scaled, "qwen2 always has biases");
+		j = "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"mlp_bias\": true}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "mlp_bias is not supported", "mlp_bias rejected");
+		j = "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"hidden_act\": \"gelu\"}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "hidden_act \"gelu\" is not supported",
+				   "gelu rejected");
+		j = "{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"rope_scaling\": {\"rope_type\": \"llama3\", "
+			"\"factor\": 8.0, \"low_freq_factor\": 4.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}}";
+		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err, "high_freq_factor 4 must exceed low_freq_factor 4",
+				   "llama3 with equal factors rejected");
 		j = "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": \"mistral\", " BASE "}";
 		fails_with(r1_config_parse(&cfg, j, strlen(j), "c.json", &err), err,
-				   "unknown architecture MistralForCausalLM: r1_pg supports Qwen2ForCausalLM (DeepSeek-R1-Distill-Qwen)",
+				   "unknown architecture MistralForCausalLM: r1_pg supports Qwen2ForCausalLM and LlamaForCausalLM",
 				   "unknown architecture message");
 		j = "{\"architectures\": [\"Qwen2ForCausalLM\"], \"vocab_size\": 1000, \"hidden_size\": 256, "
 			"\"num_hidden_layers\": 2, \"num_attention_heads\": 8}";

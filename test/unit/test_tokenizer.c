@@ -397,6 +397,64 @@ test_tiny(void)
 	}
 }
 
+/*
+ * Llama 3's pre-tokenizer (DeepSeek-R1-Distill-Llama's tokenizer.json):
+ * Sequence of a Split on the Llama 3 regex (digits in groups of up to three)
+ * and ByteLevel without its regex; no normalizer.
+ */
+static const char *llama3_fmt =
+"{\"normalizer\": null,"
+" \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
+"  {\"type\": \"Split\", \"pattern\": {\"Regex\": %s}, \"behavior\": \"Isolated\", \"invert\": false},"
+"  {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]},"
+" \"decoder\": {\"type\": \"ByteLevel\"}, \"added_tokens\": [],"
+" \"model\": {\"type\": \"BPE\", \"ignore_merges\": true,"
+"  \"vocab\": {\"0\": 0, \"1\": 1, \"2\": 2, \"3\": 3, \"4\": 4, \"5\": 5, \"6\": 6, \"7\": 7, \"8\": 8,"
+"   \"9\": 9, \"12\": 10, \"123\": 11, \"45\": 12, \"\u0120\": 13, \"e\": 14, \"\u00cc\": 15, \"\u0123\": 16,"
+"   \"\u00c3\": 17, \"\u00a9\": 18},"
+"  \"merges\": [\"1 2\", \"12 3\", \"4 5\"]}}";
+
+static void
+test_llama3(void)
+{
+	char		dir[PATH_MAX],
+				json[4096],
+				re[512];
+	r1_error	err = {{0}};
+	r1_tokenizer *t = NULL;
+	json_t	   *js = json_string(r1_llama3_split_regex);
+	char	   *quoted = json_dumps(js, JSON_ENCODE_ANY);
+
+	snprintf(re, sizeof(re), "%s", quoted);
+	free(quoted);
+	json_decref(js);
+	make_dir(dir, "llama3");
+	snprintf(json, sizeof(json), llama3_fmt, re);
+	write_file(dir, "tokenizer.json", json);
+	write_file(dir, "tokenizer_config.json", "{}");
+	if (!ok(r1_tokenizer_load(&t, dir, &err) == 0, "a Llama 3 tokenizer.json loads"))
+	{
+		diag("  %s", err.msg);
+		return;
+	}
+	{
+		/* "12345": Llama 3 splits "123" | "45" (Qwen2 would split every digit) */
+		static const int32_t digits[] = {11, 12};
+		/* "1234 5": "123" | "4" | " " | "5" */
+		static const int32_t spaced[] = {11, 4, 13, 5};
+		/* no normalizer: e + U+0301 stays decomposed (e, 0xCC, 0x81) */
+		static const int32_t decomposed[] = {14, 15, 16};
+		/* and a composed e-acute stays composed (0xC3 0xA9) */
+		static const int32_t composed[] = {17, 18};
+
+		check_encode(t, "12345", digits, 2, "llama3: digits in groups of three");
+		check_encode(t, "1234 5", spaced, 4, "llama3: a group of three, then one");
+		check_encode(t, "e\xcc\x81", decomposed, 3, "llama3: no NFC normalizer");
+		check_encode(t, "\xc3\xa9", composed, 2, "llama3: composed stays composed");
+	}
+	r1_tokenizer_free(t);
+}
+
 static void
 test_stream(const r1_tokenizer *tok)
 {
@@ -586,6 +644,7 @@ main(void)
 	test_chat_and_lookups(tok);
 	test_errors(tok);
 	test_tiny();
+	test_llama3();
 	test_stream(tok);
 	test_threads(tok);
 	test_large(tok);
