@@ -64,7 +64,8 @@ CREATE TYPE r1.engine_status AS (
 	uptime interval,
 	ready_since timestamptz,
 	note text,
-	weights_checksum text
+	weights_checksum text,
+	preemptions bigint
 );
 COMMENT ON TYPE r1.engine_status IS 'result of r1_status()';
 

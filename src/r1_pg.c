@@ -25,6 +25,7 @@ int			r1_max_seqs = 16;
 int			r1_max_queued = 1024;
 int			r1_max_ctx = 0;
 double		r1_gpu_memory_fraction = 0.9;
+int			r1_kv_memory = 0;
 int			r1_max_tokens_default = 32768;
 int			r1_queue_timeout = 30000;
 char	   *r1_engine_path = NULL;
@@ -116,6 +117,16 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.kv_memory",
+							"Most memory the CPU backend's KV cache may take (0 = no limit).",
+							"When the cache is full, sequences wait, and the youngest is preempted and recomputed "
+							"later; a sequence that cannot fit even alone fails. Changing it restarts the engine.",
+							&r1_kv_memory,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("r1.max_tokens_default",
 							"Tokens generated at most when r1_reason() is given no max_tokens.",

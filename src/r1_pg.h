@@ -23,6 +23,7 @@ extern int	r1_max_seqs;
 extern int	r1_max_queued;
 extern int	r1_max_ctx;
 extern double r1_gpu_memory_fraction;
+extern int	r1_kv_memory;
 extern int	r1_max_tokens_default;
 extern int	r1_queue_timeout;
 extern char *r1_engine_path;

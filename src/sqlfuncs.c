@@ -303,8 +303,8 @@ pg_r1_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc = r1_result_tupdesc(fcinfo);
 	R1Shared	snap;
 	Jsonb	   *st = NULL;
-	Datum		values[18];
-	bool		nulls[18];
+	Datum		values[19];
+	bool		nulls[19];
 	int			i = 0;
 
 	memset(nulls, 0, sizeof(nulls));
@@ -366,6 +366,9 @@ pg_r1_status(PG_FUNCTION_ARGS)
 		nulls[i] = checksum == NULL;
 		values[i++] = PointerGetDatum(checksum);
 	}
+	/* sequences preempted (and recomputed) because the KV cache was full */
+	nulls[i] = st == NULL;
+	values[i++] = Int64GetDatum(st ? r1_json_int(st, "preemptions") : 0);
 #undef R1_TEXT
 	Assert(i == lengthof(values));
 

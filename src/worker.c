@@ -61,6 +61,7 @@ typedef struct R1HostConfig
 	int			max_queued;
 	int			max_ctx;
 	double		gpu_memory_fraction;
+	int			kv_memory;		/* MB, 0 = no limit (CPU) */
 	bool		batch_invariant;
 } R1HostConfig;
 
@@ -111,6 +112,7 @@ r1_config_read(R1HostConfig *c)
 	c->max_queued = r1_max_queued;
 	c->max_ctx = r1_max_ctx;
 	c->gpu_memory_fraction = r1_gpu_memory_fraction;
+	c->kv_memory = r1_kv_memory;
 	c->batch_invariant = r1_batch_invariant;
 }
 
@@ -204,6 +206,7 @@ r1_host_start(void)
 				max_seqs[16],
 				max_queued[16],
 				max_ctx[16],
+				kv_memory[16],
 				gpu[32];
 	char	   *argv[32];
 	int			n = 0;
@@ -218,6 +221,7 @@ r1_host_start(void)
 	snprintf(max_queued, sizeof(max_queued), "%d", r1_config.max_queued);
 	snprintf(max_ctx, sizeof(max_ctx), "%d", r1_config.max_ctx);
 	snprintf(gpu, sizeof(gpu), "%g", r1_config.gpu_memory_fraction);
+	snprintf(kv_memory, sizeof(kv_memory), "%d", r1_config.kv_memory);
 
 	/* argv[0] "r1": the host's command line reads "r1 serve ..." */
 	argv[n++] = "r1";
@@ -238,6 +242,8 @@ r1_host_start(void)
 	argv[n++] = max_ctx;
 	argv[n++] = "--gpu-memory-fraction";
 	argv[n++] = gpu;
+	argv[n++] = "--kv-memory";
+	argv[n++] = kv_memory;
 	if (r1_config.batch_invariant)
 		argv[n++] = "--batch-invariant";
 	argv[n++] = "--status-fd";

@@ -42,11 +42,24 @@ struct r1_backend
 	int			batch_invariant;
 
 	/*
+	 * CPU backend: most bytes its KV cache may hold (0: no limit but the
+	 * machine's).  The CUDA backend's pool is fixed at create time.
+	 */
+	size_t		max_kv_bytes;
+
+	/*
 	 * Run the batch: append its tokens' keys and values to the slots' caches
 	 * at the given positions (positions before pos must already be cached),
 	 * and write float32 logits [rows, vocab] to logits (host memory).
 	 */
 	int			(*forward) (r1_backend *b, const r1_batch *batch, float *logits, r1_error *err);
+	/*
+	 * Would the KV cache hold positions [0, ends[i]) of every slots[i] (n
+	 * distinct slots) if that batch ran now?  1 yes, 0 no.  The scheduler asks
+	 * before each step, so a full cache makes sequences wait (or be
+	 * preempted) instead of failing a forward.
+	 */
+	int			(*kv_fits) (r1_backend *b, int n, const int *slots, const int *ends);
 	/* Forget a slot's cache (the slot will be reused from position 0). */
 	void		(*release_slot) (r1_backend *b, int slot);
 	/* Bytes of memory the backend holds (weights copies, KV cache, scratch). */

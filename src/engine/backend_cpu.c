@@ -374,20 +374,52 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 	return 0;
 }
 
+/* the capacity a slot of capacity cap grows to for positions [0, need) */
+static int
+grown_cap(int cap, int need, int max_ctx)
+{
+	int			c = cap ? cap : 256;
+
+	if (need <= cap)
+		return cap;
+	while (c < need)
+		c *= 2;
+	return c > max_ctx ? max_ctx : c;
+}
+
+static size_t
+cap_bytes(const r1_config *c, int cap)
+{
+	return (size_t) cap * c->n_kv_heads * c->head_dim * 2 * c->n_layers * sizeof(float);
+}
+
+static int
+cpu_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
+{
+	cpu_state  *st = b->impl;
+	size_t		more = 0;
+
+	if (b->max_kv_bytes == 0)
+		return 1;
+	for (int i = 0; i < n; i++)
+	{
+		const cpu_slot *s = &st->slots[slots[i]];
+
+		more += cap_bytes(st->cfg, grown_cap(s->cap, ends[i], b->max_ctx)) - cap_bytes(st->cfg, s->cap);
+	}
+	return st->kv_bytes + more <= b->max_kv_bytes;
+}
+
 /* make room for positions [0, need) in a slot's cache */
 static int
 grow_slot(cpu_state *st, cpu_slot *s, int need, int max_ctx, r1_error *err)
 {
 	const r1_config *c = st->cfg;
 	size_t		kvd = (size_t) c->n_kv_heads * c->head_dim;
-	int			cap = s->cap ? s->cap : 256;
+	int			cap = grown_cap(s->cap, need, max_ctx);
 
 	if (need <= s->cap)
 		return 0;
-	while (cap < need)
-		cap *= 2;
-	if (cap > max_ctx)
-		cap = max_ctx;
 	if (!s->k)
 	{
 		s->k = calloc(c->n_layers, sizeof(float *));
@@ -532,10 +564,23 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 
 	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
 		return -1;
-	tok_seq = malloc(sizeof(int) * T * 2);
+	tok_seq = malloc(sizeof(int) * (T * 2 + batch->n_seqs));
 	if (!tok_seq)
 		return r1_fail(err, "out of memory");
 	tok_pos = tok_seq + T;
+	if (b->max_kv_bytes)
+	{
+		int		   *ends = tok_pos + T;
+
+		for (int s = 0; s < batch->n_seqs; s++)
+			ends[s] = batch->pos[s] + batch->n_tokens[s];
+		if (!cpu_kv_fits(b, batch->n_seqs, batch->slot, ends))
+		{
+			free(tok_seq);
+			return r1_fail(err, "KV cache full: the batch would take the cache past its limit of %zu MB (%zu MB in use)",
+						   b->max_kv_bytes >> 20, st->kv_bytes >> 20);
+		}
+	}
 	for (int s = 0, t = 0; s < batch->n_seqs; s++)
 	{
 		if (grow_slot(st, &st->slots[batch->slot[s]], batch->pos[s] + batch->n_tokens[s],
@@ -695,6 +740,7 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	b->max_ctx = max_ctx;
 	b->forward = cpu_forward;
 	b->release_slot = cpu_release_slot;
+	b->kv_fits = cpu_kv_fits;
 	b->memory_used = cpu_memory_used;
 	b->destroy = cpu_destroy;
 	st->cfg = c;

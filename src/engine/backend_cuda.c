@@ -699,6 +699,15 @@ cuda_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 	return 0;
 }
 
+static int
+cuda_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
+{
+	cuda_state *st = b->impl;
+	long		need = r1_kv_alloc_need(&st->alloc, n, slots, ends);
+
+	return need >= 0 && need <= st->alloc.n_free;
+}
+
 static void
 cuda_release_slot(r1_backend *b, int slot)
 {
@@ -884,6 +893,7 @@ r1_backend_cuda_create(r1_backend **out, const r1_model *m, int max_slots, int m
 	b->max_ctx = max_ctx;
 	b->forward = cuda_forward;
 	b->release_slot = cuda_release_slot;
+	b->kv_fits = cuda_kv_fits;
 	b->memory_used = cuda_memory_used;
 	b->destroy = cuda_destroy;
 	st->cfg = c;

@@ -106,6 +106,26 @@ r1_kv_alloc_reserve(r1_kv_alloc *a, int n, const int *slots, const int *ends,
 	return 0;
 }
 
+long
+r1_kv_alloc_need(const r1_kv_alloc *a, int n, const int *slots, const int *ends)
+{
+	long		need = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int			s = slots[i];
+
+		if (s < 0 || s >= a->max_slots || ends[i] < 0 || ends[i] > a->max_ctx)
+			return -1;
+		for (int j = 0; j < i; j++)
+			if (slots[j] == s)
+				return -1;
+		if (r1_kv_blocks_for(ends[i]) > a->n_slot_blocks[s])
+			need += r1_kv_blocks_for(ends[i]) - a->n_slot_blocks[s];
+	}
+	return need;
+}
+
 void
 r1_kv_alloc_release(r1_kv_alloc *a, int slot)
 {

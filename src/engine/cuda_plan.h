@@ -125,6 +125,13 @@ r1_kv_blocks_for(int n_positions)
 int			r1_kv_alloc_reserve(r1_kv_alloc *a, int n, const int *slots, const int *ends,
 								r1_kv_update *updates, int *n_updates, r1_error *err);
 
+/*
+ * Blocks that r1_kv_alloc_reserve would take for this batch (0 when every
+ * slot already has room); -1 when an entry is invalid (slot or end out of
+ * range, a slot twice).
+ */
+long		r1_kv_alloc_need(const r1_kv_alloc *a, int n, const int *slots, const int *ends);
+
 /* Return a slot's blocks to the pool (the slot restarts at position 0). */
 void		r1_kv_alloc_release(r1_kv_alloc *a, int slot);
 

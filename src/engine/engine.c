@@ -7,6 +7,14 @@
  * chunk or its last sampled token, run the backend once, and sample.  Prompt
  * tokens per step are capped (prefill_chunk), so a long prompt is spread over
  * several steps while the others keep decoding.
+ *
+ * A full KV cache never fails a step: a sequence whose next tokens do not fit
+ * waits for the step in which they do; when no sequence fits, the youngest
+ * running one is preempted (its cache freed, itself put first in the queue)
+ * and later recomputes its prompt and generated tokens before it samples
+ * again, at the same positions with the same seeds.  Only a sequence that
+ * cannot fit even alone fails, with a message that says which setting to
+ * change.
  */
 #include "engine.h"
 #include "gguf.h"
@@ -79,6 +87,7 @@ struct r1_engine
 	/* per-step buffers */
 	int		   *b_slot,
 			   *b_pos,
+			   *b_end,
 			   *b_n;
 	req		  **b_req;
 	int32_t    *b_tokens;
@@ -210,15 +219,17 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 						  e->note, sizeof(e->note), err) != 0)
 		goto fail;
 	e->be->batch_invariant = e->opts.batch_invariant ? 1 : 0;
+	e->be->max_kv_bytes = e->opts.kv_memory_bytes;
 
 	e->running = calloc(e->opts.max_seqs, sizeof(req *));
 	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_pos = calloc(e->opts.max_seqs, sizeof(int));
+	e->b_end = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_n = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_req = calloc(e->opts.max_seqs, sizeof(req *));
 	e->logits = malloc(sizeof(float) * (size_t) e->opts.max_seqs * vocab);
 	e->sample_scratch = malloc(r1_sampler_scratch_size(vocab));
-	if (!e->running || !e->b_slot || !e->b_pos || !e->b_n || !e->b_req || !e->logits ||
+	if (!e->running || !e->b_slot || !e->b_pos || !e->b_end || !e->b_n || !e->b_req || !e->logits ||
 		!e->sample_scratch)
 	{
 		r1_fail(err, "out of memory creating the engine");
@@ -270,6 +281,7 @@ r1_engine_close(r1_engine *e)
 	free(e->running);
 	free(e->b_slot);
 	free(e->b_pos);
+	free(e->b_end);
 	free(e->b_n);
 	free(e->b_req);
 	free(e->b_tokens);
@@ -539,6 +551,59 @@ append_token(r1_engine *e, req *r, int32_t id, r1_error *err)
 	return 0;
 }
 
+/* the token at position p of a request's sequence: prompt, then generated */
+static inline int32_t
+seq_token(const req *r, int p)
+{
+	return p < r->n_prompt ? r->prompt[p] : r->out[p - r->n_prompt];
+}
+
+/*
+ * Positions that must be cached before the request samples again: the
+ * prompt, then every generated token (the last one is fed in the step that
+ * samples the next).  A preempted request restarts at n_past 0 and catches
+ * up through prefill chunks.
+ */
+static inline int
+seq_target(const req *r)
+{
+	return r->n_prompt + r->n_out;
+}
+
+/* the youngest running request (the highest id), holding cache if holding */
+static req *
+youngest_running(r1_engine *e, int holding)
+{
+	req		   *y = NULL;
+
+	for (int slot = 0; slot < e->opts.max_seqs; slot++)
+	{
+		req		   *r = e->running[slot];
+
+		if (r && (!holding || r->n_past > 0) && (!y || r->id > y->id))
+			y = r;
+	}
+	return y;
+}
+
+/* free r's KV cache and put it first in the queue, to recompute when it fits */
+static void
+preempt(r1_engine *e, req *r)
+{
+	e->running[r->slot] = NULL;
+	e->be->release_slot(e->be, r->slot);
+	r->slot = -1;
+	r->n_past = 0;
+	e->n_running--;
+	r->state = REQ_WAITING;
+	r->next = e->wait_head;
+	e->wait_head = r;
+	if (!e->wait_tail)
+		e->wait_tail = r;
+	e->n_waiting++;
+	e->stats.preemptions++;
+}
+
 int
 r1_engine_step(r1_engine *e, r1_error *err)
 {
@@ -551,26 +616,36 @@ r1_engine_step(r1_engine *e, r1_error *err)
 	if (e->n_running == 0)
 		return 0;
 
-	/* gather: decode tokens first, then prompt chunks within the budget */
+	/*
+	 * gather: decode tokens first, then prompt (or recompute) chunks within
+	 * the budget; a sequence whose tokens the KV cache cannot take now waits
+	 */
 	for (int pass = 0; pass < 2; pass++)
 		for (int slot = 0; slot < e->opts.max_seqs; slot++)
 		{
 			req		   *r = e->running[slot];
-			int			take;
+			int			pending,
+						take;
 
 			if (!r)
 				continue;
-			if (pass == 0 && r->n_past >= r->n_prompt)
+			pending = seq_target(r) - r->n_past;
+			if (pass == 0 && pending == 1 && r->n_out > 0)
 				take = 1;
-			else if (pass == 1 && r->n_past < r->n_prompt && prefill_budget > 0)
+			else if (pass == 1 && !(pending == 1 && r->n_out > 0) && prefill_budget > 0)
 			{
-				take = r->n_prompt - r->n_past;
+				take = pending;
 				if (take > prefill_budget)
 					take = prefill_budget;
-				prefill_budget -= take;
 			}
 			else
 				continue;
+			e->b_slot[n] = slot;
+			e->b_end[n] = r->n_past + take;
+			if (!e->be->kv_fits(e->be, n + 1, e->b_slot, e->b_end))
+				continue;		/* waits for room */
+			if (pass == 1)
+				prefill_budget -= take;
 			if (T + take > e->b_tokens_cap)
 			{
 				int			ncap = (T + take) * 2;
@@ -581,17 +656,35 @@ r1_engine_step(r1_engine *e, r1_error *err)
 				e->b_tokens = p;
 				e->b_tokens_cap = ncap;
 			}
-			if (r->n_past >= r->n_prompt)
-				e->b_tokens[T] = r->out[r->n_out - 1];
-			else
-				memcpy(e->b_tokens + T, r->prompt + r->n_past, sizeof(int32_t) * take);
-			e->b_slot[n] = slot;
+			for (int i = 0; i < take; i++)
+				e->b_tokens[T + i] = seq_token(r, r->n_past + i);
 			e->b_pos[n] = r->n_past;
 			e->b_n[n] = take;
 			e->b_req[n] = r;
 			T += take;
 			n++;
 		}
+	/*
+	 * Nothing fits: give the youngest holder's cache back to the others; when
+	 * no other sequence holds cache, the youngest cannot fit at all and fails.
+	 */
+	if (n == 0)
+	{
+		req		   *y = youngest_running(e, 1);
+
+		if (y && e->n_running > 1)
+			preempt(e, y);
+		else
+		{
+			y = y ? y : youngest_running(e, 0);
+			snprintf(y->error, sizeof(y->error),
+					 "the KV cache cannot hold this sequence (%d positions) even alone: "
+					 "raise r1.kv_memory (CPU) or r1.gpu_memory_fraction (CUDA), or lower max_tokens",
+					 seq_target(y));
+			finish_running(e, y, "error");
+		}
+		return 0;
+	}
 
 	{
 		r1_batch	batch = {n, e->b_slot, e->b_pos, e->b_n, e->b_tokens, 0};
@@ -616,11 +709,9 @@ r1_engine_step(r1_engine *e, r1_error *err)
 
 		r->n_past += e->b_n[i];
 		if (was_prefill)
-		{
 			e->stats.prompt_tokens += e->b_n[i];
-			if (r->n_past < r->n_prompt)
-				continue;		/* more prompt to go: this row's logits are unused */
-		}
+		if (r->n_past < seq_target(r))
+			continue;			/* more prompt to go: this row's logits are unused */
 		/* the position of the token being chosen keys its random draw */
 		next = r1_sample(row, e->sample_vocab, &r->sp,
 						 (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);

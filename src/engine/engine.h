@@ -34,6 +34,7 @@ typedef struct r1_engine_opts
 	double		gpu_memory_fraction;	/* CUDA KV pool share of free memory (default 0.9) */
 	int			batch_invariant;	/* 1: a request's tokens do not depend on the rest of
 									 * the batch (bitwise; see backend.h); default 0 */
+	size_t		kv_memory_bytes;	/* CPU: most bytes of KV cache, 0 = no limit */
 } r1_engine_opts;
 
 void		r1_engine_opts_defaults(r1_engine_opts *o);
@@ -87,6 +88,7 @@ typedef struct r1_engine_stats
 	uint64_t	tokens_generated;
 	uint64_t	prompt_tokens;
 	uint64_t	requests_done;
+	uint64_t	preemptions;	/* sequences sent back to wait for a full KV cache */
 	size_t		memory_used;	/* backend bytes */
 	size_t		weight_bytes;
 } r1_engine_stats;

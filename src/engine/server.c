@@ -299,6 +299,7 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "tokens_generated", json_integer((json_int_t) st.tokens_generated));
 	json_object_set_new(o, "prompt_tokens", json_integer((json_int_t) st.prompt_tokens));
 	json_object_set_new(o, "requests_done", json_integer((json_int_t) st.requests_done));
+	json_object_set_new(o, "preemptions", json_integer((json_int_t) st.preemptions));
 	json_object_set_new(o, "memory_used", json_integer((json_int_t) st.memory_used));
 	json_object_set_new(o, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
 	json_object_set_new(o, "clients", json_integer(srv->n_clients));
@@ -886,6 +887,7 @@ r1_serve_usage(FILE *f)
 			"  --max-queued N           requests queued or running\n"
 			"  --max-ctx N              positions per sequence, 0 = model's\n"
 			"  --gpu-memory-fraction F  KV cache share of free GPU memory\n"
+			"  --kv-memory MB           most KV cache on the CPU, 0 = no limit\n"
 			"  --batch-invariant        results bitwise independent of the batch (no value)\n"
 			"  --max-clients N          open connections (default 4096)\n"
 			"  --status-fd N            write state lines for a supervisor to fd N\n");
@@ -958,6 +960,8 @@ r1_serve_main(int argc, char **argv)
 			opts.max_ctx = atoi(v);
 		else if (strcmp(a, "--gpu-memory-fraction") == 0)
 			opts.gpu_memory_fraction = atof(v);
+		else if (strcmp(a, "--kv-memory") == 0)
+			opts.kv_memory_bytes = (size_t) strtoull(v, NULL, 10) << 20;
 		else if (strcmp(a, "--max-clients") == 0)
 			srv.max_clients = atoi(v) > 0 ? atoi(v) : 1;
 		else if (strcmp(a, "--status-fd") == 0)

@@ -149,8 +149,9 @@ check_no_orphans('start');
 	set_conf("r1.model = '$dir'");
 	ok(wait_for('loading', sub { status('state') eq 'loading' && status('model_path') eq $dir }, 30), 'the host is loading (blocked)');
 	my $s = bg($GREEDY, 'r1_during_load');
-	sleep 0.5;
-	is(query(q{SELECT wait_event FROM pg_stat_activity WHERE application_name = 'r1_during_load'}), 'Extension',
+	# the session needs a moment to connect on a busy machine: wait for it, not a fixed time
+	ok(wait_for('the call waiting', sub {
+		query(q{SELECT wait_event FROM pg_stat_activity WHERE application_name = 'r1_during_load'}) eq 'Extension' }, 30),
 		'a call waits for the load');
 	my $host = kill_host();
 	ok(failed_for($dir), 'SIGKILL during load: state failed, no restart loop');
@@ -222,6 +223,53 @@ ok(serving($model), 'back on the demo model');
 	reset_conf('r1.max_seqs');
 	ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host }, 30), 'default slots');
 	check_no_orphans('address-space limit');
+}
+
+# ---- r1.kv_memory: a KV cache too small for everyone at once.  Sequences
+# wait, the youngest is preempted and recomputed; every call still gets
+# exactly what it gets with an unlimited cache (seeded sampling, batch-invariant
+# engine, so that is also what it gets alone).
+{
+	# the demo model: 1 layer x 1 KV head x 32 x (K, V) x 4 bytes = 256 bytes a position;
+	# ten calls of 600 tokens each grow through 256, 512 and 1,024 positions (64, 128, 256 kB):
+	# they outgrow 1 MB together, so every sequence waits at some step and some are preempted
+	my $call = sub {
+		my ($seed) = @_;
+		return qq{SET r1.debug_ignore_eos = on;
+		  SELECT format('%s|%s|%s', completion_tokens, finish_reason, md5(think))
+		  FROM r1_reason('Count to infinity.', max_tokens => 600, temperature => 0.7, seed => $seed)};
+	};
+	my $run10 = sub {
+		my @c = map { bg($call->($_), "r1_kvmem_$_") } 1 .. 10;
+		bg_finish($_) for @c;
+		return map { $_->{out} . ($_->{err} ? " $_->{err}" : '') } @c;
+	};
+	my @ref = $run10->();
+	is(scalar(grep { /^600\|length\|/ } @ref), 10, "ten concurrent 600-token calls, unlimited cache");
+	my $host = status('host_pid');
+	set_conf("r1.kv_memory = '1MB'");
+	ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host }, 30),
+		'engine restarted with a 1 MB KV cache');
+	my $pre = status('preemptions');
+	my @got = $run10->();
+	my $same = grep { $got[$_] eq $ref[$_] } 0 .. 9;
+	is($same, 10, 'the same ten calls through a 1 MB cache: each result equals the unlimited one');
+	diag("kv_memory call $_: '$got[$_]', unlimited: '$ref[$_]'") for grep { $got[$_] ne $ref[$_] } 0 .. 9;
+	cmp_ok(status('preemptions'), '>', $pre, 'sequences were preempted and recomputed (r1_status().preemptions)');
+	is(active(), 0, 'nothing left in the engine');
+	# a prompt that cannot fit even alone (past 4,096 positions the cache would need 2 MB)
+	$host = status('host_pid');
+	set_conf("r1.max_ctx = 8192");
+	ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host }, 30),
+		'engine restarted with 8,192 positions a sequence');
+	my ($rc, $out, $err) = psql(q{SELECT completion_tokens FROM r1_reason(repeat('hello ', 5000), max_tokens => 10)});
+	like($err, qr/KV cache cannot hold this sequence.*r1\.kv_memory/, 'a prompt larger than the whole cache fails clearly');
+	is(query($call->(1)), $ref[0], 'and the next call is served');
+	$host = status('host_pid');
+	reset_conf('r1.kv_memory', 'r1.max_ctx');
+	ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host && status('max_ctx') == 4096 }, 30),
+		'no KV limit again');
+	check_no_orphans('r1.kv_memory');
 }
 
 # ---- pg_ctl reload while a call streams: nothing restarts, the call completes

@@ -316,6 +316,119 @@ check_engine(void)
 	r1_engine_close(e);
 }
 
+/* ---------- 2b. a KV cache too small for everyone: wait, preempt, recompute ---------- */
+
+#define NKV 8
+#define KV_GEN 300
+
+/* run NKV seeded sampled requests through e; out[i] gets request i's ids */
+static int
+run_kv_set(r1_engine *e, int32_t out[NKV][KV_GEN], int n_out[NKV], char errors[NKV][R1_ERROR_LEN])
+{
+	r1_error	err;
+	r1_completion c;
+
+	for (int i = 0; i < NKV; i++)
+	{
+		r1_request	rq = {0};
+		int32_t		prompt[24];
+		int			len = 8 + (i * 5) % 17;
+
+		for (int j = 0; j < len; j++)
+			prompt[j] = (i * 37 + j * 13 + 5) % 512;
+		rq.prompt_ids = prompt;
+		rq.n_prompt = len;
+		r1_sampling_defaults(&rq.sampling);
+		rq.sampling.temperature = 0.8f;
+		rq.sampling.seed = 7000 + i;
+		rq.max_tokens = KV_GEN - 60 + (i * 13) % 60;
+		rq.ignore_eos = 1;
+		rq.user = (void *) (intptr_t) i;
+		n_out[i] = -1;
+		errors[i][0] = '\0';
+		if (r1_engine_submit(e, &rq, NULL, &err) != 0)
+			return diag("%s", err.msg), -1;
+	}
+	while (r1_engine_busy(e))
+		if (r1_engine_step(e, &err) != 0)
+			return diag("step: %s", err.msg), -1;
+	while (r1_engine_poll(e, &c))
+	{
+		int			i = (int) (intptr_t) c.user;
+
+		memcpy(out[i], c.ids, sizeof(int32_t) * c.n_ids);
+		n_out[i] = c.n_ids;
+		snprintf(errors[i], R1_ERROR_LEN, "%s", c.error);
+		r1_completion_free(&c);
+	}
+	return 0;
+}
+
+static void
+check_kv_pressure(void)
+{
+	char		dir[4096];
+	r1_engine_opts o;
+	r1_engine  *e;
+	r1_error	err;
+	r1_engine_stats st;
+	static int32_t ref[NKV][KV_GEN],
+				got[NKV][KV_GEN];
+	int			n_ref[NKV],
+				n_got[NKV],
+				same = 0;
+	static char errs[NKV][R1_ERROR_LEN];
+
+	snprintf(dir, sizeof(dir), "%s/qwen2-tiny", fixtures);
+	r1_engine_opts_defaults(&o);
+	o.model_dir = dir;
+	o.device = "cpu";
+	o.max_seqs = NKV;
+	o.prefill_chunk = 64;
+	o.batch_invariant = 1;
+	/* the reference: no limit */
+	if (!ok(r1_engine_open(&e, &o, &err) == 0, "kv: reference engine opens"))
+		return diag("%s", err.msg);
+	run_kv_set(e, ref, n_ref, errs);
+	r1_engine_close(e);
+	/*
+	 * qwen2-tiny: 2 layers x 2 KV heads x 16 x (K, V) x 4 bytes = 512 bytes a
+	 * position; a slot grows 256, 512 positions: 128 KB, 256 KB.  Room for 2
+	 * slots at their first size, 8 sequences that each grow to 512.
+	 */
+	o.kv_memory_bytes = 5 * 64 * 1024;
+	if (!ok(r1_engine_open(&e, &o, &err) == 0, "kv: engine with a 320 KB KV cache opens"))
+		return diag("%s", err.msg);
+	ok(run_kv_set(e, got, n_got, errs) == 0, "kv: every step runs (a full cache fails no forward)");
+	r1_engine_stats_get(e, &st);
+	for (int i = 0; i < NKV; i++)
+	{
+		if (n_got[i] == n_ref[i] && n_ref[i] > 0 && memcmp(got[i], ref[i], sizeof(int32_t) * n_ref[i]) == 0)
+			same++;
+		else
+			diag("  request %d: %d ids (%d unlimited) %s", i, n_got[i], n_ref[i], errs[i]);
+	}
+	is_int(same, NKV, "kv: all %d sampled traces equal those of an unlimited cache", NKV);
+	ok(st.preemptions > 0, "kv: sequences were preempted and recomputed (%llu times)",
+	   (unsigned long long) st.preemptions);
+	ok(st.memory_used <= o.kv_memory_bytes + 4u * 1024 * 1024, "kv: memory stayed near the limit");
+	r1_engine_close(e);
+	/* a cache smaller than one sequence's first 256 positions: a clear error, nothing else breaks */
+	o.kv_memory_bytes = 64 * 1024;
+	if (!ok(r1_engine_open(&e, &o, &err) == 0, "kv: engine with a 64 KB KV cache opens"))
+		return diag("%s", err.msg);
+	ok(run_kv_set(e, got, n_got, errs) == 0, "kv: steps run");
+	{
+		int			failed = 0;
+
+		for (int i = 0; i < NKV; i++)
+			failed += n_got[i] == 0 && strstr(errs[i], "KV cache cannot hold this sequence") &&
+				strstr(errs[i], "r1.kv_memory");
+		is_int(failed, NKV, "kv: each request fails alone with a message naming the setting");
+	}
+	r1_engine_close(e);
+}
+
 /* ---------- 3. max_think_tokens ---------- */
 
 #define DEMO_TEXT "Okay, six times seven equals forty-two.\n</think>\n\nThe answer is $\\boxed{42}$."
@@ -474,6 +587,7 @@ main(void)
 	fixtures = getenv("R1_FIXTURES") ? getenv("R1_FIXTURES") : "test/fixtures";
 	check_backend();
 	check_engine();
+	check_kv_pressure();
 	check_think_budget();
 	return done_testing();
 }

@@ -79,6 +79,7 @@ test_allocator(void)
 	slots[1] = 1;
 	ends[1] = 16 * 4;
 	nu = 0;
+	is_int((int) r1_kv_alloc_need(&a, 2, slots, ends), 9, "need: 5 + 4 blocks (the scheduler's kv_fits)");
 	fails_with(r1_kv_alloc_reserve(&a, 2, slots, ends, upd, &nu, &err), err, "needs 9 more blocks",
 			   "a batch needing 9 of 8 blocks fails");
 	is_int(a.n_free, 8, "the failed batch took nothing");
@@ -87,6 +88,13 @@ test_allocator(void)
 	ends[1] = 16 * 3;
 	ok(r1_kv_alloc_reserve(&a, 2, slots, ends, upd, &nu, &err) == 0, "5 + 3 blocks fit exactly");
 	is_int(a.n_free, 0, "pool exhausted");
+	ends[0] = 16 * 5;
+	ends[1] = 16 * 3 + 1;
+	is_int((int) r1_kv_alloc_need(&a, 2, slots, ends), 1, "need: only what the slots lack (1 block)");
+	ends[1] = 16 * 3;
+	is_int((int) r1_kv_alloc_need(&a, 2, slots, ends), 0, "need: 0 when every slot has room");
+	ends[1] = 16 * 8 + 1;
+	is_int((int) r1_kv_alloc_need(&a, 2, slots, ends), -1, "need: -1 past the context");
 	slots[0] = 2;
 	ends[0] = 1;
 	fails_with(r1_kv_alloc_reserve(&a, 1, slots, ends, upd, &nu, &err), err, "KV cache full",
