@@ -262,8 +262,19 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 		{
 			int			r0 = blk * WIDEN_BLOCK_ROWS;
 			int			nr = n_out - r0 < WIDEN_BLOCK_ROWS ? n_out - r0 : WIDEN_BLOCK_ROWS;
-			const float *wf;
+			const float *wf = NULL;
 
+			if (invariant && r1_dtype_is_quant(w->dtype))
+			{
+				/*
+				 * quantised rows: the decode kernel over the blocks as they
+				 * are (widened floats would sum in another order)
+				 */
+				for (int r = 0; r < nr; r++)
+					dot_tokens((const char *) w->data + (size_t) (r0 + r) * row_bytes, w->dtype, x, T,
+							   n_in, out + r0 + r, n_out);
+				continue;
+			}
 			if (w->dtype == R1_F32)
 				wf = (const float *) w->data + (size_t) r0 * n_in;
 			else

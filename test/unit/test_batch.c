@@ -192,6 +192,32 @@ check_backend(void)
 			 same ? " (bitwise equal this time)" : "");
 		r1_model_free(m);
 	}
+	/* quantised GGUF weights: the decode kernel over the blocks in every batch */
+	{
+		const char *files[] = {"qwen2-tiny-gguf/qwen2-tiny-q8_0.gguf", "qwen2-tiny-gguf/w256-q4_k_m.gguf"};
+
+		for (int k = 0; k < 2; k++)
+		{
+			char		path[4096];
+			r1_model   *m;
+			r1_error	err;
+			double		d;
+
+			snprintf(path, sizeof(path), "%s/%s", fixtures, files[k]);
+			if (!ok(r1_model_load(&m, path, &err) == 0 && m->quantized, "%s loads, quantised", files[k]))
+			{
+				diag("%s", err.msg);
+				continue;
+			}
+			int			same = compare_alone_batched(m, 0, 0, &d);
+
+			ok(same, "%s: small batches are invariant by default (max |diff| %g)", files[k], d);
+			same = compare_alone_batched(m, 1, 1, &d);
+			ok(same, "%s: batch_invariant: logits bitwise equal alone and in batches of 8+ tokens (max |diff| %g)",
+			   files[k], d);
+			r1_model_free(m);
+		}
+	}
 }
 
 /* ---------- 2. engine: a seeded sampled request alone and among 32 others ---------- */
