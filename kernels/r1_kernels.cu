@@ -59,6 +59,78 @@ load8(const bf16 *p, float f[8])
 
 /* ---------- kernels ---------- */
 
+/*
+ * The batch-invariant linear layer: out[t, n] = sum_k x[t, k] w[n, k]
+ * (+ beta out[t, n]).  One warp per weight row n and group of GF_TOK tokens;
+ * lane l sums the 8-wide vectors l, l + 32, ... in order, then a fixed
+ * shuffle tree adds the lanes.  The operations that produce out[t, n] depend
+ * only on row t of x and row n of w, never on T or on which other tokens
+ * share the launch: that is the invariance cuBLAS (which picks tiles and
+ * split-K by shape) does not give.  CUDA cores only: for decode, where the
+ * step is bound by reading w, it costs little; prompt processing is slower
+ * than tensor-core GEMMs.
+ */
+#define GF_TOK 4
+#define GF_WARPS 8
+
+__global__ void __launch_bounds__(GF_WARPS * 32)
+gemm_fixed_kernel(float *out, const bf16 *x, const bf16 *w, int T, int n_out, int n_in, float beta)
+{
+	int			warp = threadIdx.x / 32,
+				lane = threadIdx.x % 32;
+	int			n = blockIdx.x * GF_WARPS + warp;
+	int			t0 = blockIdx.y * GF_TOK;
+	int			nt = T - t0 < GF_TOK ? T - t0 : GF_TOK;
+	int			nvec = n_in % 8 == 0 ? n_in / 8 : 0;	/* 16-byte rows, else all scalar */
+	const bf16 *wr;
+	float		acc[GF_TOK];
+
+	if (n >= n_out)
+		return;
+	wr = w + (size_t) n * n_in;
+#pragma unroll
+	for (int tt = 0; tt < GF_TOK; tt++)
+		acc[tt] = 0.0f;
+	for (int v = lane; v < nvec; v += 32)
+	{
+		float		wf[8];
+
+		load8(wr + (size_t) v * 8, wf);
+#pragma unroll
+		for (int tt = 0; tt < GF_TOK; tt++)
+			if (tt < nt)
+			{
+				float		xf[8];
+
+				load8(x + (size_t) (t0 + tt) * n_in + (size_t) v * 8, xf);
+#pragma unroll
+				for (int j = 0; j < 8; j++)
+					acc[tt] = fmaf(wf[j], xf[j], acc[tt]);
+			}
+	}
+	for (int k = nvec * 8 + lane; k < n_in; k += 32)
+	{
+		float		wk = __bfloat162float(wr[k]);
+
+#pragma unroll
+		for (int tt = 0; tt < GF_TOK; tt++)
+			if (tt < nt)
+				acc[tt] = fmaf(wk, __bfloat162float(x[(size_t) (t0 + tt) * n_in + k]), acc[tt]);
+	}
+#pragma unroll
+	for (int tt = 0; tt < GF_TOK; tt++)
+	{
+		float		v = warp_sum(acc[tt]);
+
+		if (lane == 0 && tt < nt)
+		{
+			size_t		i = (size_t) (t0 + tt) * n_out + n;
+
+			out[i] = beta != 0.0f ? v + beta * out[i] : v;
+		}
+	}
+}
+
 __global__ void
 embed_kernel(float *x, const bf16 *table, const int32_t *tokens, int H)
 {
@@ -428,6 +500,19 @@ r1k_swiglu(cudaStream_t s, uint16_t *out, const float *gu, int T, int inter)
 	if (blocks > 65536)
 		blocks = 65536;			/* grid-stride loop covers the rest */
 	swiglu_kernel<<<(unsigned) blocks, 256, 0, s>>>(reinterpret_cast<bf16 *>(out), gu, T, inter);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+r1k_gemm_fixed(cudaStream_t s, float *out, const uint16_t *x, const uint16_t *w, int T, int n_out,
+			   int n_in, float beta)
+{
+	dim3		grid((unsigned) ((n_out + GF_WARPS - 1) / GF_WARPS), (unsigned) ((T + GF_TOK - 1) / GF_TOK));
+
+	if (T <= 0 || n_out <= 0)
+		return cudaSuccess;
+	gemm_fixed_kernel<<<grid, GF_WARPS * 32, 0, s>>>(out, reinterpret_cast<const bf16 *>(x),
+													 reinterpret_cast<const bf16 *>(w), T, n_out, n_in, beta);
 	return cudaGetLastError();
 }
 

@@ -39,6 +39,14 @@ cudaError_t r1k_rmsnorm(cudaStream_t s, uint16_t *out, const float *x, const int
 /* out[t, j] = bf16(silu(gu[t, j]) * gu[t, inter + j]);  gu [T, 2*inter] f32 (gate | up) */
 cudaError_t r1k_swiglu(cudaStream_t s, uint16_t *out, const float *gu, int T, int inter);
 
+/*
+ * out[t, n] = sum_k x[t, k] w[n, k] + beta * out[t, n] with a reduction order
+ * fixed per (t, n): bitwise the same for every T (the batch-invariant mode's
+ * linear layer).  out [T, n_out] f32, x [T, n_in] bf16, w [n_out, n_in] bf16.
+ */
+cudaError_t r1k_gemm_fixed(cudaStream_t s, float *out, const uint16_t *x, const uint16_t *w, int T,
+						   int n_out, int n_in, float beta);
+
 /* tables[upd[2i]] = upd[2i + 1] for i < n: new block-table entries */
 cudaError_t r1k_table_update(cudaStream_t s, int32_t *tables, const int32_t *upd, int n);
 

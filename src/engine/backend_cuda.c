@@ -18,8 +18,10 @@
  *             at creation to gpu_memory_fraction of the memory left free after
  *             the weights and an activation reserve; per-slot block tables
  *             (host allocator in cuda_plan.c, mirrored on the device by
- *             scattering new entries each forward).  A batch that does not fit
- *             fails as a whole with "KV cache full", never touching other slots.
+ *             scattering new entries each forward).  The scheduler asks
+ *             kv_fits before each step (engine.c: sequences wait or are
+ *             preempted); a batch that still does not fit fails as a whole
+ *             with "KV cache full", never touching other slots.
  *   activations  the residual stream and every GEMM output are f32; GEMM
  *             inputs (normed x, attention output, SwiGLU output) are bf16.
  *
@@ -32,7 +34,8 @@
  *   rmsnorm -> fused gate/up GEMM -> SwiGLU -> down GEMM into the residual;
  *   final rmsnorm of the logits rows only -> lm_head GEMM (f32 logits) -> copy
  *   to the caller's host buffer.
- * GEMMs: cublasGemmEx, bf16 inputs, f32 accumulation and f32 output.
+ * GEMMs: cublasGemmEx, bf16 inputs, f32 accumulation and f32 output; with
+ * batch_invariant, r1k_gemm_fixed (a reduction order fixed per output).
  * Attention: every token of the batch (prefill or decode) is a query over its
  * slot's positions [0, pos]; one kernel serves both (kernels/r1_kernels.cu).
  *
@@ -481,13 +484,22 @@ grow_scratch(cuda_state *st, int T, int rows, size_t part_elems, size_t meta_int
 
 /* ---------- the forward pass ---------- */
 
-/* out[T, n_out] (f32) = x[T, n_in] (bf16) w[n_out, n_in]^T (bf16) + beta * out */
+/*
+ * out[T, n_out] (f32) = x[T, n_in] (bf16) w[n_out, n_in]^T (bf16) + beta * out;
+ * batch-invariant: the fixed-order kernel (cuBLAS picks its algorithm by
+ * shape, so a token's sums would depend on the batch).
+ */
 static int
 gemm(cuda_state *st, float *out, const uint16_t *x, const uint16_t *w, int T, int n_out, int n_in,
 	 float beta, r1_error *err)
 {
 	const float alpha = 1.0f;
 
+	if (st->batch_invariant)
+	{
+		CK(r1k_gemm_fixed(st->stream, out, x, w, T, n_out, n_in, beta));
+		return 0;
+	}
 	CB(cublasGemmEx(st->blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha,
 					w, CUDA_R_16BF, n_in, x, CUDA_R_16BF, n_in, &beta,
 					out, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

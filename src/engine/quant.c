@@ -536,9 +536,194 @@ dot_f32(const float *a, const float *b, int n)
 #endif
 }
 
+#ifdef __AVX2__
+/*
+ * AVX2 dot products straight from the blocks: a sub-block's integer codes
+ * become floats in registers and meet x there; its scale (and min) multiply
+ * the sub-block's partial sum.  Per block the sum is
+ *   sum_sub scale_sub * sum_i q_i x_i  -  min_sub * sum_i x_i
+ * (the decoded weight is scale * q - min).  Every x vector of a call is
+ * accumulated by the same sequence of operations whatever the number of
+ * vectors (1 to 4), so dot and dot4 agree bitwise: the batch-invariance of
+ * the CPU backend relies on it.
+ */
+#define MAXT 4
+
+static inline float
+hsum8(__m256 v)
+{
+	__m128		lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+	return _mm_cvtss_f32(lo);
+}
+
+/* 32 unsigned (or signed) bytes to 4 x 8 floats */
+static inline void
+u8_to_ps(__m256i b, __m256 f[4])
+{
+	__m128i		lo = _mm256_castsi256_si128(b),
+				hi = _mm256_extracti128_si256(b, 1);
+
+	f[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+	f[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+	f[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+	f[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+static inline void
+i8_to_ps(__m256i b, __m256 f[4])
+{
+	__m128i		lo = _mm256_castsi256_si128(b),
+				hi = _mm256_extracti128_si256(b, 1);
+
+	f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+	f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+	f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+	f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+/* acc += scale * sum(f[k] * x[8k..]) - min * sum(x[8k..]) over nf vectors (min 0: no min term) */
+static inline __m256
+sub_fma(__m256 acc, const __m256 *f, int nf, const float *x, float scale, float min)
+{
+	__m256		x0 = _mm256_loadu_ps(x);
+	__m256		s = _mm256_mul_ps(f[0], x0),
+				sx = x0;
+
+	for (int k = 1; k < nf; k++)
+	{
+		__m256		xk = _mm256_loadu_ps(x + 8 * k);
+
+		s = _mm256_fmadd_ps(f[k], xk, s);
+		sx = _mm256_add_ps(sx, xk);
+	}
+	acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), s, acc);
+	if (min != 0.0f)
+		acc = _mm256_fnmadd_ps(_mm256_set1_ps(min), sx, acc);
+	return acc;
+}
+
+static void
+kdot_avx2(r1_dtype dt, const uint8_t *w, const float *x, int n, int nt, float *out, size_t stride)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F),
+				m1 = _mm256_set1_epi8(0x01),
+				m3 = _mm256_set1_epi8(0x03),
+				k32 = _mm256_set1_epi8(32);
+	__m256		acc[MAXT];
+	__m256		f[4];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm256_setzero_ps();
+	if (dt == R1_Q8_0)
+	{
+		for (int i = 0; i < n / R1_QK8_0; i++)
+		{
+			const uint8_t *b = w + (size_t) i * Q8_0_BYTES;
+			float		d = half_at(b);
+
+			i8_to_ps(_mm256_loadu_si256((const __m256i *) (b + 2)), f);
+			for (int t = 0; t < nt; t++)
+				acc[t] = sub_fma(acc[t], f, 4, x + (size_t) t * n + (size_t) i * R1_QK8_0, d, 0.0f);
+		}
+	}
+	else if (dt == R1_Q4_K || dt == R1_Q5_K)
+	{
+		size_t		bb = dt == R1_Q4_K ? Q4_K_BYTES : Q5_K_BYTES;
+
+		for (int i = 0; i < n / R1_QK_K; i++)
+		{
+			const uint8_t *b = w + (size_t) i * bb;
+			float		d = half_at(b),
+						dmin = half_at(b + 2);
+			const uint8_t *scales = b + 4;
+			const uint8_t *q = dt == R1_Q4_K ? b + 16 : b + 48;
+			__m256i		qh = dt == R1_Q5_K ? _mm256_loadu_si256((const __m256i *) (b + 16)) : _mm256_setzero_si256();
+
+			for (int j = 0; j < 8; j += 2)
+			{
+				__m256i		raw = _mm256_loadu_si256((const __m256i *) (q + 16 * j));
+				__m256i		lo = _mm256_and_si256(raw, m4),
+							hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+				int			sc1,
+							mn1,
+							sc2,
+							mn2;
+				size_t		off = (size_t) i * R1_QK_K + 32 * (size_t) j;
+
+				if (dt == R1_Q5_K)
+				{
+					/* the fifth bit of sub-block j is bit j of qh, of j + 1 bit j + 1 */
+					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), m1), 4));
+					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j + 1), m1), 4));
+				}
+				scale_min_k4(j, scales, &sc1, &mn1);
+				scale_min_k4(j + 1, scales, &sc2, &mn2);
+				u8_to_ps(lo, f);
+				for (int t = 0; t < nt; t++)
+					acc[t] = sub_fma(acc[t], f, 4, x + (size_t) t * n + off, d * sc1, dmin * mn1);
+				u8_to_ps(hi, f);
+				for (int t = 0; t < nt; t++)
+					acc[t] = sub_fma(acc[t], f, 4, x + (size_t) t * n + off + 32, d * sc2, dmin * mn2);
+			}
+		}
+	}
+	else if (dt == R1_Q6_K)
+	{
+		for (int i = 0; i < n / R1_QK_K; i++)
+		{
+			const uint8_t *b = w + (size_t) i * Q6_K_BYTES;
+			float		d = half_at(b + 208);
+
+			for (int h = 0; h < 2; h++)
+			{
+				const uint8_t *ql = b + 64 * h;
+				const int8_t *sc = (const int8_t *) (b + 192) + 8 * h;
+				__m256i		a = _mm256_loadu_si256((const __m256i *) ql),
+							c = _mm256_loadu_si256((const __m256i *) (ql + 32)),
+							qh = _mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h));
+				__m256i		q[4];
+
+				q[0] = _mm256_or_si256(_mm256_and_si256(a, m4),
+									   _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+				q[1] = _mm256_or_si256(_mm256_and_si256(c, m4),
+									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+				q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+				q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
+									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+				for (int k = 0; k < 4; k++)
+				{
+					size_t		off = (size_t) i * R1_QK_K + 128 * (size_t) h + 32 * (size_t) k;
+
+					/* codes 0..63 stand for -32..31; 16 weights per scale */
+					i8_to_ps(_mm256_sub_epi8(q[k], k32), f);
+					for (int t = 0; t < nt; t++)
+					{
+						acc[t] = sub_fma(acc[t], f, 2, x + (size_t) t * n + off, d * sc[2 * k], 0.0f);
+						acc[t] = sub_fma(acc[t], f + 2, 2, x + (size_t) t * n + off + 16, d * sc[2 * k + 1], 0.0f);
+					}
+				}
+			}
+		}
+	}
+	for (int t = 0; t < nt; t++)
+		out[t * stride] = hsum8(acc[t]);
+}
+#endif
+
 float
 r1_quant_dot(r1_dtype dt, const void *w, const float *x, int n)
 {
+#ifdef __AVX2__
+	float		out = 0.0f;
+
+	if (r1_dtype_is_quant(dt))
+		kdot_avx2(dt, w, x, n, 1, &out, 1);
+	return out;
+#else
 	float		buf[R1_QK_K];
 	int			be = r1_dtype_block_elems(dt);
 	size_t		bb = r1_dtype_block_bytes(dt);
@@ -553,11 +738,16 @@ r1_quant_dot(r1_dtype dt, const void *w, const float *x, int n)
 		s += dot_f32(buf, x + (size_t) i * be, be);
 	}
 	return s;
+#endif
 }
 
 void
 r1_quant_dot4(r1_dtype dt, const void *w, const float *x, int n, float *out, size_t stride)
 {
+#ifdef __AVX2__
+	if (r1_dtype_is_quant(dt))
+		kdot_avx2(dt, w, x, n, 4, out, stride);
+#else
 	float		buf[R1_QK_K];
 	int			be = r1_dtype_block_elems(dt);
 	size_t		bb = r1_dtype_block_bytes(dt);
@@ -576,4 +766,5 @@ r1_quant_dot4(r1_dtype dt, const void *w, const float *x, int n, float *out, siz
 	}
 	for (int t = 0; t < 4; t++)
 		out[t * stride] = s[t];
+#endif
 }

@@ -62,6 +62,8 @@ small_model(r1_dtype dt)
  * sequences: some decoding, some prefilling 9..20-token chunks.  Returns 1
  * when all logits rows of sequence 0 are bitwise equal.
  */
+static int	use_cuda = 0;		/* compare_alone_batched on the CUDA backend */
+
 static int
 compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
 {
@@ -77,7 +79,8 @@ compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
 	*maxdiff = 0;
 	for (int i = 0; i < PLEN; i++)
 		prompt[i] = (i * 37 + 5) % vocab;
-	if (r1_backend_cpu_create(&be, m, NSEQ, 200, 0, &err) != 0)
+	if ((use_cuda ? r1_backend_cuda_create(&be, m, NSEQ, 200, 0.3, &err)
+		 : r1_backend_cpu_create(&be, m, NSEQ, 200, 0, &err)) != 0)
 	{
 		diag("%s", err.msg);
 		return 0;
@@ -192,6 +195,34 @@ check_backend(void)
 			 same ? " (bitwise equal this time)" : "");
 		r1_model_free(m);
 	}
+	/*
+	 * The CUDA backend, where a GPU is usable (tools/gpu-check.sh unit): with
+	 * batch_invariant, the fixed-order GEMM and attention split must give
+	 * bitwise the same logits alone and in any batch.
+	 */
+	{
+		r1_model   *m = small_model(R1_BF16);
+		r1_backend *be;
+		r1_error	err;
+
+		if (m && r1_backend_cuda_create(&be, m, 1, 64, 0.1, &err) == 0)
+		{
+			double		d;
+			int			same;
+
+			be->destroy(be);
+			use_cuda = 1;
+			same = compare_alone_batched(m, 1, 1, &d);
+			ok(same, "CUDA: batch_invariant: logits bitwise equal alone and in batches of 8+ tokens (max |diff| %g)", d);
+			same = compare_alone_batched(m, 0, 1, &d);
+			diag("CUDA: without batch_invariant (cuBLAS), batches differ by up to %g%s", d,
+				 same ? " (bitwise equal this time)" : "");
+			use_cuda = 0;
+		}
+		else
+			diag("SKIP CUDA batch invariance: %s", m ? err.msg : "no model");
+		r1_model_free(m);
+	}
 	/* quantised GGUF weights: the decode kernel over the blocks in every batch */
 	{
 		const char *files[] = {"qwen2-tiny-gguf/qwen2-tiny-q8_0.gguf", "qwen2-tiny-gguf/w256-q4_k_m.gguf"};
@@ -300,7 +331,7 @@ run_target(r1_engine *e, const int32_t *prompt, int n, int32_t *out, int *n_out,
 }
 
 static void
-check_engine(void)
+check_engine(const char *device)
 {
 	char		dir[4096];
 	r1_engine_opts o;
@@ -317,21 +348,27 @@ check_engine(void)
 		prompt[i] = (i * 53 + 11) % 512;
 	r1_engine_opts_defaults(&o);
 	o.model_dir = dir;
-	o.device = "cpu";
+	o.device = device;
 	o.max_seqs = 33;
 	o.prefill_chunk = 16;		/* prompts are spread over steps: chunks join decode batches */
 	o.batch_invariant = 1;
-	if (!ok(r1_engine_open(&e, &o, &err) == 0, "engine opens (qwen2-tiny, batch_invariant)"))
+	if (strcmp(device, "cuda") == 0 && r1_engine_open(&e, &o, &err) != 0)
+	{
+		diag("SKIP the engine on CUDA: %s", err.msg);
+		return;
+	}
+	else if (strcmp(device, "cuda") != 0 &&
+			 !ok(r1_engine_open(&e, &o, &err) == 0, "engine opens (qwen2-tiny, batch_invariant)"))
 	{
 		diag("%s", err.msg);
 		return;
 	}
 	run_target(e, prompt, 23, alone, &na, 0);
 	run_target(e, prompt, 23, batched, &nb, 1);
-	is_int(na, GEN, "alone: %d tokens", GEN);
-	is_int(nb, GEN, "among 32 others: %d tokens", GEN);
+	is_int(na, GEN, "%s alone: %d tokens", device, GEN);
+	is_int(nb, GEN, "%s among 32 others: %d tokens", device, GEN);
 	ok(na == nb && memcmp(alone, batched, sizeof(int32_t) * na) == 0,
-	   "seeded sampled request: the same ids alone and among 32 other requests");
+	   "%s: seeded sampled request: the same ids alone and among 32 other requests", device);
 	{
 		int			distinct = 0;
 
@@ -612,7 +649,8 @@ main(void)
 {
 	fixtures = getenv("R1_FIXTURES") ? getenv("R1_FIXTURES") : "test/fixtures";
 	check_backend();
-	check_engine();
+	check_engine("cpu");
+	check_engine("cuda");
 	check_kv_pressure();
 	check_think_budget();
 	return done_testing();

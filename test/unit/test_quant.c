@@ -5,6 +5,7 @@
  * products over quantised rows equal the dot of the dequantised row.
  */
 #include <math.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "quant.h"
@@ -230,6 +231,18 @@ test_dot(r1_dtype dt)
 	}
 	ok(good, "%s: dot and dot4 equal the float64 dot of the dequantised row (1e-6 of sum |w x|)",
 	   r1_dtype_name(dt));
+	{
+		int			same = 1;
+
+		/* batch invariance: a vector's dot must not depend on the other three */
+		for (int t = 0; t < 4; t++)
+		{
+			float		d = r1_quant_dot(dt, q, x + t * N, N);
+
+			same &= memcmp(&d, &out[2 * t], sizeof(float)) == 0;
+		}
+		ok(same, "%s: dot4 is bitwise four dots", r1_dtype_name(dt));
+	}
 }
 
 int
