@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "cuda_plan.h"
+#include "quant_blocks.h"
 #include "r1_kernels.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -60,6 +61,86 @@ load8(const bf16 *p, float f[8])
 /* ---------- kernels ---------- */
 
 /*
+ * The linear layer of a quantised (GGUF) model: out[t, n] (row stride ldo)
+ * = sum_k x[t, k] w[n, k] (+ beta out), w's row n in its block format
+ * (quant_blocks.h decodes eight weights at a time in registers; nothing is
+ * widened in memory).  The shape of gemm_fixed_kernel: one warp per row and
+ * group of GF_TOK tokens, lane l takes the 8-weight groups l, l + 32, ...,
+ * a fixed shuffle tree; so it is batch-invariant too.  Used for every batch
+ * size: prompt processing runs on CUDA cores (no tensor-core path for
+ * quantised weights yet).
+ */
+#define GF_TOK 4
+#define GF_WARPS 8
+
+__global__ void __launch_bounds__(GF_WARPS * 32)
+qgemm_kernel(float *out, int ldo, const bf16 *x, const uint8_t *w, int dt, size_t row_bytes, int T,
+			 int n_out, int n_in, float beta)
+{
+	int			warp = threadIdx.x / 32,
+				lane = threadIdx.x % 32;
+	int			n = blockIdx.x * GF_WARPS + warp;
+	int			t0 = blockIdx.y * GF_TOK;
+	int			nt = T - t0 < GF_TOK ? T - t0 : GF_TOK;
+	const uint8_t *wr;
+	float		acc[GF_TOK];
+
+	if (n >= n_out)
+		return;
+	wr = w + (size_t) n * row_bytes;
+#pragma unroll
+	for (int tt = 0; tt < GF_TOK; tt++)
+		acc[tt] = 0.0f;
+	for (int g = lane; g < n_in / 8; g += 32)
+	{
+		float		wf[8];
+
+		r1qb_weights8(dt, wr, 8 * g, wf);
+#pragma unroll
+		for (int tt = 0; tt < GF_TOK; tt++)
+			if (tt < nt)
+			{
+				float		xf[8];
+
+				load8(x + (size_t) (t0 + tt) * n_in + (size_t) g * 8, xf);
+#pragma unroll
+				for (int j = 0; j < 8; j++)
+					acc[tt] = fmaf(wf[j], xf[j], acc[tt]);
+			}
+	}
+#pragma unroll
+	for (int tt = 0; tt < GF_TOK; tt++)
+	{
+		float		v = warp_sum(acc[tt]);
+
+		if (lane == 0 && tt < nt)
+		{
+			size_t		i = (size_t) (t0 + tt) * ldo + n;
+
+			out[i] = beta != 0.0f ? v + beta * out[i] : v;
+		}
+	}
+}
+
+/* x[t, :] = the decoded row tokens[t] of a quantised (or bf16) table */
+__global__ void
+embed_q_kernel(float *x, const uint8_t *table, int dt, size_t row_bytes, const int32_t *tokens, int H)
+{
+	int			t = blockIdx.x;
+	const uint8_t *row = table + (size_t) tokens[t] * row_bytes;
+
+	for (int g = threadIdx.x; g < H / 8; g += blockDim.x)
+	{
+		float		wf[8];
+
+		r1qb_weights8(dt, row, 8 * g, wf);
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+			x[(size_t) t * H + 8 * g + j] = wf[j];
+	}
+}
+
+/*
  * The batch-invariant linear layer: out[t, n] = sum_k x[t, k] w[n, k]
  * (+ beta out[t, n]).  One warp per weight row n and group of GF_TOK tokens;
  * lane l sums the 8-wide vectors l, l + 32, ... in order, then a fixed
@@ -70,9 +151,6 @@ load8(const bf16 *p, float f[8])
  * step is bound by reading w, it costs little; prompt processing is slower
  * than tensor-core GEMMs.
  */
-#define GF_TOK 4
-#define GF_WARPS 8
-
 __global__ void __launch_bounds__(GF_WARPS * 32)
 gemm_fixed_kernel(float *out, const bf16 *x, const bf16 *w, int T, int n_out, int n_in, float beta)
 {
@@ -513,6 +591,34 @@ r1k_gemm_fixed(cudaStream_t s, float *out, const uint16_t *x, const uint16_t *w,
 		return cudaSuccess;
 	gemm_fixed_kernel<<<grid, GF_WARPS * 32, 0, s>>>(out, reinterpret_cast<const bf16 *>(x),
 													 reinterpret_cast<const bf16 *>(w), T, n_out, n_in, beta);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+r1k_qgemm(cudaStream_t s, float *out, int ldo, const uint16_t *x, const void *w, int dtype,
+		  size_t row_bytes, int T, int n_out, int n_in, float beta)
+{
+	dim3		grid((unsigned) ((n_out + GF_WARPS - 1) / GF_WARPS), (unsigned) ((T + GF_TOK - 1) / GF_TOK));
+
+	if (T <= 0 || n_out <= 0)
+		return cudaSuccess;
+	if (n_in % 8 != 0)
+		return cudaErrorInvalidValue;
+	qgemm_kernel<<<grid, GF_WARPS * 32, 0, s>>>(out, ldo, reinterpret_cast<const bf16 *>(x),
+												 static_cast<const uint8_t *>(w), dtype, row_bytes, T, n_out,
+												 n_in, beta);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+r1k_embed_q(cudaStream_t s, float *x, const void *table, int dtype, size_t row_bytes,
+			const int32_t *tokens, int T, int H)
+{
+	if (T <= 0)
+		return cudaSuccess;
+	if (H % 8 != 0)
+		return cudaErrorInvalidValue;
+	embed_q_kernel<<<T, 256, 0, s>>>(x, static_cast<const uint8_t *>(table), dtype, row_bytes, tokens, H);
 	return cudaGetLastError();
 }
 

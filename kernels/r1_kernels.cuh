@@ -47,6 +47,19 @@ cudaError_t r1k_swiglu(cudaStream_t s, uint16_t *out, const float *gu, int T, in
 cudaError_t r1k_gemm_fixed(cudaStream_t s, float *out, const uint16_t *x, const uint16_t *w, int T,
 						   int n_out, int n_in, float beta);
 
+/*
+ * The quantised linear layer: out[t * ldo + n] = sum_k x[t, k] w[n, k] +
+ * beta * out[...], w [n_out] rows of row_bytes in dtype (an r1_dtype: Q8_0,
+ * Q4_K, Q5_K, Q6_K or BF16), decoded in registers (quant_blocks.h); a fixed
+ * reduction order per output (batch-invariant).  n_in a multiple of 8.
+ */
+cudaError_t r1k_qgemm(cudaStream_t s, float *out, int ldo, const uint16_t *x, const void *w, int dtype,
+					  size_t row_bytes, int T, int n_out, int n_in, float beta);
+
+/* x[t, :] = float(row tokens[t] of table), rows of row_bytes in dtype (as r1k_qgemm) */
+cudaError_t r1k_embed_q(cudaStream_t s, float *x, const void *table, int dtype, size_t row_bytes,
+						const int32_t *tokens, int T, int H);
+
 /* tables[upd[2i]] = upd[2i + 1] for i < n: new block-table entries */
 cudaError_t r1k_table_update(cudaStream_t s, int32_t *tables, const int32_t *upd, int n);
 

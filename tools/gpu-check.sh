@@ -3,7 +3,7 @@
 # one run from the repository root (CUDA at /usr/local/cuda; no PostgreSQL
 # needed; python3 for the comparison, torch+transformers only for S5).
 #
-#   tools/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 all
+#   tools/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 benchq all
 #                                      (default: all; each stage fits in a 10-minute slot)
 #   QUICK=1 tools/gpu-check.sh ...     shorter comparison and benchmarks
 #
@@ -18,6 +18,8 @@
 #   S3  256 sequences x (128 in + 4096 out)  (QUICK: 512 out)  decode_tok_s
 #   S4  first token of a 1024-token prompt                     prefill_ms
 #   S5  load to first token from a checkpoint on disk, warm    load_s + prefill_ms
+# benchq (issue 7): Q4_K_M GGUF of random 1.5B and 7B weights (r1 convert),
+# 1 sequence (128 in, 512 out) and 16 sequences: decode_tok_s (targets 1,000 and 400)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu-check}
@@ -144,6 +146,29 @@ print("load %.2f s + first token %.1f ms" % (j["load_s"], j["prefill_ms"]))' "$O
 		else
 			log "S5 $s: failed: $(tail -1 "$OUT/bench-S5-$s.err")"
 		fi
+	done
+fi
+
+# ---- quantised GGUF (Q4_K_M) on the GPU ----
+if want benchq; then
+	for s in 1.5b 7b; do
+		f=build/gpu-check-q4_k_m-$s.gguf
+		if [ ! -f "$f" ] && ! "$R1" convert --random-weights "$s" --type q4_k_m --out "$f" > "$OUT/benchq-convert-$s.log" 2>&1; then
+			log "benchq $s: convert failed: $(tail -1 "$OUT/benchq-convert-$s.log")"
+			continue
+		fi
+		for b in 1 16; do
+			name="Q4_K_M-$s-b$b"
+			if timeout 280 "$R1" bench --model "$f" --device cuda --batch "$b" --prompt-len 128 --gen-len 512 \
+				> "$OUT/bench-$name.json" 2> "$OUT/bench-$name.err"; then
+				log "bench $name: $(python3 -c '
+import json,sys
+j=json.load(open(sys.argv[1]))
+print("prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s" % (j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"]))' "$OUT/bench-$name.json")"
+			else
+				log "bench $name: failed: $(tail -1 "$OUT/bench-$name.err")"
+			fi
+		done
 	done
 fi
 

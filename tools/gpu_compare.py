@@ -177,6 +177,25 @@ def llama_checks(args, tmp):
            % (args.device, args.ref_device, d_rel, "" if not bad else ", argmax differs at %s" % bad))
 
 
+def gguf_checks(args, tmp):
+    """Quantised GGUF fixtures (r1k_qgemm decodes the blocks on the GPU) against their
+    float64 goldens (tools/gguf_golden.py) and the CPU backend."""
+    fx = os.path.join(ROOT, "test", "fixtures")
+    for rel in ("qwen2-tiny-gguf/qwen2-tiny-q8_0", "qwen2-tiny-gguf/w256-q4_k_m",
+                "qwen2-tiny-gguf/w256-q5_k", "llama-tiny/llama-tiny-q8_0"):
+        model = os.path.join(fx, rel + ".gguf")
+        with open(os.path.join(fx, rel + ".golden.json")) as f:
+            g = json.load(f)
+        for k, case in enumerate(g["cases"]):
+            ids = case["input_ids"]
+            dev = logits(args, model, ids, args.device)
+            cpu = logits(args, model, ids, args.ref_device)
+            d_abs, d_rel = rel_err(dev, cpu)
+            g_abs, g_rel = rel_err(dev, case["logits"])
+            report(d_rel <= 2e-2 and g_rel <= 2e-2, "%s case %d (T=%d): %s vs %s rel %.2e, vs golden rel %.2e"
+                   % (os.path.basename(rel), k, len(ids), args.device, args.ref_device, d_rel, g_rel))
+
+
 def write_config(tmp, name, hidden, layers, heads, kv_heads, inter, vocab, max_pos=32768):
     cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": hidden,
            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
@@ -233,11 +252,11 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--ref-device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="skip the full 1.5B preset, 1k instead of 8k prompt")
-    ap.add_argument("--only", choices=["fixture", "random", "llama", "long"])
+    ap.add_argument("--only", choices=["fixture", "random", "llama", "gguf", "long"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in (("fixture", fixture_checks), ("random", random_shape_checks),
-                         ("llama", llama_checks), ("long", long_checks)):
+                         ("llama", llama_checks), ("gguf", gguf_checks), ("long", long_checks)):
             if args.only and args.only != name:
                 continue
             try:

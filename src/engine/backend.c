@@ -23,16 +23,6 @@ r1_backend_create(r1_backend **out, const char *device, const r1_model *m, int m
 {
 	if (note && note_len)
 		note[0] = '\0';
-	/* block-quantised weights (GGUF Q8_0/Q4_K/...) have CPU kernels only so far */
-	if (m->quantized && device && strcmp(device, "cuda") == 0)
-		return r1_fail(err, "quantised weights (%s) run on the CPU only for now: use device cpu or auto",
-					   r1_dtype_name(m->dtype));
-	if (m->quantized && (!device || strcmp(device, "auto") == 0))
-	{
-		if (note && note_len)
-			snprintf(note, note_len, "quantised weights (%s) run on the CPU only for now", r1_dtype_name(m->dtype));
-		return r1_backend_cpu_create(out, m, max_slots, max_ctx, threads, err);
-	}
 	if (!device || strcmp(device, "auto") == 0)
 	{
 		r1_error	cuda_err;

@@ -14,6 +14,11 @@
  *             buffers, two chunks in flight); q/k/v fused into one [qd+2kvd, H]
  *             matrix with one f32 bias, gate/up fused into [2*inter, H];
  *             RMSNorm weights f32; tied lm_head shares the embedding copy.
+ *             A quantised (GGUF) model keeps every matrix in its block format
+ *             (Q8_0/Q4_K/Q5_K/Q6_K, copied as stored; other matrices bf16),
+ *             unfused, and runs r1k_qgemm, which decodes the blocks in
+ *             registers (quant_blocks.h), for every linear layer and the
+ *             embedding lookup: CUDA cores for every batch size so far.
  *   KV cache  bf16, paged: blocks of R1_KV_BLOCK positions from one pool sized
  *             at creation to gpu_memory_fraction of the memory left free after
  *             the weights and an activation reserve; per-slot block tables
@@ -60,6 +65,7 @@
 
 #include "backend.h"
 #include "cuda_plan.h"
+#include "quant.h"
 #include "r1_kernels.cuh"
 
 #include <math.h>
@@ -74,6 +80,14 @@
 #define RESERVE_EXTRA ((size_t) 512 << 20)	/* cuBLAS workspace, context, slack */
 #define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
 
+/* a matrix of a quantised model as stored: block format (or bf16) rows */
+typedef struct qmat
+{
+	void	   *p;
+	int			dt;				/* r1_dtype: Q8_0, Q4_K, Q5_K, Q6_K or BF16 */
+	size_t		row_bytes;
+} qmat;
+
 typedef struct cuda_layer
 {
 	uint16_t   *w_qkv;			/* [qd + 2 kvd, H] bf16: q, k, v rows */
@@ -83,6 +97,14 @@ typedef struct cuda_layer
 	uint16_t   *w_down;			/* [H, inter] bf16 */
 	float	   *attn_norm;		/* [H] */
 	float	   *ffn_norm;		/* [H] */
+	/* quantised models: each matrix as stored, no fusion (types may differ) */
+	qmat		q,
+				k,
+				v,
+				o,
+				gate,
+				up,
+				down;
 } cuda_layer;
 
 typedef struct cuda_state
@@ -98,6 +120,9 @@ typedef struct cuda_state
 	char		broken_msg[256];
 
 	/* weights */
+	int			quant;			/* block-quantised model: qmat matrices, r1k_qgemm */
+	qmat		q_embed,
+				q_lm_head;		/* quantised models (q_lm_head.p == q_embed.p when tied) */
 	cuda_layer *layers;			/* [n_layers] */
 	uint16_t   *embed;			/* [vocab, H] bf16 */
 	uint16_t   *lm_head;		/* [vocab, H] bf16, == embed when tied */
@@ -248,6 +273,34 @@ upload(cuda_state *st, uploader *u, void *dst, int to_bf16, const r1_tensor *t, 
 	return 0;
 }
 
+/* a matrix of a quantised model: blocks copied as they are, others as bf16 */
+static int
+upload_qmat(cuda_state *st, uploader *u, qmat *dst, const r1_tensor *t, const char *what, r1_error *err)
+{
+	int64_t		n_in = t->shape[t->ndim - 1];
+
+	if (r1_dtype_is_quant(t->dtype))
+	{
+		cudaError_t e;
+
+		if (dalloc(st, &dst->p, t->nbytes, what, &st->weight_bytes, err) != 0)
+			return -1;
+		e = cudaMemcpy(dst->p, t->data, t->nbytes, cudaMemcpyHostToDevice);
+		if (e != cudaSuccess)
+			return cuda_fail(st, err, "cudaMemcpy of quantised weights", e, __LINE__);
+		dst->dt = t->dtype;
+		if (r1_dtype_row_bytes(t->dtype, n_in, &dst->row_bytes) != 0)
+			return r1_fail(err, "%s: rows of %lld weights are not whole blocks", what, (long long) n_in);
+		return 0;
+	}
+	if (dalloc(st, &dst->p, (size_t) r1_tensor_numel(t) * 2, what, &st->weight_bytes, err) != 0 ||
+		upload(st, u, dst->p, 1, t, err) != 0)
+		return -1;
+	dst->dt = R1_BF16;
+	dst->row_bytes = (size_t) n_in * 2;
+	return 0;
+}
+
 static int
 upload_weights(cuda_state *st, const r1_model *m, r1_error *err)
 {
@@ -277,6 +330,49 @@ upload_weights(cuda_state *st, const r1_model *m, r1_error *err)
 	if (dalloc(st, (void **) &(p), (bytes), (what), acc, err) != 0) goto out
 #define UP(dst, bf, t) \
 	if (upload(st, &u, (dst), (bf), (t), err) != 0) goto out
+	if (m->quantized)
+	{
+		/* GGUF: the matrices stay in their block formats on the device */
+		st->quant = 1;
+		if (upload_qmat(st, &u, &st->q_embed, &m->embed, "the embedding", err) != 0)
+			goto out;
+		if (m->lm_head.data == m->embed.data)
+			st->q_lm_head = st->q_embed;
+		else if (upload_qmat(st, &u, &st->q_lm_head, &m->lm_head, "lm_head", err) != 0)
+			goto out;
+		ALLOC(st->final_norm, H * 4, "the final norm");
+		UP(st->final_norm, 0, &m->final_norm);
+		for (int l = 0; l < c->n_layers; l++)
+		{
+			const r1_layer_weights *w = &m->layers[l];
+			cuda_layer *d = &st->layers[l];
+
+			if (upload_qmat(st, &u, &d->q, &w->wq, "q_proj", err) != 0 ||
+				upload_qmat(st, &u, &d->k, &w->wk, "k_proj", err) != 0 ||
+				upload_qmat(st, &u, &d->v, &w->wv, "v_proj", err) != 0 ||
+				upload_qmat(st, &u, &d->o, &w->wo, "o_proj", err) != 0 ||
+				upload_qmat(st, &u, &d->gate, &w->w_gate, "gate_proj", err) != 0 ||
+				upload_qmat(st, &u, &d->up, &w->w_up, "up_proj", err) != 0 ||
+				upload_qmat(st, &u, &d->down, &w->w_down, "down_proj", err) != 0)
+				goto out;
+			ALLOC(d->b_qkv, (qd + 2 * kvd) * 4, "q/k/v biases");
+			if (c->attn_bias)
+			{
+				UP(d->b_qkv, 0, &w->bq);
+				UP(d->b_qkv + qd, 0, &w->bk);
+				UP(d->b_qkv + qd + kvd, 0, &w->bv);
+			}
+			else
+				CKO(cudaMemsetAsync(d->b_qkv, 0, (qd + 2 * kvd) * 4, st->stream));
+			ALLOC(d->attn_norm, H * 4, "norm weights");
+			UP(d->attn_norm, 0, &w->attn_norm);
+			ALLOC(d->ffn_norm, H * 4, "norm weights");
+			UP(d->ffn_norm, 0, &w->ffn_norm);
+		}
+		CKO(cudaStreamSynchronize(st->stream));
+		rc = 0;
+		goto out;
+	}
 	ALLOC(st->embed, V * H * 2, "the embedding");
 	UP(st->embed, 1, &m->embed);
 	if (m->lm_head.data == m->embed.data)
@@ -506,6 +602,15 @@ gemm(cuda_state *st, float *out, const uint16_t *x, const uint16_t *w, int T, in
 	return 0;
 }
 
+/* out[t * ldo + n] = x[t, :] . w[n, :] (+ beta out) for a quantised model's matrix */
+static int
+qlinear(cuda_state *st, float *out, int ldo, const uint16_t *x, const qmat *w, int T, int n_out, int n_in,
+		float beta, r1_error *err)
+{
+	CK(r1k_qgemm(st->stream, out, ldo, x, w->p, w->dt, w->row_bytes, T, n_out, n_in, beta));
+	return 0;
+}
+
 /* a contiguous range of the planned batch's tokens, run as one device pass */
 typedef struct token_range
 {
@@ -598,12 +703,40 @@ forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, floa
 	kv.n_kv_heads = c->n_kv_heads;
 	kv.head_dim = hd;
 
-	CK(r1k_embed(st->stream, st->x, st->embed, md + o_tok, T, H));
+	if (st->quant)
+		CK(r1k_embed_q(st->stream, st->x, st->q_embed.p, st->q_embed.dt, st->q_embed.row_bytes,
+					   md + o_tok, T, H));
+	else
+		CK(r1k_embed(st->stream, st->x, st->embed, md + o_tok, T, H));
 	for (int l = 0; l < c->n_layers; l++)
 	{
 		const cuda_layer *w = &st->layers[l];
 
 		kv.layer = l;
+		if (st->quant)
+		{
+			int			W = qd + 2 * kvd;
+
+			/* the layer of a quantised model: the same steps, unfused matrices */
+			CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->attn_norm, T, H, c->rms_norm_eps));
+			if (qlinear(st, st->qkv, W, st->xb, &w->q, T, qd, H, 0.0f, err) ||
+				qlinear(st, st->qkv + qd, W, st->xb, &w->k, T, kvd, H, 0.0f, err) ||
+				qlinear(st, st->qkv + qd + kvd, W, st->xb, &w->v, T, kvd, H, 0.0f, err))
+				return -1;
+			CK(r1k_rope_append(st->stream, &kv, st->q, st->qkv, w->b_qkv, st->rope_cos, st->rope_sin));
+			CK(r1k_attention(st->stream, &kv, st->att, st->q, st->part_o, st->part_ml,
+							 1.0f / sqrtf((float) hd), r->part, r->max_splits));
+			if (qlinear(st, st->x, H, st->att, &w->o, T, H, qd, 1.0f, err))
+				return -1;
+			CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->ffn_norm, T, H, c->rms_norm_eps));
+			if (qlinear(st, st->gu, 2 * I, st->xb, &w->gate, T, I, H, 0.0f, err) ||
+				qlinear(st, st->gu + I, 2 * I, st->xb, &w->up, T, I, H, 0.0f, err))
+				return -1;
+			CK(r1k_swiglu(st->stream, st->hbuf, st->gu, T, I));
+			if (qlinear(st, st->x, H, st->hbuf, &w->down, T, H, I, 1.0f, err))
+				return -1;
+			continue;
+		}
 		/* attention block */
 		CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->attn_norm, T, H, c->rms_norm_eps));
 		if (gemm(st, st->qkv, st->xb, w->w_qkv, T, qd + 2 * kvd, H, 0.0f, err))
@@ -624,7 +757,9 @@ forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, floa
 	if (rows > 0)
 	{
 		CK(r1k_rmsnorm(st->stream, st->xb, st->x, md + o_rows, st->final_norm, rows, H, c->rms_norm_eps));
-		if (gemm(st, st->logits, st->xb, st->lm_head, rows, c->vocab_size, H, 0.0f, err))
+		if (st->quant ? qlinear(st, st->logits, c->vocab_size, st->xb, &st->q_lm_head, rows, c->vocab_size, H,
+								0.0f, err)
+			: gemm(st, st->logits, st->xb, st->lm_head, rows, c->vocab_size, H, 0.0f, err))
 			return -1;
 		CK(cudaMemcpyAsync(logits + (size_t) r->r0 * c->vocab_size, st->logits,
 						   (size_t) rows * c->vocab_size * 4, cudaMemcpyDeviceToHost, st->stream));
@@ -761,12 +896,22 @@ cuda_destroy(r1_backend *b)
 				dfree(d->w_down);
 				dfree(d->attn_norm);
 				dfree(d->ffn_norm);
+				dfree(d->q.p);
+				dfree(d->k.p);
+				dfree(d->v.p);
+				dfree(d->o.p);
+				dfree(d->gate.p);
+				dfree(d->up.p);
+				dfree(d->down.p);
 			}
 			free(st->layers);
 		}
 		if (st->lm_head != st->embed)
 			dfree(st->lm_head);
 		dfree(st->embed);
+		if (st->q_lm_head.p != st->q_embed.p)
+			dfree(st->q_lm_head.p);
+		dfree(st->q_embed.p);
 		dfree(st->final_norm);
 		dfree(st->rope_cos);
 		dfree(st->rope_sin);

@@ -217,6 +217,19 @@ check_backend(void)
 			same = compare_alone_batched(m, 0, 1, &d);
 			diag("CUDA: without batch_invariant (cuBLAS), batches differ by up to %g%s", d,
 				 same ? " (bitwise equal this time)" : "");
+			{
+				/* a quantised model: r1k_qgemm (invariant in every mode) and the fixed attention split */
+				char		path[4096];
+				r1_model   *qm;
+
+				snprintf(path, sizeof(path), "%s/qwen2-tiny-gguf/w256-q4_k_m.gguf", fixtures);
+				if (ok(r1_model_load(&qm, path, &err) == 0, "CUDA: Q4_K_M fixture loads"))
+				{
+					same = compare_alone_batched(qm, 1, 1, &d);
+					ok(same, "CUDA: Q4_K_M (r1k_qgemm), batch_invariant: logits bitwise equal alone and batched (max |diff| %g)", d);
+					r1_model_free(qm);
+				}
+			}
 			use_cuda = 0;
 		}
 		else

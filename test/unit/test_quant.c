@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "quant.h"
+#include "quant_blocks.h"
 #include "tap.h"
 
 static void
@@ -245,6 +246,32 @@ test_dot(r1_dtype dt)
 	}
 }
 
+/* quant_blocks.h (the CUDA kernels' decoder) against quant.c's, bitwise, at every position */
+static void
+test_weights8(r1_dtype dt)
+{
+	enum { N = 512 };
+	float		w[N],
+				ref[N],
+				got[8];
+	uint8_t		q[N * 4];
+	uint32_t	s = 7;
+	int			bad = -1;
+
+	for (int i = 0; i < N; i++)
+		w[i] = frand(&s) * (1 + i % 5);
+	r1_quantize_row(dt, w, q, N);
+	r1_dequantize_row(dt, q, ref, N);
+	for (int k0 = 0; k0 < N && bad < 0; k0 += 8)
+	{
+		r1qb_weights8(dt, q, k0, got);
+		if (memcmp(got, ref + k0, sizeof(got)) != 0)
+			bad = k0;
+	}
+	if (!ok(bad < 0, "%s: r1qb_weights8 equals r1_dequantize_row bitwise at every position", r1_dtype_name(dt)))
+		diag("  first difference in weights [%d, %d): %.9g vs %.9g", bad, bad + 8, got[0], ref[bad]);
+}
+
 int
 main(void)
 {
@@ -263,6 +290,11 @@ main(void)
 	test_dot(R1_Q4_K);
 	test_dot(R1_Q5_K);
 	test_dot(R1_Q6_K);
+	test_weights8(R1_Q8_0);
+	test_weights8(R1_Q4_K);
+	test_weights8(R1_Q5_K);
+	test_weights8(R1_Q6_K);
+	test_weights8(R1_BF16);
 	ok(r1_quantize_row(R1_I64, NULL, NULL, 0) != 0, "encoding to a non-weight dtype is refused");
 	return done_testing();
 }
