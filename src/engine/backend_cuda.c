@@ -48,10 +48,10 @@
  *   Decode is memory-bound: the weights (and, for long batches, the KV cache)
  *   must stream once per step.  The attention kernel uses 16-byte loads and
  *   shuffle reductions, and splits long contexts (flash-decoding) so one
- *   sequence at 16k keeps every SM busy.  Not yet done: CUDA graphs for
- *   decode steps (the launch sequence is already fixed-shape per T, and all
- *   per-step data comes through device metadata, so capture is the next step);
- *   sampling on the GPU (logits are copied to the host: rows x vocab x 4
+ *   sequence at 16k keeps every SM busy.  Decode steps (a token and a logits
+ *   row per sequence) are captured as CUDA graphs once per shape and replayed
+ *   (graph_for; R1_CUDA_GRAPHS=0 turns that off).  Not yet done: sampling on
+ *   the GPU (logits are copied to the host: rows x vocab x 4
  *   bytes a step); a tiled tensor-core prefill attention (the unified kernel
  *   rereads keys per query token: correct, but S4 needs better); cuBLASLt
  *   algorithm selection and an FP8 KV cache.
@@ -79,6 +79,18 @@
 #define STAGE_BYTES ((size_t) 64 << 20)	/* each of the two pinned upload buffers */
 #define RESERVE_EXTRA ((size_t) 512 << 20)	/* cuBLAS workspace, context, slack */
 #define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
+#define R1_CUDA_GRAPHS 32		/* decode-step graphs kept (one per shape) */
+#define R1_CUDA_GRAPH_MAX_T 512	/* decode steps of at most this many sequences use graphs */
+
+/* a captured decode step and the shape it was captured for */
+typedef struct cuda_graph
+{
+	cudaGraphExec_t exec;
+	int			T;
+	int			part;
+	int			max_splits;
+	int			invariant;
+} cuda_graph;
 
 /* a matrix of a quantised model as stored: block format (or bf16) rows */
 typedef struct qmat
@@ -155,6 +167,11 @@ typedef struct cuda_state
 	r1_batch_plan plan;
 	r1_kv_update *upd;
 	size_t		cap_upd;
+
+	/* CUDA graphs of decode steps; buffers they point into must not move */
+	cuda_graph	graphs[R1_CUDA_GRAPHS];
+	int			next_graph;
+	int			graphs_off;		/* a capture failed, or R1_CUDA_GRAPHS=0 */
 
 	size_t		weight_bytes;
 	size_t		kv_bytes;
@@ -491,6 +508,17 @@ scratch_size(const r1_config *c, size_t T, size_t rows, size_t part_elems)
 		rows * (size_t) c->vocab_size * 4 + part_elems * 4 + part_elems / c->head_dim * 2 * 4;
 }
 
+/* forget every captured graph (their buffers are about to move) */
+static void
+graphs_reset(cuda_state *st)
+{
+	for (int i = 0; i < R1_CUDA_GRAPHS; i++)
+		if (st->graphs[i].exec)
+			cudaGraphExecDestroy(st->graphs[i].exec);
+	memset(st->graphs, 0, sizeof(st->graphs));
+	st->next_graph = 0;
+}
+
 static int
 grow_scratch(cuda_state *st, int T, int rows, size_t part_elems, size_t meta_ints, r1_error *err)
 {
@@ -501,6 +529,8 @@ grow_scratch(cuda_state *st, int T, int rows, size_t part_elems, size_t meta_int
 				kvd = (size_t) c->n_kv_heads * c->head_dim;
 	size_t	   *acc = &st->scratch_bytes;
 
+	if (T > st->cap_T || rows > st->cap_rows || part_elems > st->cap_part || meta_ints > st->cap_meta)
+		graphs_reset(st);
 	if (T > st->cap_T)
 	{
 		size_t		t = (size_t) (T + 63) / 64 * 64;
@@ -656,12 +686,16 @@ next_range(const r1_batch_plan *p, int t0, int r0, const cuda_state *st, token_r
 	return T;
 }
 
+/*
+ * The device work of a forward range, from the embedding to the logits rows
+ * (st->logits), all on st->stream and with no host synchronisation, so that
+ * a decode step can be captured as a CUDA graph and replayed.
+ */
 static int
-forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, float *logits, int n_upd,
-			   r1_error *err)
+device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, const int32_t *md, size_t o_tok,
+			size_t o_rows, r1_error *err)
 {
 	const r1_config *c = st->cfg;
-	const r1_batch_plan *p = &st->plan;
 	int			T = r->T,
 				rows = r->rows;
 	int			H = c->hidden_size,
@@ -669,39 +703,7 @@ forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, floa
 				hd = c->head_dim;
 	int			qd = c->n_heads * hd,
 				kvd = c->n_kv_heads * hd;
-	int32_t    *mh = st->meta_host,
-			   *md = st->meta;
-	size_t		o_tok = 0,
-				o_pos = T,
-				o_slot = 2 * (size_t) T,
-				o_rows = 3 * (size_t) T,
-				o_upd = 3 * (size_t) T + rows;
-	size_t		n_meta = o_upd + 2 * (size_t) n_upd;
-	r1k_kv_args kv;
-
-	memcpy(mh + o_tok, batch->tokens + r->t0, sizeof(int32_t) * T);
-	memcpy(mh + o_pos, p->tok_pos + r->t0, sizeof(int32_t) * T);
-	memcpy(mh + o_slot, p->tok_slot + r->t0, sizeof(int32_t) * T);
-	for (int i = 0; i < rows; i++)
-		mh[o_rows + i] = p->logit_rows[r->r0 + i] - r->t0;
-	for (int i = 0; i < n_upd; i++)
-	{
-		mh[o_upd + 2 * i] = st->upd[i].index;
-		mh[o_upd + 2 * i + 1] = st->upd[i].block;
-	}
-	CK(cudaMemcpyAsync(md, mh, n_meta * 4, cudaMemcpyHostToDevice, st->stream));
-	CK(r1k_table_update(st->stream, st->tables, md + o_upd, n_upd));
-
-	kv.pool = st->kv_pool;
-	kv.tables = st->tables;
-	kv.tok_pos = md + o_pos;
-	kv.tok_slot = md + o_slot;
-	kv.mbps = st->alloc.max_blocks_per_slot;
-	kv.n_blocks = st->alloc.n_blocks;
-	kv.T = T;
-	kv.n_heads = c->n_heads;
-	kv.n_kv_heads = c->n_kv_heads;
-	kv.head_dim = hd;
+	r1k_kv_args kv = *kv_in;
 
 	if (st->quant)
 		CK(r1k_embed_q(st->stream, st->x, st->q_embed.p, st->q_embed.dt, st->q_embed.row_bytes,
@@ -761,9 +763,135 @@ forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, floa
 								0.0f, err)
 			: gemm(st, st->logits, st->xb, st->lm_head, rows, c->vocab_size, H, 0.0f, err))
 			return -1;
+	}
+	return 0;
+}
+
+/* ---------- CUDA graphs for decode steps ---------- */
+
+/*
+ * A decode step (every sequence one token, every token a logits row) has a
+ * launch sequence fixed by (T, attention partition, splits): captured once
+ * per such shape, then replayed, which removes the per-kernel launch cost
+ * (hundreds of launches a step).  Per-step data (tokens, positions, slots)
+ * reaches the kernels through st->meta, copied before the replay.  A failed
+ * capture turns graphs off for the backend's life and the step runs as
+ * launched (no result depends on graphs).  R1_CUDA_GRAPHS=0 turns them off.
+ */
+static int
+graph_key_eq(const cuda_graph *g, const token_range *r, int invariant)
+{
+	return g->exec && g->T == r->T && g->part == r->part && g->max_splits == r->max_splits &&
+		g->invariant == invariant;
+}
+
+static cuda_graph *
+graph_for(cuda_state *st, const token_range *r, const r1k_kv_args *kv, const int32_t *md, size_t o_tok,
+		  size_t o_rows)
+{
+	cudaGraph_t graph = NULL;
+	cuda_graph *g;
+	r1_error	cap_err;
+	int			rc;
+	cudaError_t e;
+
+	for (int i = 0; i < R1_CUDA_GRAPHS; i++)
+		if (graph_key_eq(&st->graphs[i], r, st->batch_invariant))
+			return &st->graphs[i];
+	/* a free entry, else the oldest */
+	g = &st->graphs[st->next_graph];
+	st->next_graph = (st->next_graph + 1) % R1_CUDA_GRAPHS;
+	if (g->exec)
+		cudaGraphExecDestroy(g->exec);
+	memset(g, 0, sizeof(*g));
+	if (cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+	{
+		cudaGetLastError();
+		st->graphs_off = 1;
+		return NULL;
+	}
+	rc = device_pass(st, r, kv, md, o_tok, o_rows, &cap_err);
+	e = cudaStreamEndCapture(st->stream, &graph);
+	if (rc != 0 || e != cudaSuccess || !graph ||
+		cudaGraphInstantiate(&g->exec, graph, 0) != cudaSuccess)
+	{
+		cudaGetLastError();
+		if (graph)
+			cudaGraphDestroy(graph);
+		g->exec = NULL;
+		st->graphs_off = 1;
+		fprintf(stderr, "r1: CUDA graph capture failed (%s); decode steps run without graphs\n",
+				rc != 0 ? cap_err.msg : cudaGetErrorString(e));
+		return NULL;
+	}
+	cudaGraphDestroy(graph);
+	g->T = r->T;
+	g->part = r->part;
+	g->max_splits = r->max_splits;
+	g->invariant = st->batch_invariant;
+	return g;
+}
+
+static int
+forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, float *logits, int n_upd,
+			   r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	const r1_batch_plan *p = &st->plan;
+	int			T = r->T,
+				rows = r->rows;
+	int			hd = c->head_dim;
+	int32_t    *mh = st->meta_host,
+			   *md = st->meta;
+	size_t		o_tok = 0,
+				o_pos = T,
+				o_slot = 2 * (size_t) T,
+				o_rows = 3 * (size_t) T,
+				o_upd = 3 * (size_t) T + rows;
+	size_t		n_meta = o_upd + 2 * (size_t) n_upd;
+	r1k_kv_args kv;
+
+	memcpy(mh + o_tok, batch->tokens + r->t0, sizeof(int32_t) * T);
+	memcpy(mh + o_pos, p->tok_pos + r->t0, sizeof(int32_t) * T);
+	memcpy(mh + o_slot, p->tok_slot + r->t0, sizeof(int32_t) * T);
+	for (int i = 0; i < rows; i++)
+		mh[o_rows + i] = p->logit_rows[r->r0 + i] - r->t0;
+	for (int i = 0; i < n_upd; i++)
+	{
+		mh[o_upd + 2 * i] = st->upd[i].index;
+		mh[o_upd + 2 * i + 1] = st->upd[i].block;
+	}
+	CK(cudaMemcpyAsync(md, mh, n_meta * 4, cudaMemcpyHostToDevice, st->stream));
+	CK(r1k_table_update(st->stream, st->tables, md + o_upd, n_upd));
+
+	kv.pool = st->kv_pool;
+	kv.tables = st->tables;
+	kv.tok_pos = md + o_pos;
+	kv.tok_slot = md + o_slot;
+	kv.mbps = st->alloc.max_blocks_per_slot;
+	kv.n_blocks = st->alloc.n_blocks;
+	kv.T = T;
+	kv.n_heads = c->n_heads;
+	kv.n_kv_heads = c->n_kv_heads;
+	kv.head_dim = hd;
+
+	/* a decode step (a row per token): a graph, captured the first time its shape runs */
+	if (!st->graphs_off && T == rows && T <= R1_CUDA_GRAPH_MAX_T)
+	{
+		cuda_graph *g = graph_for(st, r, &kv, md, o_tok, o_rows);
+
+		if (g)
+		{
+			CK(cudaGraphLaunch(g->exec, st->stream));
+			goto copy;
+		}
+	}
+	if (device_pass(st, r, &kv, md, o_tok, o_rows, err) != 0)
+		return -1;
+copy:
+	if (rows > 0)
 		CK(cudaMemcpyAsync(logits + (size_t) r->r0 * c->vocab_size, st->logits,
 						   (size_t) rows * c->vocab_size * 4, cudaMemcpyDeviceToHost, st->stream));
-	}
 	CK(cudaStreamSynchronize(st->stream));
 	CK(cudaGetLastError());
 	return 0;
@@ -883,6 +1011,7 @@ cuda_destroy(r1_backend *b)
 	{
 		if (st->stream)
 			cudaStreamSynchronize(st->stream);
+		graphs_reset(st);
 		if (st->layers)
 		{
 			for (int l = 0; l < st->cfg->n_layers; l++)
@@ -970,6 +1099,11 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 					   r1k_attention_smem(c->n_heads / c->n_kv_heads, c->head_dim), prop.sharedMemPerBlock);
 	st->n_sms = prop.multiProcessorCount;
 	CK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+	{
+		const char *g = getenv("R1_CUDA_GRAPHS");
+
+		st->graphs_off = g && strcmp(g, "0") == 0;
+	}
 	CB(cublasCreate(&st->blas));
 	CB(cublasSetStream(st->blas, st->stream));
 
