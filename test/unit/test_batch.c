@@ -432,7 +432,8 @@ run_kv_set(r1_engine *e, int32_t out[NKV][KV_GEN], int n_out[NKV], char errors[N
 	{
 		int			i = (int) (intptr_t) c.user;
 
-		memcpy(out[i], c.ids, sizeof(int32_t) * c.n_ids);
+		if (c.n_ids > 0)
+			memcpy(out[i], c.ids, sizeof(int32_t) * c.n_ids);
 		n_out[i] = c.n_ids;
 		snprintf(errors[i], R1_ERROR_LEN, "%s", c.error);
 		r1_completion_free(&c);
