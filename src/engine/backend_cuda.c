@@ -80,6 +80,7 @@
 #define RESERVE_EXTRA ((size_t) 512 << 20)	/* cuBLAS workspace, context, slack */
 #define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
 #define R1_CUDA_GRAPHS 32		/* decode-step graphs kept (one per shape) */
+#define R1_CUBLAS_WS ((size_t) 32 << 20)	/* cuBLAS workspace */
 #define R1_CUDA_GRAPH_MAX_T 512	/* decode steps of at most this many sequences use graphs */
 
 /* a captured decode step and the shape it was captured for */
@@ -128,6 +129,7 @@ typedef struct cuda_state
 	int			max_ctx;
 	cudaStream_t stream;
 	cublasHandle_t blas;
+	void	   *blas_ws;		/* R1_CUBLAS_WS bytes */
 	int			broken;			/* a CUDA error left the device state unknown */
 	char		broken_msg[256];
 
@@ -1041,6 +1043,7 @@ cuda_destroy(r1_backend *b)
 		if (st->q_lm_head.p != st->q_embed.p)
 			dfree(st->q_lm_head.p);
 		dfree(st->q_embed.p);
+		dfree(st->blas_ws);
 		dfree(st->final_norm);
 		dfree(st->rope_cos);
 		dfree(st->rope_sin);
@@ -1106,6 +1109,10 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 	}
 	CB(cublasCreate(&st->blas));
 	CB(cublasSetStream(st->blas, st->stream));
+	/* a workspace of our own: nothing for cuBLAS to allocate while a graph is captured */
+	if (dalloc(st, &st->blas_ws, R1_CUBLAS_WS, "the cuBLAS workspace", &st->other_bytes, err) != 0)
+		return -1;
+	CB(cublasSetWorkspace(st->blas, st->blas_ws, R1_CUBLAS_WS));
 
 	if (upload_weights(st, m, err) != 0 || upload_rope(st, max_ctx, err) != 0)
 		return -1;
