@@ -30,7 +30,7 @@ NVCC_FLAGS := -O3 -std=c++17 $(R1_CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Wno
 CUDA_SRCS := $(sort $(wildcard kernels/*.cu))
 CUDA_OBJS := $(patsubst kernels/%.cu,build/kernels/%.o,$(CUDA_SRCS))
 
-build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh) src/engine/cuda_plan.h src/engine/quant_blocks.h
+build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh) src/engine/cuda_plan.h src/engine/quant_blocks.h src/engine/philox.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
 

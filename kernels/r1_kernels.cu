@@ -13,10 +13,12 @@
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <limits.h>
 #include <math.h>
 
 #include "cuda_plan.h"
 #include "quant_blocks.h"
+#include "philox.h"
 #include "r1_kernels.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -119,6 +121,190 @@ qgemm_kernel(float *out, int ldo, const bf16 *x, const uint8_t *w, int dt, size_
 
 			out[i] = beta != 0.0f ? v + beta * out[i] : v;
 		}
+	}
+}
+
+/*
+ * Sampling on the device, one block per logits row, the CPU sampler's
+ * algorithm (sampler.c) step for step: argmax (lowest index on ties);
+ * greedy at temperature 0 or top_k 1; else the candidates at or above the
+ * min-p floor (and within 40 temperatures of the best) get p = exp((l -
+ * max) / T), are sorted by p descending then id ascending (a bitonic sort
+ * in the row's scratch), and one thread makes the same double-precision
+ * sums, top-k / top-p cuts and Philox draw as r1_sample.  expf here and in
+ * glibc may differ in the last bit, so a draw that lands on a boundary can
+ * differ from the CPU's; nothing else does.
+ * params: 8 ints a row: temperature, top_p, min_p (float bits), top_k,
+ * seed (lo, hi), position (lo, hi).
+ */
+#define SAMPLE_THREADS 1024
+
+__device__ __forceinline__ bool
+cand_before(float pa, int ia, float pb, int ib)
+{
+	return pa > pb || (pa == pb && ia < ib);
+}
+
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+sample_kernel(const float *logits, int ld, int nv, const int32_t *params, float *cand_p, int32_t *cand_id,
+			  int n2, int32_t *out)
+{
+	const int	row = blockIdx.x,
+				tid = threadIdx.x;
+	const float *l = logits + (size_t) row * ld;
+	const int32_t *pr = params + 8 * row;
+	const float temp = __int_as_float(pr[0]),
+				top_p = __int_as_float(pr[1]),
+				min_p = __int_as_float(pr[2]);
+	const int	top_k = pr[3];
+	const uint64_t seed = (uint64_t) (uint32_t) pr[4] | ((uint64_t) (uint32_t) pr[5] << 32),
+				pos = (uint64_t) (uint32_t) pr[6] | ((uint64_t) (uint32_t) pr[7] << 32);
+	float	   *cp = cand_p + (size_t) row * n2;
+	int32_t    *ci = cand_id + (size_t) row * n2;
+	__shared__ float s_v[SAMPLE_THREADS / 32];
+	__shared__ int s_i[SAMPLE_THREADS / 32];
+	__shared__ int s_m;
+	float		bv = -INFINITY,
+				maxl,
+				floor_l,
+				inv_t;
+	int			bi = INT_MAX,
+				m,
+				n2m;
+
+	/* argmax: the lowest index of the largest logit (NaN never wins) */
+	for (int i = tid; i < nv; i += SAMPLE_THREADS)
+		if (l[i] > bv)
+		{
+			bv = l[i];
+			bi = i;
+		}
+	for (int o = 16; o > 0; o >>= 1)
+	{
+		float		ov = __shfl_xor_sync(0xffffffffu, bv, o);
+		int			oi = __shfl_xor_sync(0xffffffffu, bi, o);
+
+		if (ov > bv || (ov == bv && oi < bi))
+		{
+			bv = ov;
+			bi = oi;
+		}
+	}
+	if (tid % 32 == 0)
+	{
+		s_v[tid / 32] = bv;
+		s_i[tid / 32] = bi;
+	}
+	if (tid == 0)
+		s_m = 0;
+	__syncthreads();
+	bv = s_v[0];
+	bi = s_i[0];
+	for (int w = 1; w < SAMPLE_THREADS / 32; w++)
+		if (s_v[w] > bv || (s_v[w] == bv && s_i[w] < bi))
+		{
+			bv = s_v[w];
+			bi = s_i[w];
+		}
+	if (bi == INT_MAX)
+		bi = 0;
+	if (temp <= 0.0f || top_k == 1)
+	{
+		if (tid == 0)
+			out[row] = bi;
+		return;
+	}
+	maxl = bv;
+	inv_t = 1.0f / temp;
+	floor_l = min_p > 0.0f ? maxl + temp * logf(min_p) : -INFINITY;
+	if (floor_l < maxl - 40.0f * temp)
+		floor_l = maxl - 40.0f * temp;
+
+	/* the candidates, in any order (the sort fixes it) */
+	for (int i = tid; i < nv; i += SAMPLE_THREADS)
+		if (l[i] >= floor_l)
+		{
+			int			k = atomicAdd(&s_m, 1);
+
+			cp[k] = expf((l[i] - maxl) * inv_t);
+			ci[k] = i;
+		}
+	__syncthreads();
+	m = s_m;
+	for (n2m = 1; n2m < m; n2m <<= 1)
+		;
+	for (int k = m + tid; k < n2m; k += SAMPLE_THREADS)
+	{
+		cp[k] = -1.0f;			/* after every candidate */
+		ci[k] = INT_MAX;
+	}
+	__syncthreads();
+	/* bitonic sort, descending by (p, then ascending id) */
+	for (int size = 2; size <= n2m; size <<= 1)
+		for (int stride = size / 2; stride > 0; stride >>= 1)
+		{
+			for (int k = tid; k < n2m / 2; k += SAMPLE_THREADS)
+			{
+				int			i = 2 * stride * (k / stride) + k % stride,
+							j = i + stride;
+				bool		up = (i & size) == 0;
+				float		pi = cp[i],
+							pj = cp[j];
+				int			ii = ci[i],
+							ij = ci[j];
+
+				if (cand_before(pi, ii, pj, ij) != up)
+				{
+					cp[i] = pj;
+					cp[j] = pi;
+					ci[i] = ij;
+					ci[j] = ii;
+				}
+			}
+			__syncthreads();
+		}
+	/* the cuts and the draw, in r1_sample's order */
+	if (tid == 0)
+	{
+		int			keep = (top_k > 0 && top_k < m) ? top_k : m;
+		double		sum = 0.0,
+					acc = 0.0,
+					cut;
+		int32_t		pick;
+
+		for (int i = 0; i < keep; i++)
+			sum += cp[i];
+		if (top_p < 1.0f)
+		{
+			double		acc_p = 0.0;
+			int			k;
+
+			for (k = 0; k < keep; k++)
+			{
+				acc_p += cp[k];
+				if (acc_p >= top_p * sum)
+				{
+					k++;
+					break;
+				}
+			}
+			keep = k < 1 ? 1 : k;
+			sum = 0.0;
+			for (int i = 0; i < keep; i++)
+				sum += cp[i];
+		}
+		cut = r1ph_uniform(seed, pos) * sum;
+		pick = ci[keep - 1];
+		for (int i = 0; i < keep; i++)
+		{
+			acc += cp[i];
+			if (cut < acc)
+			{
+				pick = ci[i];
+				break;
+			}
+		}
+		out[row] = pick;
 	}
 }
 
@@ -619,6 +805,16 @@ r1k_embed_q(cudaStream_t s, float *x, const void *table, int dtype, size_t row_b
 	if (H % 8 != 0)
 		return cudaErrorInvalidValue;
 	embed_q_kernel<<<T, 256, 0, s>>>(x, static_cast<const uint8_t *>(table), dtype, row_bytes, tokens, H);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+r1k_sample(cudaStream_t s, const float *logits, int ld, int n_rows, int sample_vocab, const int32_t *params,
+		   float *cand_p, int32_t *cand_id, int n2, int32_t *out)
+{
+	if (n_rows <= 0)
+		return cudaSuccess;
+	sample_kernel<<<n_rows, SAMPLE_THREADS, 0, s>>>(logits, ld, sample_vocab, params, cand_p, cand_id, n2, out);
 	return cudaGetLastError();
 }
 

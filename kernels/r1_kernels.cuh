@@ -60,6 +60,16 @@ cudaError_t r1k_qgemm(cudaStream_t s, float *out, int ldo, const uint16_t *x, co
 cudaError_t r1k_embed_q(cudaStream_t s, float *x, const void *table, int dtype, size_t row_bytes,
 						const int32_t *tokens, int T, int H);
 
+/*
+ * out[r] = the token r1_sample would choose from row r of logits (row stride
+ * ld, the first sample_vocab entries), for n_rows rows; params: 8 int32 a
+ * row (temperature, top_p, min_p as float bits, top_k, seed lo/hi, position
+ * lo/hi).  cand_p/cand_id: n_rows * n2 scratch, n2 a power of two >=
+ * sample_vocab.
+ */
+cudaError_t r1k_sample(cudaStream_t s, const float *logits, int ld, int n_rows, int sample_vocab,
+					   const int32_t *params, float *cand_p, int32_t *cand_id, int n2, int32_t *out);
+
 /* tables[upd[2i]] = upd[2i + 1] for i < n: new block-table entries */
 cudaError_t r1k_table_update(cudaStream_t s, int32_t *tables, const int32_t *upd, int n);
 

@@ -68,8 +68,9 @@ def rows_of(shape, arr):
     return [list(arr[i * v:(i + 1) * v]) for i in range(t)]
 
 
-def r1(args, *cmd, timeout=600):
-    p = subprocess.run([args.r1] + list(cmd), capture_output=True, text=True, timeout=timeout)
+def r1(args, *cmd, timeout=600, env=None):
+    p = subprocess.run([args.r1] + list(cmd), capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, **(env or {})))
     if p.returncode != 0:
         raise RuntimeError("r1 %s failed (%d): %s" % (" ".join(cmd[:3]), p.returncode, p.stderr.strip()))
     return json.loads(p.stdout)
@@ -177,6 +178,27 @@ def llama_checks(args, tmp):
            % (args.device, args.ref_device, d_rel, "" if not bad else ", argmax differs at %s" % bad))
 
 
+def sampling_checks(args, tmp):
+    """Tokens chosen on the GPU (r1k_sample) against the host sampler over the same GPU logits
+    (R1_GPU_SAMPLING=0): the same algorithm and Philox draws, so the same ids (only an expf
+    last-bit difference on a boundary could part them); and against the CPU backend (reported)."""
+    tiny = os.path.join(ROOT, "test", "fixtures", "qwen2-tiny")
+    for k, (temp, top_p, top_k, min_p) in enumerate(((0.8, 0.95, 0, 0.0), (1.2, 1.0, 40, 0.0),
+                                                      (0.6, 0.9, 0, 0.05))):
+        cmd = ["generate", "--model", tiny, "--ids", "290,2,239,451,327", "--raw", "--max-tokens", "24",
+               "--ignore-eos", "--temperature", str(temp), "--top-p", str(top_p), "--top-k", str(top_k),
+               "--min-p", str(min_p), "--seed", str(11 + k)]
+        dev = r1(args, *cmd, "--device", args.device)["ids"]
+        host = r1(args, *cmd, "--device", args.device, env={"R1_GPU_SAMPLING": "0"})["ids"]
+        cpu = r1(args, *cmd, "--device", args.ref_device)["ids"]
+        same_cpu = 0
+        while same_cpu < min(len(dev), len(cpu)) and dev[same_cpu] == cpu[same_cpu]:
+            same_cpu += 1
+        report(dev == host, "sampling %d (T=%g top_p=%g top_k=%d min_p=%g): device-chosen ids equal the host "
+               "sampler's over the same logits; %d of 24 equal the CPU backend's"
+               % (k, temp, top_p, top_k, min_p, same_cpu))
+
+
 def gguf_checks(args, tmp):
     """Quantised GGUF fixtures (r1k_qgemm decodes the blocks on the GPU) against their
     float64 goldens (tools/gguf_golden.py) and the CPU backend."""
@@ -252,11 +274,12 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--ref-device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="skip the full 1.5B preset, 1k instead of 8k prompt")
-    ap.add_argument("--only", choices=["fixture", "random", "llama", "gguf", "long"])
+    ap.add_argument("--only", choices=["fixture", "random", "llama", "gguf", "sampling", "long"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in (("fixture", fixture_checks), ("random", random_shape_checks),
-                         ("llama", llama_checks), ("gguf", gguf_checks), ("long", long_checks)):
+                         ("llama", llama_checks), ("gguf", gguf_checks), ("sampling", sampling_checks),
+                         ("long", long_checks)):
             if args.only and args.only != name:
                 continue
             try:

@@ -13,6 +13,14 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "sampler.h"
+
+/* the sampling of one logits row, for backends that sample on the device */
+typedef struct r1_row_sampling
+{
+	r1_sampling sp;
+	uint64_t	position;		/* the position of the token being chosen (the RNG counter) */
+} r1_row_sampling;
 
 typedef struct r1_batch
 {
@@ -22,6 +30,15 @@ typedef struct r1_batch
 	const int  *n_tokens;		/* [n_seqs] tokens of the sequence in this batch, >= 1 */
 	const int32_t *tokens;		/* [sum n_tokens] the tokens, sequence after sequence */
 	int			all_logits;		/* 1: a row of logits per token; 0: a row per sequence (its last token) */
+	/*
+	 * Optional, for a backend with can_sample and all_logits 0: the sampling
+	 * of each row; the backend then writes the chosen ids to next[rows]
+	 * (as r1_sample over the first sample_vocab logits would choose them)
+	 * instead of the logits.
+	 */
+	const r1_row_sampling *sample;
+	int32_t    *next;
+	int			sample_vocab;
 } r1_batch;
 
 typedef struct r1_backend r1_backend;
@@ -40,6 +57,9 @@ struct r1_backend
 	 * what it guarantees (backend_cuda.c).
 	 */
 	int			batch_invariant;
+
+	/* the backend can choose tokens itself (r1_batch.sample): the CUDA backend */
+	int			can_sample;
 
 	/*
 	 * CPU backend: most bytes its KV cache may hold (0: no limit but the

@@ -50,9 +50,10 @@
  *   shuffle reductions, and splits long contexts (flash-decoding) so one
  *   sequence at 16k keeps every SM busy.  Decode steps (a token and a logits
  *   row per sequence) are captured as CUDA graphs once per shape and replayed
- *   (graph_for; R1_CUDA_GRAPHS=0 turns that off).  Not yet done: sampling on
- *   the GPU (logits are copied to the host: rows x vocab x 4
- *   bytes a step); a tiled tensor-core prefill attention (the unified kernel
+ *   (graph_for; R1_CUDA_GRAPHS=0 turns that off).  Tokens are chosen on the
+ *   GPU (r1k_sample: r1_sample's algorithm and Philox draw), so only the ids
+ *   cross to the host (R1_GPU_SAMPLING=0 copies the logits and samples on
+ *   the host instead).  Not yet done: a tiled tensor-core prefill attention (the unified kernel
  *   rereads keys per query token: correct, but S4 needs better); cuBLASLt
  *   algorithm selection and an FP8 KV cache.
  *
@@ -81,6 +82,7 @@
 #define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
 #define R1_CUDA_GRAPHS 32		/* decode-step graphs kept (one per shape) */
 #define R1_CUBLAS_WS ((size_t) 32 << 20)	/* cuBLAS workspace */
+#define R1_SAMPLE_ROWS 64		/* logits rows sampled per launch (scratch: rows x n2 x 8 bytes) */
 #define R1_CUDA_GRAPH_MAX_T 512	/* decode steps of at most this many sequences use graphs */
 
 /* a captured decode step and the shape it was captured for */
@@ -169,6 +171,14 @@ typedef struct cuda_state
 	r1_batch_plan plan;
 	r1_kv_update *upd;
 	size_t		cap_upd;
+
+	/* sampling on the device (allocated at creation, before the KV pool) */
+	int			samp_n2;		/* power of two >= vocab: a row's candidate scratch */
+	float	   *cand_p;			/* [R1_SAMPLE_ROWS, samp_n2] */
+	int32_t    *cand_id;		/* [R1_SAMPLE_ROWS, samp_n2] */
+	int32_t    *samp_params;	/* [R1_SAMPLE_ROWS, 8] */
+	int32_t    *samp_out;		/* [R1_SAMPLE_ROWS] */
+	int32_t    *samp_host;		/* pinned: params in, ids out */
 
 	/* CUDA graphs of decode steps; buffers they point into must not move */
 	cuda_graph	graphs[R1_CUDA_GRAPHS];
@@ -834,6 +844,42 @@ graph_for(cuda_state *st, const token_range *r, const r1k_kv_args *kv, const int
 	return g;
 }
 
+/*
+ * Choose the next token of logits rows [r0, r0 + rows) of the batch on the
+ * device (st->logits holds them) and write the ids to batch->next + r0.
+ */
+static int
+sample_rows(cuda_state *st, const r1_batch *batch, int r0, int rows, r1_error *err)
+{
+	for (int c0 = 0; c0 < rows; c0 += R1_SAMPLE_ROWS)
+	{
+		int			n = rows - c0 < R1_SAMPLE_ROWS ? rows - c0 : R1_SAMPLE_ROWS;
+
+		for (int i = 0; i < n; i++)
+		{
+			const r1_row_sampling *rs = &batch->sample[r0 + c0 + i];
+			int32_t    *pr = st->samp_host + 8 * i;
+			float		f[3] = {rs->sp.temperature, rs->sp.top_p, rs->sp.min_p};
+
+			memcpy(pr, f, sizeof(f));
+			pr[3] = rs->sp.top_k;
+			pr[4] = (int32_t) (uint32_t) rs->sp.seed;
+			pr[5] = (int32_t) (uint32_t) (rs->sp.seed >> 32);
+			pr[6] = (int32_t) (uint32_t) rs->position;
+			pr[7] = (int32_t) (uint32_t) (rs->position >> 32);
+		}
+		CK(cudaMemcpyAsync(st->samp_params, st->samp_host, (size_t) n * 8 * 4, cudaMemcpyHostToDevice, st->stream));
+		CK(r1k_sample(st->stream, st->logits + (size_t) c0 * st->cfg->vocab_size, st->cfg->vocab_size, n,
+					  batch->sample_vocab, st->samp_params, st->cand_p, st->cand_id, st->samp_n2, st->samp_out));
+		CK(cudaMemcpyAsync(st->samp_host + 8 * R1_SAMPLE_ROWS, st->samp_out, (size_t) n * 4, cudaMemcpyDeviceToHost,
+						   st->stream));
+		/* the pinned buffer is reused by the next chunk: wait for this one */
+		CK(cudaStreamSynchronize(st->stream));
+		memcpy(batch->next + r0 + c0, st->samp_host + 8 * R1_SAMPLE_ROWS, (size_t) n * 4);
+	}
+	return 0;
+}
+
 static int
 forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, float *logits, int n_upd,
 			   r1_error *err)
@@ -891,7 +937,12 @@ forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, floa
 	if (device_pass(st, r, &kv, md, o_tok, o_rows, err) != 0)
 		return -1;
 copy:
-	if (rows > 0)
+	if (rows > 0 && batch->sample && !batch->all_logits)
+	{
+		if (sample_rows(st, batch, r->r0, rows, err) != 0)
+			return -1;
+	}
+	else if (rows > 0)
 		CK(cudaMemcpyAsync(logits + (size_t) r->r0 * c->vocab_size, st->logits,
 						   (size_t) rows * c->vocab_size * 4, cudaMemcpyDeviceToHost, st->stream));
 	CK(cudaStreamSynchronize(st->stream));
@@ -1044,6 +1095,12 @@ cuda_destroy(r1_backend *b)
 			dfree(st->q_lm_head.p);
 		dfree(st->q_embed.p);
 		dfree(st->blas_ws);
+		dfree(st->cand_p);
+		dfree(st->cand_id);
+		dfree(st->samp_params);
+		dfree(st->samp_out);
+		if (st->samp_host)
+			cudaFreeHost(st->samp_host);
 		dfree(st->final_norm);
 		dfree(st->rope_cos);
 		dfree(st->rope_sin);
@@ -1120,6 +1177,16 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 		return -1;
 	CK(cudaMemset(st->tables, 0, (size_t) max_slots * mbps * 4));	/* stale entries point at a real block */
 
+	/* the sampler's buffers, before the KV pool takes what is left */
+	for (st->samp_n2 = 1; st->samp_n2 < c->vocab_size; st->samp_n2 <<= 1)
+		;
+	if (dalloc(st, (void **) &st->cand_p, (size_t) R1_SAMPLE_ROWS * st->samp_n2 * 4, "the sampler", &st->other_bytes, err) ||
+		dalloc(st, (void **) &st->cand_id, (size_t) R1_SAMPLE_ROWS * st->samp_n2 * 4, "the sampler", &st->other_bytes, err) ||
+		dalloc(st, (void **) &st->samp_params, R1_SAMPLE_ROWS * 8 * 4, "the sampler", &st->other_bytes, err) ||
+		dalloc(st, (void **) &st->samp_out, R1_SAMPLE_ROWS * 4, "the sampler", &st->other_bytes, err))
+		return -1;
+	CK(cudaMallocHost((void **) &st->samp_host, R1_SAMPLE_ROWS * 9 * 4));
+
 	/* KV pool: a share of what is left after an activation reserve */
 	T_res = R1_CUDA_MAX_TOKENS;
 	r1_attn_part_size(T_res, c->n_kv_heads, max_ctx, 4 * st->n_sms, &ms);
@@ -1192,6 +1259,12 @@ r1_backend_cuda_create(r1_backend **out, const r1_model *m, int max_slots, int m
 	b->forward = cuda_forward;
 	b->release_slot = cuda_release_slot;
 	b->kv_fits = cuda_kv_fits;
+	{
+		/* logits never leave the GPU unless R1_GPU_SAMPLING=0 */
+		const char *gs = getenv("R1_GPU_SAMPLING");
+
+		b->can_sample = !(gs && strcmp(gs, "0") == 0);
+	}
 	b->memory_used = cuda_memory_used;
 	b->destroy = cuda_destroy;
 	st->cfg = c;

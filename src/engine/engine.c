@@ -89,6 +89,8 @@ struct r1_engine
 			   *b_pos,
 			   *b_end,
 			   *b_n;
+	r1_row_sampling *b_samp;	/* device sampling: each row's parameters */
+	int32_t    *b_next;			/* device sampling: the chosen ids */
 	req		  **b_req;
 	int32_t    *b_tokens;
 	int			b_tokens_cap;
@@ -225,11 +227,13 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_pos = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_end = calloc(e->opts.max_seqs, sizeof(int));
+	e->b_samp = calloc(e->opts.max_seqs, sizeof(r1_row_sampling));
+	e->b_next = calloc(e->opts.max_seqs, sizeof(int32_t));
 	e->b_n = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_req = calloc(e->opts.max_seqs, sizeof(req *));
 	e->logits = malloc(sizeof(float) * (size_t) e->opts.max_seqs * vocab);
 	e->sample_scratch = malloc(r1_sampler_scratch_size(vocab));
-	if (!e->running || !e->b_slot || !e->b_pos || !e->b_end || !e->b_n || !e->b_req || !e->logits ||
+	if (!e->running || !e->b_slot || !e->b_pos || !e->b_end || !e->b_samp || !e->b_next || !e->b_n || !e->b_req || !e->logits ||
 		!e->sample_scratch)
 	{
 		r1_fail(err, "out of memory creating the engine");
@@ -282,6 +286,8 @@ r1_engine_close(r1_engine *e)
 	free(e->b_slot);
 	free(e->b_pos);
 	free(e->b_end);
+	free(e->b_samp);
+	free(e->b_next);
 	free(e->b_n);
 	free(e->b_req);
 	free(e->b_tokens);
@@ -687,8 +693,20 @@ r1_engine_step(r1_engine *e, r1_error *err)
 	}
 
 	{
-		r1_batch	batch = {n, e->b_slot, e->b_pos, e->b_n, e->b_tokens, 0};
+		r1_batch	batch = {n, e->b_slot, e->b_pos, e->b_n, e->b_tokens, 0, NULL, NULL, 0};
 
+		if (e->be->can_sample)
+		{
+			/* the backend picks the tokens: only the ids come back */
+			for (int i = 0; i < n; i++)
+			{
+				e->b_samp[i].sp = e->b_req[i]->sp;
+				e->b_samp[i].position = (uint64_t) (e->b_req[i]->n_prompt + e->b_req[i]->n_out);
+			}
+			batch.sample = e->b_samp;
+			batch.next = e->b_next;
+			batch.sample_vocab = e->sample_vocab;
+		}
 		if (e->be->forward(e->be, &batch, e->logits, err) != 0)
 		{
 			for (int i = 0; i < n; i++)
@@ -713,8 +731,8 @@ r1_engine_step(r1_engine *e, r1_error *err)
 		if (r->n_past < seq_target(r))
 			continue;			/* more prompt to go: this row's logits are unused */
 		/* the position of the token being chosen keys its random draw */
-		next = r1_sample(row, e->sample_vocab, &r->sp,
-						 (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);
+		next = e->be->can_sample ? e->b_next[i]
+			: r1_sample(row, e->sample_vocab, &r->sp, (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);
 		/* think budget spent without </think>: close it ourselves, one token a step */
 		if (r->max_think > 0 && !r->think_tokens && r->n_out - r->forced >= r->max_think &&
 			r->forced < e->n_think_close)

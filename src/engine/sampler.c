@@ -3,6 +3,7 @@
  * min-p with a counter-based random number.
  */
 #include "sampler.h"
+#include "philox.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,41 +33,11 @@ r1_sampling_validate(const r1_sampling *s, r1_error *err)
 	return 0;
 }
 
-/*
- * Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"),
- * the generator cuRAND uses: the key is the seed, the counter is the position,
- * so a draw depends on nothing but (seed, position) and the GPU can compute
- * the same number.
- */
-static void
-philox4x32_10(uint32_t ctr[4], uint32_t key[2])
-{
-	for (int round = 0; round < 10; round++)
-	{
-		uint64_t	p0 = (uint64_t) 0xD2511F53u * ctr[0];
-		uint64_t	p1 = (uint64_t) 0xCD9E8D57u * ctr[2];
-		uint32_t	c0 = (uint32_t) (p1 >> 32) ^ ctr[1] ^ key[0];
-		uint32_t	c2 = (uint32_t) (p0 >> 32) ^ ctr[3] ^ key[1];
-
-		ctr[1] = (uint32_t) p1;
-		ctr[3] = (uint32_t) p0;
-		ctr[0] = c0;
-		ctr[2] = c2;
-		key[0] += 0x9E3779B9u;
-		key[1] += 0xBB67AE85u;
-	}
-}
-
+/* Philox-4x32-10 of (seed, position): philox.h, shared with the GPU sampler */
 double
 r1_rng_uniform(uint64_t seed, uint64_t counter)
 {
-	uint32_t	ctr[4] = {(uint32_t) counter, (uint32_t) (counter >> 32), 0, 0};
-	uint32_t	key[2] = {(uint32_t) seed, (uint32_t) (seed >> 32)};
-	uint64_t	bits;
-
-	philox4x32_10(ctr, key);
-	bits = ((uint64_t) ctr[0] << 32 | ctr[1]) >> 11;	/* 53 random bits */
-	return (double) bits * (1.0 / 9007199254740992.0);
+	return r1ph_uniform(seed, counter);
 }
 
 int32_t

@@ -473,7 +473,7 @@ cmd_logits(const opts *o)
 		int			slot = 0,
 					pos = 0,
 					nt = (int) n;
-		r1_batch	b = {1, &slot, &pos, &nt, ids, 1};
+		r1_batch	b = {1, &slot, &pos, &nt, ids, 1, NULL, NULL, 0};
 
 		if (r1_engine_forward(e, &b, logits, &err) != 0)
 			die("%s", err.msg);

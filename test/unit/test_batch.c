@@ -94,7 +94,7 @@ compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
 					pos = s == 0 ? 0 : PLEN + s - 1,
 					n = s == 0 ? PLEN : 1;
 		int32_t		tok = (s * 13 + 7) % vocab;
-		r1_batch	b = {1, &slot, &pos, &n, s == 0 ? prompt : &tok, 0};
+		r1_batch	b = {1, &slot, &pos, &n, s == 0 ? prompt : &tok, 0, NULL, NULL, 0};
 
 		if (be->forward(be, &b, alone + (size_t) s * vocab, &err) != 0)
 			diag("%s", err.msg);
@@ -144,7 +144,7 @@ compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
 				ns++;
 			}
 			{
-				r1_batch	b = {ns, slot, pos, n, toks, 0};
+				r1_batch	b = {ns, slot, pos, n, toks, 0, NULL, NULL, 0};
 
 				if (big && T < 8)
 					diag("batch of %d tokens does not reach the BLAS path", T);

@@ -252,7 +252,7 @@ test_batch_plan(void)
 				pos[3] = {0, 10, 3},
 				ntok[3] = {3, 1, 2};
 	int32_t		toks[6] = {1, 2, 3, 4, 5, 6};
-	r1_batch	b = {3, slot, pos, ntok, toks, 0};
+	r1_batch	b = {3, slot, pos, ntok, toks, 0, NULL, NULL, 0};
 	int			want_pos[6] = {0, 1, 2, 10, 3, 4};
 	int			want_slot[6] = {2, 2, 2, 0, 5, 5};
 	int			same = 1;

@@ -107,7 +107,7 @@ check_backend(const char *label, const r1_model *m, golden_case *cases)
 		int			slot = 1,
 					pos = 0,
 					n = c->n;
-		r1_batch	b = {1, &slot, &pos, &n, c->ids, 1};
+		r1_batch	b = {1, &slot, &pos, &n, c->ids, 1, NULL, NULL, 0};
 		double		worst = 0;
 		int			path_ok = 1;
 
@@ -131,7 +131,7 @@ check_backend(const char *label, const r1_model *m, golden_case *cases)
 					int32_t		tok = c->greedy[i - 1];
 					int			one = 1,
 								p = c->n + i - 1;
-					r1_batch	d = {1, &slot, &p, &one, &tok, 0};
+					r1_batch	d = {1, &slot, &p, &one, &tok, 0, NULL, NULL, 0};
 
 					if (be->forward(be, &d, logits, &err) != 0)
 					{
@@ -338,7 +338,7 @@ check_paths(r1_dtype dt)
 		int			slot = 0,
 					pos = 0,
 					n = 20;
-		r1_batch	b = {1, &slot, &pos, &n, toks, 1};
+		r1_batch	b = {1, &slot, &pos, &n, toks, 1, NULL, NULL, 0};
 
 		ok(be->forward(be, &b, all, &err) == 0, "%s: prefill of 20 tokens", r1_dtype_name(dt));
 		for (int t = 0; t < 20; t++)
@@ -346,7 +346,7 @@ check_paths(r1_dtype dt)
 			int			s1 = 1,
 						p = t,
 						n1 = 1;
-			r1_batch	d = {1, &s1, &p, &n1, &toks[t], 0};
+			r1_batch	d = {1, &s1, &p, &n1, &toks[t], 0, NULL, NULL, 0};
 			double		e;
 
 			if (be->forward(be, &d, one, &err) != 0)
@@ -361,7 +361,7 @@ check_paths(r1_dtype dt)
 			int			s2 = 1,
 						p0 = 0,
 						n5 = 5;
-			r1_batch	five = {1, &s2, &p0, &n5, toks, 1};
+			r1_batch	five = {1, &s2, &p0, &n5, toks, 1, NULL, NULL, 0};
 			float	   *got = malloc(sizeof(float) * 5 * vocab);
 
 			double		e5 = INFINITY;

@@ -535,7 +535,7 @@ check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype 
 					path_ok = 1;
 		double		worst = 0,
 					gworst = 0;
-		r1_batch	b = {1, &slot, &pos, &n, ids, 1};
+		r1_batch	b = {1, &slot, &pos, &n, ids, 1, NULL, NULL, 0};
 		int32_t		next;
 
 		if (!ok(n >= 1 && n <= GOLDEN_MAX_T, "%s case %zu: %d ids", name, k, n))
@@ -561,7 +561,7 @@ check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype 
 			int32_t		want = (int32_t) json_integer_value(json_array_get(jg, i));
 			int			one = 1,
 						p = n + (int) i;
-			r1_batch	d = {1, &slot, &p, &one, &want, 0};
+			r1_batch	d = {1, &slot, &p, &one, &want, 0, NULL, NULL, 0};
 			double		e;
 
 			if (next != want)
@@ -703,7 +703,7 @@ check_conversion(const char *type, const char *golden)
 		for (int i = 0; i < 24; i++)
 			greedy[i] = (int32_t) ((const int64_t *) tg->data)[i];
 		{
-			r1_batch	b = {1, &slot, &pos, &n, ids, 1};
+			r1_batch	b = {1, &slot, &pos, &n, ids, 1, NULL, NULL, 0};
 
 			be->forward(be, &b, logits, &err);
 		}
@@ -722,7 +722,7 @@ check_conversion(const char *type, const char *golden)
 			int32_t		next = r1_argmax(i == 0 ? logits + (size_t) (n - 1) * vocab : logits, vocab);
 			int			one = 1,
 						p = n + i;
-			r1_batch	d = {1, &slot, &p, &one, &greedy[i], 0};
+			r1_batch	d = {1, &slot, &p, &one, &greedy[i], 0, NULL, NULL, 0};
 
 			if (next != greedy[i])
 			{
