@@ -54,7 +54,7 @@ MODULE_big = r1_pg
 R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o
 OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
 	src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/replay.o \
+	src/activity.o src/traces.o src/trace_writer.o src/replay.o \
 	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o $(R1_PG_ENGINE_OBJS)
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
@@ -81,7 +81,7 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o: \
+	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o: \
 	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
 	src/engine/chat.h src/activity.h src/traces.h src/jobs.h
 

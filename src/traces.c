@@ -1,14 +1,16 @@
 /*
  * traces.c - the trace audit (r1.log_traces, r1.trace_retention, r1.traces).
  *
- * Where the row is written: in the caller's transaction, through SPI.  A call
- * whose transaction rolls back leaves no trace, like any other row it wrote;
- * a transaction that commits has a trace of every call it made.  (Writing
- * outside the caller's transaction needs a process connected to each
- * database that holds r1.traces; the engine worker has no database
- * connection.)  Where a trace cannot be written at all (a read-only
- * transaction, a standby) the call fails before it runs, so auditing cannot
- * be bypassed.
+ * Where the row is written: with r1.trace_autonomous (the default), in a
+ * transaction of its own, by a short-lived background worker
+ * (trace_writer.c), so that a call is audited even when the caller's
+ * transaction rolls back; when no worker slot is free, and with the setting
+ * off, in the caller's transaction through SPI (a rolled-back call then
+ * leaves no trace, like any other row it wrote).  Job workers always write
+ * in their result's transaction (the trace and the result commit together).
+ * Where a trace cannot be written at all (a standby; a read-only
+ * transaction when it would be written there) the call fails before it
+ * runs, so auditing cannot be bypassed.
  *
  * As whom: callers need no privilege on r1.traces (only r1_auditor may read
  * it).  The insert runs as the table's owner (the extension's owner), as a
@@ -43,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "client.h"
+#include "trace_writer.h"
 #include "traces.h"
 
 #define R1_PRUNE_INTERVAL_MS	60000
@@ -50,6 +53,7 @@
 
 bool		r1_log_traces = false;
 int			r1_trace_retention = 0;
+bool		r1_trace_autonomous = true;
 
 static TimestampTz r1_last_prune = 0;
 
@@ -62,6 +66,16 @@ r1_traces_define_gucs(void)
 							 "only members of r1_auditor can read them. The row is written in the caller's transaction.",
 							 &r1_log_traces,
 							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("r1.trace_autonomous",
+							 "Write each trace in a transaction of its own, so that it survives the caller's rollback.",
+							 "A short-lived background worker inserts the row and commits (a max_worker_processes slot "
+							 "for a moment each call). Off: the row is written in the caller's transaction.",
+							 &r1_trace_autonomous,
+							 true,
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
@@ -86,7 +100,7 @@ r1_trace_check_writable(void)
 				 errmsg("cannot record an r1 trace during recovery"),
 				 errdetail("r1.log_traces is on, and a standby cannot write r1.traces."),
 				 errhint("Call the model on the primary, or have a superuser turn r1.log_traces off for this server.")));
-	if (XactReadOnly)
+	if (XactReadOnly && !(r1_trace_autonomous && MyBackendType == B_BACKEND))
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot record an r1 trace in a read-only transaction"),
@@ -202,19 +216,29 @@ r1_trace_parameters(const R1TraceInfo *t)
 
 #define R1_TRACE_NARGS 19
 
+const char	r1_trace_insert_sql[] =
+"INSERT INTO r1.traces (at, source, role, session_role, database, prompt, system, "
+"parameters, seed, think, answer, boxed, finish_reason, prompt_tokens, "
+"completion_tokens, think_tokens, ms, model, weights_checksum) VALUES "
+"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
 void
-r1_trace_record(const R1TraceInfo *t)
+r1_trace_arg_types(Oid *types, int nargs)
 {
-	static const char *sql =
-		"INSERT INTO r1.traces (at, source, role, session_role, database, prompt, system, "
-		"parameters, seed, think, answer, boxed, finish_reason, prompt_tokens, "
-		"completion_tokens, think_tokens, ms, model, weights_checksum) VALUES "
-		"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-	Oid			types[R1_TRACE_NARGS] = {
+	static const Oid t[R1_TRACE_NARGS] = {
 		TIMESTAMPTZOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID, TEXTOID, TEXTOID,
 		JSONBOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
 		INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID
 	};
+
+	Assert(nargs == R1_TRACE_NARGS);
+	memcpy(types, t, sizeof(t));
+}
+
+void
+r1_trace_record(const R1TraceInfo *t)
+{
+	Oid			types[R1_TRACE_NARGS];
 	Datum		values[R1_TRACE_NARGS];
 	char		nulls[R1_TRACE_NARGS];
 	char	   *db = get_database_name(MyDatabaseId);
@@ -222,6 +246,7 @@ r1_trace_record(const R1TraceInfo *t)
 	TimestampTz now = GetCurrentTimestamp();
 	R1OwnerContext oc;
 	int			i = 0;
+	bool		written;
 
 	memset(nulls, ' ', sizeof(nulls));
 #define R1_SET(d) (values[i++] = (d))
@@ -250,11 +275,33 @@ r1_trace_record(const R1TraceInfo *t)
 #undef R1_SET
 #undef R1_SET_TEXT
 	Assert(i == R1_TRACE_NARGS);
+	r1_trace_arg_types(types, R1_TRACE_NARGS);
+
+	/* a backend's call: in a transaction of its own, when a worker slot is free */
+	written = false;
+	if (r1_trace_autonomous && MyBackendType == B_BACKEND)
+	{
+		written = r1_trace_write_autonomous(r1_traces_owner(), R1_TRACE_NARGS, types, values, nulls);
+		if (!written)
+		{
+			if (XactReadOnly)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("could not record the r1 trace: no background worker slot is free"),
+						 errdetail("r1.trace_autonomous is on and this transaction is read-only."),
+						 errhint("Raise max_worker_processes, or call the model in a read-write transaction.")));
+			ereport(WARNING,
+					(errmsg("r1 trace written in the caller's transaction: no background worker slot is free"),
+					 errdetail("A rollback of this transaction removes the trace."),
+					 errhint("Raise max_worker_processes (r1.trace_autonomous needs a slot for a moment each call).")));
+		}
+	}
 
 	r1_as_owner_begin(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, R1_TRACE_NARGS, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (!written &&
+		SPI_execute_with_args(r1_trace_insert_sql, R1_TRACE_NARGS, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into r1.traces");
 	if (r1_trace_retention > 0 &&
 		TimestampDifferenceExceeds(r1_last_prune, now, R1_PRUNE_INTERVAL_MS))

@@ -12,6 +12,7 @@
 /* settings */
 extern bool r1_log_traces;
 extern int	r1_trace_retention;	/* minutes; 0 keeps traces forever */
+extern bool r1_trace_autonomous;	/* write each trace in its own transaction */
 
 /* _PG_init: define r1.log_traces and r1.trace_retention. */
 extern void r1_traces_define_gucs(void);
@@ -50,7 +51,10 @@ typedef struct R1TraceInfo
  */
 extern void r1_trace_check_writable(void);
 
-/* Insert the row (in the caller's transaction) and prune old rows now and then. */
+/*
+ * Insert the row (in a transaction of its own with r1.trace_autonomous, in
+ * the caller's otherwise) and prune old rows now and then.
+ */
 extern void r1_trace_record(const R1TraceInfo *t);
 
 #endif							/* R1_TRACES_H */

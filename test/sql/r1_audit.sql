@@ -31,26 +31,44 @@ SELECT id, source, role, session_role, database = current_database() AS this_db,
 FROM r1.traces ORDER BY id;
 
 -- the row matches what the call returned
-SELECT r.prompt_tokens = t.prompt_tokens AND r.completion_tokens = t.completion_tokens AND
-       r.think_tokens = t.think_tokens AND r.think = t.think AS matches_result
-FROM r1_reason('What is 6*7?', temperature => 0) r,
-     LATERAL (SELECT * FROM r1.traces ORDER BY id DESC LIMIT 1) t;
+SELECT prompt_tokens AS r_pt, completion_tokens AS r_ct, think_tokens AS r_tt, md5(think) AS r_think
+FROM r1_reason('What is the answer?', temperature => 0) \gset
+SELECT t.prompt_tokens = :r_pt AND t.completion_tokens = :r_ct AND t.think_tokens = :r_tt AND
+       md5(t.think) = :'r_think' AS matches_result
+FROM r1.traces t WHERE prompt = 'What is the answer?';
 
 -- system prompt, seed and sampling parameters are recorded
 SELECT finish_reason FROM r1_reason('What is 6*7?', seed => 42, temperature => 1, top_p => 0.9,
                                     top_k => 20, min_p => 0.01, system => 'You are terse.');
 SELECT system, seed, parameters FROM r1.traces ORDER BY id DESC LIMIT 1;
 
--- written in the caller's transaction: a rolled-back call leaves no trace
+-- r1.trace_autonomous (the default): a worker writes the row in a transaction
+-- of its own, so a call whose transaction rolls back (or is read-only) is
+-- still audited
+SHOW r1.trace_autonomous;
 BEGIN;
 SELECT boxed FROM r1_reason('rolled back', temperature => 0);
 ROLLBACK;
-SELECT count(*) AS rolled_back_traces FROM r1.traces WHERE prompt = 'rolled back';
-
--- a trace that could not be written fails the call before it runs
+SELECT count(*) AS rolled_back_traces, min(source) AS source FROM r1.traces WHERE prompt = 'rolled back';
 BEGIN READ ONLY;
 SELECT boxed FROM r1_reason('read only', temperature => 0);
 ROLLBACK;
+SELECT count(*) AS read_only_traces FROM r1.traces WHERE prompt = 'read only';
+-- the worker wrote it as the table's owner, for the caller
+SELECT role = current_user AS caller_role, session_role = session_user AS caller_session
+FROM r1.traces WHERE prompt = 'read only';
+
+-- off: in the caller's transaction, so a rolled-back call leaves no trace
+SET r1.trace_autonomous = off;
+BEGIN;
+SELECT boxed FROM r1_reason('rolled back in the transaction', temperature => 0);
+ROLLBACK;
+SELECT count(*) AS rolled_back_traces FROM r1.traces WHERE prompt = 'rolled back in the transaction';
+-- and a trace that could not be written fails the call before it runs
+BEGIN READ ONLY;
+SELECT boxed FROM r1_reason('read only in the transaction', temperature => 0);
+ROLLBACK;
+RESET r1.trace_autonomous;
 
 -- ---- privileges
 CREATE ROLE regress_r1_caller IN ROLE r1_user;
@@ -64,6 +82,7 @@ SELECT count(*) FROM r1.traces;
 DELETE FROM r1.traces;
 SET r1.log_traces = off;
 SET r1.trace_retention = '1min';
+SET r1.trace_autonomous = off;
 SELECT trace_id FROM r1_replay(1);
 SELECT r1_prune_traces();
 RESET ROLE;
