@@ -9,7 +9,7 @@ use IPC::Run qw(start finish run timeout);
 use Time::HiRes qw(time sleep);
 use Test::More;
 
-our @EXPORT = qw(psql query bg bg_finish wait_for status active wait_ready backend_pid
+our @EXPORT = qw(psql query bg bg_finish wait_for status active wait_ready restart_host_with backend_pid
   set_conf reset_conf host_processes check_no_orphans as_server $PSQL $GREEDY $LONG);
 
 our $PSQL = ($ENV{R1_PGBIN} // '/usr/lib/postgresql/15/bin') . '/psql';
@@ -77,6 +77,17 @@ sub status { return query("SELECT $_[0] FROM r1_status()"); }
 sub active { return status('coalesce(active_requests, -1) + coalesce(queue_depth, 0)'); }
 
 sub wait_ready { return wait_for('engine ready', sub { status('state') eq 'ready' }, $_[0] // 60); }
+
+# run $change (settings that restart the engine host), then wait until a new
+# host is ready: a fixed sleep races the reload on a busy machine
+sub restart_host_with
+{
+	my ($change, $secs) = @_;
+	my $old = status('coalesce(host_pid, 0)');
+	$change->();
+	return wait_for('engine restarted',
+		sub { status('state') eq 'ready' && status('coalesce(host_pid, 0)') != $old }, $secs // 60);
+}
 
 sub backend_pid
 {

@@ -78,6 +78,16 @@ sub active { return status('coalesce(active_requests, -1) + coalesce(queue_depth
 
 sub wait_ready { return wait_for('engine ready', sub { status('state') eq 'ready' }, $_[0] // 60); }
 
+# run $change (settings that restart the engine host), then wait for the new host
+sub restart_host_with
+{
+	my ($change) = @_;
+	my $old = status('coalesce(host_pid, 0)');
+	$change->();
+	return wait_for('engine restarted',
+		sub { status('state') eq 'ready' && status('coalesce(host_pid, 0)') != $old }, 60);
+}
+
 sub backend_pid
 {
 	my ($name) = @_;
@@ -169,9 +179,7 @@ for my $sig ('KILL', 'SEGV')
 
 # ---- a full queue
 {
-	set_conf('r1.max_queued = 2');
-	ok(wait_for('host restarted with max_queued 2', sub { status('state') eq 'ready' && status('host_restarts') >= 0 }, 30), 'engine back with r1.max_queued = 2');
-	sleep 0.5;
+	ok(restart_host_with(sub { set_conf('r1.max_queued = 2') }), 'engine back with r1.max_queued = 2');
 	ok(wait_ready(30), 'ready');
 	my @s = map { bg($LONG, "r1_fill_$_") } 1 .. 2;
 	ok(wait_for('queue full', sub { active() >= 2 }, 10), 'two long calls fill the queue');
@@ -195,9 +203,7 @@ for my $sig ('KILL', 'SEGV')
 	$pid = query("SELECT pid FROM pg_stat_activity WHERE application_name = 'r1_fill_2'");
 	query("SELECT pg_cancel_backend($pid)") if $pid;
 	bg_finish($_) for @s;
-	set_conf('r1.max_queued = 1024');
-	sleep 0.5;
-	ok(wait_ready(30), 'engine back with the default queue');
+	ok(restart_host_with(sub { set_conf('r1.max_queued = 1024') }), 'engine back with the default queue');
 }
 
 # ---- 16 concurrent sessions

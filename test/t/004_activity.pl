@@ -71,6 +71,16 @@ sub wait_ready
 	return wait_for('engine ready', sub { query('SELECT state FROM r1_status()') eq 'ready' }, $_[0] // 60);
 }
 
+# run $change (settings that restart the engine host), then wait for the new host
+sub restart_host_with
+{
+	my ($change) = @_;
+	my $old = query('SELECT coalesce(host_pid, 0) FROM r1_status()');
+	$change->();
+	return wait_for('engine restarted',
+		sub { query("SELECT state = 'ready' AND coalesce(host_pid, 0) <> $old FROM r1_status()") eq 't' }, 60);
+}
+
 sub pid_of
 {
 	my ($name) = @_;
@@ -151,10 +161,8 @@ query("DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'regres
 
 # ---- queued behind a full batch: state queued, queue position
 {
-	query('ALTER SYSTEM SET r1.max_seqs = 1');
-	query('SELECT pg_reload_conf()');
-	sleep 0.5;
-	ok(wait_ready(30), 'engine back with r1.max_seqs = 1');
+	ok(restart_host_with(sub { query('ALTER SYSTEM SET r1.max_seqs = 1'); query('SELECT pg_reload_conf()') }),
+		'engine back with r1.max_seqs = 1');
 	my $s1 = bg($LONG, 'r1_act_first');
 	my $p1 = pid_of('r1_act_first');
 	ok(wait_for('first running', sub { (activity($p1)->{state} // '') eq 'running' }), 'first request runs');
@@ -172,10 +180,8 @@ query("DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'regres
 	bg_finish($s1);
 	bg_finish($s2);
 	ok(wait_for('empty activity', sub { in_flight() == 0 }), 'empty again after cancel and terminate');
-	query('ALTER SYSTEM RESET r1.max_seqs');
-	query('SELECT pg_reload_conf()');
-	sleep 0.5;
-	ok(wait_ready(30), 'engine back with the default batch');
+	ok(restart_host_with(sub { query('ALTER SYSTEM RESET r1.max_seqs'); query('SELECT pg_reload_conf()') }),
+		'engine back with the default batch');
 }
 
 # ---- a statement_timeout counts as a timeout
