@@ -8,8 +8,8 @@
  * it to exit: the worker inserts the row, commits, and reports success or the
  * error in the segment.  The caller's transaction is not involved, so
  * ROLLBACK (or a read-only transaction) no longer hides a call from the
- * audit.  When no worker slot is free (max_worker_processes), the caller
- * writes the row in its own transaction instead, with a WARNING.
+ * audit.  When no worker slot frees up within 2 s (max_worker_processes),
+ * the caller writes the row in its own transaction instead, with a WARNING.
  *
  * Segment layout: R1TraceMsg, then for each parameter a header (null flag,
  * length) and its bytes at 8-byte alignment: by-value Datums as 8 bytes,
@@ -26,6 +26,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -36,6 +37,7 @@
 #define R1_TW_NOT_RUN	0
 #define R1_TW_OK		1
 #define R1_TW_FAILED	2
+#define R1_TW_SLOT_TRIES 200	/* x 10 ms: how long to wait for a worker slot */
 
 typedef struct R1TraceMsg
 {
@@ -137,10 +139,18 @@ r1_trace_write_autonomous(Oid owner, int nargs, const Oid *types, const Datum *v
 	strlcpy(worker.bgw_type, "r1 trace writer", BGW_MAXLEN);
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	/* slots free up within milliseconds (each writer lives that long): retry a while */
+	for (int tries = 0; !RegisterDynamicBackgroundWorker(&worker, &handle); tries++)
 	{
-		dsm_detach(seg);
-		return false;
+		if (tries >= R1_TW_SLOT_TRIES)
+		{
+			dsm_detach(seg);
+			return false;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 	st = WaitForBackgroundWorkerShutdown(handle);
 	if (msg->status != R1_TW_OK)

@@ -1,6 +1,7 @@
 # With r1.log_traces = on, every job item the job workers run is recorded in
 # r1.traces (source 'job', in the transaction that writes its result), as the
-# role that submitted the job, and replays exactly.
+# role that submitted the job, and replays exactly; and 12 concurrent traced
+# calls, each rolled back, are all recorded by the autonomous trace writers.
 use strict;
 use warnings;
 use FindBin;
@@ -33,6 +34,22 @@ is(query("SELECT count(*) FROM r1.traces t JOIN r1.job_items i ON i.prompt = t.p
 reset_conf('r1.log_traces');
 is(query(q{SELECT string_agg(r.reproduced::text, ',') FROM r1.traces t, LATERAL r1_replay(t.id) r
 	WHERE t.source = 'job'}, db => $db), 'true,true', 'and replays exactly');
+
+# ---- many traced calls at once: more than the free worker slots, every trace written
+{
+	my $call = q{SET r1.log_traces = on; BEGIN; SELECT boxed FROM r1_reason('concurrent %d', temperature => 0); ROLLBACK;};
+	my @s = map { bg(sprintf($call, $_), "r1_traced_$_", db => $db) } 1 .. 12;
+	my $ok = 0;
+	for (@s)
+	{
+		my $rc = bg_finish($_);
+		$ok++ if $rc == 0 && $_->{err} !~ /ERROR/;
+		diag("traced call: rc $rc, $_->{err}") if $rc != 0 || $_->{err} =~ /ERROR/;
+	}
+	is($ok, 12, '12 concurrent traced calls run without an error');
+	is(query(q{SELECT count(DISTINCT prompt) FROM r1.traces WHERE prompt LIKE 'concurrent %'}, db => $db), 12,
+		'and all 12 are audited although every transaction rolled back');
+}
 
 query('DROP EXTENSION r1_pg', db => $db);
 query('DROP ROLE regress_submitter');
