@@ -6,6 +6,9 @@
 #   tools/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 benchq all
 #                                      (default: all; each stage fits in a 10-minute slot)
 #   QUICK=1 tools/gpu-check.sh ...     shorter comparison and benchmarks
+#   R1_PREBUILT=1 tools/gpu-check.sh   use bin/r1 and build/test/* as built here
+#                                      by tools/gpu-pack.sh (no make, no -dev
+#                                      packages on the GPU host; libs in .gpu/lib)
 #
 # Logs go to $OUT (default build/gpu-check): summary.txt (one line a step),
 # build.log, unit.log, compare.log, bench-*.json, nvidia-smi.txt.
@@ -25,6 +28,19 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu-check}
 mkdir -p "$OUT"
 QUICK=${QUICK:-0}
+PREBUILT=${R1_PREBUILT:-0}
+if [ -d .gpu/lib ]; then	# the libraries tools/gpu-pack.sh packed, those the host lacks
+	mkdir -p /tmp/r1-gpu-lib
+	for f in .gpu/lib/*; do
+		l=$(basename "$f" .gz)
+		ldconfig -p | grep -q "^\s*$l " && continue
+		case $f in
+		*.gz) gunzip -c "$f" > "/tmp/r1-gpu-lib/$l" ;;
+		*) cp "$f" "/tmp/r1-gpu-lib/$l" ;;
+		esac
+	done
+	export LD_LIBRARY_PATH=/tmp/r1-gpu-lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 R1=bin/r1
 status=0
 stages=("$@")
@@ -38,7 +54,10 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/   gpu: /' | tee -a "$OUT/summary.txt"
 
 # ---- build (also when another stage runs and bin/r1 is missing) ----
-if want build || [ ! -x "$R1" ]; then
+if [ "$PREBUILT" = 1 ]; then
+	log "build: prebuilt bin/r1 ($(ldd "$R1" 2>&1 | grep -c 'not found') libraries not found)"
+	ldd "$R1" | grep 'not found' | tee -a "$OUT/summary.txt"
+elif want build || [ ! -x "$R1" ]; then
 	t0=$(date +%s)
 	if make -j"$(nproc)" engine > "$OUT/build.log" 2>&1; then
 		log "build: ok in $(( $(date +%s) - t0 )) s ($(grep -c 'nvcc' "$OUT/build.log") nvcc runs)"
@@ -58,7 +77,20 @@ if [ ! -x "$R1" ]; then
 fi
 
 # ---- unit tests (the CPU ones too: they share the build) ----
-if want unit; then
+if want unit && [ "$PREBUILT" = 1 ]; then
+	: > "$OUT/unit.log"
+	failed=0
+	for t in build/test/test_*; do
+		if timeout "${UNIT_TIMEOUT:-300}" "$t" >> "$OUT/unit.log" 2>&1; then
+			log "unit $(basename "$t"): ok ($(grep -c '^ok' "$OUT/unit.log") ok lines so far)"
+		else
+			log "unit $(basename "$t"): FAILED"
+			failed=1
+		fi
+	done
+	grep -E '^not ok' "$OUT/unit.log" | head -30 | tee -a "$OUT/summary.txt"
+	[ $failed = 0 ] || status=1
+elif want unit; then
 	if make -j"$(nproc)" unit > "$OUT/unit.log" 2>&1; then
 		log "unit: ok ($(grep -E '^Files=' "$OUT/unit.log"))"
 	else
@@ -72,7 +104,7 @@ fi
 if want compare; then
 	q=""
 	[ "$QUICK" = 1 ] && q="--quick"
-	if timeout 570 python3 tools/gpu_compare.py $q > "$OUT/compare.log" 2>&1; then
+	if timeout "${COMPARE_TIMEOUT:-570}" python3 tools/gpu_compare.py $q > "$OUT/compare.log" 2>&1; then
 		log "compare: ok"
 	else
 		log "compare: FAILED"
@@ -93,7 +125,7 @@ bench() {	# name shape args...
 		log "bench $name ($shape $*): $(python3 -c '
 import json,sys
 j=json.load(open(sys.argv[1]))
-print("load %.2f s, prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s" % (j["load_s"], j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"]))' "$OUT/bench-$name.json" 2>/dev/null || cat "$OUT/bench-$name.json")"
+print("load %.2f s, first prefill %.1f ms, prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s" % (j["load_s"], j["first_prefill_ms"], j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"]))' "$OUT/bench-$name.json" 2>/dev/null || cat "$OUT/bench-$name.json")"
 	else
 		log "bench $name ($shape $*): failed or timed out after $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/bench-$name.err")"
 	fi
@@ -142,7 +174,7 @@ EOF
 			log "S5 $s: whole command $(python3 -c "import time; print('%.2f' % (time.time() - $t0))") s; $(python3 -c '
 import json,sys
 j=json.load(open(sys.argv[1]))
-print("load %.2f s + first token %.1f ms" % (j["load_s"], j["prefill_ms"]))' "$OUT/bench-S5-$s.json")"
+print("load %.2f s + first token %.1f ms" % (j["load_s"], j["first_prefill_ms"]))' "$OUT/bench-S5-$s.json")"
 		else
 			log "S5 $s: failed: $(tail -1 "$OUT/bench-S5-$s.err")"
 		fi
