@@ -20,45 +20,7 @@
 #include "quant_blocks.h"
 #include "philox.h"
 #include "r1_kernels.cuh"
-
-typedef __nv_bfloat16 bf16;
-
-/* ---------- helpers ---------- */
-
-__device__ __forceinline__ float
-warp_sum(float v)
-{
-#pragma unroll
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
-__device__ __forceinline__ float
-warp_max(float v)
-{
-#pragma unroll
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-	return v;
-}
-
-/* 8 bf16 (one 16-byte load) to float */
-__device__ __forceinline__ void
-load8(const bf16 *p, float f[8])
-{
-	uint4		raw = *reinterpret_cast<const uint4 *>(p);
-	const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-	{
-		float2		v = __bfloat1622float2(h[i]);
-
-		f[2 * i] = v.x;
-		f[2 * i + 1] = v.y;
-	}
-}
+#include "device_util.cuh"
 
 /* ---------- kernels ---------- */
 
@@ -514,6 +476,7 @@ rope_append_kernel(r1k_kv_args a, float *q_out, const float *qkv, const float *b
 
 #define ATTN_THREADS 128
 #define ATTN_WARPS (ATTN_THREADS / 32)
+#define ATTN_UNROLL 2			/* key/value rows a thread loads before using them */
 
 /*
  * Split-K attention: block (kv head, token, split) scores positions
@@ -527,7 +490,7 @@ rope_append_kernel(r1k_kv_args a, float *q_out, const float *qkv, const float *b
  * One split: writes the normalised output; several: (m, l, o) for the merge.
  */
 template <int HD>
-__global__ void __launch_bounds__(ATTN_THREADS)
+__global__ void __launch_bounds__(ATTN_THREADS, 4)
 attn_kernel(r1k_kv_args a, bf16 *out, const float *q, float *part_o, float *part_ml,
 			float scale, int part, int max_splits)
 {
@@ -582,37 +545,48 @@ attn_kernel(r1k_kv_args a, bf16 *out, const float *q, float *part_o, float *part
 	{
 		const int	c1 = min(p1, c0 + R1_ATTN_CHUNK);
 
-		/* scores */
-		for (int base = c0 + warp * PPW; base < c1; base += ATTN_WARPS * PPW)
+		/* scores: ATTN_UNROLL rows per lane group, their loads issued together */
+		for (int base = c0 + warp * PPW; base < c1; base += ATTN_WARPS * PPW * ATTN_UNROLL)
 		{
-			int			p = base + pw;
-			bool		valid = p < c1;
-			float		kf[8];
+			float		kf[ATTN_UNROLL][8];
 
-			if (valid)
-				load8(pool + r1_kv_row(trow, a.layer, 0, kvh, p, a.n_blocks, a.n_kv_heads, HD) + sub * 8, kf);
-			else
-			{
 #pragma unroll
-				for (int j = 0; j < 8; j++)
-					kf[j] = 0.0f;
-			}
-#pragma unroll
-			for (int g = 0; g < R1_ATTN_MAX_GROUP; g++)
+			for (int u = 0; u < ATTN_UNROLL; u++)
 			{
-				if (g < G)
+				int			p = base + u * ATTN_WARPS * PPW + pw;
+
+				if (p < c1)
+					load8(pool + r1_kv_row(trow, a.layer, 0, kvh, p, a.n_blocks, a.n_kv_heads, HD) + sub * 8,
+						  kf[u]);
+				else
 				{
-					const float *qg = q_s + g * HD + sub * 8;
-					float		s = 0.0f;
-
 #pragma unroll
 					for (int j = 0; j < 8; j++)
-						s += kf[j] * qg[j];
+						kf[u][j] = 0.0f;
+				}
+			}
 #pragma unroll
-					for (int o = LP / 2; o > 0; o >>= 1)
-						s += __shfl_xor_sync(0xffffffffu, s, o);
-					if (valid && sub == 0)
-						sc[g * R1_ATTN_CHUNK + (p - c0)] = s;
+			for (int u = 0; u < ATTN_UNROLL; u++)
+			{
+				int			p = base + u * ATTN_WARPS * PPW + pw;
+
+#pragma unroll
+				for (int g = 0; g < R1_ATTN_MAX_GROUP; g++)
+				{
+					if (g < G)
+					{
+						const float *qg = q_s + g * HD + sub * 8;
+						float		sc_v = 0.0f;
+
+#pragma unroll
+						for (int j = 0; j < 8; j++)
+							sc_v += kf[u][j] * qg[j];
+#pragma unroll
+						for (int o = LP / 2; o > 0; o >>= 1)
+							sc_v += __shfl_xor_sync(0xffffffffu, sc_v, o);
+						if (p < c1 && sub == 0)
+							sc[g * R1_ATTN_CHUNK + (p - c0)] = sc_v;
+					}
 				}
 			}
 		}
@@ -660,21 +634,37 @@ attn_kernel(r1k_kv_args a, bf16 *out, const float *q, float *part_o, float *part
 				for (int j = 0; j < 8; j++)
 					acc[g][j] *= al;
 			}
-		for (int p = c0 + pg; p < c1; p += NPG)
+		for (int p0u = c0 + pg; p0u < c1; p0u += NPG * ATTN_UNROLL)
 		{
-			float		vf[8];
-
-			load8(pool + r1_kv_row(trow, a.layer, 1, kvh, p, a.n_blocks, a.n_kv_heads, HD) + sub * 8, vf);
-#pragma unroll
-			for (int g = 0; g < R1_ATTN_MAX_GROUP; g++)
-				if (g < G)
-				{
-					float		wgt = sc[g * R1_ATTN_CHUNK + (p - c0)];
+			float		vf[ATTN_UNROLL][8];
 
 #pragma unroll
-					for (int j = 0; j < 8; j++)
-						acc[g][j] += wgt * vf[j];
-				}
+			for (int u = 0; u < ATTN_UNROLL; u++)
+			{
+				int			p = p0u + u * NPG;
+
+				if (p < c1)
+					load8(pool + r1_kv_row(trow, a.layer, 1, kvh, p, a.n_blocks, a.n_kv_heads, HD) + sub * 8,
+						  vf[u]);
+			}
+#pragma unroll
+			for (int u = 0; u < ATTN_UNROLL; u++)
+			{
+				int			p = p0u + u * NPG;
+
+				if (p >= c1)
+					break;
+#pragma unroll
+				for (int g = 0; g < R1_ATTN_MAX_GROUP; g++)
+					if (g < G)
+					{
+						float		wgt = sc[g * R1_ATTN_CHUNK + (p - c0)];
+
+#pragma unroll
+						for (int j = 0; j < 8; j++)
+							acc[g][j] += wgt * vf[u][j];
+					}
+			}
 		}
 		__syncthreads();		/* before the next chunk overwrites sc */
 	}

@@ -56,6 +56,23 @@ cudaError_t r1k_gemm_fixed(cudaStream_t s, float *out, const uint16_t *x, const 
 cudaError_t r1k_qgemm(cudaStream_t s, float *out, int ldo, const uint16_t *x, const void *w, int dtype,
 					  size_t row_bytes, int T, int n_out, int n_in, float beta);
 
+/*
+ * Decode-sized linear layers (gemv.cu), T from 1 to 4 tokens, not
+ * batch-invariant: r1k_gemv as cublasGemmEx's out = x W^T + beta out (bf16
+ * W, n_in a multiple of 8); r1k_gemv_swiglu h[t, j] = bf16(silu(x . Wg[j]) *
+ * (x . Wu[j])), w_gu [2 inter, n_in] gate rows then up rows; r1k_qgemv as
+ * r1k_qgemm for Q4_K, Q6_K and Q8_0.  The _ok functions say whether a shape
+ * (and type) is taken.
+ */
+int			r1k_gemv_ok(int T, int n_in);
+cudaError_t r1k_gemv(cudaStream_t s, float *out, const uint16_t *x, const uint16_t *w, int T, int n_out,
+					 int n_in, float beta);
+cudaError_t r1k_gemv_swiglu(cudaStream_t s, uint16_t *h, const uint16_t *x, const uint16_t *w_gu, int T,
+							int inter, int n_in);
+int			r1k_qgemv_ok(int dtype, int T, int n_in);
+cudaError_t r1k_qgemv(cudaStream_t s, float *out, int ldo, const uint16_t *x, const void *w, int dtype,
+					  size_t row_bytes, int T, int n_out, int n_in, float beta);
+
 /* x[t, :] = float(row tokens[t] of table), rows of row_bytes in dtype (as r1k_qgemm) */
 cudaError_t r1k_embed_q(cudaStream_t s, float *x, const void *table, int dtype, size_t row_bytes,
 						const int32_t *tokens, int T, int H);
@@ -106,6 +123,20 @@ cudaError_t r1k_rope_append(cudaStream_t s, const r1k_kv_args *kv, float *q_out,
  */
 cudaError_t r1k_attention(cudaStream_t s, const r1k_kv_args *kv, uint16_t *out, const float *q,
 						  float *part_o, float *part_ml, float scale, int part, int max_splits);
+
+/*
+ * Prompt attention through cuBLAS (prefill_attn.cu, backend_cuda.c):
+ * r1k_kv_gather copies keys and values of slot positions [0, ctx) of
+ * kv->layer into kc, vc [n_kv_heads][ctx][head_dim] bf16; r1k_q_pack turns q
+ * [T, n_heads hd] f32 into qb [n_heads][T][hd] bf16; r1k_softmax_rows makes
+ * P (bf16) from score rows S (f32), row r = head * tq + i over keys [0, len)
+ * (ld a row), query i at position first_pos + i: causal, the tail zeroed.
+ */
+cudaError_t r1k_kv_gather(cudaStream_t s, const r1k_kv_args *kv, int slot, int ctx, uint16_t *kc,
+						  uint16_t *vc);
+cudaError_t r1k_q_pack(cudaStream_t s, const float *q, uint16_t *qb, int T, int n_heads, int hd);
+cudaError_t r1k_softmax_rows(cudaStream_t s, const float *S, uint16_t *P, int n_rows, int tq, int len, int ld,
+							 int first_pos);
 
 /* dynamic shared memory the attention kernel needs (for the launch check) */
 size_t		r1k_attention_smem(int group, int head_dim);

@@ -82,6 +82,9 @@
 #define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
 #define R1_CUDA_GRAPHS 32		/* decode-step graphs kept (one per shape) */
 #define R1_CUBLAS_WS ((size_t) 32 << 20)	/* cuBLAS workspace */
+#define R1_PA_SCORES ((size_t) 192 << 20)	/* prompt attention: a tile's scores (f32) and P (bf16) */
+#define R1_PA_MIN_T 32			/* prompt attention through cuBLAS from this many tokens */
+#define R1_PA_MIN_TILE 16		/* fewest queries a tile may have */
 #define R1_SAMPLE_ROWS 64		/* logits rows sampled per launch (scratch: rows x n2 x 8 bytes) */
 #define R1_CUDA_GRAPH_MAX_T 512	/* decode steps of at most this many sequences use graphs */
 
@@ -128,6 +131,7 @@ typedef struct cuda_state
 	int			device;
 	int			n_sms;
 	int			batch_invariant;	/* the backend's flag, copied at each forward */
+	int			gemv_off;		/* R1_CUDA_GEMV=0: cuBLAS / r1k_qgemm for decode too */
 	int			max_ctx;
 	cudaStream_t stream;
 	cublasHandle_t blas;
@@ -166,6 +170,14 @@ typedef struct cuda_state
 	float	   *logits;			/* [rows, vocab] */
 	float	   *part_o;			/* [T, nh, max_splits, hd] split partial outputs */
 	float	   *part_ml;		/* [T, nh, max_splits, 2] split max and sum */
+
+	/* prompt attention through cuBLAS (allocated at creation; NULL: off) */
+	float	   *pa_s;			/* a tile's scores [nh, tq, ld] f32 */
+	uint16_t   *pa_p;			/* its P [nh, tq, ld] bf16 */
+	uint16_t   *pa_k,
+			   *pa_v;			/* one layer's keys, values [n_kv, max_ctx, hd] bf16 */
+	uint16_t   *pa_q;			/* queries [nh, R1_CUDA_MAX_TOKENS, hd] bf16 */
+	size_t		pa_score_elems;	/* elements of pa_s (and of pa_p) */
 	int32_t    *meta;			/* device metadata of a forward */
 	int32_t    *meta_host;		/* pinned twin */
 	r1_batch_plan plan;
@@ -623,6 +635,16 @@ grow_scratch(cuda_state *st, int T, int rows, size_t part_elems, size_t meta_int
 /* ---------- the forward pass ---------- */
 
 /*
+ * Decode-sized batches (1 to 4 tokens) outside batch_invariant mode go to
+ * gemv.cu's kernels: one pass over the weights, no tiles to fill.
+ */
+static int
+use_gemv(const cuda_state *st, int T, int n_in)
+{
+	return !st->batch_invariant && !st->gemv_off && r1k_gemv_ok(T, n_in);
+}
+
+/*
  * out[T, n_out] (f32) = x[T, n_in] (bf16) w[n_out, n_in]^T (bf16) + beta * out;
  * batch-invariant: the fixed-order kernel (cuBLAS picks its algorithm by
  * shape, so a token's sums would depend on the batch).
@@ -638,6 +660,11 @@ gemm(cuda_state *st, float *out, const uint16_t *x, const uint16_t *w, int T, in
 		CK(r1k_gemm_fixed(st->stream, out, x, w, T, n_out, n_in, beta));
 		return 0;
 	}
+	if (use_gemv(st, T, n_in))
+	{
+		CK(r1k_gemv(st->stream, out, x, w, T, n_out, n_in, beta));
+		return 0;
+	}
 	CB(cublasGemmEx(st->blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &alpha,
 					w, CUDA_R_16BF, n_in, x, CUDA_R_16BF, n_in, &beta,
 					out, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -649,7 +676,12 @@ static int
 qlinear(cuda_state *st, float *out, int ldo, const uint16_t *x, const qmat *w, int T, int n_out, int n_in,
 		float beta, r1_error *err)
 {
-	CK(r1k_qgemm(st->stream, out, ldo, x, w->p, w->dt, w->row_bytes, T, n_out, n_in, beta));
+	if (!st->batch_invariant && !st->gemv_off && r1k_qgemv_ok(w->dt, T, n_in))
+		CK(r1k_qgemv(st->stream, out, ldo, x, w->p, w->dt, w->row_bytes, T, n_out, n_in, beta));
+	else if (w->dt == R1_BF16 && use_gemv(st, T, n_in) && ldo == n_out)
+		CK(r1k_gemv(st->stream, out, x, w->p, T, n_out, n_in, beta));
+	else
+		CK(r1k_qgemm(st->stream, out, ldo, x, w->p, w->dt, w->row_bytes, T, n_out, n_in, beta));
 	return 0;
 }
 
@@ -663,6 +695,9 @@ typedef struct token_range
 	int			max_ctx_len;	/* max pos + 1 over the range */
 	int			part;			/* attention partition size */
 	int			max_splits;
+	int			one_seq;		/* every token of one slot, consecutive positions */
+	int			slot;			/* that slot */
+	int			pos0;			/* position of the range's first token */
 } token_range;
 
 /* split the plan into ranges of at most R1_CUDA_MAX_TOKENS tokens */
@@ -681,6 +716,11 @@ next_range(const r1_batch_plan *p, int t0, int r0, const cuda_state *st, token_r
 	for (int t = t0; t < t0 + T; t++)
 		if (p->tok_pos[t] + 1 > r->max_ctx_len)
 			r->max_ctx_len = p->tok_pos[t] + 1;
+	r->slot = p->tok_slot[t0];
+	r->pos0 = p->tok_pos[t0];
+	r->one_seq = 1;
+	for (int t = t0 + 1; t < t0 + T && r->one_seq; t++)
+		r->one_seq = p->tok_slot[t] == r->slot && p->tok_pos[t] == r->pos0 + (t - t0);
 	if (st->batch_invariant)
 	{
 		/*
@@ -696,6 +736,86 @@ next_range(const r1_batch_plan *p, int t0, int r0, const cuda_state *st, token_r
 	else
 		r->part = r1_attn_part_size(T, st->cfg->n_kv_heads, r->max_ctx_len, 4 * st->n_sms, &r->max_splits);
 	return T;
+}
+
+/*
+ * Queries per tile of prompt attention: as many as the score buffers hold
+ * for the range's longest context; 0 when the range does not qualify (the
+ * split-K kernel then runs: batch-invariant mode, decode, several sequences
+ * in one range, a tile that would be too small).
+ */
+static int
+prompt_attn_tile(const cuda_state *st, const token_range *r)
+{
+	const r1_config *c = st->cfg;
+	size_t		ld = ((size_t) r->pos0 + r->T + 7) / 8 * 8;
+	size_t		tq;
+
+	if (!st->pa_s || st->batch_invariant || !r->one_seq || r->T < R1_PA_MIN_T || c->head_dim % 8)
+		return 0;
+	tq = st->pa_score_elems / ((size_t) c->n_heads * ld);
+	if (tq > (size_t) r->T)
+		tq = r->T;
+	return tq >= R1_PA_MIN_TILE ? (int) tq : 0;
+}
+
+/*
+ * Causal attention of a range of one sequence's consecutive tokens (a
+ * prompt, or a chunk of one) on tensor cores: gather the slot's keys and
+ * values for the layer, then per tile of tq queries and per KV head, scores
+ * S = scale Q K^T (cuBLAS, the G query heads of the group a batch of three
+ * strided GEMMs with K shared), the causal softmax P, and att = P V straight
+ * into the attention output's columns.  Whole score rows are formed: the
+ * masked tail of a tile costs at most tq x tq wasted products.
+ */
+/* the split-K kernel: decode, mixed batches, batch-invariant mode */
+static int
+attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, r1_error *err)
+{
+	CK(r1k_attention(st->stream, kv, st->att, st->q, st->part_o, st->part_ml,
+					 1.0f / sqrtf((float) st->cfg->head_dim), r->part, r->max_splits));
+	return 0;
+}
+
+static int
+prompt_attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, int tq, r1_error *err)
+{
+	const r1_config *c = st->cfg;
+	const int	hd = c->head_dim,
+				nh = c->n_heads,
+				nkv = c->n_kv_heads,
+				G = nh / nkv,
+				qd = nh * hd;
+	const int	ctx = r->pos0 + r->T;	/* keys of the last query */
+	const float scale = 1.0f / sqrtf((float) hd),
+				one = 1.0f,
+				zero = 0.0f;
+
+	CK(r1k_kv_gather(st->stream, kv, r->slot, ctx, st->pa_k, st->pa_v));
+	CK(r1k_q_pack(st->stream, st->q, st->pa_q, r->T, nh, hd));
+	for (int t0 = 0; t0 < r->T; t0 += tq)
+	{
+		int			n = r->T - t0 < tq ? r->T - t0 : tq;
+		int			len = r->pos0 + t0 + n;	/* keys this tile's queries can see */
+		int			ld = (len + 7) / 8 * 8;
+
+		for (int kh = 0; kh < nkv; kh++)
+			CB(cublasGemmStridedBatchedEx(st->blas, CUBLAS_OP_T, CUBLAS_OP_N, len, n, hd, &scale,
+										  st->pa_k + (size_t) kh * ctx * hd, CUDA_R_16BF, hd, 0,
+										  st->pa_q + ((size_t) kh * G * r->T + t0) * hd, CUDA_R_16BF, hd,
+										  (long long) r->T * hd, &zero,
+										  st->pa_s + (size_t) kh * G * n * ld, CUDA_R_32F, ld, (long long) n * ld,
+										  G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+		CK(r1k_softmax_rows(st->stream, st->pa_s, st->pa_p, nh * n, n, len, ld, r->pos0 + t0));
+		for (int kh = 0; kh < nkv; kh++)
+			CB(cublasGemmStridedBatchedEx(st->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n, len, &one,
+										  st->pa_v + (size_t) kh * ctx * hd, CUDA_R_16BF, hd, 0,
+										  st->pa_p + (size_t) kh * G * n * ld, CUDA_R_16BF, ld, (long long) n * ld,
+										  &zero,
+										  st->att + (size_t) t0 * qd + (size_t) kh * G * hd, CUDA_R_16BF, qd, hd,
+										  G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	}
+	return 0;
 }
 
 /*
@@ -716,6 +836,7 @@ device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, cons
 	int			qd = c->n_heads * hd,
 				kvd = c->n_kv_heads * hd;
 	r1k_kv_args kv = *kv_in;
+	int			tq = prompt_attn_tile(st, r);
 
 	if (st->quant)
 		CK(r1k_embed_q(st->stream, st->x, st->q_embed.p, st->q_embed.dt, st->q_embed.row_bytes,
@@ -738,8 +859,9 @@ device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, cons
 				qlinear(st, st->qkv + qd + kvd, W, st->xb, &w->v, T, kvd, H, 0.0f, err))
 				return -1;
 			CK(r1k_rope_append(st->stream, &kv, st->q, st->qkv, w->b_qkv, st->rope_cos, st->rope_sin));
-			CK(r1k_attention(st->stream, &kv, st->att, st->q, st->part_o, st->part_ml,
-							 1.0f / sqrtf((float) hd), r->part, r->max_splits));
+			if (tq > 0 ? prompt_attention(st, r, &kv, tq, err) != 0
+				: attention(st, r, &kv, err) != 0)
+				return -1;
 			if (qlinear(st, st->x, H, st->att, &w->o, T, H, qd, 1.0f, err))
 				return -1;
 			CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->ffn_norm, T, H, c->rms_norm_eps));
@@ -756,15 +878,21 @@ device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, cons
 		if (gemm(st, st->qkv, st->xb, w->w_qkv, T, qd + 2 * kvd, H, 0.0f, err))
 			return -1;
 		CK(r1k_rope_append(st->stream, &kv, st->q, st->qkv, w->b_qkv, st->rope_cos, st->rope_sin));
-		CK(r1k_attention(st->stream, &kv, st->att, st->q, st->part_o, st->part_ml,
-						 1.0f / sqrtf((float) hd), r->part, r->max_splits));
+		if (tq > 0 ? prompt_attention(st, r, &kv, tq, err) != 0
+			: attention(st, r, &kv, err) != 0)
+			return -1;
 		if (gemm(st, st->x, st->att, w->w_o, T, H, qd, 1.0f, err))	/* x += o Wo^T */
 			return -1;
 		/* feed-forward block */
 		CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->ffn_norm, T, H, c->rms_norm_eps));
-		if (gemm(st, st->gu, st->xb, w->w_gu, T, 2 * I, H, 0.0f, err))
-			return -1;
-		CK(r1k_swiglu(st->stream, st->hbuf, st->gu, T, I));
+		if (use_gemv(st, T, H))
+			CK(r1k_gemv_swiglu(st->stream, st->hbuf, st->xb, w->w_gu, T, I, H));
+		else
+		{
+			if (gemm(st, st->gu, st->xb, w->w_gu, T, 2 * I, H, 0.0f, err))
+				return -1;
+			CK(r1k_swiglu(st->stream, st->hbuf, st->gu, T, I));
+		}
 		if (gemm(st, st->x, st->hbuf, w->w_down, T, H, I, 1.0f, err))	/* x += h Wd^T */
 			return -1;
 	}
@@ -1095,6 +1223,11 @@ cuda_destroy(r1_backend *b)
 			dfree(st->q_lm_head.p);
 		dfree(st->q_embed.p);
 		dfree(st->blas_ws);
+		dfree(st->pa_s);
+		dfree(st->pa_p);
+		dfree(st->pa_k);
+		dfree(st->pa_v);
+		dfree(st->pa_q);
 		dfree(st->cand_p);
 		dfree(st->cand_id);
 		dfree(st->samp_params);
@@ -1163,6 +1296,8 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 		const char *g = getenv("R1_CUDA_GRAPHS");
 
 		st->graphs_off = g && strcmp(g, "0") == 0;
+		g = getenv("R1_CUDA_GEMV");
+		st->gemv_off = g && strcmp(g, "0") == 0;
 	}
 	CB(cublasCreate(&st->blas));
 	CB(cublasSetStream(st->blas, st->stream));
@@ -1186,6 +1321,37 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 		dalloc(st, (void **) &st->samp_out, R1_SAMPLE_ROWS * 4, "the sampler", &st->other_bytes, err))
 		return -1;
 	CK(cudaMallocHost((void **) &st->samp_host, R1_SAMPLE_ROWS * 9 * 4));
+
+	/*
+	 * Prompt attention's buffers; without them (or with R1_CUDA_PROMPT_ATTN=0)
+	 * prompts take the split-K kernel.
+	 */
+	if (c->head_dim % 8 == 0 && !(getenv("R1_CUDA_PROMPT_ATTN") && strcmp(getenv("R1_CUDA_PROMPT_ATTN"), "0") == 0))
+	{
+		size_t		ld = ((size_t) max_ctx + 7) / 8 * 8;
+		size_t		elems = (size_t) c->n_heads * R1_CUDA_MAX_TOKENS * ld;
+		size_t		kv_elems = (size_t) c->n_kv_heads * max_ctx * c->head_dim;
+		r1_error	ignored;
+
+		if (elems > R1_PA_SCORES / 6)
+			elems = R1_PA_SCORES / 6;
+		if (dalloc(st, (void **) &st->pa_s, elems * 4, "prompt attention", &st->other_bytes, &ignored) ||
+			dalloc(st, (void **) &st->pa_p, elems * 2, "prompt attention", &st->other_bytes, &ignored) ||
+			dalloc(st, (void **) &st->pa_k, kv_elems * 2, "prompt attention", &st->other_bytes, &ignored) ||
+			dalloc(st, (void **) &st->pa_v, kv_elems * 2, "prompt attention", &st->other_bytes, &ignored) ||
+			dalloc(st, (void **) &st->pa_q, (size_t) R1_CUDA_MAX_TOKENS * c->n_heads * c->head_dim * 2,
+				   "prompt attention", &st->other_bytes, &ignored))
+		{
+			dfree(st->pa_s);
+			dfree(st->pa_p);
+			dfree(st->pa_k);
+			dfree(st->pa_v);
+			dfree(st->pa_q);
+			st->pa_s = NULL;
+			st->pa_p = st->pa_k = st->pa_v = st->pa_q = NULL;
+		}
+		st->pa_score_elems = elems;
+	}
 
 	/* KV pool: a share of what is left after an activation reserve */
 	T_res = R1_CUDA_MAX_TOKENS;

@@ -45,7 +45,7 @@
 #define R1_KV_BLOCK 16			/* positions per KV block */
 #define R1_ATTN_CHUNK 128		/* positions scored at once in shared memory */
 #define R1_ATTN_MAX_GROUP 8		/* query heads per KV head the kernel supports */
-#define R1_ATTN_PART_MIN 64		/* fewest positions a split is given */
+#define R1_ATTN_PART_MIN 32		/* fewest positions a split is given */
 #define R1_ATTN_MAX_SPLITS 256	/* most splits of one query's context */
 
 /* ---------- index functions (shared with the kernels) ---------- */

@@ -20,6 +20,7 @@
 #include "safetensors.h"
 
 #ifdef __CUDACC__
+#include <cuda_fp16.h>
 #define R1QB_FN __host__ __device__ __forceinline__ static
 #else
 #define R1QB_FN static inline
@@ -30,6 +31,10 @@ R1QB_FN float
 r1qb_f16(const uint8_t *p)
 {
 	uint32_t	h = (uint32_t) p[0] | ((uint32_t) p[1] << 8);
+#ifdef __CUDA_ARCH__
+	/* the hardware conversion: exact, as the bit arithmetic below */
+	return __half2float(__ushort_as_half((unsigned short) h));
+#else
 	uint32_t	sign = h >> 15,
 				e = (h >> 10) & 0x1F,
 				m = h & 0x3FF;
@@ -42,6 +47,7 @@ r1qb_f16(const uint8_t *p)
 	else
 		v = ldexpf((float) (m | 0x400), (int) e - 25);
 	return sign ? -v : v;
+#endif
 }
 
 /* 6-bit scale and min of sub-block j of a Q4_K/Q5_K block's 12 packed bytes */
