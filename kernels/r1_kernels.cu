@@ -1,15 +1,15 @@
 /*
  * r1_kernels.cu - the CUDA backend's own kernels: embedding lookup, RMSNorm,
  * bias + RoPE + paged KV append, split-K paged attention with its merge,
- * SwiGLU, block-table updates.  Linear layers are cuBLAS (backend_cuda.c).
+ * SwiGLU, block-table updates, sampling, the quantised and batch-invariant
+ * linear layers.  Other linear layers: cuBLAS (prompts) and gemv.cu (decode).
  *
  * Index logic (pool layout, block tables, partitions) is cuda_plan.h's, shared
  * with the C unit tests; r1_attn_partial_ref / r1_attn_merge_ref in
  * cuda_plan.c are the C twins of attn_kernel and merge_kernel.
  *
  * Layout of a file (llm.c's): kernels first, then extern "C" launchers that
- * check the launch.  Untested on a GPU at the time of writing: see the notes
- * at the top of backend_cuda.c.
+ * check the launch.  Checked on a GPU by tools/gpu-check.sh unit compare.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

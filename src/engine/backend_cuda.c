@@ -16,9 +16,9 @@
  *             RMSNorm weights f32; tied lm_head shares the embedding copy.
  *             A quantised (GGUF) model keeps every matrix in its block format
  *             (Q8_0/Q4_K/Q5_K/Q6_K, copied as stored; other matrices bf16),
- *             unfused, and runs r1k_qgemm, which decodes the blocks in
- *             registers (quant_blocks.h), for every linear layer and the
- *             embedding lookup: CUDA cores for every batch size so far.
+ *             unfused: decode steps of 1-4 tokens run gemv.cu's per-type
+ *             kernels, other batches r1k_qgemm, which decodes the blocks in
+ *             registers (quant_blocks.h); CUDA cores for every batch size.
  *   KV cache  bf16, paged: blocks of R1_KV_BLOCK positions from one pool sized
  *             at creation to gpu_memory_fraction of the memory left free after
  *             the weights and an activation reserve; per-slot block tables
@@ -34,15 +34,19 @@
  *   plan the batch on the host (cuda_plan.c), reserve KV blocks, upload one
  *   int32 block of metadata (tokens, positions, slots, logits rows, new
  *   block-table entries); embed; per layer: rmsnorm -> fused QKV GEMM ->
- *   bias+RoPE+append to the paged cache -> split-K attention (+ LSE merge) ->
- *   o_proj GEMM accumulating into the residual (beta = 1, the residual add) ->
- *   rmsnorm -> fused gate/up GEMM -> SwiGLU -> down GEMM into the residual;
+ *   bias+RoPE+append to the paged cache -> attention -> o_proj GEMM
+ *   accumulating into the residual (beta = 1, the residual add) -> rmsnorm ->
+ *   fused gate/up GEMM -> SwiGLU -> down GEMM into the residual;
  *   final rmsnorm of the logits rows only -> lm_head GEMM (f32 logits) -> copy
  *   to the caller's host buffer.
- * GEMMs: cublasGemmEx, bf16 inputs, f32 accumulation and f32 output; with
- * batch_invariant, r1k_gemm_fixed (a reduction order fixed per output).
- * Attention: every token of the batch (prefill or decode) is a query over its
- * slot's positions [0, pos]; one kernel serves both (kernels/r1_kernels.cu).
+ * GEMMs: cublasGemmEx, bf16 inputs, f32 accumulation and f32 output; for
+ * 1-4 tokens gemv.cu (gate/up with SwiGLU fused); with batch_invariant,
+ * r1k_gemm_fixed (a reduction order fixed per output) for every batch.
+ * Attention: every token of the batch is a query over its slot's positions
+ * [0, pos].  A range of 32+ consecutive tokens of one sequence (a prompt)
+ * goes through prompt_attention (gathered K/V, cuBLAS Q K^T and P V on tensor
+ * cores); decode, mixed batches and batch_invariant mode run the split-K
+ * kernel (kernels/r1_kernels.cu).
  *
  * Performance intent, and what is not done yet
  *   Decode is memory-bound: the weights (and, for long batches, the KV cache)
@@ -53,14 +57,13 @@
  *   (graph_for; R1_CUDA_GRAPHS=0 turns that off).  Tokens are chosen on the
  *   GPU (r1k_sample: r1_sample's algorithm and Philox draw), so only the ids
  *   cross to the host (R1_GPU_SAMPLING=0 copies the logits and samples on
- *   the host instead).  Not yet done: a tiled tensor-core prefill attention (the unified kernel
- *   rereads keys per query token: correct, but S4 needs better); cuBLASLt
- *   algorithm selection and an FP8 KV cache.
+ *   the host instead).  Not yet done: fused norm/RoPE prologues
+ *   and epilogues (small kernels are about 40% of a 1.5B decode step), a
+ *   decode attention near bandwidth at long contexts, an FP8 KV cache.
  *
- * Untested at the time of writing: this file and the kernels were compiled
- * (nvcc 13.0, sm_90 + compute_80 PTX) but never run on a GPU; the host-side
- * index logic is unit-tested (test/unit/test_cuda_plan.c).  tools/gpu-check.sh
- * is the one-run check on a GPU host.
+ * Checked on an H100 (2026-11-23, BENCHMARKS.md): tools/gpu-check.sh unit and
+ * compare pass (the GPU against the CPU backend and the golden fixtures); the
+ * host-side index logic is unit-tested everywhere (test/unit/test_cuda_plan.c).
  */
 #ifdef R1_WITH_CUDA
 
