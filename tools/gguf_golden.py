@@ -254,21 +254,8 @@ class Model:
         return matvec(self.out, rmsnorm(x, t['output_norm.weight'], self.eps))
 
 
-def main():
-    args = sys.argv[1:]
-    if len(args) < 2:
-        sys.exit(__doc__)
-    path, outp = args[0], args[1]
-    cases, n_greedy = [], 8
-    i = 2
-    while i < len(args):
-        if args[i] == '--ids':
-            cases.append([int(v) for v in args[i + 1].split(',')])
-        elif args[i] == '--greedy':
-            n_greedy = int(args[i + 1])
-        i += 2
-    meta, tensors = parse(path)
-    m = Model(meta, tensors)
+def golden_cases(m, cases, n_greedy=8):
+    """The golden record of each case (prompt logits, greedy path) for Model m."""
     if not cases:
         cases = [[3], [17, 2, 99, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
     res = []
@@ -288,6 +275,25 @@ def main():
                     'greedy_ids': greedy,
                     'greedy_logits': [[float('%.10g' % v) for v in r] for r in glog[:-1]],
                     'min_top1_margin_along_greedy': margin})
+    return res
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) < 2:
+        sys.exit(__doc__)
+    path, outp = args[0], args[1]
+    cases, n_greedy = [], 8
+    i = 2
+    while i < len(args):
+        if args[i] == '--ids':
+            cases.append([int(v) for v in args[i + 1].split(',')])
+        elif args[i] == '--greedy':
+            n_greedy = int(args[i + 1])
+        i += 2
+    meta, tensors = parse(path)
+    m = Model(meta, tensors)
+    res = golden_cases(m, cases, n_greedy)
     out = {'file': path.split('/')[-1], 'computed_by': 'tools/gguf_golden.py (float64, dequantised weights)',
            'cases': res}
     with open(outp, 'w') as f:

@@ -161,6 +161,71 @@ parse_rope_scaling(r1_config *c, json_t *v, const char *what, r1_error *err)
 	return 0;
 }
 
+/*
+ * quantization_config: the FP8 checkpoints published for the distills
+ * (compressed-tensors "float-quantized": llm-compressor's FP8 and
+ * FP8-dynamic, channel or tensor weight scales; activation settings are
+ * ignored, activations stay in bf16/f32) and quant_method "fp8" with block
+ * scales (DeepSeek-V3 style).  Anything else fails by name.
+ */
+static int
+parse_quantization(r1_config *c, json_t *q, const char *what, r1_error *err)
+{
+	const char *method = json_string_value(json_object_get(q, "quant_method"));
+	const char *hint = "supported: FP8 weights (compressed-tensors float-quantized, or quant_method fp8), "
+		"or a GGUF file for 4- to 8-bit formats";
+
+	if (!json_is_object(q) || !method)
+		return r1_fail(err, "%s: quantization_config needs a quant_method", what);
+	if (strcmp(method, "compressed-tensors") == 0)
+	{
+		const char *format = json_string_value(json_object_get(q, "format"));
+		json_t	   *groups = json_object_get(q, "config_groups");
+		const char *gname;
+		json_t	   *g;
+
+		if (!format || strcmp(format, "float-quantized") != 0)
+			return r1_fail(err, "%s: quantization_config: compressed-tensors format \"%s\" is not supported; %s",
+						   what, format ? format : "(none)", hint);
+		if (!json_is_object(groups) || json_object_size(groups) == 0)
+			return r1_fail(err, "%s: quantization_config: config_groups is missing", what);
+		json_object_foreach(groups, gname, g)
+		{
+			json_t	   *w = json_object_get(g, "weights");
+			const char *type = json_string_value(json_object_get(w, "type"));
+			const char *strategy = json_string_value(json_object_get(w, "strategy"));
+			json_t	   *bits = json_object_get(w, "num_bits");
+
+			if (!json_is_object(w) || !type || strcmp(type, "float") != 0 || !json_is_integer(bits) ||
+				json_integer_value(bits) != 8 || !strategy ||
+				(strcmp(strategy, "channel") != 0 && strcmp(strategy, "tensor") != 0) ||
+				json_is_true(json_object_get(w, "dynamic")))
+				return r1_fail(err, "%s: quantization_config: group \"%s\": only static 8-bit float weights "
+							   "with channel or tensor scales are supported; %s", what, gname, hint);
+		}
+		c->fp8 = 1;
+		return 0;
+	}
+	if (strcmp(method, "fp8") == 0)
+	{
+		json_t	   *bs = json_object_get(q, "weight_block_size");
+		const char *fmt = json_string_value(json_object_get(q, "fmt"));
+
+		if (fmt && strcmp(fmt, "e4m3") != 0)
+			return r1_fail(err, "%s: quantization_config: fp8 fmt \"%s\" is not supported (e4m3 is)", what, fmt);
+		if (!json_is_array(bs) || json_array_size(bs) != 2 ||
+			!json_is_integer(json_array_get(bs, 0)) || !json_is_integer(json_array_get(bs, 1)) ||
+			json_integer_value(json_array_get(bs, 0)) < 1 || json_integer_value(json_array_get(bs, 1)) < 1 ||
+			json_integer_value(json_array_get(bs, 0)) > 65536 || json_integer_value(json_array_get(bs, 1)) > 65536)
+			return r1_fail(err, "%s: quantization_config: fp8 needs weight_block_size [rows, cols]", what);
+		c->fp8 = 2;
+		c->fp8_block[0] = (int) json_integer_value(json_array_get(bs, 0));
+		c->fp8_block[1] = (int) json_integer_value(json_array_get(bs, 1));
+		return 0;
+	}
+	return r1_fail(err, "%s: quantization_config: quant_method \"%s\" is not supported; %s", what, method, hint);
+}
+
 int
 r1_config_parse(r1_config *c, const char *json, size_t len, const char *what, r1_error *err)
 {
@@ -270,6 +335,9 @@ r1_config_parse(r1_config *c, const char *json, size_t len, const char *what, r1
 		if (parse_rope_scaling(c, v, what, err))
 			goto done;
 	}
+	v = json_object_get(root, "quantization_config");
+	if (v && !json_is_null(v) && parse_quantization(c, v, what, err))
+		goto done;
 	v = json_object_get(root, "eos_token_id");
 	if (json_is_integer(v))
 		c->eos_id = (int) json_integer_value(v);

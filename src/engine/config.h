@@ -39,6 +39,16 @@ typedef struct r1_config
 	 */
 	int			rope_scaled;
 	double		rope_factor[R1_MAX_HEAD_DIM / 2];
+
+	/*
+	 * FP8 weights (config.json quantization_config): 0 none; 1
+	 * compressed-tensors float-quantized, 8-bit float weights with a
+	 * "weight_scale" per output channel or per tensor; 2 quant_method "fp8"
+	 * with weight_block_size: "weight_scale_inv" per fp8_block[0] x
+	 * fp8_block[1] block.  The matrices are dequantised to bf16 at load.
+	 */
+	int			fp8;
+	int			fp8_block[2];
 } r1_config;
 
 /* The rotary frequency of pair i (0 <= i < head_dim/2), in double. */

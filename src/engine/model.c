@@ -3,6 +3,7 @@
  * random weights at any shape.
  */
 #include "model.h"
+#include "model_fp8.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -36,6 +37,46 @@ base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
+/*
+ * An FP8 matrix: its scale tensor ("<name>_scale", or "<name>_scale_inv" for
+ * block scales) checked, then a bf16 copy owned by the model (model_fp8.c).
+ */
+static int
+bind_fp8(r1_model *m, r1_tensor *out, const r1_tensor *t, const char *name, int64_t d0, int64_t d1,
+		 r1_error *err)
+{
+	char		sname[300];
+	const r1_tensor *sc;
+	uint16_t   *buf;
+	void	  **list;
+	int			blocks = m->cfg.fp8 == 2;
+
+	if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
+		return r1_fail(err, "%s: tensor \"%s\": shape [%lld, ...], config.json wants [%lld, %lld]",
+					   base_name(t->file), name, (long long) t->shape[0], (long long) d0, (long long) d1);
+	snprintf(sname, sizeof(sname), "%s%s", name, blocks ? "_scale_inv" : "_scale");
+	sc = find_tensor(m, sname);
+	if (!sc)
+		return r1_fail(err, "%s: tensor \"%s\" is FP8 but its scale \"%s\" is missing", m->path, name, sname);
+	list = realloc(m->dequant, sizeof(void *) * (m->n_dequant + 1));
+	if (!list)
+		return r1_fail(err, "out of memory");
+	m->dequant = list;
+	buf = r1_malloc((size_t) d0 * d1 * 2, err);
+	if (!buf)
+		return -1;
+	m->dequant[m->n_dequant++] = buf;
+	if (r1_fp8_to_bf16(t, sc, blocks ? m->cfg.fp8_block[0] : 0, blocks ? m->cfg.fp8_block[1] : 0, buf,
+					   base_name(t->file), name, err) != 0)
+		return -1;
+	*out = *t;
+	out->dtype = R1_BF16;
+	out->data = buf;
+	out->nbytes = (size_t) d0 * d1 * 2;
+	m->weight_bytes += out->nbytes;
+	return 0;
+}
+
 /* bind name to *out, checking presence, dtype and shape [d0] or [d0, d1] */
 static int
 bind(r1_model *m, r1_tensor *out, const char *name, int64_t d0, int64_t d1, r1_error *err)
@@ -45,6 +86,12 @@ bind(r1_model *m, r1_tensor *out, const char *name, int64_t d0, int64_t d1, r1_e
 
 	if (!t)
 		return r1_fail(err, "%s: tensor \"%s\" is missing from the checkpoint", m->path, name);
+	if (t->dtype == R1_F8_E4M3 && ndim == 2 && m->cfg.fp8)
+		return bind_fp8(m, out, t, name, d0, d1, err);
+	if (t->dtype == R1_F8_E4M3)
+		return r1_fail(err, "%s: tensor \"%s\": FP8 weights need a quantization_config in config.json "
+					   "(compressed-tensors float-quantized or quant_method fp8) and are read for matrices only",
+					   base_name(t->file), name);
 	if (t->dtype != R1_F32 && t->dtype != R1_F16 && t->dtype != R1_BF16)
 		return r1_fail(err, "%s: tensor \"%s\": dtype %s is not supported (F32, F16 or BF16)",
 					   base_name(t->file), name, r1_dtype_name(t->dtype));
@@ -475,5 +522,8 @@ r1_model_free(r1_model *m)
 	r1_model_free_gguf(m);
 	free(m->layers);
 	free(m->owned);
+	for (int i = 0; i < m->n_dequant; i++)
+		free(m->dequant[i]);
+	free(m->dequant);
 	free(m);
 }

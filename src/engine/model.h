@@ -43,6 +43,8 @@ typedef struct r1_model
 	r1_safetensors *files;
 	int			n_files;
 	void	   *owned;			/* heap block of generated weights */
+	void	  **dequant;		/* bf16 copies of FP8 matrices (model_fp8.c) */
+	int			n_dequant;
 	struct r1_gguf *gguf;		/* the mapped file of a GGUF checkpoint */
 } r1_model;
 

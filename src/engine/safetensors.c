@@ -32,7 +32,7 @@ static const struct
 	{"F64", R1_DTYPE_OTHER, 8}, {"I16", R1_DTYPE_OTHER, 2}, {"U16", R1_DTYPE_OTHER, 2},
 	{"I8", R1_DTYPE_OTHER, 1}, {"U8", R1_DTYPE_OTHER, 1}, {"BOOL", R1_DTYPE_OTHER, 1},
 	{"U32", R1_DTYPE_OTHER, 4}, {"U64", R1_DTYPE_OTHER, 8},
-	{"F8_E4M3", R1_DTYPE_OTHER, 1}, {"F8_E5M2", R1_DTYPE_OTHER, 1},
+	{"F8_E4M3", R1_F8_E4M3, 1}, {"F8_E5M2", R1_DTYPE_OTHER, 1},
 };
 
 const char *
@@ -58,6 +58,8 @@ r1_dtype_name(r1_dtype dt)
 			return "Q5_K";
 		case R1_Q6_K:
 			return "Q6_K";
+		case R1_F8_E4M3:
+			return "F8_E4M3";
 		default:
 			return "other";
 	}
@@ -76,6 +78,8 @@ r1_dtype_size(r1_dtype dt)
 			return 2;
 		case R1_I64:
 			return 8;
+		case R1_F8_E4M3:
+			return 1;
 		default:
 			return 0;
 	}
@@ -110,6 +114,8 @@ r1_tensor_get_f32(const r1_tensor *t, size_t i)
 		case R1_F16:
 			memcpy(&h, p + 2 * i, 2);
 			return r1_f16_to_f32(h);
+		case R1_F8_E4M3:
+			return r1_f8e4m3_to_f32(p[i]);
 		case R1_Q8_0:
 		case R1_Q4_K:
 		case R1_Q5_K:

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,19 @@ r1_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+float
+r1_f8e4m3_to_f32(uint8_t b)
+{
+	int			e = (b >> 3) & 15,
+				m = b & 7;
+	float		v;
+
+	if (e == 15 && m == 7)
+		return NAN;
+	v = e == 0 ? ldexpf((float) m, -9) : ldexpf((float) (8 + m), e - 10);
+	return b & 0x80 ? -v : v;
 }
 
 float

@@ -65,6 +65,12 @@ r1_f32_to_bf16(float f)			/* round to nearest even, NaN stays NaN */
 }
 
 float		r1_f16_to_f32(uint16_t h);
+
+/*
+ * FP8 E4M3 (OCP "e4m3fn", safetensors F8_E4M3): 1 sign, 4 exponent bits
+ * (bias 7), 3 mantissa bits, no infinities, S.1111.111 is NaN; largest 448.
+ */
+float		r1_f8e4m3_to_f32(uint8_t b);
 uint16_t	r1_f32_to_f16(float f);
 
 /* Checked multiplication of sizes: returns 0 on overflow. */

@@ -257,6 +257,17 @@ b = run_json("bench a llama shape", "bench", "--random-weights", f"{LT}/config.j
              "--prompt-len", "16", "--gen-len", "4")
 ok(b and b["decode_steps"] == 3, "bench --random-weights takes a Llama config.json", b)
 
+# FP8 checkpoints (compressed-tensors channel scales), and on to a GGUF
+F8 = f"{FIX}/qwen2-tiny-fp8/channel"
+g = run_json("generate on an FP8 checkpoint", "generate", "--model", F8, "--raw", "--ids", "3",
+             "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+q = json.load(open(f"{F8}/golden.json"))["cases"][0]
+ok(g and g["ids"] == q["greedy_ids"], "an FP8 checkpoint: greedy ids match tools/fp8_fixture.py's golden", g)
+c = run_json("convert an FP8 checkpoint", "convert", "--model", F8, "--type", "q8_0",
+             "--out", os.path.join(tmp, "f8.gguf"))
+ok(c and c["type"] == "q8_0" and os.path.getsize(os.path.join(tmp, "f8.gguf")) == c["bytes"],
+   "r1 convert takes an FP8 checkpoint", c)
+
 shutil.rmtree(tmp)
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

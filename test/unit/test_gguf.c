@@ -6,7 +6,10 @@
  * on the quantised fixtures (test/fixtures/qwen2-tiny-gguf: Q8_0, Q4_K +
  * Q6_K, Q5_K) against float64 goldens computed from the dequantised weights
  * by tools/gguf_golden.py; and GGUF conversions (F32, BF16) of qwen2-tiny
- * against the Hugging Face goldens of test/fixtures/qwen2-tiny.
+ * against the Hugging Face goldens of test/fixtures/qwen2-tiny.  Also the
+ * other quantised checkpoints: FP8 safetensors (test/fixtures/qwen2-tiny-fp8,
+ * channel / tensor / block scales, tools/fp8_fixture.py goldens) and their
+ * errors.
  */
 #include <jansson.h>
 #include <math.h>
@@ -820,6 +823,158 @@ test_llama(void)
 	}
 }
 
+/* ---------- FP8 safetensors checkpoints ---------- */
+
+/* dir/config.json from the fixture's config with "from" replaced by "to" */
+static int
+write_config(const char *dir, const char *src_dir, const char *from, const char *to)
+{
+	char		path[8192],
+			   *buf,
+			   *hit;
+	size_t		len;
+	r1_error	err;
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/config.json", src_dir);
+	if (r1_read_file(path, &buf, &len, &err) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	f = fopen(path, "w");
+	hit = from ? strstr(buf, from) : NULL;
+	if (!f)
+	{
+		free(buf);
+		return -1;
+	}
+	if (hit)
+	{
+		fwrite(buf, 1, hit - buf, f);
+		fputs(to, f);
+		fputs(hit + strlen(from), f);
+	}
+	else
+		fputs(buf, f);
+	fclose(f);
+	free(buf);
+	return 0;
+}
+
+/*
+ * A broken copy of the channel fixture in tmp/fp8-bad: config.json edited
+ * (from -> to), then the tensors with "drop" left out and, if flip is set,
+ * its first byte set to an FP8 NaN; the load must fail with want.
+ */
+static void
+expect_fp8_fail(const char *from, const char *to, const char *drop, const char *flip, const char *want,
+				const char *what)
+{
+	char		src[2048],
+				dir[2048],
+				path[4096];
+	r1_safetensors st;
+	r1_tensor  *ts;
+	uint8_t    *copy = NULL;
+	int			n = 0;
+	r1_model   *m;
+	r1_error	err;
+
+	snprintf(src, sizeof(src), "%s/qwen2-tiny-fp8/channel", fixtures);
+	snprintf(dir, sizeof(dir), "%s/fp8-bad", tmp);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/model.safetensors", src);
+	if (r1_st_open(&st, path, &err) != 0)
+	{
+		ok(0, "%s: %s", what, err.msg);
+		return;
+	}
+	ts = calloc(st.n_tensors, sizeof(r1_tensor));
+	for (int i = 0; i < st.n_tensors; i++)
+	{
+		if (drop && strcmp(st.tensors[i].name, drop) == 0)
+			continue;
+		ts[n] = st.tensors[i];
+		if (flip && strcmp(st.tensors[i].name, flip) == 0)
+		{
+			copy = malloc(ts[n].nbytes);
+			memcpy(copy, ts[n].data, ts[n].nbytes);
+			copy[0] = 0x7F;
+			ts[n].data = copy;
+		}
+		n++;
+	}
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	if (write_config(dir, src, from, to) != 0 || r1_st_write(path, ts, n, &err) != 0)
+		ok(0, "%s: cannot write the copy", what);
+	else if (r1_model_load(&m, dir, &err) == 0)
+	{
+		ok(0, "%s: loaded", what);
+		r1_model_free(m);
+	}
+	else
+		ok(strstr(err.msg, want) != NULL, "%s: %s", what, err.msg);
+	free(copy);
+	free(ts);
+	r1_st_close(&st);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+test_fp8(void)
+{
+	const char *modes[] = {"channel", "tensor", "block"};
+	char		dir[2048],
+				gpath[4096];
+	r1_model   *m;
+	r1_error	err;
+
+	/* the E4M3 code points, by hand */
+	ok(r1_f8e4m3_to_f32(0x00) == 0.0f && r1_f8e4m3_to_f32(0x01) == ldexpf(1, -9) &&
+	   r1_f8e4m3_to_f32(0x07) == 7 * ldexpf(1, -9) && r1_f8e4m3_to_f32(0x08) == ldexpf(1, -6) &&
+	   r1_f8e4m3_to_f32(0x38) == 1.0f && r1_f8e4m3_to_f32(0x3C) == 1.5f && r1_f8e4m3_to_f32(0x40) == 2.0f &&
+	   r1_f8e4m3_to_f32(0x7E) == 448.0f && r1_f8e4m3_to_f32(0xFE) == -448.0f &&
+	   r1_f8e4m3_to_f32(0xB8) == -1.0f && isnan(r1_f8e4m3_to_f32(0x7F)) && isnan(r1_f8e4m3_to_f32(0xFF)),
+	   "E4M3: zero, subnormals, 1, 1.5, 2, +-448, NaN");
+	for (int i = 0; i < 3; i++)
+	{
+		char		name[64];
+
+		snprintf(name, sizeof(name), "fp8 %s", modes[i]);
+		snprintf(dir, sizeof(dir), "%s/qwen2-tiny-fp8/%s", fixtures, modes[i]);
+		snprintf(gpath, sizeof(gpath), "%s/golden.json", dir);
+		if (ok(r1_model_load(&m, dir, &err) == 0, "%s: loads", name))
+		{
+			ok(m->cfg.fp8 == (i == 2 ? 2 : 1) && m->layers[1].w_down.dtype == R1_BF16 &&
+			   m->layers[0].wq.dtype == R1_BF16 && m->n_dequant == 7 * m->cfg.n_layers &&
+			   m->lm_head.dtype == R1_BF16,
+			   "%s: config read, the 7 matrices a layer dequantised to bf16 (lm_head stays as stored)", name);
+			r1_model_free(m);
+		}
+		else
+			diag("%s", err.msg);
+		check_golden_at(name, dir, gpath, R1_DTYPE_OTHER, R1_DTYPE_OTHER);
+	}
+	expect_fp8_fail("\"quant_method\": \"compressed-tensors\"", "\"quant_method\": \"awq\"", NULL, NULL,
+					"quant_method \"awq\" is not supported", "an AWQ config is refused by name");
+	expect_fp8_fail("\"format\": \"float-quantized\"", "\"format\": \"int-quantized\"", NULL, NULL,
+					"format \"int-quantized\" is not supported", "int8 (w8a8) checkpoints are refused by name");
+	expect_fp8_fail("\"strategy\": \"channel\"", "\"strategy\": \"group\"", NULL, NULL,
+					"channel or tensor scales", "group-wise FP8 scales are refused");
+	expect_fp8_fail("\"quantization_config\"", "\"no_quantization_config\"", NULL, NULL,
+					"FP8 weights need a quantization_config", "FP8 tensors without a quantization_config");
+	expect_fp8_fail(NULL, NULL, "model.layers.1.mlp.up_proj.weight_scale", NULL,
+					"its scale \"model.layers.1.mlp.up_proj.weight_scale\" is missing", "a missing scale");
+	expect_fp8_fail(NULL, NULL, NULL, "model.layers.0.self_attn.k_proj.weight", "row 0 holds an FP8 NaN",
+					"an FP8 NaN in a weight");
+	expect_fp8_fail("\"quant_method\": \"compressed-tensors\"",
+					"\"quant_method\": \"fp8\", \"weight_block_size\": [32, 32], \"x\": \"compressed-tensors\"",
+					NULL, NULL, "is FP8 but its scale \"model.layers.0.self_attn.q_proj.weight_scale_inv\" is missing",
+					"block scales wanted, channel scales found");
+}
+
 static void
 cleanup(void)
 {
@@ -855,6 +1010,7 @@ main(void)
 	check_conversion("f32", "golden.safetensors");
 	check_conversion("bf16", "golden-bf16.safetensors");
 	test_llama();
+	test_fp8();
 	cleanup();
 	return done_testing();
 }
