@@ -200,13 +200,16 @@ def sampling_checks(args, tmp):
 
 
 def gguf_checks(args, tmp):
-    """Quantised GGUF fixtures (r1k_qgemm decodes the blocks on the GPU) against their
-    float64 goldens (tools/gguf_golden.py) and the CPU backend."""
+    """Quantised GGUF fixtures (r1k_qgemm decodes the blocks on the GPU) and FP8
+    checkpoints (bf16 on the GPU) against their float64 goldens (tools/gguf_golden.py,
+    tools/fp8_fixture.py) and the CPU backend."""
     fx = os.path.join(ROOT, "test", "fixtures")
     for rel in ("qwen2-tiny-gguf/qwen2-tiny-q8_0", "qwen2-tiny-gguf/w256-q4_k_m",
-                "qwen2-tiny-gguf/w256-q5_k", "llama-tiny/llama-tiny-q8_0"):
-        model = os.path.join(fx, rel + ".gguf")
-        with open(os.path.join(fx, rel + ".golden.json")) as f:
+                "qwen2-tiny-gguf/w256-q5_k", "llama-tiny/llama-tiny-q8_0",
+                "qwen2-tiny-fp8/channel", "qwen2-tiny-fp8/block"):
+        fp8 = rel.startswith("qwen2-tiny-fp8")	# a checkpoint directory with golden.json inside
+        model = os.path.join(fx, rel if fp8 else rel + ".gguf")
+        with open(os.path.join(fx, rel, "golden.json") if fp8 else os.path.join(fx, rel + ".golden.json")) as f:
             g = json.load(f)
         for k, case in enumerate(g["cases"]):
             ids = case["input_ids"]
@@ -215,7 +218,8 @@ def gguf_checks(args, tmp):
             d_abs, d_rel = rel_err(dev, cpu)
             g_abs, g_rel = rel_err(dev, case["logits"])
             report(d_rel <= 2e-2 and g_rel <= 2e-2, "%s case %d (T=%d): %s vs %s rel %.2e, vs golden rel %.2e"
-                   % (os.path.basename(rel), k, len(ids), args.device, args.ref_device, d_rel, g_rel))
+                   % (rel.replace("/", " ") if fp8 else os.path.basename(rel), k, len(ids), args.device,
+                      args.ref_device, d_rel, g_rel))
 
 
 def write_config(tmp, name, hidden, layers, heads, kv_heads, inter, vocab, max_pos=32768):
