@@ -176,7 +176,7 @@ ok(serving($model), 'back on the demo model');
 {
 	set_conf('r1.max_seqs = 2');
 	set_conf('r1.max_ctx = 64');
-	ok(wait_for('restart', sub { status('state') eq 'ready' && status('max_ctx') == 64 }, 30), 'engine with 2 slots of 64 positions');
+	ok(wait_for('restart', sub { status('state') eq 'ready' && (status('max_ctx') || 0) == 64 }, 30), 'engine with 2 slots of 64 positions');
 	my $long = q{SET r1.debug_ignore_eos = on;
 	  SELECT format('%s|%s', prompt_tokens + completion_tokens, finish_reason)
 	  FROM r1_reason('Count to infinity.', max_tokens => 1000000, temperature => 0)};
