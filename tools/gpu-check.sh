@@ -3,7 +3,8 @@
 # one run from the repository root (CUDA at /usr/local/cuda; no PostgreSQL
 # needed; python3 for the comparison, torch+transformers only for S5).
 #
-#   tools/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 benchq all
+#   tools/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 benchq all,
+#                                      and bench70 (only when named: a 42 GB Llama-70B Q4_K_M)
 #                                      (default: all; each stage fits in a 10-minute slot)
 #   QUICK=1 tools/gpu-check.sh ...     shorter comparison and benchmarks
 #   R1_PREBUILT=1 tools/gpu-check.sh   use bin/r1 and build/test/* as built here
@@ -202,6 +203,32 @@ print("prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s" % (j["prefil
 			fi
 		done
 	done
+fi
+
+# ---- DeepSeek-R1-Distill-Llama-70B in 4 bits on one GPU (issue 7; only when named) ----
+# r1 convert makes the random weights row by row as it writes (~42 GB on disk,
+# well under 1 GB of RAM); the file is removed afterwards.
+if printf '%s\n' "${stages[@]}" | grep -qx bench70; then
+	f=build/gpu-check-q4_k_m-llama-70b.gguf
+	t0=$(date +%s)
+	if timeout "${CONVERT70_TIMEOUT:-420}" "$R1" convert --random-weights llama-70b --type q4_k_m --out "$f" \
+		> "$OUT/bench70-convert.log" 2>&1; then
+		log "bench70: Q4_K_M file of $(( $(stat -c %s "$f") >> 20 )) MiB in $(( $(date +%s) - t0 )) s"
+		if timeout "${BENCH70_TIMEOUT:-300}" "$R1" bench --model "$f" --device cuda --batch 1 --prompt-len 128 \
+			--gen-len 64 > "$OUT/bench-Q4_K_M-llama-70b.json" 2> "$OUT/bench-Q4_K_M-llama-70b.err"; then
+			log "bench Q4_K_M-llama-70b-b1: $(python3 -c '
+import json,sys
+j=json.load(open(sys.argv[1]))
+print("load %.1f s, prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s, GPU memory %.1f GiB" % (j["load_s"], j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"], j["backend_memory_bytes"] / 2**30))' "$OUT/bench-Q4_K_M-llama-70b.json")"
+		else
+			log "bench Q4_K_M-llama-70b-b1: failed: $(tail -1 "$OUT/bench-Q4_K_M-llama-70b.err")"
+			status=1
+		fi
+	else
+		log "bench70: convert failed or timed out after $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/bench70-convert.log")"
+		status=1
+	fi
+	rm -f "$f"
 fi
 
 log "gpu-check: $([ $status -eq 0 ] && echo done || echo 'FAILED (see above)')"

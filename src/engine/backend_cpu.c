@@ -733,6 +733,8 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 		widest = c->n_heads * c->head_dim;
 
 	*out = NULL;
+	if (m->lazy)
+		return r1_fail(err, "a model of on-demand random weights is for r1 convert only");
 	if (max_slots < 1 || max_ctx < 1)
 		return r1_fail(err, "max_slots and max_ctx must be positive");
 	b = r1_calloc(1, sizeof(*b), err);

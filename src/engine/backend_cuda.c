@@ -1386,6 +1386,8 @@ r1_backend_cuda_create(r1_backend **out, const r1_model *m, int max_slots, int m
 	cudaError_t e;
 
 	*out = NULL;
+	if (m->lazy)
+		return r1_fail(err, "a model of on-demand random weights is for r1 convert only");
 	if (max_slots < 1 || max_ctx < 1)
 		return r1_fail(err, "max_slots and max_ctx must be positive");
 	if (!(gpu_memory_fraction > 0.0 && gpu_memory_fraction <= 1.0))

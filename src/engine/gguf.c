@@ -697,6 +697,8 @@ typedef struct w_tensor
 	int64_t		shape[R1_MAX_DIMS];
 	const void *data;
 	size_t		nbytes;
+	r1_gguf_fill_fn fill;		/* data made at write time (data NULL) */
+	void	   *fill_ctx;
 } w_tensor;
 
 struct r1_gguf_writer
@@ -871,7 +873,21 @@ r1_gguf_w_tensor(r1_gguf_writer *w, const char *name, r1_dtype dt, int ndim, con
 	memcpy(t->shape, shape, sizeof(int64_t) * ndim);
 	t->data = data;
 	t->nbytes = nbytes;
+	t->fill = NULL;
+	t->fill_ctx = NULL;
 	w->n_t++;
+}
+
+void
+r1_gguf_w_tensor_fn(r1_gguf_writer *w, const char *name, r1_dtype dt, int ndim, const int64_t *shape,
+					size_t nbytes, r1_gguf_fill_fn fill, void *ctx)
+{
+	r1_gguf_w_tensor(w, name, dt, ndim, shape, NULL, nbytes);
+	if (!w->oom)
+	{
+		w->t[w->n_t - 1].fill = fill;
+		w->t[w->n_t - 1].fill_ctx = ctx;
+	}
 }
 
 int
@@ -924,7 +940,24 @@ r1_gguf_write(r1_gguf_writer *w, const char *path, r1_error *err)
 		w_tensor   *t = &w->t[i];
 		size_t		pad = (R1_GGUF_DEFAULT_ALIGNMENT - t->nbytes % R1_GGUF_DEFAULT_ALIGNMENT) % R1_GGUF_DEFAULT_ALIGNMENT;
 
-		bad |= t->nbytes && fwrite(t->data, 1, t->nbytes, f) != t->nbytes;
+		if (t->fill && t->nbytes && !bad)
+		{
+			void	   *buf = malloc(t->nbytes);
+
+			if (!buf || t->fill(t->fill_ctx, buf, t->nbytes, err) != 0)
+			{
+				if (!buf)
+					r1_fail(err, "%s: out of memory making tensor \"%s\" (%zu bytes)", path, t->name, t->nbytes);
+				free(buf);
+				fclose(f);
+				unlink(path);
+				return -1;
+			}
+			bad |= fwrite(buf, 1, t->nbytes, f) != t->nbytes;
+			free(buf);
+		}
+		else
+			bad |= t->nbytes && fwrite(t->data, 1, t->nbytes, f) != t->nbytes;
 		bad |= fwrite(zeros, 1, pad, f) != pad;
 	}
 	if (fclose(f) != 0)

@@ -138,6 +138,16 @@ void		r1_gguf_w_i32_array(r1_gguf_writer *w, const char *key, const int32_t *v, 
 /* a tensor: shape in Hugging Face order, data of dtype (kept until written) */
 void		r1_gguf_w_tensor(r1_gguf_writer *w, const char *name, r1_dtype dt, int ndim,
 							 const int64_t *shape, const void *data, size_t nbytes);
+
+/*
+ * A tensor whose nbytes are made when the file is written: fill(ctx, buf,
+ * nbytes, err) writes them into a buffer that lives for that call (0, or -1
+ * with err set).  Tensors are made one at a time, so a conversion holds one
+ * output tensor at once, not the whole file.
+ */
+typedef int (*r1_gguf_fill_fn) (void *ctx, void *buf, size_t nbytes, r1_error *err);
+void		r1_gguf_w_tensor_fn(r1_gguf_writer *w, const char *name, r1_dtype dt, int ndim,
+								const int64_t *shape, size_t nbytes, r1_gguf_fill_fn fill, void *ctx);
 int			r1_gguf_write(r1_gguf_writer *w, const char *path, r1_error *err);
 
 #endif							/* R1_GGUF_H */

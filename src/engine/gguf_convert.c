@@ -71,9 +71,87 @@ matrix_type(const conv *c, const char *name, int layer, int64_t n_in)
 	return dt;
 }
 
+/* what a tensor of the file is made from, at write time */
+typedef struct conv_src
+{
+	const r1_tensor *t;			/* the model's tensor (mapped, in memory, or on demand) */
+	r1_dtype	dt;				/* the file's type */
+	int			head_dim;		/* > 0: a Llama q/k tensor, rows in llama.cpp's rope order */
+	int64_t		rows,
+				n_in;
+	size_t		row_out;
+} conv_src;
+
+/* r1_gguf_fill_fn: the rows of s->t, permuted if asked, quantised to s->dt */
+static int
+make_tensor(void *ctx, void *buf, size_t nbytes, r1_error *err)
+{
+	const conv_src *s = ctx;
+	int			failed = 0;
+	r1_error	first;
+
+	if (s->t->ndim == 1)
+	{
+		/* a vector (norm, bias): read whole, permuted element-wise for a Llama q/k bias */
+		float	   *v = r1_malloc(sizeof(float) * s->t->shape[0], err),
+				   *o = r1_malloc(sizeof(float) * s->t->shape[0], err);
+		int			rc = -1;
+
+		if (v && o && r1_model_rows(s->t, 0, 1, v, err) == 0)
+		{
+			for (int64_t i = 0; i < s->t->shape[0]; i++)
+				o[i] = v[s->head_dim > 0 ? r1_gguf_llama_hf_row(i, s->head_dim) : i];
+			rc = r1_quantize_row(s->dt, o, buf, s->t->shape[0]) == 0 ? 0
+				: r1_fail(err, "cannot write a vector as %s", r1_dtype_name(s->dt));
+		}
+		free(v);
+		free(o);
+		return rc;
+	}
+	first.msg[0] = 0;
+#pragma omp parallel
+	{
+		float	   *tmp = malloc(sizeof(float) * s->n_in);
+		r1_error	e;
+
+#pragma omp for schedule(dynamic, 16)
+		for (int64_t r = 0; r < s->rows; r++)
+		{
+			int64_t		src = s->head_dim > 0 ? r1_gguf_llama_hf_row(r, s->head_dim) : r;
+			int			bad = !tmp;
+
+			if (!bad && r1_model_rows(s->t, src, 1, tmp, &e) != 0)
+				bad = 1;
+			else if (!bad && r1_quantize_row(s->dt, tmp, (uint8_t *) buf + r * s->row_out, s->n_in) != 0)
+			{
+				snprintf(e.msg, sizeof(e.msg), "cannot write rows of %lld as %s", (long long) s->n_in,
+						 r1_dtype_name(s->dt));
+				bad = 1;
+			}
+			else if (!tmp)
+				snprintf(e.msg, sizeof(e.msg), "out of memory");
+			if (bad)
+			{
+#pragma omp critical
+				if (!failed)
+				{
+					failed = 1;
+					first = e;
+				}
+			}
+		}
+		free(tmp);
+	}
+	(void) nbytes;
+	if (failed)
+		return r1_fail(err, "%s", first.msg);
+	return 0;
+}
+
 /*
  * Add t as name; head_dim > 0 permutes its rows as llama.cpp does a Llama's
- * attn_q/attn_k (output row g is input row r1_gguf_llama_hf_row(g)).
+ * attn_q/attn_k (output row g is input row r1_gguf_llama_hf_row(g)).  The
+ * data is made when the file is written (make_tensor), one tensor at a time.
  */
 static int
 add_tensor_perm(conv *c, const char *name, int layer, const r1_tensor *t, int head_dim,
@@ -82,41 +160,33 @@ add_tensor_perm(conv *c, const char *name, int layer, const r1_tensor *t, int he
 	int64_t		rows = t->ndim == 2 ? t->shape[0] : 1,
 				n_in = t->shape[t->ndim - 1];
 	r1_dtype	dt;
-	size_t		row_in,
-				row_out,
+	size_t		row_out,
 				total;
-	float	   *tmp;
-	uint8_t    *out;
+	conv_src   *s;
 
-	if (t->ndim == 1 && head_dim > 0)
-	{
-		/* a bias: permute its elements, as rows of one */
-		rows = t->shape[0];
-		n_in = 1;
-	}
 	dt = t->ndim == 2 ? matrix_type(c, name, layer, n_in) : R1_F32;
-	if (r1_dtype_row_bytes(t->dtype, n_in, &row_in) != 0 ||
-		r1_dtype_row_bytes(dt, n_in, &row_out) != 0 || !r1_mul_size(row_out, (size_t) rows, &total))
+	if (r1_dtype_row_bytes(dt, n_in, &row_out) != 0 || !r1_mul_size(row_out, (size_t) rows, &total))
 		return r1_fail(err, "tensor \"%s\": cannot convert rows of %lld", name, (long long) n_in);
-	tmp = r1_malloc(sizeof(float) * n_in, err);
-	out = r1_malloc(total ? total : 1, err);
-	if (!tmp || !out)
+	if (t->data)
 	{
-		free(tmp);
-		free(out);
-		return -1;
-	}
-	for (int64_t r = 0; r < rows; r++)
-	{
-		int64_t		src = head_dim > 0 ? r1_gguf_llama_hf_row(r, head_dim) : r;
+		size_t		row_in;
 
-		r1_dequantize_row(t->dtype, (const uint8_t *) t->data + src * row_in, tmp, n_in);
-		r1_quantize_row(dt, tmp, out + r * row_out, n_in);
+		if (r1_dtype_row_bytes(t->dtype, n_in, &row_in) != 0)
+			return r1_fail(err, "tensor \"%s\": cannot read rows of %lld %s values", name, (long long) n_in,
+						   r1_dtype_name(t->dtype));
 	}
-	free(tmp);
-	if (keep(c, out, err) != 0)
+	s = r1_malloc(sizeof(*s), err);
+	if (!s)
 		return -1;
-	r1_gguf_w_tensor(c->w, name, dt, t->ndim, t->shape, out, total);
+	s->t = t;
+	s->dt = dt;
+	s->head_dim = head_dim;
+	s->rows = rows;
+	s->n_in = n_in;
+	s->row_out = row_out;
+	if (keep(c, s, err) != 0)
+		return -1;
+	r1_gguf_w_tensor_fn(c->w, name, dt, t->ndim, t->shape, total, make_tensor, s);
 	c->counts[dt]++;
 	return 0;
 }

@@ -4,6 +4,7 @@
  */
 #include "model.h"
 #include "model_fp8.h"
+#include "quant.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -414,8 +415,59 @@ fill(void *dst, r1_dtype dt, size_t n, float mean, float std, uint64_t seed)
 	}
 }
 
+/* elements [first, first + count) of what fill(..., R1_F32, ...) writes, serially */
+static void
+fill_range_f32(float *dst, size_t first, size_t count, float mean, float std, uint64_t seed)
+{
+	float		half_width = std * 1.7320508f;
+	float		scale = 2.0f * half_width / 16777216.0f;
+	float		lo = mean - half_width;
+	size_t		i = first,
+				end = first + count;
+
+	while (i < end)
+	{
+		size_t		c = i / FILL_CHUNK;
+		uint64_t	s = seed ^ ((uint64_t) c * 0xD1B54A32D192ED03ull);
+		uint64_t	k = splitmix64(&s);
+		uint32_t	klo = (uint32_t) k,
+					khi = (uint32_t) (k >> 32);
+		size_t		stop = (c + 1) * FILL_CHUNK < end ? (c + 1) * FILL_CHUNK : end;
+
+		for (; i < stop; i++)
+		{
+			int			j = (int) (i - c * FILL_CHUNK);
+
+			*dst++ = lo + (float) RAND24(j) * scale;
+		}
+	}
+}
+
 int
-r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t seed, r1_error *err)
+r1_model_rows(const r1_tensor *t, int64_t r0, int64_t nr, float *out, r1_error *err)
+{
+	int64_t		cols = t->shape[t->ndim - 1];
+	int64_t		rows = t->ndim == 2 ? t->shape[0] : 1;
+	size_t		row_bytes;
+
+	if (r0 < 0 || nr < 0 || r0 + nr > rows)
+		return r1_fail(err, "tensor \"%s\": rows [%lld, %lld) out of %lld", t->name, (long long) r0,
+					   (long long) (r0 + nr), (long long) rows);
+	if (!t->data)
+	{
+		fill_range_f32(out, (size_t) r0 * cols, (size_t) nr * cols, t->lazy_mean, t->lazy_std, t->lazy_seed);
+		return 0;
+	}
+	if (r1_dtype_row_bytes(t->dtype, cols, &row_bytes) != 0)
+		return r1_fail(err, "tensor \"%s\": rows of %lld %s values cannot be read", t->name, (long long) cols,
+					   r1_dtype_name(t->dtype));
+	for (int64_t r = 0; r < nr; r++)
+		r1_dequantize_row(t->dtype, (const uint8_t *) t->data + (r0 + r) * row_bytes, out + r * cols, cols);
+	return 0;
+}
+
+static int
+random_model(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t seed, int lazy, r1_error *err)
 {
 	r1_model   *m;
 	const r1_config *c = cfg;
@@ -444,9 +496,10 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 		return -1;
 	m->cfg = *cfg;
 	m->dtype = dtype;
+	m->lazy = lazy;
 	m->layers = r1_calloc(c->n_layers, sizeof(r1_layer_weights), err);
-	m->owned = r1_malloc(bytes, err);
-	if (!m->layers || !m->owned)
+	m->owned = lazy ? NULL : r1_malloc(bytes, err);
+	if (!m->layers || (!lazy && !m->owned))
 	{
 		r1_model_free(m);
 		return -1;
@@ -458,9 +511,13 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 		size_t n_ = (size_t) (d0) * ((d1) ? (size_t) (d1) : 1); \
 		(t).name = "random"; (t).file = ""; (t).dtype = dtype; \
 		(t).ndim = (d1) ? 2 : 1; (t).shape[0] = (d0); (t).shape[1] = (d1); \
-		(t).data = p; (t).nbytes = n_ * es; \
-		fill(p, dtype, n_, (mean), (std), seed * 0x9E3779B97F4A7C15ull + (++tensor_no)); \
-		p += n_ * es; \
+		(t).nbytes = n_ * es; \
+		(t).lazy_seed = seed * 0x9E3779B97F4A7C15ull + (++tensor_no); \
+		(t).lazy_mean = (mean); (t).lazy_std = (std); \
+		(t).data = lazy ? NULL : p; \
+		if (!lazy) \
+			fill(p, dtype, n_, (mean), (std), (t).lazy_seed); \
+		p += lazy ? 0 : n_ * es; \
 	} while (0)
 
 	NEW(m->embed, V, H, 0.0f, 0.02f);
@@ -508,6 +565,18 @@ r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t s
 	}
 	*out = m;
 	return 0;
+}
+
+int
+r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype, uint64_t seed, r1_error *err)
+{
+	return random_model(out, cfg, dtype, seed, 0, err);
+}
+
+int
+r1_model_random_lazy(r1_model **out, const r1_config *cfg, uint64_t seed, r1_error *err)
+{
+	return random_model(out, cfg, R1_F32, seed, 1, err);
 }
 
 void

@@ -45,6 +45,7 @@ typedef struct r1_model
 	void	   *owned;			/* heap block of generated weights */
 	void	  **dequant;		/* bf16 copies of FP8 matrices (model_fp8.c) */
 	int			n_dequant;
+	int			lazy;			/* r1_model_random_lazy: no tensor holds data */
 	struct r1_gguf *gguf;		/* the mapped file of a GGUF checkpoint */
 } r1_model;
 
@@ -67,6 +68,17 @@ void		r1_model_free_gguf(r1_model *m);
  * Random weights at the shape of cfg (normal-ish, scaled like the HF init),
  * in dtype (R1_F32, R1_F16 or R1_BF16), reproducible from seed.
  */
+/*
+ * Random weights made on demand, never held: every tensor has data NULL and
+ * r1_model_rows gives its rows, the same values r1_model_random(..., R1_F32,
+ * seed) holds.  For r1 convert of shapes larger than memory (70B); the
+ * backends refuse such a model.
+ */
+int			r1_model_random_lazy(r1_model **out, const r1_config *cfg, uint64_t seed, r1_error *err);
+
+/* rows [r0, r0 + nr) of t (2-D, or 1-D as one row) as floats, from any model */
+int			r1_model_rows(const r1_tensor *t, int64_t r0, int64_t nr, float *out, r1_error *err);
+
 int			r1_model_random(r1_model **out, const r1_config *cfg, r1_dtype dtype,
 							uint64_t seed, r1_error *err);
 

@@ -40,6 +40,10 @@ typedef struct r1_tensor
 	int64_t		shape[R1_MAX_DIMS];
 	const void *data;			/* points into the mapping */
 	size_t		nbytes;
+	/* data NULL: random weights made on demand (r1_model_random_lazy) */
+	uint64_t	lazy_seed;
+	float		lazy_mean,
+				lazy_std;
 } r1_tensor;
 
 typedef struct r1_safetensors

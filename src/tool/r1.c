@@ -792,8 +792,9 @@ cmd_convert(const opts *o)
 	{
 		r1_config	cfg;
 
+		/* made row by row as the file is written: 70B fits in no memory at once */
 		if (r1_config_preset(&cfg, o->random, &err) != 0 ||
-			r1_model_random(&m, &cfg, R1_F32, o->seed, &err) != 0)
+			r1_model_random_lazy(&m, &cfg, o->seed, &err) != 0)
 			die("%s", err.msg);
 	}
 	if (r1_gguf_convert(m, tokdir, o->out, o->type, &err) != 0)

@@ -975,6 +975,89 @@ test_fp8(void)
 					"block scales wanted, channel scales found");
 }
 
+/*
+ * r1 convert --random-weights makes each tensor's rows on demand while the
+ * file is written: the file must be byte-identical to converting the same
+ * weights held in memory (the Llama q/k permutation included).
+ */
+static void
+test_lazy_convert(void)
+{
+	/* llama-tiny: the q/k permutation; w256: rows long enough for Q4_K and Q6_K */
+	const char *configs[] = {"llama-tiny/config.json", "qwen2-tiny-gguf/config-w256.json"};
+	const char *types[] = {"q8_0", "q4_k_m"};
+
+	for (int i = 0; i < 2; i++)
+	{
+		r1_config	cfg;
+		r1_model   *eager,
+				   *lazy;
+		r1_backend *be;
+		r1_error	err;
+		char		a[256],
+					b[256],
+					cpath[4096];
+		char	   *da = NULL,
+				   *db = NULL;
+		size_t		la = 0,
+					lb = 0;
+		int			same;
+
+		snprintf(cpath, sizeof(cpath), "%s/%s", fixtures, configs[i]);
+		snprintf(a, sizeof(a), "%s/eager.gguf", tmp);
+		snprintf(b, sizeof(b), "%s/lazy.gguf", tmp);
+		if (!ok(r1_config_load(&cfg, cpath, &err) == 0 && r1_model_random(&eager, &cfg, R1_F32, 11, &err) == 0 &&
+				r1_model_random_lazy(&lazy, &cfg, 11, &err) == 0, "%s: random weights, held and on demand",
+				configs[i]))
+		{
+			diag("%s", err.msg);
+			return;
+		}
+		ok(lazy->lazy && lazy->layers[0].wq.data == NULL && lazy->embed.data == NULL,
+		   "the on-demand model holds nothing");
+		ok(r1_backend_cpu_create(&be, lazy, 1, 16, 0, &err) != 0 && strstr(err.msg, "r1 convert only"),
+		   "backends refuse it: %s", err.msg);
+		if (!ok(r1_gguf_convert(eager, NULL, a, types[i], &err) == 0 &&
+				r1_gguf_convert(lazy, NULL, b, types[i], &err) == 0, "%s: both convert", types[i]))
+			diag("%s", err.msg);
+		same = r1_read_file(a, &da, &la, &err) == 0 && r1_read_file(b, &db, &lb, &err) == 0 && la == lb &&
+			la > 0 && memcmp(da, db, la) == 0;
+		ok(same, "%s %s: the files are identical (%zu bytes)", configs[i], types[i], la);
+		free(da);
+		free(db);
+		unlink(a);
+		unlink(b);
+		r1_model_free(eager);
+		r1_model_free(lazy);
+	}
+	{
+		/* the w256 Q4_K_M file holds Q4_K and Q6_K matrices */
+		r1_model   *m;
+		r1_error	err;
+		r1_config	cfg;
+		char		cpath[4096],
+					a[256];
+
+		snprintf(cpath, sizeof(cpath), "%s/%s", fixtures, configs[1]);
+		snprintf(a, sizeof(a), "%s/lazy.gguf", tmp);
+		if (r1_config_load(&cfg, cpath, &err) == 0 && r1_model_random_lazy(&m, &cfg, 3, &err) == 0)
+		{
+			r1_model   *g;
+
+			if (r1_gguf_convert(m, NULL, a, "q4_k_m", &err) == 0 && r1_model_load(&g, a, &err) == 0)
+			{
+				ok(g->layers[0].wq.dtype == R1_Q4_K && g->lm_head.dtype == R1_Q6_K,
+				   "the on-demand Q4_K_M file: Q4_K and Q6_K matrices, and it loads");
+				r1_model_free(g);
+			}
+			else
+				ok(0, "on-demand Q4_K_M: %s", err.msg);
+			r1_model_free(m);
+			unlink(a);
+		}
+	}
+}
+
 static void
 cleanup(void)
 {
@@ -1011,6 +1094,7 @@ main(void)
 	check_conversion("bf16", "golden-bf16.safetensors");
 	test_llama();
 	test_fp8();
+	test_lazy_convert();
 	cleanup();
 	return done_testing();
 }
