@@ -350,8 +350,15 @@ r1_gguf_open(r1_gguf *g, const char *path, r1_error *err)
 				(unsigned long long) n_tensors);
 		goto fail;
 	}
-	/* keys and names are copied with a NUL each: never more than the file */
-	names_cap = g->map.size + 1;
+	/*
+	 * Keys and names are copied with a NUL each: never more than the file,
+	 * nor than the longest keys and names allowed (a 40 GB file must not
+	 * ask for 40 GB here).
+	 */
+	names_cap = (size_t) n_kv * (MAX_KEY_BYTES + 1) + (size_t) n_tensors * (MAX_NAME_BYTES + 1);
+	if (names_cap > g->map.size)
+		names_cap = g->map.size;
+	names_cap += 1;
 	g->kv = r1_calloc((size_t) n_kv + 1, sizeof(r1_gguf_kv), err);
 	g->tensors = r1_calloc((size_t) n_tensors + 1, sizeof(r1_tensor), err);
 	offsets = r1_calloc((size_t) n_tensors + 1, sizeof(uint64_t), err);

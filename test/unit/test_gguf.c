@@ -11,6 +11,7 @@
  * channel / tensor / block scales, tools/fp8_fixture.py goldens) and their
  * errors.
  */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -241,6 +242,32 @@ test_reader(void)
 	ok(t && t->dtype == R1_F32 && r1_tensor_get_f32(t, 7) == 8.0f && (uintptr_t) t->data % 32 == 0,
 	   "F32 tensor, data aligned");
 	r1_gguf_close(&g);
+
+	/*
+	 * A file far larger than its header (a 70B model is ~40 GB): the reader
+	 * must not size its name buffer by the file.  The same valid file,
+	 * extended to 64 GiB (sparse: no disk used).
+	 */
+	{
+		const char *big = write_tmp("big.gguf", buf, n);
+		int			fd = open(big, O_WRONLY);
+		int			grown = fd >= 0 && ftruncate(fd, (off_t) 64 << 30) == 0;
+
+		if (fd >= 0)
+			close(fd);
+		if (grown)
+		{
+			int			rc = r1_gguf_open(&g, big, &err);
+
+			ok(rc == 0 && r1_gguf_find(&g, "t.f32") != NULL, "a 64 GiB file opens without a file-sized buffer%s%s",
+			   rc ? ": " : "", rc ? err.msg : "");
+			if (rc == 0)
+				r1_gguf_close(&g);
+		}
+		else
+			ok(1, "# SKIP cannot make a sparse 64 GiB file here");
+		unlink(big);
+	}
 
 	/* every truncation fails cleanly */
 	{
