@@ -50,7 +50,7 @@ cudaError_t r1k_gemm_fixed(cudaStream_t s, float *out, const uint16_t *x, const 
 /*
  * The quantised linear layer: out[t * ldo + n] = sum_k x[t, k] w[n, k] +
  * beta * out[...], w [n_out] rows of row_bytes in dtype (an r1_dtype: Q8_0,
- * Q4_K, Q5_K, Q6_K or BF16), decoded in registers (quant_blocks.h); a fixed
+ * Q4_0, Q5_0, Q4_K, Q5_K, Q6_K or BF16), decoded in registers (quant_blocks.h); a fixed
  * reduction order per output (batch-invariant).  n_in a multiple of 8.
  */
 cudaError_t r1k_qgemm(cudaStream_t s, float *out, int ldo, const uint16_t *x, const void *w, int dtype,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gguf_golden.py - golden logits for a Qwen2 or Llama GGUF file, computed
 independently of the engine: this script parses the GGUF itself, dequantises every
-tensor to float64 (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K, written from ggml's block
+tensor to float64 (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, written from ggml's block
 layouts) and runs the forward pass in float64.  Plain python3, no numpy.
 
 general.architecture "qwen2": q/k/v biases, rope on pairs (i, i+hd/2) (NEOX mode).
@@ -23,7 +23,9 @@ import struct
 import sys
 
 GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_BF16 = 0, 1, 8, 12, 13, 14, 30
+GGML_Q4_0, GGML_Q5_0 = 2, 6
 BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2), GGML_Q8_0: (32, 34),
+         GGML_Q4_0: (32, 18), GGML_Q5_0: (32, 22),
          GGML_Q4_K: (256, 144), GGML_Q5_K: (256, 176), GGML_Q6_K: (256, 210)}
 SCALAR = {0: 'B', 1: 'b', 2: 'H', 3: 'h', 4: 'I', 5: 'i', 6: 'f', 7: '?', 10: 'Q', 11: 'q', 12: 'd'}
 
@@ -116,6 +118,21 @@ def dequant(typ, b, n):
         for o in range(0, n // 32 * 34, 34):
             d = f16(b, o)
             out.extend(d * q for q in struct.unpack_from('<32b', b, o + 2))
+        return out
+    if typ in (GGML_Q4_0, GGML_Q5_0):
+        # ggml: d, [Q5_0: 32 fifth bits, bit j for weight j], 16 bytes: weight j low nibble, j + 16 high
+        bb = 18 if typ == GGML_Q4_0 else 22
+        for o in range(0, n // 32 * bb, bb):
+            d = f16(b, o)
+            qh = struct.unpack_from('<I', b, o + 2)[0] if typ == GGML_Q5_0 else 0
+            qs = b[o + bb - 16:o + bb]
+            for j in range(32):
+                q = (qs[j] & 0xF) if j < 16 else (qs[j - 16] >> 4)
+                if typ == GGML_Q5_0:
+                    q = (q | (((qh >> j) & 1) << 4)) - 16
+                else:
+                    q -= 8
+                out.append(d * q)
         return out
     if typ in (GGML_Q4_K, GGML_Q5_K):
         bb = 144 if typ == GGML_Q4_K else 176

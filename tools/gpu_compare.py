@@ -204,7 +204,8 @@ def gguf_checks(args, tmp):
     checkpoints (bf16 on the GPU) against their float64 goldens (tools/gguf_golden.py,
     tools/fp8_fixture.py) and the CPU backend."""
     fx = os.path.join(ROOT, "test", "fixtures")
-    for rel in ("qwen2-tiny-gguf/qwen2-tiny-q8_0", "qwen2-tiny-gguf/w256-q4_k_m",
+    for rel in ("qwen2-tiny-gguf/qwen2-tiny-q8_0", "qwen2-tiny-gguf/qwen2-tiny-q4_0",
+                "qwen2-tiny-gguf/qwen2-tiny-q5_0", "qwen2-tiny-gguf/w256-q4_k_m",
                 "qwen2-tiny-gguf/w256-q5_k", "llama-tiny/llama-tiny-q8_0",
                 "qwen2-tiny-fp8/channel", "qwen2-tiny-fp8/block"):
         fp8 = rel.startswith("qwen2-tiny-fp8")	# a checkpoint directory with golden.json inside

@@ -105,7 +105,7 @@ typedef struct cuda_graph
 typedef struct qmat
 {
 	void	   *p;
-	int			dt;				/* r1_dtype: Q8_0, Q4_K, Q5_K, Q6_K or BF16 */
+	int			dt;				/* r1_dtype: Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K or BF16 */
 	size_t		row_bytes;
 } qmat;
 

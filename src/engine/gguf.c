@@ -70,6 +70,12 @@ dtype_of_ggml(uint32_t t, r1_dtype *dt)
 		case R1_GGML_Q8_0:
 			*dt = R1_Q8_0;
 			return 0;
+		case R1_GGML_Q4_0:
+			*dt = R1_Q4_0;
+			return 0;
+		case R1_GGML_Q5_0:
+			*dt = R1_Q5_0;
+			return 0;
 		case R1_GGML_Q4_K:
 			*dt = R1_Q4_K;
 			return 0;
@@ -95,6 +101,10 @@ ggml_of_dtype(r1_dtype dt)
 			return R1_GGML_BF16;
 		case R1_Q8_0:
 			return R1_GGML_Q8_0;
+		case R1_Q4_0:
+			return R1_GGML_Q4_0;
+		case R1_Q5_0:
+			return R1_GGML_Q5_0;
 		case R1_Q4_K:
 			return R1_GGML_Q4_K;
 		case R1_Q5_K:
@@ -279,7 +289,7 @@ parse_tensor(r1_gguf *g, cursor *c, int i, char **names_pos, size_t names_left,
 	if (dtype_of_ggml(type, &t->dtype) != 0)
 	{
 		if (r1_gguf_type_name(type))
-			return r1_fail(err, "%s: tensor \"%s\": type %s is not supported (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K)",
+			return r1_fail(err, "%s: tensor \"%s\": type %s is not supported (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K)",
 						   file, t->name, r1_gguf_type_name(type));
 		return r1_fail(err, "%s: tensor \"%s\": unknown tensor type %u", file, t->name, type);
 	}

@@ -45,6 +45,8 @@ enum
 {
 	R1_GGML_F32 = 0,
 	R1_GGML_F16 = 1,
+	R1_GGML_Q4_0 = 2,
+	R1_GGML_Q5_0 = 6,
 	R1_GGML_Q8_0 = 8,
 	R1_GGML_Q4_K = 12,
 	R1_GGML_Q5_K = 13,

@@ -368,6 +368,7 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 	}			types[] = {
 		{"f32", R1_F32}, {"f16", R1_F16}, {"bf16", R1_BF16}, {"q8_0", R1_Q8_0},
 		{"q4_k", R1_Q4_K}, {"q5_k", R1_Q5_K}, {"q6_k", R1_Q6_K}, {"q4_k_m", R1_Q4_K},
+		{"q4_0", R1_Q4_0}, {"q5_0", R1_Q5_0},
 	};
 	const r1_config *cfg = &m->cfg;
 	conv		c;
@@ -385,7 +386,7 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 			c.mix_q4_k_m = strcmp(type, "q4_k_m") == 0;
 		}
 	if (c.base == R1_DTYPE_OTHER)
-		return r1_fail(err, "unknown type \"%s\": use f32, f16, bf16, q8_0, q4_k, q5_k, q6_k or q4_k_m", type);
+		return r1_fail(err, "unknown type \"%s\": use f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k, q6_k or q4_k_m", type);
 	c.n_layers = cfg->n_layers;
 	c.w = r1_gguf_writer_new();
 	if (!c.w)

@@ -2,7 +2,7 @@
  * model_gguf.c - a Qwen2 or Llama model from a GGUF file, as llama.cpp's
  * convert_hf_to_gguf.py writes one (and Ollama stores it): hyper-parameters
  * from the "qwen2.*" / "llama.*" metadata, tensors by llama.cpp's names, in
- * the file's types (F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K), memory-mapped.
+ * the file's types (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K), memory-mapped.
  *
  * A Llama's attn_q/attn_k rows are stored permuted for ggml's rope; they are
  * copied back into Hugging Face's order here (a private copy of those two

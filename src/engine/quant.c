@@ -15,6 +15,8 @@
 #endif
 
 #define Q8_0_BYTES 34
+#define Q4_0_BYTES 18
+#define Q5_0_BYTES 22
 #define Q4_K_BYTES 144
 #define Q5_K_BYTES 176
 #define Q6_K_BYTES 210
@@ -44,6 +46,8 @@ r1_dtype_block_elems(r1_dtype dt)
 		case R1_BF16:
 			return 1;
 		case R1_Q8_0:
+		case R1_Q4_0:
+		case R1_Q5_0:
 			return R1_QK8_0;
 		case R1_Q4_K:
 		case R1_Q5_K:
@@ -66,6 +70,10 @@ r1_dtype_block_bytes(r1_dtype dt)
 			return 2;
 		case R1_Q8_0:
 			return Q8_0_BYTES;
+		case R1_Q4_0:
+			return Q4_0_BYTES;
+		case R1_Q5_0:
+			return Q5_0_BYTES;
 		case R1_Q4_K:
 			return Q4_K_BYTES;
 		case R1_Q5_K:
@@ -80,7 +88,7 @@ r1_dtype_block_bytes(r1_dtype dt)
 int
 r1_dtype_is_quant(r1_dtype dt)
 {
-	return dt == R1_Q8_0 || dt == R1_Q4_K || dt == R1_Q5_K || dt == R1_Q6_K;
+	return dt == R1_Q8_0 || dt == R1_Q4_0 || dt == R1_Q5_0 || dt == R1_Q4_K || dt == R1_Q5_K || dt == R1_Q6_K;
 }
 
 int
@@ -119,6 +127,41 @@ decode_q8_0(const uint8_t *b, float *y)
 
 	for (int i = 0; i < R1_QK8_0; i++)
 		y[i] = d * q[i];
+}
+
+/* the 32 signed codes of a Q4_0 (q - 8) or Q5_0 (q - 16) block */
+static inline void
+codes_q4_0_q5_0(r1_dtype dt, const uint8_t *b, int8_t *c)
+{
+	if (dt == R1_Q4_0)
+	{
+		for (int j = 0; j < 16; j++)
+		{
+			c[j] = (int8_t) ((b[2 + j] & 0xF) - 8);
+			c[j + 16] = (int8_t) ((b[2 + j] >> 4) - 8);
+		}
+	}
+	else
+	{
+		uint32_t	qh = (uint32_t) b[2] | (uint32_t) b[3] << 8 | (uint32_t) b[4] << 16 | (uint32_t) b[5] << 24;
+
+		for (int j = 0; j < 16; j++)
+		{
+			c[j] = (int8_t) (((b[6 + j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
+			c[j + 16] = (int8_t) (((b[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+		}
+	}
+}
+
+static void
+decode_q4_0_q5_0(r1_dtype dt, const uint8_t *b, float *y)
+{
+	float		d = half_at(b);
+	int8_t		c[32];
+
+	codes_q4_0_q5_0(dt, b, c);
+	for (int i = 0; i < 32; i++)
+		y[i] = d * c[i];
 }
 
 static void
@@ -224,6 +267,10 @@ decode_block(r1_dtype dt, const uint8_t *b, float *y)
 		case R1_Q8_0:
 			decode_q8_0(b, y);
 			break;
+		case R1_Q4_0:
+		case R1_Q5_0:
+			decode_q4_0_q5_0(dt, b, y);
+			break;
 		case R1_Q4_K:
 			decode_q4_k(b, y);
 			break;
@@ -300,6 +347,52 @@ encode_q8_0(const float *x, uint8_t *b)
 	id = d != 0.0f ? 1.0f / d : 0.0f;
 	for (int i = 0; i < R1_QK8_0; i++)
 		b[2 + i] = (uint8_t) (int8_t) clampi(nearest(x[i] * id), -127, 127);
+}
+
+/*
+ * Q4_0 / Q5_0 as ggml's reference quantiser: d = (the value of largest
+ * magnitude) / -8 (-16), so that value is the code 0; codes clamped to the
+ * type's range; round to nearest.
+ */
+static void
+encode_q4_0_q5_0(r1_dtype dt, const float *x, uint8_t *b)
+{
+	int			top = dt == R1_Q4_0 ? 8 : 16;
+	float		amax = 0.0f,
+				vmax = 0.0f,
+				d,
+				id;
+	int			c[32];
+	uint32_t	qh = 0;
+
+	for (int i = 0; i < 32; i++)
+		if (fabsf(x[i]) > amax)
+		{
+			amax = fabsf(x[i]);
+			vmax = x[i];
+		}
+	d = vmax / (float) -top;
+	put_half(b, d);
+	d = half_at(b);				/* quantise against the scale as stored */
+	id = d != 0.0f ? 1.0f / d : 0.0f;
+	for (int i = 0; i < 32; i++)
+		c[i] = clampi(nearest(x[i] * id) + top, 0, 2 * top - 1);
+	if (dt == R1_Q4_0)
+	{
+		for (int j = 0; j < 16; j++)
+			b[2 + j] = (uint8_t) (c[j] | (c[j + 16] << 4));
+		return;
+	}
+	for (int j = 0; j < 16; j++)
+	{
+		b[6 + j] = (uint8_t) ((c[j] & 0xF) | ((c[j + 16] & 0xF) << 4));
+		qh |= (uint32_t) (c[j] >> 4) << j;
+		qh |= (uint32_t) (c[j + 16] >> 4) << (j + 16);
+	}
+	b[2] = (uint8_t) qh;
+	b[3] = (uint8_t) (qh >> 8);
+	b[4] = (uint8_t) (qh >> 16);
+	b[5] = (uint8_t) (qh >> 24);
 }
 
 /* pack 6-bit scales ls[8] and mins lm[8] as scale_min_k4 unpacks them */
@@ -492,6 +585,10 @@ r1_quantize_row(r1_dtype dt, const float *src, void *dst, int64_t n)
 			case R1_Q8_0:
 				encode_q8_0(x, b);
 				break;
+			case R1_Q4_0:
+			case R1_Q5_0:
+				encode_q4_0_q5_0(dt, x, b);
+				break;
 			case R1_Q4_K:
 				encode_q4_k(x, b);
 				break;
@@ -627,6 +724,21 @@ kdot_avx2(r1_dtype dt, const uint8_t *w, const float *x, int n, int nt, float *o
 			i8_to_ps(_mm256_loadu_si256((const __m256i *) (b + 2)), f);
 			for (int t = 0; t < nt; t++)
 				acc[t] = sub_fma(acc[t], f, 4, x + (size_t) t * n + (size_t) i * R1_QK8_0, d, 0.0f);
+		}
+	}
+	else if (dt == R1_Q4_0 || dt == R1_Q5_0)
+	{
+		size_t		bb = dt == R1_Q4_0 ? Q4_0_BYTES : Q5_0_BYTES;
+
+		for (int i = 0; i < n / R1_QK8_0; i++)
+		{
+			const uint8_t *b = w + (size_t) i * bb;
+			int8_t		c[32];
+
+			codes_q4_0_q5_0(dt, b, c);
+			i8_to_ps(_mm256_loadu_si256((const __m256i *) c), f);
+			for (int t = 0; t < nt; t++)
+				acc[t] = sub_fma(acc[t], f, 4, x + (size_t) t * n + (size_t) i * R1_QK8_0, half_at(b), 0.0f);
 		}
 	}
 	else if (dt == R1_Q4_K || dt == R1_Q5_K)

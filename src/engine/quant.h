@@ -5,6 +5,10 @@
  *
  * Block layouts, exactly as ggml defines them (all little-endian):
  *   Q8_0  32 weights,  34 bytes: fp16 d, int8 q[32];            w = d*q
+ *   Q4_0  32 weights,  18 bytes: fp16 d, 16 bytes of nibbles (weight j low,
+ *         j + 16 high);                                       w = d*(q - 8)
+ *   Q5_0  32 weights,  22 bytes: fp16 d, 32 fifth bits (uint32, bit j for
+ *         weight j), nibbles as Q4_0;                         w = d*(q - 16)
  *   Q4_K 256 weights, 144 bytes: fp16 d, fp16 dmin, 12 bytes of packed 6-bit
  *        scales and mins of 8 sub-blocks of 32, 128 bytes of 4-bit quants
  *        (sub-blocks 2k and 2k+1 share bytes: low nibble, high nibble);
@@ -30,7 +34,7 @@
 int			r1_dtype_block_elems(r1_dtype dt);
 /* Bytes per block (the element size for F32/F16/BF16), 0 as above. */
 size_t		r1_dtype_block_bytes(r1_dtype dt);
-/* A block-quantised dtype (Q8_0, Q4_K, Q5_K, Q6_K). */
+/* A block-quantised dtype (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K). */
 int			r1_dtype_is_quant(r1_dtype dt);
 
 /*
@@ -43,7 +47,7 @@ int			r1_dtype_row_bytes(r1_dtype dt, int64_t n, size_t *out);
 void		r1_dequantize_row(r1_dtype dt, const void *src, float *dst, int64_t n);
 
 /*
- * Encode n floats (a whole number of blocks) as dt: Q8_0, Q4_K, Q5_K, Q6_K
+ * Encode n floats (a whole number of blocks) as dt: Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K
  * (simple round-to-nearest encoders, not llama.cpp's searched ones), F32, F16
  * or BF16.  Returns -1 for another dtype.
  */

@@ -7,7 +7,7 @@
  * r1_dequantize_row for every position).
  *
  * r1qb_weights8(dt, row, k0, out): weights [k0, k0 + 8) of a row of dt, k0 a
- * multiple of 8; dt Q8_0, Q4_K, Q5_K, Q6_K or BF16 (a plain row).  Each
+ * multiple of 8; dt Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K or BF16 (a plain row).  Each
  * weight is computed with the same float operations, in the same order, as
  * quant.c's decoders.
  */
@@ -77,6 +77,26 @@ r1qb_weights8(int dt, const uint8_t *row, int k0, float *out)
 
 		for (int i = 0; i < 8; i++)
 			out[i] = d * q[i];
+	}
+	else if (dt == R1_Q4_0 || dt == R1_Q5_0)
+	{
+		int			q5 = dt == R1_Q5_0;
+		const uint8_t *b = row + (k0 / 32) * (q5 ? 22 : 18);
+		float		d = r1qb_f16(b);
+		int			o = k0 % 32,
+					hi = o >= 16;
+		const uint8_t *q = b + (q5 ? 6 : 2) + (o % 16);
+		uint32_t	qh = q5 ? ((uint32_t) b[2] | (uint32_t) b[3] << 8 | (uint32_t) b[4] << 16 |
+							   (uint32_t) b[5] << 24) : 0;
+
+		for (int i = 0; i < 8; i++)
+		{
+			int			v = hi ? q[i] >> 4 : q[i] & 0xF;
+
+			if (q5)
+				v |= (int) ((qh >> (o + i)) & 1) << 4;
+			out[i] = d * (v - (q5 ? 16 : 8));
+		}
 	}
 	else if (dt == R1_Q4_K || dt == R1_Q5_K)
 	{

@@ -58,6 +58,10 @@ r1_dtype_name(r1_dtype dt)
 			return "Q5_K";
 		case R1_Q6_K:
 			return "Q6_K";
+		case R1_Q4_0:
+			return "Q4_0";
+		case R1_Q5_0:
+			return "Q5_0";
 		case R1_F8_E4M3:
 			return "F8_E4M3";
 		default:
@@ -120,6 +124,8 @@ r1_tensor_get_f32(const r1_tensor *t, size_t i)
 		case R1_Q4_K:
 		case R1_Q5_K:
 		case R1_Q6_K:
+		case R1_Q4_0:
+		case R1_Q5_0:
 			{
 				/* decode the block that holds element i */
 				float		blk[R1_QK_K];

@@ -25,6 +25,8 @@ typedef enum r1_dtype
 	R1_Q4_K,
 	R1_Q5_K,
 	R1_Q6_K,
+	R1_Q4_0,					/* ggml's first formats, still in many GGUF files */
+	R1_Q5_0,
 	R1_F8_E4M3,					/* FP8 checkpoints (weights with scales, see model.c) */
 	R1_DTYPE_OTHER				/* a dtype the engine does not compute with (e.g. F64, I8) */
 } r1_dtype;

@@ -37,7 +37,7 @@ static const char *usage_text =
 "  demo-model --out DIR [--tokenizer DIR] [--text TEXT] [--loop]   write a tiny model with a known\n"
 "             output (--loop: repeat the text's last token forever instead of ending)\n"
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
-"             --type f32|f16|bf16|q8_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
+"             --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
 "  (--model also takes a .gguf file: Qwen2 GGUF files from llama.cpp / Ollama)\n"
 "  serve      ...                           the engine host of the r1_pg extension\n"

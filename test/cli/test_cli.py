@@ -268,6 +268,14 @@ c = run_json("convert an FP8 checkpoint", "convert", "--model", F8, "--type", "q
 ok(c and c["type"] == "q8_0" and os.path.getsize(os.path.join(tmp, "f8.gguf")) == c["bytes"],
    "r1 convert takes an FP8 checkpoint", c)
 
+# the legacy Q4_0 / Q5_0 formats of many GGUF files
+for t in ("q4_0", "q5_0"):
+    f = f"{FIX}/qwen2-tiny-gguf/qwen2-tiny-{t}.gguf"
+    g = run_json(f"generate on a {t} GGUF", "generate", "--model", f, "--raw", "--ids", "3",
+                 "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+    q = json.load(open(f.replace(".gguf", ".golden.json")))["cases"][0]
+    ok(g and g["ids"] == q["greedy_ids"], f"a {t} GGUF: greedy ids match tools/gguf_golden.py's", g)
+
 shutil.rmtree(tmp)
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

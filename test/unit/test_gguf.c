@@ -334,9 +334,9 @@ test_reader(void)
 	s.t1_type = 77;
 	n = build(&s, buf);
 	expect_fail(buf, n, "t.q8", "unknown tensor type 77", "unknown tensor type");
-	s.t1_type = 2;
+	s.t1_type = 10;
 	n = build(&s, buf);
-	expect_fail(buf, n, "t.q8", "type Q4_0 is not supported", "a known but unsupported type (Q4_0)");
+	expect_fail(buf, n, "t.q8", "type Q2_K is not supported", "a known but unsupported type (Q2_K)");
 	s = valid_spec();
 	s.t1_off = 4096;
 	n = build(&s, buf);
@@ -1117,6 +1117,8 @@ main(void)
 	check_golden("qwen2-tiny-q8_0", R1_Q8_0, R1_Q8_0);
 	check_golden("w256-q4_k_m", R1_Q4_K, R1_Q6_K);
 	check_golden("w256-q5_k", R1_Q5_K, R1_Q5_K);
+	check_golden("qwen2-tiny-q4_0", R1_Q4_0, R1_Q4_0);
+	check_golden("qwen2-tiny-q5_0", R1_Q5_0, R1_Q5_0);
 	check_conversion("f32", "golden.safetensors");
 	check_conversion("bf16", "golden-bf16.safetensors");
 	test_llama();

@@ -41,6 +41,8 @@ test_geometry(void)
 	is_int(r1_dtype_block_bytes(R1_Q4_K), 144, "Q4_K block is 144 bytes");
 	is_int(r1_dtype_block_bytes(R1_Q5_K), 176, "Q5_K block is 176 bytes");
 	is_int(r1_dtype_block_bytes(R1_Q6_K), 210, "Q6_K block is 210 bytes");
+	is_int(r1_dtype_block_bytes(R1_Q4_0), 18, "Q4_0 block is 18 bytes");
+	is_int(r1_dtype_block_bytes(R1_Q5_0), 22, "Q5_0 block is 22 bytes");
 	ok(r1_dtype_row_bytes(R1_Q4_K, 512, &b) == 0 && b == 288, "a Q4_K row of 512 is 288 bytes");
 	ok(r1_dtype_row_bytes(R1_Q4_K, 320, &b) != 0, "a Q4_K row of 320 is not whole blocks");
 	ok(r1_dtype_row_bytes(R1_F32, INT64_MAX, &b) != 0, "a row size that overflows is refused");
@@ -62,6 +64,41 @@ test_q8_0_block(void)
 	}
 	r1_dequantize_row(R1_Q8_0, blk, y, 32);
 	ok(all_close(y, want, 32, 0, "q8_0"), "Q8_0: d = 0.5, q = i - 16 decodes to 0.5 (i - 16)");
+}
+
+/* Q4_0 / Q5_0 from hand-set codes: weight i (0..31) has code (i * 7 + 3) % 16 (or % 32) */
+static void
+test_q4_0_q5_0_block(int five_bits)
+{
+	uint8_t		blk[22];
+	float		y[32];
+	double		want[32];
+	int			mod = five_bits ? 32 : 16,
+				bias = five_bits ? 16 : 8;
+	uint32_t	qh = 0;
+	uint8_t    *qs = blk + (five_bits ? 6 : 2);
+
+	memset(blk, 0, sizeof(blk));
+	put16(blk, 0x3400);			/* fp16 0.25 */
+	for (int i = 0; i < 32; i++)
+	{
+		int			c = (i * 7 + 3) % mod;
+
+		want[i] = 0.25 * (c - bias);
+		/* weight i < 16: low nibble of byte i; weight i >= 16: high nibble of byte i - 16 */
+		qs[i % 16] |= (uint8_t) ((c & 0xF) << (i < 16 ? 0 : 4));
+		qh |= (uint32_t) (c >> 4) << i;
+	}
+	if (five_bits)
+	{
+		blk[2] = (uint8_t) qh;
+		blk[3] = (uint8_t) (qh >> 8);
+		blk[4] = (uint8_t) (qh >> 16);
+		blk[5] = (uint8_t) (qh >> 24);
+	}
+	r1_dequantize_row(five_bits ? R1_Q5_0 : R1_Q4_0, blk, y, 32);
+	ok(all_close(y, want, 32, 0, five_bits ? "q5_0" : "q4_0"), "%s: hand-set codes decode to d (q - %d)",
+	   five_bits ? "Q5_0" : "Q4_0", bias);
 }
 
 static void
@@ -280,7 +317,11 @@ main(void)
 	test_q4_k_block(0);
 	test_q4_k_block(1);
 	test_q6_k_block();
+	test_q4_0_q5_0_block(0);
+	test_q4_0_q5_0_block(1);
 	test_round_trip(R1_Q8_0, 0.01);
+	test_round_trip(R1_Q5_0, 0.06);
+	test_round_trip(R1_Q4_0, 0.12);
 	test_round_trip(R1_Q6_K, 0.03);
 	test_round_trip(R1_Q5_K, 0.06);
 	test_round_trip(R1_Q4_K, 0.12);
@@ -290,10 +331,14 @@ main(void)
 	test_dot(R1_Q4_K);
 	test_dot(R1_Q5_K);
 	test_dot(R1_Q6_K);
+	test_dot(R1_Q4_0);
+	test_dot(R1_Q5_0);
 	test_weights8(R1_Q8_0);
 	test_weights8(R1_Q4_K);
 	test_weights8(R1_Q5_K);
 	test_weights8(R1_Q6_K);
+	test_weights8(R1_Q4_0);
+	test_weights8(R1_Q5_0);
 	test_weights8(R1_BF16);
 	ok(r1_quantize_row(R1_I64, NULL, NULL, 0) != 0, "encoding to a non-weight dtype is refused");
 	return done_testing();
