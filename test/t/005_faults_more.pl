@@ -191,7 +191,7 @@ ok(serving($model), 'back on the demo model');
 
 	# an address-space limit on the host: growing the KV cache fails
 	reset_conf('r1.max_ctx');
-	ok(wait_for('restart', sub { status('state') eq 'ready' && status('max_ctx') == 4096 }, 30), 'engine with 4096 positions');
+	ok(wait_for('restart', sub { status('state') eq 'ready' && (status('max_ctx') || 0) == 4096 }, 30), 'engine with 4096 positions');
 	my $host = status('host_pid');
 	my $vm = `awk '/^VmSize/ {print \$2}' /proc/$host/status`;
 	chomp $vm;
@@ -212,7 +212,7 @@ ok(serving($model), 'back on the demo model');
 	}
 	is($cleanly, 2, 'with the cache out of memory, each call completes or fails with a clear error');
 	ok(wait_ready(30), 'the engine is ready afterwards');
-	if (status('host_pid') == $host)
+	if ((status('host_pid') || 0) == $host)
 	{
 		kill_host();					# drop the limit
 		ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host }, 30), 'restarted without the limit');
@@ -267,7 +267,7 @@ ok(serving($model), 'back on the demo model');
 	is(query($call->(1)), $ref[0], 'and the next call is served');
 	$host = status('host_pid');
 	reset_conf('r1.kv_memory', 'r1.max_ctx');
-	ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host && status('max_ctx') == 4096 }, 30),
+	ok(wait_for('restart', sub { status('state') eq 'ready' && (status('host_pid') || 0) != $host && (status('max_ctx') || 0) == 4096 }, 30),
 		'no KV limit again');
 	check_no_orphans('r1.kv_memory');
 }
