@@ -642,9 +642,15 @@ grow_scratch(cuda_state *st, int T, int rows, size_t part_elems, size_t meta_int
  * gemv.cu's kernels: one pass over the weights, no tiles to fill.
  */
 static int
+gemv_allowed(const cuda_state *st)
+{
+	return !st->batch_invariant && !st->gemv_off;
+}
+
+static int
 use_gemv(const cuda_state *st, int T, int n_in)
 {
-	return !st->batch_invariant && !st->gemv_off && r1k_gemv_ok(T, n_in);
+	return gemv_allowed(st) && r1k_gemv_ok(T, n_in);
 }
 
 /*
@@ -679,7 +685,7 @@ static int
 qlinear(cuda_state *st, float *out, int ldo, const uint16_t *x, const qmat *w, int T, int n_out, int n_in,
 		float beta, r1_error *err)
 {
-	if (!st->batch_invariant && !st->gemv_off && r1k_qgemv_ok(w->dt, T, n_in))
+	if (gemv_allowed(st) && r1k_qgemv_ok(w->dt, T, n_in))
 		CK(r1k_qgemv(st->stream, out, ldo, x, w->p, w->dt, w->row_bytes, T, n_out, n_in, beta));
 	else if (w->dt == R1_BF16 && use_gemv(st, T, n_in) && ldo == n_out)
 		CK(r1k_gemv(st->stream, out, x, w->p, T, n_out, n_in, beta));
@@ -754,8 +760,8 @@ prompt_attn_tile(const cuda_state *st, const token_range *r)
 	size_t		ld = ((size_t) r->pos0 + r->T + 7) / 8 * 8;
 	size_t		tq;
 
-	if (!st->pa_s || st->batch_invariant || !r->one_seq || r->T < R1_PA_MIN_T || c->head_dim % 8)
-		return 0;
+	if (!st->pa_s || st->batch_invariant || !r->one_seq || r->T < R1_PA_MIN_T)
+		return 0;		/* (no buffers: off, or a head_dim not a multiple of 8) */
 	tq = st->pa_score_elems / ((size_t) c->n_heads * ld);
 	if (tq > (size_t) r->T)
 		tq = r->T;
@@ -771,15 +777,6 @@ prompt_attn_tile(const cuda_state *st, const token_range *r)
  * into the attention output's columns.  Whole score rows are formed: the
  * masked tail of a tile costs at most tq x tq wasted products.
  */
-/* the split-K kernel: decode, mixed batches, batch-invariant mode */
-static int
-attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, r1_error *err)
-{
-	CK(r1k_attention(st->stream, kv, st->att, st->q, st->part_o, st->part_ml,
-					 1.0f / sqrtf((float) st->cfg->head_dim), r->part, r->max_splits));
-	return 0;
-}
-
 static int
 prompt_attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, int tq, r1_error *err)
 {
@@ -818,6 +815,21 @@ prompt_attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, in
 										  st->att + (size_t) t0 * qd + (size_t) kh * G * hd, CUDA_R_16BF, qd, hd,
 										  G, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	}
+	return 0;
+}
+
+/*
+ * A layer's attention: prompt_attention when prompt_attn_tile gave tiles of
+ * tq > 0 queries, else the split-K kernel (decode, mixed batches,
+ * batch-invariant mode).
+ */
+static int
+attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, int tq, r1_error *err)
+{
+	if (tq > 0)
+		return prompt_attention(st, r, kv, tq, err);
+	CK(r1k_attention(st->stream, kv, st->att, st->q, st->part_o, st->part_ml,
+					 1.0f / sqrtf((float) st->cfg->head_dim), r->part, r->max_splits));
 	return 0;
 }
 
@@ -862,8 +874,7 @@ device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, cons
 				qlinear(st, st->qkv + qd + kvd, W, st->xb, &w->v, T, kvd, H, 0.0f, err))
 				return -1;
 			CK(r1k_rope_append(st->stream, &kv, st->q, st->qkv, w->b_qkv, st->rope_cos, st->rope_sin));
-			if (tq > 0 ? prompt_attention(st, r, &kv, tq, err) != 0
-				: attention(st, r, &kv, err) != 0)
+			if (attention(st, r, &kv, tq, err) != 0)
 				return -1;
 			if (qlinear(st, st->x, H, st->att, &w->o, T, H, qd, 1.0f, err))
 				return -1;
@@ -881,8 +892,7 @@ device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, cons
 		if (gemm(st, st->qkv, st->xb, w->w_qkv, T, qd + 2 * kvd, H, 0.0f, err))
 			return -1;
 		CK(r1k_rope_append(st->stream, &kv, st->q, st->qkv, w->b_qkv, st->rope_cos, st->rope_sin));
-		if (tq > 0 ? prompt_attention(st, r, &kv, tq, err) != 0
-			: attention(st, r, &kv, err) != 0)
+		if (attention(st, r, &kv, tq, err) != 0)
 			return -1;
 		if (gemm(st, st->x, st->att, w->w_o, T, H, qd, 1.0f, err))	/* x += o Wo^T */
 			return -1;
@@ -1280,6 +1290,7 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 				block_bytes,
 				reserve;
 	int			n_blocks,
+				prompt_attn_off,
 				mbps = r1_kv_blocks_for(max_ctx),
 				ms,
 				T_res;
@@ -1301,6 +1312,8 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 		st->graphs_off = g && strcmp(g, "0") == 0;
 		g = getenv("R1_CUDA_GEMV");
 		st->gemv_off = g && strcmp(g, "0") == 0;
+		g = getenv("R1_CUDA_PROMPT_ATTN");
+		prompt_attn_off = g && strcmp(g, "0") == 0;
 	}
 	CB(cublasCreate(&st->blas));
 	CB(cublasSetStream(st->blas, st->stream));
@@ -1329,7 +1342,7 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 	 * Prompt attention's buffers; without them (or with R1_CUDA_PROMPT_ATTN=0)
 	 * prompts take the split-K kernel.
 	 */
-	if (c->head_dim % 8 == 0 && !(getenv("R1_CUDA_PROMPT_ATTN") && strcmp(getenv("R1_CUDA_PROMPT_ATTN"), "0") == 0))
+	if (c->head_dim % 8 == 0 && !prompt_attn_off)
 	{
 		size_t		ld = ((size_t) max_ctx + 7) / 8 * 8;
 		size_t		elems = (size_t) c->n_heads * R1_CUDA_MAX_TOKENS * ld;
