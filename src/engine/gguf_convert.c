@@ -118,18 +118,17 @@ make_tensor(void *ctx, void *buf, size_t nbytes, r1_error *err)
 		for (int64_t r = 0; r < s->rows; r++)
 		{
 			int64_t		src = s->head_dim > 0 ? r1_gguf_llama_hf_row(r, s->head_dim) : r;
-			int			bad = !tmp;
+			int			bad = 1;
 
-			if (!bad && r1_model_rows(s->t, src, 1, tmp, &e) != 0)
-				bad = 1;
-			else if (!bad && r1_quantize_row(s->dt, tmp, (uint8_t *) buf + r * s->row_out, s->n_in) != 0)
-			{
+			if (!tmp)
+				snprintf(e.msg, sizeof(e.msg), "out of memory");
+			else if (r1_model_rows(s->t, src, 1, tmp, &e) != 0)
+				;				/* e says why */
+			else if (r1_quantize_row(s->dt, tmp, (uint8_t *) buf + r * s->row_out, s->n_in) != 0)
 				snprintf(e.msg, sizeof(e.msg), "cannot write rows of %lld as %s", (long long) s->n_in,
 						 r1_dtype_name(s->dt));
-				bad = 1;
-			}
-			else if (!tmp)
-				snprintf(e.msg, sizeof(e.msg), "out of memory");
+			else
+				bad = 0;
 			if (bad)
 			{
 #pragma omp critical

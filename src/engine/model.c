@@ -361,24 +361,44 @@ hash32(uint32_t x)
  * a hash of j and a 64-bit key(seed, c), so threads fill chunks in parallel, the inner
  * loop vectorizes, and the result does not depend on the thread count.
  */
+/* value = lo + RAND24 * scale: uniform with that mean and std (std 0: the mean) */
+static inline void
+uniform_params(float mean, float std, float *lo, float *scale)
+{
+	float		half_width = std * 1.7320508f;	/* uniform on [-a, a] has std a/sqrt(3) */
+
+	*scale = 2.0f * half_width / 16777216.0f;
+	*lo = mean - half_width;
+}
+
+/* the 64-bit key of chunk c of a tensor filled from seed, as RAND24 takes it */
+static inline void
+fill_key(uint64_t seed, size_t c, uint32_t *klo, uint32_t *khi)
+{
+	uint64_t	s = seed ^ ((uint64_t) c * 0xD1B54A32D192ED03ull);
+	uint64_t	k = splitmix64(&s);
+
+	*klo = (uint32_t) k;
+	*khi = (uint32_t) (k >> 32);
+}
+
 static void
 fill(void *dst, r1_dtype dt, size_t n, float mean, float std, uint64_t seed)
 {
 	size_t		chunks = (n + FILL_CHUNK - 1) / FILL_CHUNK;
-	float		half_width = std * 1.7320508f;	/* uniform on [-a, a] has std a/sqrt(3) */
-	float		scale = 2.0f * half_width / 16777216.0f;
-	float		lo = mean - half_width;
+	float		scale,
+				lo;
 
+	uniform_params(mean, std, &lo, &scale);
 #pragma omp parallel for schedule(static)
 	for (size_t c = 0; c < chunks; c++)
 	{
-		uint64_t	s = seed ^ ((uint64_t) c * 0xD1B54A32D192ED03ull);
-		uint64_t	k = splitmix64(&s);
-		uint32_t	klo = (uint32_t) k,
-					khi = (uint32_t) (k >> 32);
+		uint32_t	klo,
+					khi;
 		size_t		begin = c * FILL_CHUNK;
 		int			len = (int) (n - begin < FILL_CHUNK ? n - begin : FILL_CHUNK);
 
+		fill_key(seed, c, &klo, &khi);
 		if (dt == R1_F32)
 		{
 			float	   *out = (float *) dst + begin;
@@ -419,21 +439,20 @@ fill(void *dst, r1_dtype dt, size_t n, float mean, float std, uint64_t seed)
 static void
 fill_range_f32(float *dst, size_t first, size_t count, float mean, float std, uint64_t seed)
 {
-	float		half_width = std * 1.7320508f;
-	float		scale = 2.0f * half_width / 16777216.0f;
-	float		lo = mean - half_width;
+	float		scale,
+				lo;
 	size_t		i = first,
 				end = first + count;
 
+	uniform_params(mean, std, &lo, &scale);
 	while (i < end)
 	{
 		size_t		c = i / FILL_CHUNK;
-		uint64_t	s = seed ^ ((uint64_t) c * 0xD1B54A32D192ED03ull);
-		uint64_t	k = splitmix64(&s);
-		uint32_t	klo = (uint32_t) k,
-					khi = (uint32_t) (k >> 32);
+		uint32_t	klo,
+					khi;
 		size_t		stop = (c + 1) * FILL_CHUNK < end ? (c + 1) * FILL_CHUNK : end;
 
+		fill_key(seed, c, &klo, &khi);
 		for (; i < stop; i++)
 		{
 			int			j = (int) (i - c * FILL_CHUNK);

@@ -27,8 +27,9 @@ shape_str(const r1_tensor *t, char *buf, size_t n)
 	return 0;
 }
 
-int
-r1_fp8_check_scale(const r1_tensor *w, const r1_tensor *scale, int block_r, int block_c, const char *file,
+/* the scale tensor's dtype, shape (model_fp8.h) and values (finite, >= 0) */
+static int
+check_scale(const r1_tensor *w, const r1_tensor *scale, int block_r, int block_c, const char *file,
 				   const char *name, r1_error *err)
 {
 	int64_t		rows = w->shape[0],
@@ -76,7 +77,7 @@ r1_fp8_to_bf16(const r1_tensor *w, const r1_tensor *scale, int block_r, int bloc
 	int64_t		bad_row = -1;
 	float		lut[256];
 
-	if (r1_fp8_check_scale(w, scale, block_r, block_c, file, name, err) != 0)
+	if (check_scale(w, scale, block_r, block_c, file, name, err) != 0)
 		return -1;
 	for (int b = 0; b < 256; b++)
 		lut[b] = r1_f8e4m3_to_f32((uint8_t) b);

@@ -10,9 +10,6 @@
 
 #include "safetensors.h"
 
-int			r1_fp8_check_scale(const r1_tensor *w, const r1_tensor *scale, int block_r, int block_c,
-							   const char *file, const char *name, r1_error *err);
-
 /* out [rows, cols] bf16 = w (F8_E4M3 [rows, cols]) times its scale */
 int			r1_fp8_to_bf16(const r1_tensor *w, const r1_tensor *scale, int block_r, int block_c, uint16_t *out,
 						   const char *file, const char *name, r1_error *err);
