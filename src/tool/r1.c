@@ -552,6 +552,45 @@ cmd_generate(const opts *o)
 	return 0;
 }
 
+/* a greedy bench sequence of plen random prompt ids (from seed) and max_tokens, submitted */
+static void
+bench_submit(r1_engine *e, int32_t *prompt, int plen, int vocab, uint64_t seed, int max_tokens)
+{
+	r1_request	rq;
+	r1_error	err;
+
+	for (int i = 0; i < plen; i++)
+		prompt[i] = (int32_t) (r1_rng_uniform(seed, i) * (vocab - 1));
+	memset(&rq, 0, sizeof(rq));
+	rq.prompt_ids = prompt;
+	rq.n_prompt = plen;
+	r1_sampling_defaults(&rq.sampling);
+	rq.sampling.temperature = 0;
+	rq.max_tokens = max_tokens;
+	rq.ignore_eos = 1;
+	if (r1_engine_submit(e, &rq, NULL, &err) != 0)
+		die("%s", err.msg);
+}
+
+/* step e until it is idle, then drop its completions; the steps taken */
+static int
+bench_drain(r1_engine *e)
+{
+	r1_error	err;
+	r1_completion c;
+	int			steps = 0;
+
+	while (r1_engine_busy(e))
+	{
+		if (r1_engine_step(e, &err) != 0)
+			die("%s", err.msg);
+		steps++;
+	}
+	while (r1_engine_poll(e, &c))
+		r1_completion_free(&c);
+	return steps;
+}
+
 static int
 cmd_bench(const opts *o)
 {
@@ -569,7 +608,7 @@ cmd_bench(const opts *o)
 				glen = (int) o->gen_len;
 	int			vocab;
 	int32_t    *prompt;
-	int			steps = 0;
+	int			steps;
 	json_t	   *j;
 	double		decode_s;
 	double		kv_bytes_per_pos;
@@ -590,64 +629,20 @@ cmd_bench(const opts *o)
 	 * serving engine pays before its first request.  It is timed apart
 	 * (first_prefill_ms); prefill_ms and the decode figures are warm.
 	 */
-	{
-		r1_request	rq;
-		r1_completion c;
-
-		for (int i = 0; i < plen; i++)
-			prompt[i] = (int32_t) (r1_rng_uniform(99, i) * (vocab - 1));
-		memset(&rq, 0, sizeof(rq));
-		rq.prompt_ids = prompt;
-		rq.n_prompt = plen;
-		r1_sampling_defaults(&rq.sampling);
-		rq.sampling.temperature = 0;
-		rq.max_tokens = 2;
-		rq.ignore_eos = 1;
-		if (r1_engine_submit(e, &rq, NULL, &err) != 0)
-			die("%s", err.msg);
-		if (r1_engine_step(e, &err) != 0)
-			die("%s", err.msg);
-		t_first = r1_now_ms() - t_loaded;
-		while (r1_engine_busy(e))
-			if (r1_engine_step(e, &err) != 0)
-				die("%s", err.msg);
-		while (r1_engine_poll(e, &c))
-			r1_completion_free(&c);
-	}
+	bench_submit(e, prompt, plen, vocab, 99, 2);
+	if (r1_engine_step(e, &err) != 0)
+		die("%s", err.msg);
+	t_first = r1_now_ms() - t_loaded;
+	bench_drain(e);
 	t_warm = r1_now_ms();
 	for (int b = 0; b < batch; b++)
-	{
-		r1_request	rq;
-
-		for (int i = 0; i < plen; i++)
-			prompt[i] = (int32_t) (r1_rng_uniform(1234 + b, i) * (vocab - 1));
-		memset(&rq, 0, sizeof(rq));
-		rq.prompt_ids = prompt;
-		rq.n_prompt = plen;
-		r1_sampling_defaults(&rq.sampling);
-		rq.sampling.temperature = 0;
-		rq.max_tokens = glen;
-		rq.ignore_eos = 1;
-		if (r1_engine_submit(e, &rq, NULL, &err) != 0)
-			die("%s", err.msg);
-	}
+		bench_submit(e, prompt, plen, vocab, 1234 + b, glen);
 	if (r1_engine_step(e, &err) != 0)	/* prefill + first token */
 		die("%s", err.msg);
 	t_prefilled = r1_now_ms();
-	while (r1_engine_busy(e))
-	{
-		if (r1_engine_step(e, &err) != 0)
-			die("%s", err.msg);
-		steps++;
-	}
+	steps = bench_drain(e);
 	t_end = r1_now_ms();
 	r1_engine_stats_get(e, &st);
-	{
-		r1_completion c;
-
-		while (r1_engine_poll(e, &c))
-			r1_completion_free(&c);
-	}
 	decode_s = (t_end - t_prefilled) / 1e3;
 	{
 		const r1_config *c = &r1_engine_model(e)->cfg;
