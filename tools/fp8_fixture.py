@@ -25,12 +25,12 @@ import math
 import os
 import struct
 import sys
-from array import array
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import gguf_golden  # noqa: E402
+from gpu_compare import read_safetensors  # noqa: E402
 
 SRC = os.path.join(ROOT, "test", "fixtures", "qwen2-tiny")
 MATS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -82,23 +82,6 @@ def bf16_val(bits):
 
 def f32_val(x):
     return struct.unpack('<f', struct.pack('<f', x))[0]
-
-
-def read_f32_safetensors(path):
-    with open(path, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        head = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in head.items():
-        if name == '__metadata__':
-            continue
-        assert info['dtype'] == 'F32', (name, info['dtype'])
-        a, b = info['data_offsets']
-        arr = array('f')
-        arr.frombytes(data[a:b])
-        out[name] = (info['shape'], list(arr))
-    return out
 
 
 def write_safetensors(path, entries):
@@ -232,7 +215,7 @@ def build(mode, out_dir, src, cfg):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "test", "fixtures", "qwen2-tiny-fp8")
-    src = read_f32_safetensors(os.path.join(SRC, "model.safetensors"))
+    src = read_safetensors(os.path.join(SRC, "model.safetensors"))
     with open(os.path.join(SRC, "config.json")) as f:
         cfg = json.load(f)
     for mode in ("channel", "tensor", "block"):

@@ -117,16 +117,20 @@ if want compare; then
 fi
 
 # ---- benchmarks ----
+bench_line() {	# FILE: one line of an r1 bench JSON's figures (the file as it is if it is not one)
+	python3 -c '
+import json,sys
+j=json.load(open(sys.argv[1]))
+print("load %.2f s, first prefill %.1f ms, prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s, GPU memory %.1f GiB" % (j["load_s"], j["first_prefill_ms"], j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"], j["backend_memory_bytes"] / 2**30))' "$1" 2>/dev/null || cat "$1"
+}
+
 bench() {	# name shape args...
 	local name=$1 shape=$2
 	shift 2
 	local t0=$(date +%s)
 	if timeout "${BENCH_TIMEOUT:-280}" "$R1" bench --random-weights "$shape" --device cuda "$@" \
 		> "$OUT/bench-$name.json" 2> "$OUT/bench-$name.err"; then
-		log "bench $name ($shape $*): $(python3 -c '
-import json,sys
-j=json.load(open(sys.argv[1]))
-print("load %.2f s, first prefill %.1f ms, prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s" % (j["load_s"], j["first_prefill_ms"], j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"]))' "$OUT/bench-$name.json" 2>/dev/null || cat "$OUT/bench-$name.json")"
+		log "bench $name ($shape $*): $(bench_line "$OUT/bench-$name.json")"
 	else
 		log "bench $name ($shape $*): failed or timed out after $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/bench-$name.err")"
 	fi
@@ -194,10 +198,7 @@ if want benchq; then
 			name="Q4_K_M-$s-b$b"
 			if timeout 280 "$R1" bench --model "$f" --device cuda --batch "$b" --prompt-len 128 --gen-len 512 \
 				> "$OUT/bench-$name.json" 2> "$OUT/bench-$name.err"; then
-				log "bench $name: $(python3 -c '
-import json,sys
-j=json.load(open(sys.argv[1]))
-print("prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s" % (j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"]))' "$OUT/bench-$name.json")"
+				log "bench $name: $(bench_line "$OUT/bench-$name.json")"
 			else
 				log "bench $name: failed: $(tail -1 "$OUT/bench-$name.err")"
 			fi
@@ -216,10 +217,7 @@ if printf '%s\n' "${stages[@]}" | grep -qx bench70; then
 		log "bench70: Q4_K_M file of $(( $(stat -c %s "$f") >> 20 )) MiB in $(( $(date +%s) - t0 )) s"
 		if timeout "${BENCH70_TIMEOUT:-300}" "$R1" bench --model "$f" --device cuda --batch 1 --prompt-len 128 \
 			--gen-len 64 > "$OUT/bench-Q4_K_M-llama-70b.json" 2> "$OUT/bench-Q4_K_M-llama-70b.err"; then
-			log "bench Q4_K_M-llama-70b-b1: $(python3 -c '
-import json,sys
-j=json.load(open(sys.argv[1]))
-print("load %.1f s, prefill %.1f ms, decode %.1f tok/s, %.2f ms/step, %.0f GB/s, GPU memory %.1f GiB" % (j["load_s"], j["prefill_ms"], j["decode_tok_s"], j["ms_per_step"], j["decode_gb_s"], j["backend_memory_bytes"] / 2**30))' "$OUT/bench-Q4_K_M-llama-70b.json")"
+			log "bench Q4_K_M-llama-70b-b1: $(bench_line "$OUT/bench-Q4_K_M-llama-70b.json")"
 		else
 			log "bench Q4_K_M-llama-70b-b1: failed: $(tail -1 "$OUT/bench-Q4_K_M-llama-70b.err")"
 			status=1
