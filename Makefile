@@ -16,6 +16,13 @@ UNIT_BINS := $(patsubst test/unit/%.c,build/test/%,$(UNIT_SRCS))
 
 ENGINE_CFLAGS := -std=gnu11 -O2 -g -march=x86-64-v3 -fPIC -fopenmp -Wall -Wextra \
 	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine
+# the build's version (src/engine/version.c): the extension version and the git
+# commit; version.o is rebuilt when either changes
+R1_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" r1_pg.control)
+R1_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+R1_VERSION_DEFS := -DR1_VERSION='"$(R1_VERSION)"' -DR1_COMMIT='"$(R1_COMMIT)"'
+R1_VERSION_STAMP := build/version-$(R1_VERSION)-$(R1_COMMIT).stamp
+
 ENGINE_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
 
 .PHONY: engine unit clean-engine install-r1 uninstall-r1
@@ -24,6 +31,15 @@ engine: build/libr1engine.a bin/r1
 build/%.o: src/%.c $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+$(R1_VERSION_STAMP):
+	@mkdir -p build
+	rm -f build/version-*.stamp
+	touch $@
+
+build/engine/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) $(R1_VERSION_DEFS) -c -o $@ $<
 
 build/libr1engine.a: $(ENGINE_OBJS)
 	rm -f $@
@@ -49,9 +65,9 @@ clean-engine:
 # \boxed{} extractor; util), compiled again without -march and without
 # OpenMP: no forward pass, no CUDA, no BLAS in a PostgreSQL process.
 EXTENSION = r1_pg
-DATA = sql/r1_pg--0.1.0.sql
+DATA = $(wildcard sql/r1_pg--*.sql)
 MODULE_big = r1_pg
-R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o
+R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o build/pg/version.o
 OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
 	src/client_many.o src/reason_many.o src/quota.o \
 	src/activity.o src/traces.o src/trace_writer.o src/replay.o \
@@ -74,6 +90,10 @@ build/pg/%.o: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
 	$(CC) -std=gnu11 -O2 -g -fPIC -Wall -Wno-unused-parameter -Wno-sign-compare \
 		-Isrc/engine -c -o $@ $<
+
+build/pg/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_STAMP)
+	@mkdir -p build/pg
+	$(CC) -std=gnu11 -O2 -g -fPIC -Wall $(R1_VERSION_DEFS) -Isrc/engine -c -o $@ $<
 
 # bitcode for PostgreSQL's JIT inliner, when the server was built with LLVM
 build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)

@@ -111,6 +111,14 @@ r1_jobs_preload(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = r1_jobs_shmem_startup_hook;
 
+	/*
+	 * pg_upgrade starts both clusters in binary-upgrade mode (postgres -b):
+	 * no job workers there, they would write to r1.jobs while the catalog is
+	 * being rebuilt.
+	 */
+	if (IsBinaryUpgrade)
+		return;
+
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;

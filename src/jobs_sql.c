@@ -57,16 +57,16 @@ typedef struct R1JobParams
 static void
 r1_job_params(FunctionCallInfo fcinfo, R1JobParams *p)
 {
-	p->max_tokens = PG_ARGISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
-	p->temperature = PG_ARGISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
-	p->top_p = PG_ARGISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
-	p->has_seed = !PG_ARGISNULL(4);
+	p->max_tokens = R1_ARG_ISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
+	p->temperature = R1_ARG_ISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
+	p->top_p = R1_ARG_ISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
+	p->has_seed = !R1_ARG_ISNULL(4);
 	p->seed = p->has_seed ? PG_GETARG_INT64(4) : 0;
-	p->system = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
-	p->top_k = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	p->min_p = PG_ARGISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
+	p->system = R1_ARG_ISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	p->top_k = R1_ARG_ISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	p->min_p = R1_ARG_ISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
 	p->max_think_tokens = 0;
-	if (!PG_ARGISNULL(8))
+	if (!R1_ARG_ISNULL(8))
 	{
 		r1_check_max_think_tokens(PG_GETARG_INT32(8));
 		p->max_think_tokens = PG_GETARG_INT32(8);
@@ -77,7 +77,7 @@ r1_job_params(FunctionCallInfo fcinfo, R1JobParams *p)
 	/* the limits r1_reason applies, checked when the work is accepted */
 	if (p->has_seed)
 		r1_check_seed(p->seed);
-	r1_check_max_tokens(p->max_tokens, PG_ARGISNULL(1));
+	r1_check_max_tokens(p->max_tokens, R1_ARG_ISNULL(1));
 	(void) r1_quota_check(r1_quota_role());
 	p->system_len = 0;
 	if (p->system != NULL)
@@ -259,7 +259,7 @@ pg_r1_submit(PG_FUNCTION_ARGS)
 	Datum		values[2];
 
 	r1_jobs_check_database();
-	if (PG_ARGISNULL(0))
+	if (R1_ARG_ISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("prompt must not be NULL")));
@@ -310,7 +310,7 @@ pg_r1_submit_query(PG_FUNCTION_ARGS)
 	MemoryContext batch_ctx;
 
 	r1_jobs_check_database();
-	if (PG_ARGISNULL(0))
+	if (R1_ARG_ISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("query must not be NULL")));

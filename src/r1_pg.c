@@ -53,6 +53,19 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/*
+	 * The engine runs in a worker the postmaster starts, and r1.engine_path
+	 * can only be defined at server start: loaded any other way (CREATE
+	 * EXTENSION, LOAD) r1_pg refuses with an ERROR, not the FATAL that
+	 * defining a PGC_POSTMASTER setting late would raise.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("r1_pg must be loaded via shared_preload_libraries"),
+				 errdetail("The model runs in a background worker that starts with the server."),
+				 errhint("Add r1_pg to shared_preload_libraries in postgresql.conf (or with ALTER SYSTEM) and restart the server.")));
+
 	DefineCustomStringVariable("r1.model",
 							   "Checkpoint directory of the model the engine serves.",
 							   "A Hugging Face DeepSeek-R1-Distill-Qwen directory (config.json, *.safetensors, tokenizer.json). "
@@ -180,11 +193,9 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("r1");
 
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
 	r1_shmem_request();
 	r1_activity_shmem_request();
+	/* both register no worker in binary-upgrade mode (pg_upgrade) */
 	r1_register_worker();
 	r1_jobs_preload();
 }

@@ -32,6 +32,13 @@ extern bool r1_batch_invariant;
 
 extern const char *r1_device_name(int device);
 
+/*
+ * An argument the SQL declaration may lack: a database whose extension was
+ * created by an older script declares fewer parameters, and reading past
+ * PG_NARGS() is undefined.  A missing argument reads as NULL (its default).
+ */
+#define R1_ARG_ISNULL(n)	(PG_NARGS() <= (n) || PG_ARGISNULL(n))
+
 /* worker.c */
 extern PGDLLEXPORT void r1_engine_worker_main(Datum main_arg);
 extern void r1_register_worker(void);

@@ -75,10 +75,10 @@ r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, in
 	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
 					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
 					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
-	if (!PG_ARGISNULL(4))
+	if (!R1_ARG_ISNULL(4))
 		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT,
 						 (int64) ((uint64) PG_GETARG_INT64(4) + (uint64) (ord - 1)));
-	if (!PG_ARGISNULL(8))
+	if (!R1_ARG_ISNULL(8))
 		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 	if (r1_debug_ignore_eos)
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
@@ -92,12 +92,12 @@ r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, in
 static void
 r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 {
-	int			max_tokens = PG_ARGISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
-	double		temperature = PG_ARGISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
-	double		top_p = PG_ARGISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
-	int			top_k = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	double		min_p = PG_ARGISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
-	bool		strict = PG_ARGISNULL(9) ? false : PG_GETARG_BOOL(9);
+	int			max_tokens = R1_ARG_ISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
+	double		temperature = R1_ARG_ISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
+	double		top_p = R1_ARG_ISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
+	int			top_k = R1_ARG_ISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	double		min_p = R1_ARG_ISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
+	bool		strict = R1_ARG_ISNULL(9) ? false : PG_GETARG_BOOL(9);
 	MemoryContext old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
 	R1ManyState *st = palloc0(sizeof(R1ManyState));
 	TupleDesc	tupdesc;
@@ -111,11 +111,11 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	int			window;
 
 	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
-	if (!PG_ARGISNULL(8))
+	if (!R1_ARG_ISNULL(8))
 		r1_check_max_think_tokens(PG_GETARG_INT32(8));
-	if (!PG_ARGISNULL(4))
+	if (!R1_ARG_ISNULL(4))
 		r1_check_seed(PG_GETARG_INT64(4));
-	r1_check_max_tokens(max_tokens, PG_ARGISNULL(1));
+	r1_check_max_tokens(max_tokens, R1_ARG_ISNULL(1));
 	st->role = r1_quota_role();
 	r1_quota_check(st->role);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -124,15 +124,15 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 		elog(ERROR, "r1.reasoning_item must have %d columns", R1_MANY_NATTS);
 	funcctx->tuple_desc = BlessTupleDesc(tupdesc);
 
-	if (!PG_ARGISNULL(0))
+	if (!R1_ARG_ISNULL(0))
 		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
 						  &elems, &elem_nulls, &n);
-	if (!PG_ARGISNULL(5))
+	if (!R1_ARG_ISNULL(5))
 		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
 	if (r1_log_traces)
 		r1_trace_check_writable();
 	st->prompts = elems;
-	st->system = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_P_COPY(5);
+	st->system = R1_ARG_ISNULL(5) ? NULL : PG_GETARG_TEXT_P_COPY(5);
 	st->trace.source = "r1_reason_many";
 	st->trace.started = GetCurrentTimestamp();
 	st->trace.max_tokens = max_tokens;
@@ -141,9 +141,9 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	st->trace.top_k = top_k;
 	st->trace.min_p = min_p;
 	st->trace.ignore_eos = r1_debug_ignore_eos;
-	st->trace.has_seed = !PG_ARGISNULL(4);
+	st->trace.has_seed = !R1_ARG_ISNULL(4);
 	st->trace.seed = st->trace.has_seed ? PG_GETARG_INT64(4) : 0;
-	if (!PG_ARGISNULL(8))
+	if (!R1_ARG_ISNULL(8))
 		st->trace.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 
 	st->n = n;

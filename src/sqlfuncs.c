@@ -21,6 +21,7 @@
 
 #include "engine/chat.h"
 #include "engine/server.h"
+#include "engine/version.h"
 #include "activity.h"
 #include "client.h"
 #include "quota.h"
@@ -117,11 +118,11 @@ PG_FUNCTION_INFO_V1(pg_r1_reason);
 Datum
 pg_r1_reason(PG_FUNCTION_ARGS)
 {
-	int			max_tokens = PG_ARGISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
-	double		temperature = PG_ARGISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
-	double		top_p = PG_ARGISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
-	int			top_k = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	double		min_p = PG_ARGISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
+	int			max_tokens = R1_ARG_ISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
+	double		temperature = R1_ARG_ISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
+	double		top_p = R1_ARG_ISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
+	int			top_k = R1_ARG_ISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	double		min_p = R1_ARG_ISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
 	char	   *prompt;
 	size_t		prompt_len;
 	char	   *system = NULL;
@@ -134,19 +135,19 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	Oid			role;
 	TimestampTz started;
 
-	if (PG_ARGISNULL(0))
+	if (R1_ARG_ISNULL(0))
 		PG_RETURN_NULL();
 	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
-	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+	if (!R1_ARG_ISNULL(8))
 		r1_check_max_think_tokens(PG_GETARG_INT32(8));
-	if (!PG_ARGISNULL(4))
+	if (!R1_ARG_ISNULL(4))
 		r1_check_seed(PG_GETARG_INT64(4));
-	r1_check_max_tokens(max_tokens, PG_ARGISNULL(1));
+	r1_check_max_tokens(max_tokens, R1_ARG_ISNULL(1));
 	role = r1_quota_role();
 	r1_quota_check(role);
 	tupdesc = r1_result_tupdesc(fcinfo);
 	prompt = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &prompt_len);
-	if (!PG_ARGISNULL(5))
+	if (!R1_ARG_ISNULL(5))
 		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
 	r1_check_prompt_size(prompt_len + system_len);
 
@@ -161,9 +162,9 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
 					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
 					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
-	if (!PG_ARGISNULL(4))
+	if (!R1_ARG_ISNULL(4))
 		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, PG_GETARG_INT64(4));
-	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+	if (!R1_ARG_ISNULL(8))
 		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 	if (r1_debug_ignore_eos)
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
@@ -186,16 +187,16 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 		t.source = "r1_reason";
 		t.started = started;
 		t.prompt = PG_GETARG_TEXT_PP(0);
-		t.system = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+		t.system = R1_ARG_ISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 		t.max_tokens = max_tokens;
 		t.temperature = temperature;
 		t.top_p = top_p;
 		t.top_k = top_k;
 		t.min_p = min_p;
 		t.ignore_eos = r1_debug_ignore_eos;
-		t.has_seed = !PG_ARGISNULL(4);
+		t.has_seed = !R1_ARG_ISNULL(4);
 		t.seed = t.has_seed ? PG_GETARG_INT64(4) : 0;
-		if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+		if (!R1_ARG_ISNULL(8))
 			t.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 		t.response = resp;
 		r1_trace_record(&t);
@@ -303,8 +304,8 @@ pg_r1_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc = r1_result_tupdesc(fcinfo);
 	R1Shared	snap;
 	Jsonb	   *st = NULL;
-	Datum		values[19];
-	bool		nulls[19];
+	Datum		values[21];
+	bool		nulls[21];
 	int			i = 0;
 
 	memset(nulls, 0, sizeof(nulls));
@@ -369,8 +370,27 @@ pg_r1_status(PG_FUNCTION_ARGS)
 	/* sequences preempted (and recomputed) because the KV cache was full */
 	nulls[i] = st == NULL;
 	values[i++] = Int64GetDatum(st ? r1_json_int(st, "preemptions") : 0);
+	/* 0.2.0: the build, and the CPU kernels the host chose (NULL until ready) */
+	values[i++] = R1_TEXT(r1_version());
+	{
+		text	   *cpu_path = st ? r1_json_text(st, "cpu_path") : NULL;
+
+		nulls[i] = cpu_path == NULL;
+		values[i++] = PointerGetDatum(cpu_path);
+	}
 #undef R1_TEXT
 	Assert(i == lengthof(values));
+
+	/*
+	 * A database whose extension is still at an older version has fewer
+	 * columns in r1.engine_status: fill those it has (ALTER EXTENSION r1_pg
+	 * UPDATE adds the rest).
+	 */
+	if (tupdesc->natts > lengthof(values))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("r1.engine_status has more columns than this r1_pg library knows"),
+				 errhint("Install the r1_pg build that matches the extension's SQL version.")));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

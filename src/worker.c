@@ -90,6 +90,10 @@ r1_register_worker(void)
 {
 	BackgroundWorker worker;
 
+	/* pg_upgrade's binary-upgrade mode (postgres -b): no model is loaded */
+	if (IsBinaryUpgrade)
+		return;
+
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
 	worker.bgw_start_time = BgWorkerStart_PostmasterStart;

@@ -7,7 +7,8 @@
 #
 # As root (CI) the server runs as the OS user "postgres".  Set R1_KEEP_TMP=1
 # to keep the temp dir (cluster, logs, regression diffs) for inspection, and
-# R1_TEST_PARTS to a subset of "regress pgtap prove" to run only those.
+# R1_TEST_PARTS to a subset of "regress pgtap prove" to run only those, and
+# R1_TEST_FILES to the Perl tests to run (e.g. test/t/010_upgrade.pl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -73,7 +74,7 @@ fi
 
 if [[ $PARTS == *" prove "* ]]; then
 echo "== fault tests (prove)"
-prove -v test/t/*.pl || failed=1
+prove -v ${R1_TEST_FILES:-test/t/*.pl} || failed=1
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -20,9 +20,10 @@
 #include "engine.h"
 #include "gguf_convert.h"
 #include "server.h"
+#include "version.h"
 
 static const char *usage_text =
-"usage: r1 COMMAND [OPTIONS]\n"
+"usage: r1 COMMAND [OPTIONS]    (r1 --version: the build)\n"
 "  tokenize   --model DIR [TEXT]            ids of TEXT (stdin when absent)\n"
 "  detokenize --model DIR IDS               text of comma-separated ids\n"
 "  logits     --model DIR --ids 1,2,3 [--device D]   logits at every position\n"
@@ -841,6 +842,11 @@ main(int argc, char **argv)
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
 	{
 		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0)
+	{
+		printf("r1 %s\n", r1_version());
 		return 0;
 	}
 	if (argc < 2)
