@@ -186,6 +186,12 @@ r1_host_lost(uint32 generation, bool soft)
 		r1_sleep(R1_POLL_MS);
 	}
 	pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
+	if (snap.reload_stopped_generation == generation)
+		ereport(ERROR,
+				(errcode(ERRCODE_OPERATOR_INTERVENTION),
+				 errmsg("r1 engine host was stopped for a configuration change during the request"),
+				 errdetail("An engine setting (r1.model, r1.device, ...) changed and the request did not finish within r1.reload_timeout."),
+				 errhint("Run the call again: it runs on the new model.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("r1 engine host terminated during the request"),

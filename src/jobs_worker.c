@@ -73,6 +73,7 @@ typedef struct R1JobItem
 	Jsonb	   *response;		/* NULL when the call failed */
 	char		error[1024];	/* why it failed */
 	bool		refund;			/* the failure does not count as an attempt */
+	bool		permanent;		/* no attempt can succeed: fail the item now */
 	Oid			owner;			/* the submitting role, charged the tokens */
 	text	   *prompt;			/* in r1_item_ctx, for r1.traces */
 	Jsonb	   *params;			/* in r1_item_ctx: the job's parameters */
@@ -274,6 +275,7 @@ r1_claim_item(void)
 		r1_item.response = NULL;
 		r1_item.error[0] = '\0';
 		r1_item.refund = false;
+		r1_item.permanent = false;
 
 		jvalues[0] = Int64GetDatum(r1_item.job_id);
 		r1_exec("UPDATE r1.jobs SET state = 'running' WHERE id = $1 AND state = 'queued'",
@@ -293,8 +295,10 @@ r1_error_is_refunded(int sqlerrcode)
 {
 	R1Shared	snap;
 
+	/* 57000: the engine was replaced for a reload (r1.reload_timeout passed) */
 	if (sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		sqlerrcode == ERRCODE_CONFIGURATION_LIMIT_EXCEEDED)
+		sqlerrcode == ERRCODE_CONFIGURATION_LIMIT_EXCEEDED ||
+		sqlerrcode == ERRCODE_OPERATOR_INTERVENTION)
 		return true;
 	if (sqlerrcode != ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
 		return false;
@@ -329,6 +333,8 @@ r1_run_item(void)
 		r1_item.response = NULL;
 		strlcpy(r1_item.error, edata->message ? edata->message : "unknown error", sizeof(r1_item.error));
 		r1_item.refund = r1_error_is_refunded(edata->sqlerrcode);
+		/* 54000: the prompt never fits the context, or max_tokens is over the limit */
+		r1_item.permanent = edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 		ereport(LOG,
 				(errmsg("r1 job worker: job %lld item %d attempt %d failed: %s",
 						(long long) r1_item.job_id, r1_item.item_no, r1_item.attempts, r1_item.error)));
@@ -441,15 +447,17 @@ r1_write_item(void)
 		values[5] = BoolGetDatum(r1_item.refund);
 		types[6] = INT4OID;
 		values[6] = Int32GetDatum(r1_job_max_attempts);
+		types[7] = BOOLOID;
+		values[7] = BoolGetDatum(r1_item.permanent);
 		r1_exec("UPDATE r1.job_items SET"
-				"  state = CASE WHEN NOT $6 AND attempts >= $7 THEN 'failed' ELSE 'queued' END,"
-				"  finished_at = CASE WHEN NOT $6 AND attempts >= $7 THEN now() END,"
+				"  state = CASE WHEN $8 OR (NOT $6 AND attempts >= $7) THEN 'failed' ELSE 'queued' END,"
+				"  finished_at = CASE WHEN $8 OR (NOT $6 AND attempts >= $7) THEN now() END,"
 				"  attempts = attempts - CASE WHEN $6 THEN 1 ELSE 0 END,"
 				"  last_error = $5, runner_pid = NULL, runner_start = NULL"
 				" WHERE job_id = $1 AND item_no = $2 AND state = 'running'"
 				"  AND runner_pid = $3 AND runner_start = $4"
 				" RETURNING state = 'queued'",
-				7, types, values, nulls, SPI_OK_UPDATE_RETURNING);
+				8, types, values, nulls, SPI_OK_UPDATE_RETURNING);
 		if (SPI_processed == 1)
 		{
 			bool		isnull;

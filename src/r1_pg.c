@@ -31,6 +31,7 @@ int			r1_queue_timeout = 30000;
 char	   *r1_engine_path = NULL;
 bool		r1_debug_ignore_eos = false;
 bool		r1_batch_invariant = true;
+int			r1_reload_timeout = 60000;
 
 static const struct config_enum_entry r1_device_options[] = {
 	{"auto", R1_DEVICE_AUTO, false},
@@ -186,6 +187,17 @@ _PG_init(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("r1.reload_timeout",
+							"How long calls already running may take to finish when an engine setting changes.",
+							"After a change of r1.model, r1.device, r1.threads or another engine setting, new calls wait "
+							"for the new model while the running ones finish on the old one; after this long the old "
+							"engine host is stopped and its calls fail with SQLSTATE 57000. 0 stops it at once.",
+							&r1_reload_timeout,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	r1_limits_init(process_shared_preload_libraries_in_progress);
 	r1_traces_define_gucs();

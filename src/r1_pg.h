@@ -29,6 +29,7 @@ extern int	r1_queue_timeout;
 extern char *r1_engine_path;
 extern bool r1_debug_ignore_eos;
 extern bool r1_batch_invariant;
+extern int	r1_reload_timeout;
 
 extern const char *r1_device_name(int device);
 

@@ -30,6 +30,7 @@ typedef struct R1Shared
 	pid_t		worker_pid;
 	pid_t		host_pid;		/* 0 when no host runs */
 	uint32		host_generation;	/* bumped at every host start */
+	uint32		reload_stopped_generation;	/* last host stopped for a reload */
 	int			host_restarts;	/* restarts after a crash */
 	TimestampTz worker_start;
 	TimestampTz ready_since;	/* when the current host became ready */

@@ -18,6 +18,16 @@
  * The host reports on a socketpair, one line per state change: "loading",
  * "ready {json}", "failed <reason>", "no_device <reason>".  Neither side ever
  * calls CUDA before a fork: the worker does not link the engine at all.
+ *
+ * Reloads are graceful.  When an engine setting changes (r1.model, r1.device,
+ * r1.threads, ...) the worker says LOADING at once (new calls wait for the new
+ * host), asks the running host to drain (SIGUSR1: it stops accepting and
+ * answers the calls it has), and starts the new host when the old one has
+ * exited, or stops it after r1.reload_timeout; calls cut off then fail with
+ * SQLSTATE 57000 and a hint that says so (job items are not charged).
+ *
+ * Logs: the host's stderr is a pipe the worker reads; each line is relayed
+ * through ereport, so it gets the server's timestamp and log_line_prefix.
  */
 #include "postgres.h"
 
@@ -50,6 +60,7 @@
 #define R1_BACKOFF_MAX_MS	30000
 #define R1_STABLE_MS		60000	/* a host up this long resets the backoff */
 #define R1_STOP_WAIT_MS		5000	/* SIGTERM, then SIGKILL after this */
+#define R1_LOG_LINE_MAX		4096	/* longer host stderr lines are split */
 
 /* The settings a host is started with; a change restarts it. */
 typedef struct R1HostConfig
@@ -76,12 +87,19 @@ static TimestampTz r1_host_ready_at = 0;
 static bool r1_hold = false;	/* do not start a host until the settings change */
 static int	r1_backoff_ms = 0;
 static TimestampTz r1_next_start = 0;
+static bool r1_draining = false;	/* the host was asked to drain (a reload) */
+static TimestampTz r1_drain_deadline = 0;
+static int	r1_stderr_fd = -1;	/* read end of the host's stderr */
+static char r1_stderr_buf[R1_LOG_LINE_MAX + 1];
+static int	r1_stderr_len = 0;
 
 static void r1_config_read(R1HostConfig *c);
 static void r1_host_start(void);
 static void r1_host_stop(void);
+static void r1_host_stop_for_reload(void);
 static void r1_host_reap(bool block);
 static void r1_host_read_status(void);
+static void r1_host_read_stderr(bool flush);
 static void r1_worker_on_exit(int code, Datum arg);
 static void r1_worker_sigchld(SIGNAL_ARGS);
 
@@ -153,7 +171,7 @@ r1_resolve_engine_path(char *out, size_t size)
  */
 static void
 pg_attribute_noreturn()
-r1_host_exec(const char *path, char **argv, int fd, pid_t parent, const char *exec_failed)
+r1_host_exec(const char *path, char **argv, int fd, int errfd, pid_t parent, const char *exec_failed)
 {
 	static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGUSR1,
 	SIGUSR2, SIGCHLD, SIGALRM, SIGTTIN, SIGTTOU, SIGXFSZ};
@@ -170,6 +188,10 @@ r1_host_exec(const char *path, char **argv, int fd, pid_t parent, const char *ex
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(1);
+
+	/* stderr to the worker's pipe (fds 0-2 are open, so errfd >= 3) */
+	if (errfd >= 0 && dup2(errfd, 2) < 0)
+		_exit(126);
 
 	/* status socket as fd 3, /dev/null as stdin, nothing else inherited */
 	if (fd != 3)
@@ -215,6 +237,7 @@ r1_host_start(void)
 	char	   *argv[32];
 	int			n = 0;
 	int			sv[2];
+	int			ep[2] = {-1, -1};
 	pid_t		parent = getpid();
 	pid_t		pid;
 
@@ -252,6 +275,9 @@ r1_host_start(void)
 		argv[n++] = "--batch-invariant";
 	argv[n++] = "--status-fd";
 	argv[n++] = "3";
+	/* ps shows which server a host belongs to (several clusters on one machine) */
+	argv[n++] = "--cluster";
+	argv[n++] = (cluster_name && cluster_name[0]) ? cluster_name : DataDir;
 	argv[n] = NULL;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -262,21 +288,34 @@ r1_host_start(void)
 		return;
 	}
 
+	if (pipe2(ep, O_CLOEXEC) != 0)
+		ep[0] = ep[1] = -1;		/* then the host's stderr is the server's */
+
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
 	if (pid == 0)
-		r1_host_exec(path, argv, sv[1], parent, exec_failed);
+		r1_host_exec(path, argv, sv[1], ep[1], parent, exec_failed);
 	close(sv[1]);
+	if (ep[1] >= 0)
+		close(ep[1]);
 	if (pid < 0)
 	{
 		ereport(LOG,
 				(errmsg("r1 engine: could not fork the engine host: %m")));
 		close(sv[0]);
+		if (ep[0] >= 0)
+			close(ep[0]);
 		r1_next_start = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), R1_BACKOFF_MAX_MS);
 		return;
 	}
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	if (r1_stderr_fd >= 0)
+		r1_host_read_stderr(true);	/* the last words of a previous host */
+	r1_stderr_fd = ep[0];
+	r1_stderr_len = 0;
+	if (ep[0] >= 0)
+		fcntl(ep[0], F_SETFL, fcntl(ep[0], F_GETFL) | O_NONBLOCK);
 	r1_status_fd = sv[0];
 	r1_status_len = 0;
 	r1_host_pid = pid;
@@ -341,7 +380,13 @@ r1_host_on_ready(const char *js)
 	r1_shared->ready_since = r1_host_ready_at;
 	SpinLockRelease(&r1_shared->mutex);
 	ereport(LOG,
-			(errmsg("r1 engine: engine host (pid %d) is ready", (int) r1_host_pid)));
+			(errmsg("r1 engine: engine host (pid %d) is ready: model \"%s\" on %s",
+					(int) r1_host_pid, model, device[0] ? device : "?")));
+	if (note[0] != '\0')
+		ereport(r1_config.device == R1_DEVICE_AUTO && strcmp(device, "cpu") == 0 ? WARNING : LOG,
+				(errmsg("r1 engine: %s", note),
+				 r1_config.device == R1_DEVICE_AUTO && strcmp(device, "cpu") == 0 ?
+				 errhint("Set r1.device = 'cpu' to make the CPU the intended device, or fix the GPU setup.") : 0));
 }
 
 static void
@@ -358,10 +403,15 @@ r1_host_line(char *line)
 
 		r1_host_gave_up = true;
 		r1_shmem_set_state(no_device ? R1_STATE_NO_DEVICE : R1_STATE_FAILED, reason);
-		ereport(LOG,
-				(errmsg("r1 engine: the engine host could not load model \"%s\": %s",
-						r1_config.model, reason),
-				 errhint("Fix the model or set r1.model/r1.device, then reload the configuration.")));
+		if (strncmp(reason, "could not execute the engine host", 33) == 0)
+			ereport(WARNING,
+					(errmsg("r1 engine: %s", reason),
+					 errhint("Install the r1 binary with \"make install\" in the r1_pg source tree, or set r1.engine_path (server start) to where it is.")));
+		else
+			ereport(WARNING,
+					(errmsg("r1 engine: the engine host could not load model \"%s\": %s",
+							r1_config.model, reason),
+					 errhint("Fix the model or set r1.model/r1.device, then reload the configuration.")));
 	}
 	else
 		ereport(LOG,
@@ -405,6 +455,83 @@ r1_host_read_status(void)
 	}
 }
 
+/* Relay one line of the host's stderr through the server's log. */
+static void
+r1_relay_line(char *line)
+{
+	const char *msg = line;
+	size_t		len = strlen(line);
+
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		line[--len] = '\0';
+	if (len == 0)
+		return;
+	/* the host's own prefix "r1 engine host[pid]: " says nothing the log line does not */
+	if (strncmp(line, "r1 engine host[", 15) == 0)
+	{
+		const char *p = strstr(line, "]: ");
+
+		if (p)
+			msg = p + 3;
+	}
+	ereport(LOG,
+			(errmsg("r1 engine host (pid %d): %s", (int) r1_host_pid, msg)));
+}
+
+/*
+ * Read what the host wrote to stderr and relay whole lines; flush: the host
+ * is gone, relay a last partial line too and close the pipe.
+ */
+static void
+r1_host_read_stderr(bool flush)
+{
+	while (r1_stderr_fd >= 0)
+	{
+		ssize_t		n = read(r1_stderr_fd, r1_stderr_buf + r1_stderr_len,
+							 R1_LOG_LINE_MAX - r1_stderr_len);
+		char	   *start;
+		char	   *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !flush)
+			return;
+		if (n <= 0)
+		{
+			if (r1_stderr_len > 0)
+			{
+				r1_stderr_buf[r1_stderr_len] = '\0';
+				r1_relay_line(r1_stderr_buf);
+				r1_stderr_len = 0;
+			}
+			if (n == 0 || flush)
+			{
+				close(r1_stderr_fd);
+				r1_stderr_fd = -1;
+			}
+			return;
+		}
+		r1_stderr_len += (int) n;
+		r1_stderr_buf[r1_stderr_len] = '\0';
+		start = r1_stderr_buf;
+		while ((nl = memchr(start, '\n', r1_stderr_len - (start - r1_stderr_buf))) != NULL)
+		{
+			*nl = '\0';
+			r1_relay_line(start);
+			start = nl + 1;
+		}
+		r1_stderr_len -= (int) (start - r1_stderr_buf);
+		memmove(r1_stderr_buf, start, r1_stderr_len);
+		if (r1_stderr_len == R1_LOG_LINE_MAX)
+		{
+			/* an overlong line: relay it in pieces */
+			r1_stderr_buf[r1_stderr_len] = '\0';
+			r1_relay_line(r1_stderr_buf);
+			r1_stderr_len = 0;
+		}
+	}
+}
+
 static void
 r1_describe_exit(int status, char *buf, size_t size)
 {
@@ -437,6 +564,7 @@ r1_host_reap(bool block)
 
 	/* last words first: a "failed" line may still be unread */
 	r1_host_read_status();
+	r1_host_read_stderr(true);
 	if (r1_status_fd >= 0)
 		close(r1_status_fd);
 	r1_status_fd = -1;
@@ -447,7 +575,16 @@ r1_host_reap(bool block)
 	SpinLockRelease(&r1_shared->mutex);
 
 	r1_describe_exit(status, how, sizeof(how));
-	if (r1_host_gave_up)
+	if (r1_draining)
+	{
+		/* a reload: the old host answered its calls and left; start the new one now */
+		r1_draining = false;
+		r1_next_start = 0;
+		ereport(LOG,
+				(errmsg("r1 engine: the previous engine host (pid %d) finished its requests and %s",
+						(int) pid, how)));
+	}
+	else if (r1_host_gave_up)
 	{
 		/* state and reason already set from its "failed" line */
 		r1_hold = true;
@@ -458,7 +595,7 @@ r1_host_reap(bool block)
 				 "The engine host %s while loading model \"%s\".", how, r1_config.model);
 		r1_shmem_set_state(R1_STATE_FAILED, reason);
 		r1_hold = true;
-		ereport(LOG,
+		ereport(WARNING,
 				(errmsg("r1 engine: engine host (pid %d) %s while loading the model; not restarting it",
 						(int) pid, how),
 				 errhint("Check the model files, then reload the configuration to try again.")));
@@ -481,9 +618,10 @@ r1_host_reap(bool block)
 		strlcpy(r1_shared->reason, reason, sizeof(r1_shared->reason));
 		r1_shared->host_restarts++;
 		SpinLockRelease(&r1_shared->mutex);
-		ereport(LOG,
+		ereport(WARNING,
 				(errmsg("r1 engine: engine host (pid %d) %s; restarting it in %d ms",
-						(int) pid, how, r1_backoff_ms)));
+						(int) pid, how, r1_backoff_ms),
+				 errdetail("Calls it was running failed with SQLSTATE 55000; the server and other sessions are not affected.")));
 	}
 }
 
@@ -507,14 +645,69 @@ r1_host_stop(void)
 		}
 		pg_usleep(10000);
 	}
+	r1_host_read_stderr(true);
 	if (r1_status_fd >= 0)
 		close(r1_status_fd);
 	r1_status_fd = -1;
 	r1_host_pid = 0;
+	r1_draining = false;
 	unlink(R1_SOCKET_NAME);
 	SpinLockAcquire(&r1_shared->mutex);
 	r1_shared->host_pid = 0;
 	SpinLockRelease(&r1_shared->mutex);
+}
+
+/*
+ * A setting changed: calls wait for the new host from now on (LOADING); the
+ * running host finishes what it has, or is stopped after r1.reload_timeout.
+ */
+static void
+r1_host_replace(void)
+{
+	char		reason[R1_REASON_LEN];
+
+	snprintf(reason, sizeof(reason),
+			 "Switching to model \"%s\" on device %s: calls wait for it; calls already running finish first (at most r1.reload_timeout).",
+			 r1_config.model, r1_device_name(r1_config.device));
+	SpinLockAcquire(&r1_shared->mutex);
+	if (r1_config.model[0] != '\0')
+	{
+		r1_shared->state = R1_STATE_LOADING;
+		strlcpy(r1_shared->reason, reason, sizeof(r1_shared->reason));
+		r1_shared->model_name[0] = '\0';
+		r1_shared->ready_since = 0;
+	}
+	SpinLockRelease(&r1_shared->mutex);
+
+	if (r1_host_pid == 0)
+		return;
+	if (r1_draining)
+		return;					/* already on its way out; the newest settings win */
+	if (r1_host_ready && r1_reload_timeout > 0)
+	{
+		r1_draining = true;
+		r1_drain_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r1_reload_timeout);
+		kill(r1_host_pid, SIGUSR1);
+		ereport(LOG,
+				(errmsg("r1 engine: settings changed; the engine host (pid %d) finishes its requests (at most %d ms), then model \"%s\" is loaded",
+						(int) r1_host_pid, r1_reload_timeout, r1_config.model)));
+	}
+	else
+	{
+		ereport(LOG,
+				(errmsg("r1 engine: settings changed; restarting the engine host")));
+		r1_host_stop_for_reload();
+	}
+}
+
+/* Stop the host now; calls it still runs fail with "stopped for a configuration change". */
+static void
+r1_host_stop_for_reload(void)
+{
+	SpinLockAcquire(&r1_shared->mutex);
+	r1_shared->reload_stopped_generation = r1_shared->host_generation;
+	SpinLockRelease(&r1_shared->mutex);
+	r1_host_stop();
 }
 
 static void
@@ -540,6 +733,23 @@ r1_worker_sigchld(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/* Sleep until the latch, the host's status socket or its stderr wakes us. */
+static void
+r1_wait(long timeout)
+{
+	WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, 4);
+	WaitEvent	ev;
+
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (r1_status_fd >= 0)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, r1_status_fd, NULL, NULL);
+	if (r1_stderr_fd >= 0)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, r1_stderr_fd, NULL, NULL);
+	(void) WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+}
+
 void
 r1_engine_worker_main(Datum main_arg)
 {
@@ -563,7 +773,6 @@ r1_engine_worker_main(Datum main_arg)
 	for (;;)
 	{
 		long		timeout = 1000;
-		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -576,11 +785,9 @@ r1_engine_worker_main(Datum main_arg)
 			r1_config_read(&c);
 			if (memcmp(&c, &r1_config, sizeof(c)) != 0)
 			{
-				ereport(LOG,
-						(errmsg("r1 engine: settings changed; restarting the engine host")));
-				r1_host_stop();
 				r1_config = c;
 				r1_publish_config();
+				r1_host_replace();
 				r1_hold = false;
 				r1_backoff_ms = 0;
 				r1_next_start = 0;
@@ -599,7 +806,15 @@ r1_engine_worker_main(Datum main_arg)
 
 		if (r1_status_fd >= 0)
 			r1_host_read_status();
+		r1_host_read_stderr(false);
 		r1_host_reap(false);
+		if (r1_draining && GetCurrentTimestamp() >= r1_drain_deadline)
+		{
+			ereport(LOG,
+					(errmsg("r1 engine: the engine host (pid %d) did not finish its requests within r1.reload_timeout (%d ms); stopping it",
+							(int) r1_host_pid, r1_reload_timeout)));
+			r1_host_stop_for_reload();
+		}
 
 		if (r1_host_pid == 0 && !r1_hold)
 		{
@@ -614,11 +829,9 @@ r1_engine_worker_main(Datum main_arg)
 				timeout = Max(1, (long) ((r1_next_start - GetCurrentTimestamp()) / 1000));
 		}
 
-		if (r1_status_fd >= 0)
-			(void) WaitLatchOrSocket(MyLatch, events | WL_SOCKET_READABLE, r1_status_fd,
-									 timeout, PG_WAIT_EXTENSION);
-		else
-			(void) WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
+		if (r1_draining)
+			timeout = Min(timeout, 100);
+		r1_wait(timeout);
 		ResetLatch(MyLatch);
 	}
 }

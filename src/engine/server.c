@@ -79,11 +79,24 @@ typedef struct r1_server
 } r1_server;
 
 static volatile sig_atomic_t r1_srv_stop = 0;
+static volatile sig_atomic_t r1_srv_drain = 0;
 
 static void
 r1_srv_on_signal(int sig)
 {
 	r1_srv_stop = 1;
+}
+
+/*
+ * SIGUSR1: drain.  The supervisor wants a new host (the model or a setting
+ * changed): stop accepting connections, answer every client already
+ * connected, then exit 0.  The supervisor bounds the wait and sends SIGTERM
+ * after it.
+ */
+static void
+r1_srv_on_drain(int sig)
+{
+	r1_srv_drain = 1;
 }
 
 static void
@@ -323,8 +336,9 @@ r1_srv_tokenize(r1_server *srv, r1_client *c, json_t *req)
 	}
 	if (tok == NULL)
 	{
-		r1_srv_respond_error(c, "55000", "the model has no tokenizer", NULL,
-								"Put tokenizer.json in the checkpoint directory.");
+		r1_srv_respond_error(c, "55000", "the served model has no tokenizer",
+							 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
+							 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
 		return;
 	}
 	if (r1_tokenizer_encode(tok, json_string_value(text), json_string_length(text), &ids, &n, &err) != 0)
@@ -451,6 +465,14 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	if (r1_srv_get_number(req, "queue_timeout_ms", &v) > 0 && v > 0)
 		queue_timeout_ms = v;
 
+	if (r1_engine_tokenizer(srv->engine) == NULL)
+	{
+		/* e.g. a GGUF written by `r1 convert --random-weights` without --tokenizer-from */
+		r1_srv_respond_error(c, "55000", "the served model has no tokenizer, so it cannot take text prompts",
+							 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
+							 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
+		return;
+	}
 	if (r1_engine_encode_prompt(srv->engine,
 								json_is_string(system) ? json_string_value(system) : NULL,
 								json_string_value(prompt),
@@ -672,7 +694,8 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
 	json_object_set_new(o, "think_budget_hit", json_boolean(done->think_budget_hit));
-	json_object_set_new(o, "ms", json_real(done->ms));
+	/* milliseconds to the microsecond: more digits are noise, and read as such */
+	json_object_set_new(o, "ms", json_real(round(done->ms * 1000.0) / 1000.0));
 	json_object_set_new(o, "model", json_string(r1_engine_model(srv->engine)->name));
 	r1_srv_checksum_json(srv, o);
 	r1_srv_respond(c, o);
@@ -890,7 +913,9 @@ r1_serve_usage(FILE *f)
 			"  --kv-memory MB           most KV cache on the CPU, 0 = no limit\n"
 			"  --batch-invariant        results bitwise independent of the batch (no value)\n"
 			"  --max-clients N          open connections (default 4096)\n"
-			"  --status-fd N            write state lines for a supervisor to fd N\n");
+			"  --status-fd N            write state lines for a supervisor to fd N\n"
+			"  --cluster NAME           a label for ps (the PostgreSQL cluster it serves)\n"
+			"  SIGUSR1 drains: no new connections, answer the open ones, exit 0\n");
 }
 
 /* "no_device" when a GPU was demanded and the failure is about the GPU. */
@@ -966,6 +991,8 @@ r1_serve_main(int argc, char **argv)
 			srv.max_clients = atoi(v) > 0 ? atoi(v) : 1;
 		else if (strcmp(a, "--status-fd") == 0)
 			status_fd = atoi(v);
+		else if (strcmp(a, "--cluster") == 0)
+			;					/* a label for ps: which server's host this is */
 		else
 		{
 			fprintf(stderr, "r1 serve: unknown option %s\n", a);
@@ -999,6 +1026,7 @@ r1_serve_main(int argc, char **argv)
 	}
 	signal(SIGTERM, r1_srv_on_signal);
 	signal(SIGINT, r1_srv_on_signal);
+	signal(SIGUSR1, r1_srv_on_drain);
 	if ((srv.listen_fd = r1_srv_listen(srv.socket_path, &err)) < 0)
 	{
 		r1_srv_log("%s", err.msg);
@@ -1020,7 +1048,22 @@ r1_serve_main(int argc, char **argv)
 
 	while (!r1_srv_stop)
 	{
-		int			busy = r1_engine_busy(srv.engine);
+		int			busy;
+
+		if (r1_srv_drain && srv.listen_fd >= 0)
+		{
+			/* new calls wait for the next host, which creates the socket again */
+			close(srv.listen_fd);
+			srv.listen_fd = -1;
+			unlink(srv.socket_path);
+			r1_srv_log("draining: %d connection(s) to finish", srv.n_clients);
+		}
+		if (r1_srv_drain && srv.n_clients == 0)
+		{
+			r1_srv_log("drained; exiting");
+			break;
+		}
+		busy = r1_engine_busy(srv.engine);
 		int			timeout = -1;
 		int			n_pfds = 0;
 		int			n;
@@ -1132,8 +1175,11 @@ r1_serve_main(int argc, char **argv)
 
 	if (r1_srv_stop)
 		r1_srv_log("shutting down");
-	close(srv.listen_fd);
-	unlink(srv.socket_path);
+	if (srv.listen_fd >= 0)
+	{
+		close(srv.listen_fd);
+		unlink(srv.socket_path);
+	}
 	for (int i = 0; i < srv.n_clients; i++)
 		r1_srv_client_free(srv.clients[i]);
 	free(srv.clients);

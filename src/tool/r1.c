@@ -795,6 +795,9 @@ cmd_convert(const opts *o)
 	}
 	if (r1_gguf_convert(m, tokdir, o->out, o->type, &err) != 0)
 		die("%s", err.msg);
+	if (!tokdir)
+		fprintf(stderr, "r1: warning: %s has no tokenizer: it can only take token ids, and r1_reason() on it "
+				"fails; give --tokenizer-from DIR (a directory with tokenizer.json)\n", o->out);
 	j = json_object();
 	json_object_set_new(j, "out", json_string(o->out));
 	json_object_set_new(j, "type", json_string(o->type));

@@ -205,6 +205,9 @@ fails("quantised GGUF on cuda without a GPU", "CUDA", "generate", "--model", f"{
       "--device", "cuda") if not shutil.which("nvidia-smi") else ok(True, "cuda device present: skipped")
 conv = run_json("convert to f32", "convert", "--model", TINY, "--out", os.path.join(tmp, "t.gguf"), "--type", "f32")
 ok(conv and conv["bytes"] > 600000 and conv["tokenizer"] is None, "convert reports the file", conv)
+rc, out, err = run("convert", "--model", TINY, "--out", os.path.join(tmp, "t2.gguf"), "--type", "f32")
+ok(rc == 0 and "warning" in err and "has no tokenizer" in err and "--tokenizer-from" in err,
+   "convert without a tokenizer warns and names --tokenizer-from", err)
 g = run_json("generate on the f32 GGUF", "generate", "--model", os.path.join(tmp, "t.gguf"), "--device", "cpu",
              "--ids", ",".join(map(str, tiny_golden[2]["input_ids"])), "--temperature", "0", "--max-tokens", "24",
              "--ignore-eos")
