@@ -120,3 +120,15 @@ uninstall-r1:
 # libFuzzer targets and sanitizer builds (make fuzz, asan-unit, asan-cli,
 # valgrind-generate; test/fuzz/run.sh runs them all).
 -include test/fuzz/fuzz.mk
+
+# A Debian package (postgresql-15-r1-pg_*.deb, in build/deb/) built the way
+# Debian builds PostgreSQL extensions (debian/rules, pg_buildext), from a copy
+# of this tree; test/package.sh installs it into a fresh cluster.
+.PHONY: deb
+deb:
+	rm -rf build/deb
+	mkdir -p build/deb/r1-pg
+	tar -c --exclude=./build --exclude=./bin --exclude=./.git --exclude=./test \
+		--exclude='*.o' --exclude='*.so' --exclude='*.bc' . | tar -x -C build/deb/r1-pg
+	cd build/deb/r1-pg && dpkg-buildpackage -us -uc -b
+	ls build/deb/*.deb

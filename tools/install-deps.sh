@@ -6,7 +6,8 @@ pkgs=(make gcc libc6-dev pkg-config
       postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
       libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
       libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev python3
-      clang libclang-rt-14-dev valgrind)
+      clang libclang-rt-14-dev valgrind
+      dpkg-dev debhelper postgresql-server-dev-all)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,8 @@ echo "== r1 tool interface tests"
 prove --exec python3 test/cli/test_cli.py
 echo "== extension tests"
 test/run-extension-tests.sh
+echo "== the Debian package: build, install into a fresh cluster, one call"
+prove --exec bash test/package.sh
 echo "== sanitizers, valgrind and fuzzing"
 test/fuzz/run.sh
 echo "tools/test.sh: all tests passed"
