@@ -45,12 +45,13 @@ check "the package holds the library, the control file, every SQL script and the
 	         dpkg-deb -c '$deb' | grep -q 'lib/postgresql/15/bin/r1'"
 dpkg -i "$deb" >"$TMP/dpkg.log" 2>&1 || { cat "$TMP/dpkg.log"; not_ok "dpkg -i"; }
 ok "dpkg -i installs it"
-check "dpkg owns the installed library" dpkg -S /usr/lib/postgresql/15/lib/r1_pg.so
+check "dpkg owns the installed library" bash -c "dpkg -S /usr/lib/postgresql/15/lib/r1_pg.so >/dev/null"
 
 "$PG_BIN/r1" demo-model --out "$TMP/model" --tokenizer "$REPO/test/fixtures/tokenizer" >/dev/null
 chmod -R a+rX "$TMP/model"
-mkdir "$TMP/sock" && chown postgres: "$TMP/sock"
-runuser -u postgres -- "$PG_BIN/initdb" -D "$TMP/data" -U postgres -A trust --no-sync >/dev/null
+mkdir "$TMP/sock" "$TMP/data" && chown postgres: "$TMP/sock" "$TMP/data"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$TMP/data" -U postgres -A trust --no-sync >"$TMP/initdb.log" 2>&1 ||
+	{ cat "$TMP/initdb.log"; not_ok "initdb"; }
 cat >>"$TMP/data/postgresql.conf" <<CONF
 listen_addresses = ''
 unix_socket_directories = '$TMP/sock'
@@ -61,8 +62,8 @@ r1.device = 'cpu'
 r1.threads = 2
 CONF
 touch "$TMP/log" && chown postgres: "$TMP/log"
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/data" -l "$TMP/log" -w start >/dev/null 9>&-
-ok "a fresh cluster starts with the packaged library preloaded"
+check "a fresh cluster starts with the packaged library preloaded" \
+	bash -c "runuser -u postgres -- '$PG_BIN/pg_ctl' -D '$TMP/data' -l '$TMP/log' -w start >/dev/null 9>&-"
 psql() { "$PG_BIN/psql" -XAtq -h "$TMP/sock" -p 5434 -U postgres -v ON_ERROR_STOP=1 "$@"; }
 psql -c "CREATE EXTENSION r1_pg" >/dev/null
 ok "CREATE EXTENSION r1_pg"

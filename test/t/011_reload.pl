@@ -101,6 +101,22 @@ my $LONGCALL = q{SET r1.debug_ignore_eos = on;
 	}
 }
 
+# ---- a job item that can never succeed fails at once; ms has microsecond precision
+{
+	my $jobs_db = 'r1_jobs';
+	my ($rc) = psql('SELECT 1', db => $jobs_db);
+	SKIP: {
+		skip 'no r1_jobs database', 2 if $rc != 0;
+		my $id = query(q{SELECT r1_submit(repeat('word ', 6000), max_tokens => 10)}, db => $jobs_db);
+		ok(wait_for('job failed', sub { query("SELECT state FROM r1.jobs WHERE id = $id", db => $jobs_db) eq 'failed' }, 60),
+			'a job whose prompt never fits the context fails');
+		is(query("SELECT attempts FROM r1.job_items WHERE job_id = $id", db => $jobs_db), 1,
+			'after one attempt, not r1.job_max_attempts');
+	}
+	is(query(q{SELECT ms = round(ms::numeric, 3)::float8 AND ms > 0 FROM r1_reason('What is 6*7?', temperature => 0)}), 't',
+		'ms is rounded to the microsecond');
+}
+
 # ---- logs and the process title
 {
 	my $host = status('host_pid');
