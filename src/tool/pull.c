@@ -803,9 +803,11 @@ pull_hub(const r1_pull_opts *o, char *out, size_t outsize, r1_error *err)
 
 	if (env_true("HF_HUB_OFFLINE"))
 	{
-		rc = hub_from_cache(&h, out, outsize, err);
+		r1_error	why;
+
+		rc = hub_from_cache(&h, out, outsize, &why);
 		if (rc != 0)
-			r1_fail(err, "HF_HUB_OFFLINE is set and %s", err->msg);
+			r1_fail(err, "HF_HUB_OFFLINE is set and the cache cannot serve the pull: %s", why.msg);
 		hub_files_free(&h);
 		return rc;
 	}

@@ -73,7 +73,35 @@ REPO_FILES = {
     "r1-tiny-q8_0.gguf": read(gguf),
     "original/consolidated.safetensors": b"not needed by r1" * 10,
 }
-BLOBS = {sha256(b): b for b in REPO_FILES.values()}   # the CDN's store, by sha256
+
+
+def shard(st, parts=2):
+    """a safetensors file split as transformers splits large checkpoints: shards and an index"""
+    hlen = int.from_bytes(st[:8], "little")
+    hdr = json.loads(st[8:8 + hlen])
+    hdr.pop("__metadata__", None)
+    names = sorted(hdr, key=lambda k: hdr[k]["data_offsets"][0])
+    files, index = {}, {"metadata": {"total_size": len(st) - 8 - hlen}, "weight_map": {}}
+    for i in range(parts):
+        fname = f"model-{i + 1:05d}-of-{parts:05d}.safetensors"
+        h, data = {}, b""
+        for k in names[i * len(names) // parts:(i + 1) * len(names) // parts]:
+            b, e = hdr[k]["data_offsets"]
+            h[k] = dict(hdr[k], data_offsets=[len(data), len(data) + e - b])
+            data += st[8 + hlen + b:8 + hlen + e]
+            index["weight_map"][k] = fname
+        hj = json.dumps(h).encode()
+        hj += b" " * (-len(hj) % 8)
+        files[fname] = len(hj).to_bytes(8, "little") + hj + data
+    files["model.safetensors.index.json"] = json.dumps(index).encode()
+    return files
+
+
+SHARDED_FILES = {k: v for k, v in REPO_FILES.items() if k != "model.safetensors"}
+SHARDED_FILES.update(shard(REPO_FILES["model.safetensors"]))
+LFS |= {k for k in SHARDED_FILES if k.endswith(".safetensors")}
+REPOS = {"deepseek-ai/R1-Tiny": REPO_FILES, "deepseek-ai/R1-Gated": REPO_FILES, "deepseek-ai/R1-Sharded": SHARDED_FILES}
+BLOBS = {sha256(b): b for files in REPOS.values() for b in files.values()}   # the CDN's store, by sha256
 
 # Ollama: the GGUF as the model layer, and the small layers Ollama keeps beside it
 OLLAMA_LAYERS = [
@@ -194,7 +222,7 @@ class Hub(Handler):
         # /api/models/{org}/{name}/revision/{rev}
         if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "revision":
             repo, rev = f"{parts[2]}/{parts[3]}", parts[5]
-            if repo not in ("deepseek-ai/R1-Tiny", "deepseek-ai/R1-Gated"):
+            if repo not in REPOS:
                 return self.error(401 if "Authorization" not in self.headers else 404,
                                   "Repository not found", "RepoNotFound")
             if not self.authorised(repo):
@@ -202,20 +230,20 @@ class Hub(Handler):
                                   f"Access to model {repo} is restricted.", "GatedRepo")
             if rev not in ("main", COMMIT):
                 return self.error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
-            sib = [sibling(k, v) for k, v in REPO_FILES.items()]
+            sib = [sibling(k, v) for k, v in REPOS[repo].items()]
             if "blobs=true" not in (u.query or ""):
                 sib = [{"rfilename": s["rfilename"]} for s in sib]
             return self.reply(200, json.dumps({"id": repo, "sha": COMMIT, "siblings": sib}).encode())
         # /{org}/{name}/resolve/{rev}/{file...}
         if len(parts) >= 5 and parts[2] == "resolve":
             repo, rev, name = f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:])
-            if repo not in ("deepseek-ai/R1-Tiny", "deepseek-ai/R1-Gated") or rev not in ("main", COMMIT):
+            if repo not in REPOS or rev not in ("main", COMMIT):
                 return self.error(404, "not found", "RepoNotFound")
             if not self.authorised(repo):
                 return self.error(401, "restricted", "GatedRepo")
-            if name not in REPO_FILES:
+            if name not in REPOS[repo]:
                 return self.error(404, "Entry not found", "EntryNotFound")
-            data = REPO_FILES[name]
+            data = REPOS[repo][name]
             if name in LFS:
                 # weights to the CDN on another port; the GGUF by a relative Location
                 loc = f"/lfs-local/{sha256(data)}" if name.endswith(".gguf") else \
@@ -337,6 +365,25 @@ ok(rc == 0 and out == SNAP and any("cached snapshot" in e for e in err), "hub un
 rc, out, err, js, seen = pull("deepseek-ai/R1-Tiny", "--revision", COMMIT)
 ok(rc == 0 and out == SNAP and not file_requests(seen), "--revision COMMIT: the same snapshot, nothing downloaded",
    (rc, out, err))
+
+# a sharded checkpoint: every shard and the index; offline, the index must find every shard
+rc, out, err, js, seen = pull("deepseek-ai/R1-Sharded")
+ok(rc == 0 and sorted(os.listdir(out)) == sorted(["config.json", "tokenizer.json", "tokenizer_config.json",
+                                                 "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                                                 "model-00002-of-00002.safetensors"]),
+   "a sharded checkpoint: the shards and their index", (rc, err[-2:], os.listdir(out) if rc == 0 else None))
+g = generate(out)
+ok(g.get("boxed") == "42", "r1 generate runs the pulled shards", g)
+os.unlink(os.path.join(out, "model-00002-of-00002.safetensors"))
+rc, out2, err, js, seen = pull("deepseek-ai/R1-Sharded", env={"HF_HUB_OFFLINE": "1"})
+ok(rc != 0 and "HF_HUB_OFFLINE" in err[-1] and "model-00002-of-00002.safetensors is missing" in err[-1],
+   "offline, a snapshot missing a shard is refused", err)
+rc, out2, err, js, seen = pull("deepseek-ai/R1-Sharded")
+ok(rc == 0 and out2 == out and len(file_requests(seen)) == 0 and
+   os.path.isfile(os.path.join(out, "model-00002-of-00002.safetensors")),
+   "online, the missing link is made again from the cached blob", (rc, err[-2:], seen))
+rc, out2, err, js, seen = pull("deepseek-ai/R1-Tiny", "--dir", os.path.join(tmp, "empty"), env={"HF_HUB_OFFLINE": "1"})
+ok(rc != 0 and "not in the cache" in err[-1] and not seen, "offline, nothing cached: said so", err)
 
 # --include: one GGUF file (its redirect is a relative Location)
 rc, out, err, js, seen = pull("deepseek-ai/R1-Tiny", "--include", "*.gguf")
