@@ -1,7 +1,8 @@
 /*
  * r1.c - the r1 command-line tool: the engine without PostgreSQL.
  *
- * Every subcommand prints JSON on stdout; bad input exits 1 (2 for usage)
+ * Every subcommand prints JSON on stdout (pull: the model's path, for
+ * R1_MODEL=$(r1 pull ...)); bad input exits 1 (2 for usage)
  * with a one-line error on stderr.  Scripts and tests depend on this
  * interface: keep it stable.
  */
