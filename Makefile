@@ -24,6 +24,10 @@ R1_VERSION_DEFS := -DR1_VERSION='"$(R1_VERSION)"' -DR1_COMMIT='"$(R1_COMMIT)"'
 R1_VERSION_STAMP := build/version-$(R1_VERSION)-$(R1_COMMIT).stamp
 
 ENGINE_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
+# the r1 tool's own modules (r1 pull: fetch.c, pull.c); only bin/r1 links curl and libcrypto
+TOOL_SRCS := $(sort $(wildcard src/tool/*.c))
+TOOL_OBJS := $(patsubst src/%.c,build/%.o,$(TOOL_SRCS))
+TOOL_LIBS := -lcurl -lcrypto
 
 .PHONY: engine unit clean-engine install-r1 uninstall-r1
 engine: build/libr1engine.a bin/r1
@@ -41,13 +45,17 @@ build/engine/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_S
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) $(R1_VERSION_DEFS) -c -o $@ $<
 
+build/tool/%.o: src/tool/%.c $(wildcard src/engine/*.h) $(wildcard src/tool/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
 build/libr1engine.a: $(ENGINE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-bin/r1: build/tool/r1.o build/libr1engine.a
+bin/r1: $(TOOL_OBJS) build/libr1engine.a
 	@mkdir -p bin
-	$(CC) -o $@ $^ $(ENGINE_LIBS)
+	$(CC) -o $@ $^ $(TOOL_LIBS) $(ENGINE_LIBS)
 
 build/test/%: test/unit/%.c test/unit/tap.h build/libr1engine.a
 	@mkdir -p build/test

@@ -1,8 +1,12 @@
 #!/bin/bash
 # Demo: build and install r1_pg, start a throwaway PostgreSQL cluster with the
 # extension preloaded, ask the model one question with r1_reason(), stop the
-# cluster.  Uses the checkpoint directory in $R1_MODEL when set (a downloaded
-# DeepSeek-R1-Distill-Qwen model), else a small generated demo model.
+# cluster.  Uses the model in $R1_MODEL when set: a checkpoint directory or a
+# .gguf file, or a name to pull first (`bin/r1 pull`): a Hugging Face repository
+# such as deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B, or ollama:deepseek-r1:1.5b;
+# else a small generated demo model.  Run as root, the pull goes to
+# $R1_PULL_DIR (default /var/cache/r1_pg/models), which the postgres user can
+# read; otherwise to the usual cache (~/.cache/huggingface/hub, ~/.ollama/models).
 # R1_DEVICE (auto|cuda|cpu) sets r1.device.
 # Run as root (the server then runs as the OS user "postgres") or as a user
 # who may write to the PostgreSQL installation.
@@ -21,17 +25,27 @@ chmod 755 "$TMP"
 trap 'r1_cluster_stop; rm -rf "$TMP"' EXIT
 
 if [ -n "${R1_MODEL:-}" ]; then
-	model=$(cd "$R1_MODEL" && pwd)
+	if [ ! -e "$R1_MODEL" ] && [[ "$R1_MODEL" == ollama:* || "$R1_MODEL" =~ ^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$ ]]; then
+		pull_dir=${R1_PULL_DIR:-}
+		if [ "$(id -u)" -eq 0 ] && [ -z "$pull_dir" ]; then
+			pull_dir=/var/cache/r1_pg/models
+		fi
+		echo "== r1 pull $R1_MODEL${pull_dir:+ --dir $pull_dir}"
+		R1_MODEL=$(bin/r1 pull "$R1_MODEL" ${pull_dir:+--dir "$pull_dir"})
+	fi
+	model=$(realpath -s "$R1_MODEL")
 	echo "== model: $model (from R1_MODEL)"
-	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -r "$model/config.json"; then
-		echo "demo: the postgres user cannot read $model/config.json; make the directory readable" >&2
+	check=$model
+	[ -d "$model" ] && check=$model/config.json
+	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -r "$check"; then
+		echo "demo: the postgres user cannot read $check; make it readable (or set R1_PULL_DIR)" >&2
 		exit 1
 	fi
 else
 	model=$TMP/model
 	bin/r1 demo-model --out "$model" >/dev/null
 	chmod -R a+rX "$model"
-	echo "== model: the small generated demo model (set R1_MODEL to a checkpoint directory for a real one)"
+	echo "== model: the small generated demo model (set R1_MODEL, e.g. to deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B, for a real one)"
 fi
 
 echo "== cluster in $TMP"

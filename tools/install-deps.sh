@@ -6,6 +6,7 @@ pkgs=(make gcc libc6-dev pkg-config
       postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
       libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
       libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev python3
+      libcurl4-openssl-dev libssl-dev
       clang libclang-rt-14-dev valgrind
       dpkg-dev debhelper postgresql-server-dev-all)
 missing=()

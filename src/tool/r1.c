@@ -1,7 +1,8 @@
 /*
  * r1.c - the r1 command-line tool: the engine without PostgreSQL.
  *
- * Every subcommand prints JSON on stdout; bad input exits 1 (2 for usage)
+ * Every subcommand prints JSON on stdout (pull: the model's path, for
+ * R1_MODEL=$(r1 pull ...)); bad input exits 1 (2 for usage)
  * with a one-line error on stderr.  Scripts and tests depend on this
  * interface: keep it stable.
  */
@@ -19,6 +20,7 @@
 #include "demo_model.h"
 #include "engine.h"
 #include "gguf_convert.h"
+#include "pull.h"
 #include "server.h"
 #include "version.h"
 
@@ -41,6 +43,10 @@ static const char *usage_text =
 "             --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
 "  (--model also takes a .gguf file: Qwen2 GGUF files from llama.cpp / Ollama)\n"
+"  pull       ORG/NAME [--revision REV] [--include GLOB] [--dir DIR]\n"
+"             ollama:[NS/]NAME[:TAG] [--dir DIR]\n"
+"                                           download a model (Hugging Face hub, Ollama registry),\n"
+"                                           verified, into the cache; prints its path\n"
 "  serve      ...                           the engine host of the r1_pg extension\n"
 "  --max-think-tokens N  close the think section with </think> after N tokens\n"
 "                        (finish_reason \"think_budget\" when the answer then ends)\n"
@@ -86,6 +92,9 @@ typedef struct opts
 	const char *dtype;
 	const char *type;
 	const char *tokenizer_from;
+	const char *revision;
+	const char *dir;
+	const char *include;
 	const char *positional;
 	int			raw,
 				ignore_eos,
@@ -174,6 +183,12 @@ parse_opts(int argc, char **argv, opts *o)
 			o->type = VALUE();
 		else if (strcmp(a, "--tokenizer-from") == 0)
 			o->tokenizer_from = VALUE();
+		else if (strcmp(a, "--revision") == 0)
+			o->revision = VALUE();
+		else if (strcmp(a, "--dir") == 0)
+			o->dir = VALUE();
+		else if (strcmp(a, "--include") == 0)
+			o->include = VALUE();
 		else if (strcmp(a, "--raw") == 0)
 			o->raw = 1;
 		else if (strcmp(a, "--ignore-eos") == 0)
@@ -836,6 +851,31 @@ cmd_checksum(const opts *o)
 	return 0;
 }
 
+/*
+ * A model from the Hugging Face hub or an Ollama registry (pull.c).  The one
+ * subcommand whose stdout is not JSON: the model's path alone, so that
+ * R1_MODEL=$(r1 pull ...) works; one JSON line per file on stderr.
+ */
+static int
+cmd_pull(const opts *o)
+{
+	r1_pull_opts po;
+	r1_error	err;
+	char		path[4096];
+
+	if (!o->positional)
+		usage("give the model: ORG/NAME or ollama:NAME[:TAG]");
+	memset(&po, 0, sizeof(po));
+	po.spec = o->positional;
+	po.revision = o->revision;
+	po.dir = o->dir;
+	po.include = o->include;
+	if (r1_pull(&po, path, sizeof(path), &err) != 0)
+		die("%s", err.msg);
+	puts(path);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -874,5 +914,7 @@ main(int argc, char **argv)
 		return cmd_convert(&o);
 	if (strcmp(cmd, "checksum") == 0)
 		return cmd_checksum(&o);
+	if (strcmp(cmd, "pull") == 0)
+		return cmd_pull(&o);
 	usage("unknown command");
 }

@@ -116,6 +116,9 @@ FUZZ_ASAN_DIR := build/asan
 FUZZ_ASAN_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Wall -Wextra \
 	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# the r1 tool's sources and libraries (the top Makefile's, when included from it)
+TOOL_SRCS ?= $(sort $(wildcard src/tool/*.c))
+TOOL_LIBS ?= -lcurl -lcrypto
 FUZZ_ASAN_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
 FUZZ_ASAN_ENGINE_OBJS := $(patsubst src/engine/%.c,$(FUZZ_ASAN_DIR)/engine/%.o,$(sort $(wildcard src/engine/*.c)))
 FUZZ_ASAN_UNIT_BINS := $(patsubst test/unit/%.c,$(FUZZ_ASAN_DIR)/%,$(sort $(wildcard test/unit/test_*.c)))
@@ -132,8 +135,8 @@ $(FUZZ_ASAN_DIR)/libr1engine.a: $(FUZZ_ASAN_ENGINE_OBJS)
 $(FUZZ_ASAN_DIR)/test_%: test/unit/test_%.c test/unit/tap.h $(FUZZ_ASAN_DIR)/libr1engine.a
 	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -Itest/unit -o $@ $< $(FUZZ_ASAN_DIR)/libr1engine.a $(FUZZ_ASAN_LIBS)
 
-$(FUZZ_ASAN_DIR)/r1: src/tool/r1.c $(wildcard src/engine/*.h) $(FUZZ_ASAN_DIR)/libr1engine.a
-	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -o $@ $< $(FUZZ_ASAN_DIR)/libr1engine.a $(FUZZ_ASAN_LIBS)
+$(FUZZ_ASAN_DIR)/r1: $(TOOL_SRCS) $(wildcard src/tool/*.h) $(wildcard src/engine/*.h) $(FUZZ_ASAN_DIR)/libr1engine.a
+	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -o $@ $(TOOL_SRCS) $(FUZZ_ASAN_DIR)/libr1engine.a $(TOOL_LIBS) $(FUZZ_ASAN_LIBS)
 
 asan-unit: $(FUZZ_ASAN_UNIT_BINS)
 	$(FUZZ_ASAN_ENV) prove --exec '' $(FUZZ_ASAN_UNIT_BINS)
@@ -153,9 +156,9 @@ FUZZ_VG_FLAGS := --error-exitcode=1 --leak-check=full --show-leak-kinds=definite
 	--suppressions=$(FUZZ_DIR)/valgrind.supp
 
 # a plain -O1 -g build (no sanitizers: valgrind does the checking)
-$(FUZZ_VG_DIR)/r1: src/tool/r1.c $(sort $(wildcard src/engine/*.c)) $(wildcard src/engine/*.h)
+$(FUZZ_VG_DIR)/r1: $(TOOL_SRCS) $(sort $(wildcard src/engine/*.c)) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(FUZZ_VG_CFLAGS) -o $@ src/tool/r1.c $(sort $(wildcard src/engine/*.c)) $(FUZZ_VG_LIBS)
+	$(CC) $(FUZZ_VG_CFLAGS) -o $@ $(TOOL_SRCS) $(sort $(wildcard src/engine/*.c)) $(TOOL_LIBS) $(FUZZ_VG_LIBS)
 
 valgrind-generate: $(FUZZ_VG_DIR)/r1
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(FUZZ_VALGRIND) $(FUZZ_VG_FLAGS) \
