@@ -1,6 +1,6 @@
 /*
  * client.c - backends talk to the engine host directly over its UNIX socket
- * in the data directory (R1_SOCKET_NAME), one connection per call.
+ * (beside the server's own, see shmem.h), one connection per call.
  *
  * Every wait is WaitLatchOrSocket() followed by CHECK_FOR_INTERRUPTS(), so
  * pg_cancel_backend(), statement_timeout and pg_terminate_backend() end the
@@ -144,7 +144,10 @@ r1_connect(void)
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
-	strlcpy(addr.sun_path, R1_SOCKET_NAME, sizeof(addr.sun_path));
+	SpinLockAcquire(&r1_shared->mutex);
+	strlcpy(addr.sun_path, r1_shared->socket_path[0] ? r1_shared->socket_path : R1_SOCKET_FALLBACK,
+			sizeof(addr.sun_path));
+	SpinLockRelease(&r1_shared->mutex);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		ereport(ERROR,

@@ -9,7 +9,15 @@
 #include "storage/spin.h"
 
 #define R1_REASON_LEN 1024
-#define R1_SOCKET_NAME "r1_engine.sock"	/* in the data directory */
+/*
+ * The engine host's socket lives beside the server's own, in the first of
+ * unix_socket_directories, as ".r1_engine.<port>" (PostgreSQL's is
+ * ".s.PGSQL.<port>"): never in the data directory, where base backups and
+ * pg_rewind would meet it.  With no socket directory it falls back to the
+ * data directory.  The worker chooses it and publishes it here.
+ */
+#define R1_SOCKET_FALLBACK "r1_engine.sock"	/* relative to the data directory */
+#define R1_SOCKET_PATH_LEN 108	/* sun_path */
 
 typedef enum R1EngineState
 {
@@ -35,6 +43,7 @@ typedef struct R1Shared
 	TimestampTz worker_start;
 	TimestampTz ready_since;	/* when the current host became ready */
 	char		model_path[1024];	/* r1.model the worker uses */
+	char		socket_path[R1_SOCKET_PATH_LEN];	/* where the host listens */
 	char		device_setting[16]; /* r1.device the worker uses */
 	char		model_name[256];	/* from the host, once ready */
 	char		device[16];		/* "cpu" or "cuda", once ready */

@@ -38,11 +38,13 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utime.h>
 
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -51,6 +53,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "client.h"
 #include "r1_pg.h"
@@ -92,6 +95,8 @@ static TimestampTz r1_drain_deadline = 0;
 static int	r1_stderr_fd = -1;	/* read end of the host's stderr */
 static char r1_stderr_buf[R1_LOG_LINE_MAX + 1];
 static int	r1_stderr_len = 0;
+static char r1_socket_path[R1_SOCKET_PATH_LEN];	/* see shmem.h */
+static TimestampTz r1_socket_touched = 0;
 
 static void r1_config_read(R1HostConfig *c);
 static void r1_host_start(void);
@@ -254,7 +259,7 @@ r1_host_start(void)
 	argv[n++] = "r1";
 	argv[n++] = "serve";
 	argv[n++] = "--socket";
-	argv[n++] = R1_SOCKET_NAME;
+	argv[n++] = r1_socket_path;
 	argv[n++] = "--model";
 	argv[n++] = r1_config.model;
 	argv[n++] = "--device";
@@ -569,7 +574,7 @@ r1_host_reap(bool block)
 		close(r1_status_fd);
 	r1_status_fd = -1;
 	r1_host_pid = 0;
-	unlink(R1_SOCKET_NAME);
+	unlink(r1_socket_path);
 	SpinLockAcquire(&r1_shared->mutex);
 	r1_shared->host_pid = 0;
 	SpinLockRelease(&r1_shared->mutex);
@@ -651,7 +656,7 @@ r1_host_stop(void)
 	r1_status_fd = -1;
 	r1_host_pid = 0;
 	r1_draining = false;
-	unlink(R1_SOCKET_NAME);
+	unlink(r1_socket_path);
 	SpinLockAcquire(&r1_shared->mutex);
 	r1_shared->host_pid = 0;
 	SpinLockRelease(&r1_shared->mutex);
@@ -733,6 +738,53 @@ r1_worker_sigchld(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/*
+ * The host's socket: ".r1_engine.<port>" in the first unix_socket_directories
+ * entry, else (no socket directory, or a path too long) in the data directory.
+ */
+static void
+r1_choose_socket_path(void)
+{
+	char	   *raw = pstrdup(Unix_socket_directories ? Unix_socket_directories : "");
+	List	   *dirs = NIL;
+
+	r1_socket_path[0] = '\0';
+	if (SplitDirectoriesString(raw, ',', &dirs) && dirs != NIL)
+	{
+		const char *dir = (const char *) linitial(dirs);
+		int			len = snprintf(r1_socket_path, sizeof(r1_socket_path), "%s/.r1_engine.%d",
+								   dir, PostPortNumber);
+
+		if (dir[0] != '/' || len >= (int) sizeof(r1_socket_path))
+		{
+			ereport(LOG,
+					(errmsg("r1 engine: socket directory \"%s\" is unusable for the engine socket; using the data directory", dir)));
+			r1_socket_path[0] = '\0';
+		}
+	}
+	if (r1_socket_path[0] == '\0')
+		strlcpy(r1_socket_path, R1_SOCKET_FALLBACK, sizeof(r1_socket_path));
+	SpinLockAcquire(&r1_shared->mutex);
+	strlcpy(r1_shared->socket_path, r1_socket_path, sizeof(r1_shared->socket_path));
+	SpinLockRelease(&r1_shared->mutex);
+}
+
+/*
+ * Touch the socket now and then, as the postmaster touches its own: tmp
+ * cleaners (systemd-tmpfiles) remove old files from /tmp.
+ */
+static void
+r1_touch_socket(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (r1_host_pid != 0 && TimestampDifferenceExceeds(r1_socket_touched, now, 58 * 60 * 1000))
+	{
+		(void) utime(r1_socket_path, NULL);
+		r1_socket_touched = now;
+	}
+}
+
 /* Sleep until the latch, the host's status socket or its stderr wakes us. */
 static void
 r1_wait(long timeout)
@@ -766,7 +818,9 @@ r1_engine_worker_main(Datum main_arg)
 	SpinLockRelease(&r1_shared->mutex);
 
 	/* a host of a previous worker incarnation died with it (PDEATHSIG) */
-	unlink(R1_SOCKET_NAME);
+	r1_choose_socket_path();
+	unlink(r1_socket_path);
+	unlink(R1_SOCKET_FALLBACK);	/* left by a build that kept it in the data directory */
 	r1_config_read(&r1_config);
 	r1_publish_config();
 
@@ -808,6 +862,7 @@ r1_engine_worker_main(Datum main_arg)
 			r1_host_read_status();
 		r1_host_read_stderr(false);
 		r1_host_reap(false);
+		r1_touch_socket();
 		if (r1_draining && GetCurrentTimestamp() >= r1_drain_deadline)
 		{
 			ereport(LOG,

@@ -117,6 +117,22 @@ my $LONGCALL = q{SET r1.debug_ignore_eos = on;
 		'ms is rounded to the microsecond');
 }
 
+# ---- the engine socket is not in the data directory: base backups never meet it
+{
+	my $data = $ENV{R1_PGDATA};
+	ok(!-e "$data/r1_engine.sock", 'no engine socket in the data directory');
+	my $port = query('SHOW port');
+	my $sockdir = (split /,/, query('SHOW unix_socket_directories'))[0];
+	ok(-S "$sockdir/.r1_engine.$port", "the engine socket is $sockdir/.r1_engine.$port");
+	mkdir "$tmp/basebackup";
+	system('chown', 'postgres:', "$tmp/basebackup") if $> == 0;
+	my ($rc, $out) = as_server("$ENV{R1_PGBIN}/pg_basebackup", '-D', "$tmp/basebackup", '-X', 'none',
+		'-h', $sockdir, '-p', $port, '-U', 'postgres', '--no-sync');
+	is($rc, 0, 'pg_basebackup runs') or diag($out);
+	unlike($out, qr/skipping special file/, 'without "skipping special file"');
+	system('rm', '-rf', "$tmp/basebackup");
+}
+
 # ---- logs and the process title
 {
 	my $host = status('host_pid');
