@@ -272,6 +272,13 @@ pg_r1_count_tokens(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) r1_json_int(resp, "n"));
 }
 
+/* r1_extract_boxed_len's callback: it holds no memory, so an ERROR may leave it */
+static void
+r1_boxed_check_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
 PG_FUNCTION_INFO_V1(pg_r1_extract_boxed);
 
 Datum
@@ -279,7 +286,7 @@ pg_r1_extract_boxed(PG_FUNCTION_ARGS)
 {
 	size_t		len;
 	char	   *s = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &len);
-	char	   *boxed = r1_extract_boxed(s);
+	char	   *boxed = r1_extract_boxed_len(s, len, r1_boxed_check_interrupts);
 	text	   *result;
 
 	if (boxed == NULL)
