@@ -1253,6 +1253,9 @@ typedef struct enc_ctx
 	size_t		n_ids;
 	size_t		cap_ids;
 	pcre2_match_data *md;
+	pcre2_match_context *mctx;	/* no match limit: see re_match */
+	const int  *cancel;			/* r1_encode_opts.cancel */
+	bool		parse_special;	/* r1_encode_opts.parse_special */
 	/* BPE scratch, grown as needed */
 	int32_t    *sym;			/* id of each symbol, -1 once merged away */
 	int32_t    *prev;
@@ -1294,6 +1297,19 @@ push_id(enc_ctx *cx, int32_t id)
 	}
 	cx->ids[cx->n_ids++] = id;
 	return 0;
+}
+
+/* Has another thread asked this encoding to stop? */
+static inline bool
+cancelled(enc_ctx *cx)
+{
+	return cx->cancel && __atomic_load_n(cx->cancel, __ATOMIC_RELAXED) != 0;
+}
+
+static int
+fail_cancelled(enc_ctx *cx)
+{
+	return r1_fail(cx->err, R1_ENCODE_CANCELLED);
 }
 
 static int
@@ -1471,15 +1487,23 @@ bpe(enc_ctx *cx, const unsigned char *s, size_t len)
 	}
 	cx->n_heap = 0;
 	for (int32_t i = 0; i + 1 < n; i++)
+	{
+		if ((i & 65535) == 65535 && cancelled(cx))
+			return fail_cancelled(cx);
 		if (push_pair(cx, i) != 0)
 			return -1;
-	while (cx->n_heap > 0)
+	}
+	for (uint32_t step = 0; cx->n_heap > 0; step++)
 	{
-		heap_item	top = heap_pop(cx);
-		int32_t		pos = top.pos,
+		heap_item	top;
+		int32_t		pos,
 					right;
 		const merge_slot *m;
 
+		if ((step & 4095) == 4095 && cancelled(cx))
+			return fail_cancelled(cx);
+		top = heap_pop(cx);
+		pos = top.pos;
 		if (cx->sym[pos] < 0 || cx->next[pos] < 0)
 			continue;
 		right = cx->next[pos];
@@ -1500,18 +1524,26 @@ bpe(enc_ctx *cx, const unsigned char *s, size_t len)
 	return 0;
 }
 
+/*
+ * One match.  The match context lifts PCRE2's match limit (10 million steps
+ * by default): the split regexes backtrack at most once over a run of the
+ * characters one of their repeats took (\s*[\r\n]+ over a run of spaces
+ * with no newline), so the work stays linear in the text, but a run of 16
+ * million spaces is 16 million steps and hit the limit ("match limit
+ * exceeded") where Hugging Face's regex engine splits it.
+ */
 static int
 re_match(enc_ctx *cx, const pcre2_code *re, const char *s, size_t len, size_t pos,
 		 uint32_t opts, size_t *ms, size_t *me)
 {
 	int			rc = pcre2_match(re, (PCRE2_SPTR) s, len, pos, opts | PCRE2_NO_UTF_CHECK,
-								 cx->md, NULL);
+								 cx->md, cx->mctx);
 	PCRE2_SIZE *ov;
 
 	/* the JIT's default stack is small; the interpreter keeps its state on the heap */
 	if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
 		rc = pcre2_match(re, (PCRE2_SPTR) s, len, pos, opts | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
-						 cx->md, NULL);
+						 cx->md, cx->mctx);
 	if (rc == PCRE2_ERROR_NOMATCH)
 		return 0;
 	if (rc < 0)
@@ -1544,8 +1576,11 @@ pre_tokenize(enc_ctx *cx, int level, const char *s, size_t len)
 	{
 		size_t		ms,
 					me;
-		int			rc = re_match(cx, tok->split_re[level], s, len, pos, 0, &ms, &me);
+		int			rc;
 
+		if (cancelled(cx))
+			return fail_cancelled(cx);
+		rc = re_match(cx, tok->split_re[level], s, len, pos, 0, &ms, &me);
 		if (rc < 0)
 			return -1;
 		if (rc == 0)
@@ -1717,7 +1752,7 @@ encode_plain(enc_ctx *cx, const char *s, size_t len, split_list *splits)
 		s = (const char *) nfc;
 		len = (size_t) n;
 	}
-	if (tok->norm_set.n == 0)
+	if (tok->norm_set.n == 0 || !cx->parse_special)
 		rc = pre_tokenize(cx, 0, s, len);
 	else if ((rc = find_added(cx, &tok->norm_set, s, len, splits)) == 0)
 	{
@@ -1738,6 +1773,16 @@ int
 r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 					int32_t **ids, size_t *n_ids, r1_error *err)
 {
+	r1_encode_opts opts = {.parse_special = 1};
+
+	return r1_tokenizer_encode_opts(tok, text, len, &opts, ids, n_ids, err);
+}
+
+int
+r1_tokenizer_encode_opts(const r1_tokenizer *tok, const char *text, size_t len,
+						 const r1_encode_opts *opts,
+						 int32_t **ids, size_t *n_ids, r1_error *err)
+{
 	enc_ctx		cx;
 	split_list	raw = {0},
 				norm = {0};
@@ -1752,11 +1797,22 @@ r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 	memset(&cx, 0, sizeof(cx));
 	cx.tok = tok;
 	cx.err = err;
+	cx.parse_special = opts->parse_special != 0;
+	cx.cancel = opts->cancel;
 	cx.md = pcre2_match_data_create(4, NULL);
-	if (!cx.md)
+	cx.mctx = pcre2_match_context_create(NULL);
+	if (!cx.md || !cx.mctx)
+	{
+		pcre2_match_data_free(cx.md);
+		pcre2_match_context_free(cx.mctx);
 		return r1_fail(err, "out of memory encoding text");
+	}
+	pcre2_set_match_limit(cx.mctx, UINT32_MAX);
 
-	rc = find_added(&cx, &tok->raw_set, text, len, &raw);
+	if (cx.parse_special)
+		rc = find_added(&cx, &tok->raw_set, text, len, &raw);
+	else
+		rc = len > 0 ? push_split(&raw, 0, len, -1, err) : 0;
 	for (size_t i = 0; i < raw.n && rc == 0; i++)
 	{
 		if (raw.v[i].id >= 0)
@@ -1766,6 +1822,7 @@ r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 	}
 
 	pcre2_match_data_free(cx.md);
+	pcre2_match_context_free(cx.mctx);
 	free(cx.sym);
 	free(cx.prev);
 	free(cx.next);
