@@ -147,9 +147,9 @@ my $BIG = q{SET statement_timeout = '1s'; SELECT r1_count_tokens(repeat('a', 160
 	query("CREATE EXTENSION r1_pg", db => 'r1_sqlascii');
 	is(query(q{SELECT string_agg(ord || ':' || coalesce(error, finish_reason), ' ' ORDER BY ord)
 		FROM r1_reason_many(ARRAY['hi', E'caf\xe9'], max_tokens => 1, temperature => 0)}, db => 'r1_sqlascii', %M),
-		'1:length 2:22021: text is not valid UTF-8', 'SQL_ASCII: a prompt that is not UTF-8 gives an error row');
+		'1:length 2:22021: invalid byte sequence for encoding "UTF8": 0xe9', 'SQL_ASCII: a prompt that is not UTF-8 gives an error row');
 	like(fails(q{SELECT count(*) FROM r1_reason_many(ARRAY['hi', E'caf\xe9'], max_tokens => 1, strict => true)},
-		db => 'r1_sqlascii', %M), qr/ERROR:  text is not valid UTF-8/, 'strict => true raises it');
+		db => 'r1_sqlascii', %M), qr/ERROR:  invalid byte sequence for encoding "UTF8": 0xe9/, 'strict => true raises it');
 	query("DROP DATABASE r1_sqlascii");
 
 	my $m_cjk = "$tmp/model-cjk-011";
