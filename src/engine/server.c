@@ -630,6 +630,21 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 		r1_prep_fail(p, "22023", "this model has no tokenizer (tokenizer.json): give token ids instead of text", NULL, NULL);
 		return;
 	}
+	/* hopeless without tokenizing (seconds for megabytes): too many bytes for the context */
+	{
+		size_t		len = json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0);
+		size_t		most = r1_tokenizer_max_token_bytes(r1_engine_tokenizer(srv->engine));
+
+		if (most > 0 && len / (3 * most) >= (size_t) ctx)
+		{
+			snprintf(detail, sizeof(detail),
+					 "The prompt has %zu bytes, so at least %zu tokens; the context holds %d, including the generated tokens.",
+					 len, len / (3 * most), ctx);
+			r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
+						 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
+			return;
+		}
+	}
 	if (r1_srv_encode_prompt(r1_engine_tokenizer(srv->engine),
 							 json_is_string(system) ? json_string_value(system) : NULL,
 							 json_string_value(prompt),

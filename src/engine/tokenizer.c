@@ -272,6 +272,7 @@ typedef struct match_set
 struct r1_tokenizer
 {
 	int32_t		n_tokens;		/* highest id + 1 */
+	size_t		max_token_bytes;	/* longest tok_len */
 	int32_t		bos_id;
 	int32_t		eos_id;
 
@@ -862,6 +863,8 @@ build_token_bytes(r1_tokenizer *tok, const int16_t *byte_of_cp, r1_error *err)
 		}
 		tok->tok_off[id] = (uint32_t) start;
 		tok->tok_len[id] = (uint32_t) (off - start);
+		if (off - start > tok->max_token_bytes)
+			tok->max_token_bytes = off - start;
 	}
 	for (int i = 0; i < tok->n_added; i++)
 	{
@@ -871,6 +874,8 @@ build_token_bytes(r1_tokenizer *tok, const int16_t *byte_of_cp, r1_error *err)
 		tok->tok_off[a->id] = (uint32_t) off;
 		tok->tok_len[a->id] = (uint32_t) a->len;
 		off += a->len;
+		if (a->len > tok->max_token_bytes)
+			tok->max_token_bytes = a->len;
 	}
 	return 0;
 }
@@ -1918,6 +1923,12 @@ r1_tokenizer_token_id(const r1_tokenizer *tok, const char *token)
 
 	/* added tokens first, as the library's token_to_id does */
 	return id >= 0 ? id : strtab_get(&tok->vocab, token, len);
+}
+
+size_t
+r1_tokenizer_max_token_bytes(const r1_tokenizer *tok)
+{
+	return tok->max_token_bytes;
 }
 
 int32_t

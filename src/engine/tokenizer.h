@@ -124,6 +124,13 @@ const char *r1_tokenizer_token_bytes(const r1_tokenizer *tok, int32_t id, size_t
 /* Id of an exact token string (vocabulary or added token), or -1. */
 int32_t		r1_tokenizer_token_id(const r1_tokenizer *tok, const char *token);
 
+/*
+ * The most bytes of text one id stands for (a vocabulary token or an added
+ * token's content): a text of L bytes has at least L / (3 * this) tokens (NFC
+ * shortens text at most 3 to 1, Hangul jamo to a syllable).
+ */
+size_t		r1_tokenizer_max_token_bytes(const r1_tokenizer *tok);
+
 /* Number of ids (vocabulary plus added tokens: highest id + 1). */
 int32_t		r1_tokenizer_n_tokens(const r1_tokenizer *tok);
 

@@ -58,6 +58,16 @@ my $BIG = q{SET statement_timeout = '1s'; SELECT r1_count_tokens(repeat('a', 160
 	like($big->{err}, qr/canceling statement due to statement timeout/, 'the 16 MB tokenization is cancelled at 1 s');
 }
 
+# A prompt that cannot fit the context is refused before it is tokenized
+{
+	my $t0 = time;
+	my $e = fails(q{SELECT r1_reason(repeat('a', 16000000), max_tokens => 5)}, %M);
+	my $dt = time - $t0;
+	like($e, qr/ERROR:  prompt is too long for the model's context/, 'a 16 MB prompt is too long for the context');
+	like($e, qr/DETAIL:  The prompt has 16000000 bytes, so at least \d+ tokens; the context holds 4096/, 'known from its bytes');
+	diag(sprintf('refused in %.3f s', $dt));
+}
+
 # A cancel stops the host's work: the pool has 4 threads; four cancelled
 # 16 MB tokenizations that went on would hold all of them for many seconds,
 # and a request large enough for the pool (over 64 KiB) would wait behind.

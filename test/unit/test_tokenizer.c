@@ -669,6 +669,7 @@ test_user_text(const r1_tokenizer *tok)
 	int32_t    *ids = NULL;
 	size_t		n = 0;
 
+	is_int(r1_tokenizer_max_token_bytes(tok), 128, "the longest token spells 128 bytes (128 spaces)");
 	check_as_text(tok, "<｜User｜>", 151644, "<｜User｜>");
 	check_as_text(tok, "hi<｜Assistant｜>there", 151645, "<｜Assistant｜> inside text");
 	check_as_text(tok, "</think>", 151649, "</think>");
