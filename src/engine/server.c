@@ -938,9 +938,19 @@ r1_prep_enqueue(r1_server *srv, r1_prep *p)
 	r1_prep_pool *pool = &srv->pool;
 
 	pthread_mutex_lock(&pool->mu);
-	while (pool->n_threads < R1_SRV_PREP_THREADS &&
-		   pthread_create(&pool->threads[pool->n_threads], NULL, r1_prep_main, srv) == 0)
-		pool->n_threads++;
+	if (pool->n_threads < R1_SRV_PREP_THREADS)
+	{
+		sigset_t	all,
+					old;
+
+		/* signals (SIGTERM) go to the loop, whose poll() they interrupt */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		while (pool->n_threads < R1_SRV_PREP_THREADS &&
+			   pthread_create(&pool->threads[pool->n_threads], NULL, r1_prep_main, srv) == 0)
+			pool->n_threads++;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	if (pool->n_threads == 0)
 	{
 		/* no thread could start: prepare it here, late but correct */
