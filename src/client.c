@@ -15,11 +15,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "catalog/pg_authid.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -54,6 +57,33 @@ r1_wait_socket(int fd, int event)
 	if (rc & WL_LATCH_SET)
 		ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
+}
+
+bool
+r1_can_read_model_path(void)
+{
+	return superuser() || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_SETTINGS);
+}
+
+/* s with every occurrence of path replaced by "r1.model" (palloc'd) */
+char *
+r1_redact_model_path(const char *s, const char *path)
+{
+	StringInfoData out;
+	size_t		plen = strlen(path);
+	const char *hit;
+
+	if (plen == 0)
+		return pstrdup(s);
+	initStringInfo(&out);
+	while ((hit = strstr(s, path)) != NULL)
+	{
+		appendBinaryStringInfo(&out, s, (int) (hit - s));
+		appendStringInfoString(&out, "r1.model");
+		s = hit + plen;
+	}
+	appendStringInfoString(&out, s);
+	return out.data;
 }
 
 static void
@@ -102,8 +132,11 @@ r1_wait_ready(R1Shared *snap, bool soft)
 					return false;
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("r1 engine could not load model \"%s\"", snap->model_path),
-						 errdetail("%s", snap->reason),
+						 r1_can_read_model_path() ?
+						 errmsg("r1 engine could not load model \"%s\"", snap->model_path) :
+						 errmsg("r1 engine could not load its model (r1.model)"),
+						 errdetail("%s", r1_can_read_model_path() ? snap->reason :
+								   r1_redact_model_path(snap->reason, snap->model_path)),
 						 errhint("Fix the model files or set r1.model to a valid checkpoint directory, then run SELECT pg_reload_conf().")));
 				break;
 			case R1_STATE_NO_DEVICE:
@@ -112,7 +145,8 @@ r1_wait_ready(R1Shared *snap, bool soft)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("r1 engine has no usable GPU"),
-						 errdetail("%s", snap->reason),
+						 errdetail("%s", r1_can_read_model_path() ? snap->reason :
+								   r1_redact_model_path(snap->reason, snap->model_path)),
 						 errhint("Set r1.device to 'auto' or 'cpu', or fix the GPU setup, then run SELECT pg_reload_conf().")));
 				break;
 			case R1_STATE_STARTING:
@@ -386,6 +420,43 @@ r1_parse_response(const char *resp)
 	return j;
 }
 
+Jsonb *
+r1_parse_response_row(const char *resp)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	Jsonb	   *volatile j = NULL;
+
+	PG_TRY();
+	{
+		j = r1_parse_response(resp);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		StringInfoData e;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		/* only the conversion error: it has no side effects to undo */
+		if (edata->sqlerrcode != ERRCODE_UNTRANSLATABLE_CHARACTER)
+			PG_RE_THROW();
+		FlushErrorState();
+		initStringInfo(&e);
+		appendStringInfoString(&e, "{\"ok\":false,\"code\":\"22P05\",\"error\":");
+		escape_json(&e, edata->message);
+		if (edata->hint)
+		{
+			appendStringInfoString(&e, ",\"hint\":");
+			escape_json(&e, edata->hint);
+		}
+		appendStringInfoChar(&e, '}');
+		FreeErrorData(edata);
+		j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(e.data)));
+	}
+	PG_END_TRY();
+	return j;
+}
+
 bool
 r1_response_ok(Jsonb *j)
 {
@@ -491,6 +562,35 @@ r1_text_to_utf8(text *t, size_t *len)
 						   GetDatabaseEncodingName()),
 				 errhint("Use a UTF8 database, or pass text that converts to UTF-8.")));
 	*len = n;
+	return u;
+}
+
+char *
+r1_text_to_utf8_row(text *t, size_t *len, char **error)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	char	   *volatile u = NULL;
+
+	*error = NULL;
+	PG_TRY();
+	{
+		u = r1_text_to_utf8(t, len);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		/* conversion and validation errors only (class 22): nothing to undo */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		*error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
+		FreeErrorData(edata);
+		u = NULL;
+	}
+	PG_END_TRY();
 	return u;
 }
 

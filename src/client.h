@@ -40,6 +40,28 @@ extern text *r1_json_text(Jsonb *j, const char *key);	/* NULL if not a string */
 extern int64 r1_json_int(Jsonb *j, const char *key);	/* 0 if not a number */
 extern double r1_json_float(Jsonb *j, const char *key);
 
+/*
+ * r1.model is GUC_SUPERUSER_ONLY: superusers and members of
+ * pg_read_all_settings read it.  Other roles see no model_path in r1_status()
+ * and "r1.model" in place of the path in the engine's load errors.
+ */
+extern bool r1_can_read_model_path(void);
+extern char *r1_redact_model_path(const char *s, const char *path);
+
+/*
+ * r1_parse_response for one response among many (r1_reason_many): output
+ * the database encoding cannot hold becomes an error response (22P05), so
+ * the caller can make an error row of it instead of failing every prompt.
+ */
+extern Jsonb *r1_parse_response_row(const char *resp);
+
+/*
+ * r1_text_to_utf8 that returns NULL and sets *error ("SQLSTATE: message",
+ * palloc'd) for text that is not valid in UTF-8 (SQL_ASCII bytes, a
+ * character without a UTF-8 conversion) instead of raising it.
+ */
+extern char *r1_text_to_utf8_row(text *t, size_t *len, char **error);
+
 /* Text in the database encoding <-> UTF-8 (palloc'd). */
 extern char *r1_text_to_utf8(text *t, size_t *len);
 extern text *r1_utf8_to_text(const char *s, size_t len);

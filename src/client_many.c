@@ -275,7 +275,7 @@ r1_many_next(R1Many *m, Jsonb **resp)
 			c->fd = -1;
 			m->n_open--;
 			m->remaining--;
-			*resp = r1_parse_response(c->in);
+			*resp = r1_parse_response_row(c->in);
 			pfree(c->in);
 			c->in = NULL;
 			return index;

@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
+
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -85,6 +87,21 @@ r1_job_params(FunctionCallInfo fcinfo, R1JobParams *p)
 		(void) r1_text_to_utf8(p->system, &p->system_len);
 		r1_check_prompt_size(p->system_len);
 	}
+}
+
+/*
+ * On a standby (in recovery) r1.jobs is read-only: say so at once, before any
+ * of the extension's own SQL could fail with a read-only error of its own.
+ */
+static void
+r1_jobs_check_primary(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("r1 jobs are submitted and cancelled on the primary"),
+				 errdetail("This server is a standby: r1.jobs and r1.job_items are read-only here."),
+				 errhint("Connect to the primary server to submit or cancel jobs; r1_job_status() and the tables can be read here.")));
 }
 
 /* Jobs are submitted only in r1.jobs_database, where the workers run them. */
@@ -258,6 +275,7 @@ pg_r1_submit(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
 
+	r1_jobs_check_primary();
 	r1_jobs_check_database();
 	if (R1_ARG_ISNULL(0))
 		ereport(ERROR,
@@ -309,6 +327,7 @@ pg_r1_submit_query(PG_FUNCTION_ARGS)
 	bool		varlena;
 	MemoryContext batch_ctx;
 
+	r1_jobs_check_primary();
 	r1_jobs_check_database();
 	if (R1_ARG_ISNULL(0))
 		ereport(ERROR,
@@ -446,6 +465,7 @@ pg_r1_cancel_job(PG_FUNCTION_ARGS)
 	Datum		values[1] = {Int64GetDatum(job_id)};
 	bool		cancelled;
 
+	r1_jobs_check_primary();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 

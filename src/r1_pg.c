@@ -30,6 +30,7 @@ int			r1_max_tokens_default = 32768;
 int			r1_queue_timeout = 30000;
 char	   *r1_engine_path = NULL;
 bool		r1_debug_ignore_eos = false;
+bool		r1_parse_special_tokens = false;
 bool		r1_batch_invariant = true;
 int			r1_reload_timeout = 60000;
 
@@ -74,7 +75,7 @@ _PG_init(void)
 							   &r1_model,
 							   "",
 							   PGC_SUSET,
-							   0,
+							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("r1.device",
@@ -176,6 +177,16 @@ _PG_init(void)
 							 false,
 							 PGC_SUSET,
 							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("r1.parse_special_tokens",
+							 "Let prompts, system texts and r1_tokenize text contain the model's special tokens.",
+							 "Off (the default), text from SQL is only text: <｜User｜>, </think> and the like in it are "
+							 "spelt with ordinary tokens and cannot fake a chat turn. On, they become the special tokens.",
+							 &r1_parse_special_tokens,
+							 false,
+							 PGC_SUSET,
+							 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("r1.batch_invariant",

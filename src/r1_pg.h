@@ -28,6 +28,7 @@ extern int	r1_max_tokens_default;
 extern int	r1_queue_timeout;
 extern char *r1_engine_path;
 extern bool r1_debug_ignore_eos;
+extern bool r1_parse_special_tokens;
 extern bool r1_batch_invariant;
 extern int	r1_reload_timeout;
 

@@ -82,6 +82,8 @@ r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, in
 		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 	if (r1_debug_ignore_eos)
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
+	if (r1_parse_special_tokens)
+		appendStringInfoString(&req, ",\"parse_special\":true");
 	if (StatementTimeout > 0)
 		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
 	appendStringInfoChar(&req, '}');
@@ -127,6 +129,14 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	if (!R1_ARG_ISNULL(0))
 		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT,
 						  &elems, &elem_nulls, &n);
+	/* prompt ord is sampled with seed + ord - 1: that must stay a valid seed */
+	if (!R1_ARG_ISNULL(4) && n > 1 && PG_GETARG_INT64(4) > PG_INT64_MAX - (n - 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seed is too large for %d prompts", n),
+				 errdetail("Prompt ord is sampled with seed + ord - 1; with seed " INT64_FORMAT " the last prompt's seed would be past 9223372036854775807.",
+						   PG_GETARG_INT64(4)),
+				 errhint("Pass a seed of at most " INT64_FORMAT ".", PG_INT64_MAX - (n - 1))));
 	if (!R1_ARG_ISNULL(5))
 		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
 	if (r1_log_traces)
@@ -173,8 +183,14 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 		}
 		else
 		{
-			prompt = r1_text_to_utf8(DatumGetTextPP(elems[i]), &len);
-			if (len + system_len > R1_PROTO_MAX_PROMPT)
+			char	   *error = NULL;
+
+			/* text the engine cannot read (SQL_ASCII bytes): an error row */
+			prompt = strict ? r1_text_to_utf8(DatumGetTextPP(elems[i]), &len) :
+				r1_text_to_utf8_row(DatumGetTextPP(elems[i]), &len, &error);
+			if (prompt == NULL)
+				st->errors[i] = error;
+			else if (len + system_len > R1_PROTO_MAX_PROMPT)
 			{
 				if (strict)
 					r1_check_prompt_size(len + system_len);
@@ -187,7 +203,8 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 										 top_k, min_p, ord);
 				lens[i] = strlen(bodies[i]);
 			}
-			pfree(prompt);
+			if (prompt)
+				pfree(prompt);
 		}
 		error_context_stack = ctx.previous;
 	}

@@ -4,6 +4,7 @@
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "access/htup_details.h"
@@ -44,6 +45,14 @@ r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, d
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("temperature must be a finite number >= 0"),
 				 errdetail("temperature is %g.", temperature),
+				 errhint("Use 0 for greedy decoding; the models are tuned for 0.5 to 0.7.")));
+	/* the engine samples in single precision: 1e300 would become infinity there */
+	if (temperature > FLT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("temperature must be a finite number >= 0"),
+				 errdetail("temperature is %g; the engine samples in single precision, at most %g.",
+						   temperature, (double) FLT_MAX),
 				 errhint("Use 0 for greedy decoding; the models are tuned for 0.5 to 0.7.")));
 	if (!(top_p > 0 && top_p <= 1))
 		ereport(ERROR,
@@ -168,6 +177,8 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
 	if (r1_debug_ignore_eos)
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
+	if (r1_parse_special_tokens)
+		appendStringInfoString(&req, ",\"parse_special\":true");
 	/* the engine's own deadline backs up statement_timeout */
 	if (StatementTimeout > 0)
 		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
@@ -231,6 +242,8 @@ r1_tokenize_call(text *t, bool count_only)
 	escape_json(&req, s);
 	if (count_only)
 		appendStringInfoString(&req, ",\"count_only\":true");
+	if (r1_parse_special_tokens)
+		appendStringInfoString(&req, ",\"parse_special\":true");
 	appendStringInfoChar(&req, '}');
 	return r1_call(req.data, req.len, false);
 }
@@ -272,6 +285,13 @@ pg_r1_count_tokens(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) r1_json_int(resp, "n"));
 }
 
+/* r1_extract_boxed_len's callback: it holds no memory, so an ERROR may leave it */
+static void
+r1_boxed_check_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
 PG_FUNCTION_INFO_V1(pg_r1_extract_boxed);
 
 Datum
@@ -279,7 +299,7 @@ pg_r1_extract_boxed(PG_FUNCTION_ARGS)
 {
 	size_t		len;
 	char	   *s = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &len);
-	char	   *boxed = r1_extract_boxed(s);
+	char	   *boxed = r1_extract_boxed_len(s, len, r1_boxed_check_interrupts);
 	text	   *result;
 
 	if (boxed == NULL)
@@ -304,6 +324,7 @@ pg_r1_status(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc = r1_result_tupdesc(fcinfo);
 	R1Shared	snap;
 	Jsonb	   *st = NULL;
+	bool		see_path = r1_can_read_model_path();
 	Datum		values[21];
 	bool		nulls[21];
 	int			i = 0;
@@ -329,10 +350,11 @@ pg_r1_status(PG_FUNCTION_ARGS)
 #define R1_TEXT(s) (CStringGetTextDatum(s))
 	values[i++] = R1_TEXT(r1_state_name(snap.state));
 	nulls[i] = snap.reason[0] == '\0';
-	values[i++] = R1_TEXT(snap.reason);
+	values[i++] = R1_TEXT(see_path ? snap.reason : r1_redact_model_path(snap.reason, snap.model_path));
 	nulls[i] = snap.model_name[0] == '\0';
 	values[i++] = R1_TEXT(snap.model_name);
-	nulls[i] = snap.model_path[0] == '\0';
+	/* r1.model is GUC_SUPERUSER_ONLY: its value is shown to the same roles */
+	nulls[i] = snap.model_path[0] == '\0' || !see_path;
 	values[i++] = R1_TEXT(snap.model_path);
 	values[i++] = R1_TEXT(snap.device[0] ? snap.device : snap.device_setting[0] ? snap.device_setting : r1_device_name(r1_device));
 	nulls[i] = snap.host_pid == 0;

@@ -3,6 +3,8 @@
  */
 #include "chat.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,65 +80,104 @@ r1_split_think(const char *text, char **think, char **answer, r1_error *err)
 	return 0;
 }
 
+/*
+ * The last \boxed{...} whose braces close.  A backslash escapes the next
+ * character, so \{ and \} are content and \\ is a backslash (LaTeX's line
+ * break): in \boxed{a\\} the "}" closes the box.
+ *
+ * One pass from the end, so the work is linear in the text however many
+ * openers it has (the old search went forward from every \boxed, quadratic
+ * for a text of 200,000 openers).  Going left, "unclosed" counts the closing
+ * braces seen so far that no opener has taken: an opener finds its closer
+ * exactly when one is waiting, as a forward scan from it would.  Whether a
+ * brace is escaped depends on the run of backslashes just before it (odd:
+ * escaped); each backslash is counted for one brace at most.  The first
+ * opener with a closer that follows "\boxed" and spaces is the answer; one
+ * forward scan then finds its closer.
+ *
+ * check_interrupts, when not NULL, is called every few megabytes (the SQL
+ * function's CHECK_FOR_INTERRUPTS); it may not return.  Nothing is
+ * allocated until the content is copied.
+ */
+static bool
+chat_escaped(const char *text, size_t i)
+{
+	size_t		n = 0;
+
+	while (i > n && text[i - n - 1] == '\\')
+		n++;
+	return (n & 1) != 0;
+}
+
 char *
-r1_extract_boxed(const char *text)
+r1_extract_boxed_len(const char *text, size_t len, void (*check_interrupts) (void))
 {
 	static const char key[] = "\\boxed";
-	const char *found = NULL;
-	const char *p = text;
-	const char *q;
+	const size_t klen = sizeof(key) - 1;
+	size_t		unclosed = 0;
+	size_t		found = SIZE_MAX;
+	size_t		start,
+				end;
 	int			depth;
 	char	   *out;
 
-	/* find the last \boxed whose content is closed */
-	while ((q = strstr(p, key)) != NULL)
+	for (size_t i = len; i-- > 0;)
 	{
-		const char *b = q + strlen(key);
+		char		c = text[i];
 
-		while (*b == ' ')
-			b++;
-		if (*b == '{')
+		if (check_interrupts && (i & ((1 << 22) - 1)) == 0)
+			check_interrupts();
+		if (c != '{' && c != '}')
+			continue;
+		if (chat_escaped(text, i))
+			continue;
+		if (c == '}')
 		{
-			const char *e = b + 1;
-
-			for (depth = 1; *e && depth > 0; e++)
-			{
-				if (*e == '\\' && e[1] && (e[1] == '{' || e[1] == '}'))
-				{
-					e++;		/* escaped brace: \{ or \} is content */
-					continue;
-				}
-				if (*e == '{')
-					depth++;
-				else if (*e == '}')
-					depth--;
-			}
-			if (depth == 0)
-				found = b;
-		}
-		p = q + 1;
-	}
-	if (!found)
-		return NULL;
-	q = found + 1;
-	for (depth = 1, p = q; *p; p++)
-	{
-		if (*p == '\\' && p[1] && (p[1] == '{' || p[1] == '}'))
-		{
-			p++;
+			unclosed++;
 			continue;
 		}
-		if (*p == '{')
+		if (unclosed == 0)
+			continue;			/* an opener that never closes */
+		unclosed--;
+		{
+			size_t		k = i;
+
+			while (k > 0 && text[k - 1] == ' ')
+				k--;
+			if (k >= klen && memcmp(text + k - klen, key, klen) == 0)
+			{
+				found = i;
+				break;
+			}
+		}
+	}
+	if (found == SIZE_MAX)
+		return NULL;
+	start = found + 1;
+	for (depth = 1, end = start; end < len; end++)
+	{
+		if (text[end] == '\\' && end + 1 < len)
+		{
+			end++;				/* escaped: \{ \} \\ are content */
+			continue;
+		}
+		if (text[end] == '{')
 			depth++;
-		else if (*p == '}' && --depth == 0)
+		else if (text[end] == '}' && --depth == 0)
 			break;
 	}
-	out = malloc((size_t) (p - q) + 1);
+	out = malloc(end - start + 1);
 	if (!out)
 		return NULL;
-	memcpy(out, q, (size_t) (p - q));
-	out[p - q] = '\0';
+	memcpy(out, text + start, end - start);
+	out[end - start] = '\0';
 	return out;
+}
+
+char *
+r1_extract_boxed(const char *text)
+{
+	return r1_extract_boxed_len(text, strlen(text), NULL);
 }
 
 int

@@ -27,8 +27,15 @@ char	   *r1_chat_prompt(const char *system, const char *prompt, r1_error *err);
  */
 int			r1_split_think(const char *text, char **think, char **answer, r1_error *err);
 
-/* Content of the last \boxed{...} (nested braces balanced), malloc'd, or NULL. */
+/*
+ * Content of the last \boxed{...} whose braces close (nested braces
+ * balanced; a backslash escapes the next character, so \{ \} are content and
+ * \\ is a backslash), malloc'd, or NULL.  Linear in the text.
+ */
 char	   *r1_extract_boxed(const char *text);
+
+/* The same on text[0..len); check_interrupts (or NULL) is called every 4 MB. */
+char	   *r1_extract_boxed_len(const char *text, size_t len, void (*check_interrupts) (void));
 
 /* 1 if s[0..len) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int			r1_utf8_valid(const char *s, size_t len);

@@ -2,12 +2,23 @@
  * server.c - the engine host (`r1 serve`): a resident engine behind a UNIX
  * socket.  See server.h for the protocol.
  *
- * One thread runs everything: poll() on the listening socket and the client
- * sockets (timeout 0 while the engine has work, so decoding never waits on a
- * client), read requests, submit them, run one engine step, hand finished
- * completions to their clients.  Responses are written non-blocking from a
- * buffer, so a slow reader delays only itself.  A client that goes away
- * cancels its request.
+ * One thread, the loop, runs the engine: poll() on the listening socket and
+ * the client sockets (timeout 0 while the engine has work, so decoding never
+ * waits on a client), read requests, submit them, run one engine step, hand
+ * finished completions to their clients.  Responses are written non-blocking
+ * from a buffer, so a slow reader delays only itself.  A client that goes
+ * away cancels its request.
+ *
+ * Parsing a request and tokenizing its text (the chat template included)
+ * take time in proportion to the text: a 16 MB prompt is seconds of work.
+ * Requests of more than R1_SRV_INLINE_MAX bytes are therefore prepared by a
+ * small pool of threads (r1_prep) while the loop goes on stepping; smaller
+ * ones, a few milliseconds at most, are prepared on the loop at once, so a
+ * short call never queues behind long ones.  The loop watches the client of
+ * a request in preparation too: when it goes away, the request's cancel
+ * flag stops the tokenizer within milliseconds.  Everything the threads read
+ * (the tokenizer, the context size) is read-only after loading; only the
+ * loop touches the engine, the clients and the sockets.
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -25,6 +36,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -35,9 +47,14 @@
 #include "engine.h"
 #include "util.h"
 
+/* requests up to this size are prepared on the loop; larger ones by the pool */
+#define R1_SRV_INLINE_MAX	(64u << 10)
+#define R1_SRV_PREP_THREADS 4
+
 typedef enum r1_client_state
 {
 	R1_CLIENT_READ,				/* reading the request */
+	R1_CLIENT_PREP,				/* parsed and tokenized by a pool thread */
 	R1_CLIENT_QUEUED,			/* engine queue full: waiting for a slot */
 	R1_CLIENT_RUNNING,			/* submitted; waiting for the completion */
 	R1_CLIENT_WRITE,			/* sending the response */
@@ -61,7 +78,43 @@ typedef struct r1_client
 	int32_t    *ids;			/* while QUEUED: prompt ids (owned) */
 	double		queue_deadline; /* while QUEUED: r1_now_ms() limit */
 	char		tag[64];		/* the caller's name for the request ("" = none) */
+	struct r1_prep *prep;		/* while PREP: the pool's job (the pool owns it) */
 } r1_client;
+
+/*
+ * A request being parsed and tokenized (r1_srv_prepare), by a pool thread or
+ * on the loop.  The outcome is one of: a response to send now (a tokenize
+ * result, an error), a generate request to submit, or an op the loop
+ * answers itself (status, activity).
+ */
+typedef struct r1_prep
+{
+	char	   *in;				/* the request body [in_len] (owned) */
+	size_t		in_len;
+	int			cancel;			/* set by the loop (__atomic) when the client goes away */
+	r1_client  *client;			/* only the loop dereferences it */
+	struct r1_prep *next;		/* in the pool's todo or done list */
+	json_t	   *response;		/* outcome: answer this */
+	json_t	   *loop_req;		/* outcome: the loop answers this request */
+	int			submit;			/* outcome: submit req (prompt ids: ids, owned) */
+	r1_request	req;
+	int32_t    *ids;
+	double		queue_timeout_ms;
+	char		tag[64];
+} r1_prep;
+
+typedef struct r1_prep_pool
+{
+	pthread_mutex_t mu;
+	pthread_cond_t cv;			/* todo has work, or stop */
+	r1_prep    *todo;			/* FIFO: todo .. todo_tail */
+	r1_prep    *todo_tail;
+	r1_prep    *done;			/* prepared, for the loop (any order) */
+	int			stop;
+	int			wake[2];		/* a byte on wake[1] tells the loop that done has jobs */
+	pthread_t	threads[R1_SRV_PREP_THREADS];
+	int			n_threads;
+} r1_prep_pool;
 
 typedef struct r1_server
 {
@@ -76,6 +129,7 @@ typedef struct r1_server
 	pthread_t	checksum_thread;	/* computes the weights checksum after "ready" */
 	int			checksum_started;
 	uint64_t	checksum;		/* 0 until computed; __atomic access */
+	r1_prep_pool pool;
 } r1_server;
 
 static volatile sig_atomic_t r1_srv_stop = 0;
@@ -219,9 +273,8 @@ r1_srv_respond(r1_client *c, json_t *obj)
 	c->out_sent = 0;
 }
 
-static void
-r1_srv_respond_error(r1_client *c, const char *code, const char *error,
-					 const char *detail, const char *hint)
+static json_t *
+r1_srv_error_json(const char *code, const char *error, const char *detail, const char *hint)
 {
 	json_t	   *o = json_object();
 
@@ -232,7 +285,34 @@ r1_srv_respond_error(r1_client *c, const char *code, const char *error,
 		json_object_set_new(o, "detail", r1_srv_json_text(detail, strlen(detail)));
 	if (hint)
 		json_object_set_new(o, "hint", json_string(hint));
-	r1_srv_respond(c, o);
+	return o;
+}
+
+static void
+r1_srv_respond_error(r1_client *c, const char *code, const char *error,
+					 const char *detail, const char *hint)
+{
+	r1_srv_respond(c, r1_srv_error_json(code, error, detail, hint));
+}
+
+/* A failed preparation: the response is this error. */
+static void
+r1_prep_fail(r1_prep *p, const char *code, const char *error, const char *detail, const char *hint)
+{
+	json_decref(p->response);
+	p->response = r1_srv_error_json(code, error, detail, hint);
+}
+
+static void
+r1_prep_free(r1_prep *p)
+{
+	if (!p)
+		return;
+	free(p->in);
+	json_decref(p->response);
+	json_decref(p->loop_req);
+	free(p->ids);
+	free(p);
 }
 
 static void
@@ -243,6 +323,7 @@ r1_srv_close(r1_client *c)
 	c->fd = -1;
 }
 
+/* c->prep is not freed: the pool owns it until the loop takes it back */
 static void
 r1_srv_client_free(r1_client *c)
 {
@@ -319,11 +400,23 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	r1_srv_checksum_json(srv, o);
 }
 
+/* An encoding error: the client went away (the loop stops reading it), or bad text. */
 static void
-r1_srv_tokenize(r1_server *srv, r1_client *c, json_t *req)
+r1_prep_encode_failed(r1_prep *p, const r1_error *err)
+{
+	if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
+		r1_prep_fail(p, "57014", "r1 request was cancelled", NULL, NULL);
+	else
+		r1_prep_fail(p, "22023", err->msg, NULL, NULL);
+}
+
+static void
+r1_srv_prepare_tokenize(r1_server *srv, r1_prep *p, json_t *req)
 {
 	const r1_tokenizer *tok = r1_engine_tokenizer(srv->engine);
 	json_t	   *text = json_object_get(req, "text");
+	r1_encode_opts opts = {.parse_special = json_is_true(json_object_get(req, "parse_special")),
+	.cancel = &p->cancel};
 	int32_t    *ids = NULL;
 	size_t		n = 0;
 	r1_error	err;
@@ -331,19 +424,20 @@ r1_srv_tokenize(r1_server *srv, r1_client *c, json_t *req)
 
 	if (!json_is_string(text))
 	{
-		r1_srv_respond_error(c, "22023", "\"text\" must be a string", NULL, NULL);
+		r1_prep_fail(p, "22023", "\"text\" must be a string", NULL, NULL);
 		return;
 	}
 	if (tok == NULL)
 	{
-		r1_srv_respond_error(c, "55000", "the served model has no tokenizer",
-							 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
-							 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
+		r1_prep_fail(p, "55000", "the served model has no tokenizer",
+					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
+					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
 		return;
 	}
-	if (r1_tokenizer_encode(tok, json_string_value(text), json_string_length(text), &ids, &n, &err) != 0)
+	if (r1_tokenizer_encode_opts(tok, json_string_value(text), json_string_length(text), &opts,
+								 &ids, &n, &err) != 0)
 	{
-		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		r1_prep_encode_failed(p, &err);
 		return;
 	}
 	o = json_object();
@@ -359,7 +453,85 @@ r1_srv_tokenize(r1_server *srv, r1_client *c, json_t *req)
 		json_object_set_new(o, "ids", arr);
 	}
 	free(ids);
-	r1_srv_respond(c, o);
+	p->response = o;
+}
+
+/* Append src[0..n) to *dst (realloc'd), consuming src. */
+static int
+r1_ids_append(int32_t **dst, size_t *n_dst, int32_t *src, size_t n, r1_error *err)
+{
+	int32_t    *d = realloc(*dst, sizeof(int32_t) * (*n_dst + n + 1));
+
+	if (!d)
+	{
+		free(src);
+		return r1_fail(err, "out of memory encoding the prompt");
+	}
+	memcpy(d + *n_dst, src, sizeof(int32_t) * n);
+	*dst = d;
+	*n_dst += n;
+	free(src);
+	return 0;
+}
+
+/*
+ * The prompt's ids.  raw: the prompt alone.  Otherwise the chat template
+ * (chat.h).  With parse_special the template and the texts are encoded as
+ * one string, as `r1 generate` does; without it (the default) only the
+ * template's own pieces are parsed for added tokens and the system and
+ * prompt texts are encoded as text, so a <｜User｜> or </think> in them
+ * cannot fake a turn.  Encoding the pieces apart gives the same ids as the
+ * whole string for texts without added tokens: added tokens split the text
+ * into pieces that are encoded apart anyway.
+ */
+static int
+r1_srv_encode_prompt(const r1_tokenizer *tok, const char *system, const char *prompt, int raw,
+					 const r1_encode_opts *opts, int32_t **ids, size_t *n_ids, r1_error *err)
+{
+	r1_encode_opts tmpl = {.parse_special = 1, .cancel = opts->cancel};
+	const char *pieces[6];
+	int			user_text[6];
+	int			n_pieces = 0;
+
+	*ids = NULL;
+	*n_ids = 0;
+	if (raw)
+		return r1_tokenizer_encode_opts(tok, prompt, strlen(prompt), opts, ids, n_ids, err);
+	if (opts->parse_special)
+	{
+		char	   *text = r1_chat_prompt(system, prompt, err);
+		int			rc;
+
+		if (!text)
+			return -1;
+		rc = r1_tokenizer_encode_opts(tok, text, strlen(text), opts, ids, n_ids, err);
+		free(text);
+		return rc;
+	}
+#define R1_PIECE(s, user) (pieces[n_pieces] = (s), user_text[n_pieces++] = (user))
+	R1_PIECE(R1_BOS_TOKEN, 0);
+	if (system)
+		R1_PIECE(system, 1);
+	R1_PIECE(R1_USER_TOKEN, 0);
+	R1_PIECE(prompt, 1);
+	R1_PIECE(R1_ASSISTANT_TOKEN R1_THINK_OPEN "\n", 0);
+#undef R1_PIECE
+	for (int i = 0; i < n_pieces; i++)
+	{
+		int32_t    *part = NULL;
+		size_t		n = 0;
+
+		if (r1_tokenizer_encode_opts(tok, pieces[i], strlen(pieces[i]), user_text[i] ? opts : &tmpl,
+									 &part, &n, err) != 0 ||
+			r1_ids_append(ids, n_ids, part, n, err) != 0)
+		{
+			free(*ids);
+			*ids = NULL;
+			*n_ids = 0;
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int
@@ -368,8 +540,9 @@ r1_srv_is_queue_full(const r1_error *err)
 	return strncmp(err->msg, "queue full", 10) == 0;
 }
 
+/* Check a generate request and encode its prompt (any thread). */
 static void
-r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
+r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 {
 	json_t	   *prompt = json_object_get(req, "prompt");
 	json_t	   *system = json_object_get(req, "system");
@@ -378,7 +551,8 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	int32_t    *ids = NULL;
 	size_t		n_ids = 0;
 	int			ctx = r1_engine_ctx(srv->engine);
-	double		queue_timeout_ms = 0;
+	r1_encode_opts opts = {.parse_special = json_is_true(json_object_get(req, "parse_special")),
+	.cancel = &p->cancel};
 	r1_error	err;
 	char		detail[256];
 
@@ -386,17 +560,17 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	r1_sampling_defaults(&r.sampling);
 	if (!json_is_string(prompt))
 	{
-		r1_srv_respond_error(c, "22023", "\"prompt\" must be a string", NULL, NULL);
+		r1_prep_fail(p, "22023", "\"prompt\" must be a string", NULL, NULL);
 		return;
 	}
 	if (system != NULL && !json_is_null(system) && !json_is_string(system))
 	{
-		r1_srv_respond_error(c, "22023", "\"system\" must be a string or null", NULL, NULL);
+		r1_prep_fail(p, "22023", "\"system\" must be a string or null", NULL, NULL);
 		return;
 	}
 	if (json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0) > R1_PROTO_MAX_PROMPT)
 	{
-		r1_srv_respond_error(c, "54000", "prompt is too long", "Prompts are limited to 16 MB.", NULL);
+		r1_prep_fail(p, "54000", "prompt is too long", "Prompts are limited to 16 MB.", NULL);
 		return;
 	}
 
@@ -410,14 +584,14 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 		r1_srv_get_number(req, "timeout_ms", &v) < 0 ||
 		r1_srv_get_number(req, "queue_timeout_ms", &v) < 0)
 	{
-		r1_srv_respond_error(c, "22023", "sampling parameters must be numbers", NULL, NULL);
+		r1_prep_fail(p, "22023", "sampling parameters must be numbers", NULL, NULL);
 		return;
 	}
 	if (r1_srv_get_number(req, "max_tokens", &v) > 0)
 	{
 		if (!(v >= 1))
 		{
-			r1_srv_respond_error(c, "22023", "max_tokens must be at least 1", NULL, NULL);
+			r1_prep_fail(p, "22023", "max_tokens must be at least 1", NULL, NULL);
 			return;
 		}
 		r.max_tokens = v > 1e9 ? 1000000000 : (int) v;
@@ -426,7 +600,7 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	{
 		if (!(v >= 1))
 		{
-			r1_srv_respond_error(c, "22023", "max_think_tokens must be at least 1", NULL, NULL);
+			r1_prep_fail(p, "22023", "max_think_tokens must be at least 1", NULL, NULL);
 			return;
 		}
 		r.max_think_tokens = v > 1e9 ? 1000000000 : (int) v;
@@ -441,7 +615,7 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 		r.sampling.min_p = (float) v;
 	if (r1_sampling_validate(&r.sampling, &err) != 0)
 	{
-		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		r1_prep_fail(p, "22023", err.msg, NULL, NULL);
 		return;
 	}
 	if (json_is_integer(json_object_get(req, "seed")))
@@ -453,39 +627,54 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	{
 		json_t	   *tag = json_object_get(req, "tag");
 
-		if (!json_is_string(tag) || json_string_length(tag) >= sizeof(c->tag))
+		if (!json_is_string(tag) || json_string_length(tag) >= sizeof(p->tag))
 		{
-			r1_srv_respond_error(c, "22023", "\"tag\" must be a string of at most 63 bytes", NULL, NULL);
+			r1_prep_fail(p, "22023", "\"tag\" must be a string of at most 63 bytes", NULL, NULL);
 			return;
 		}
-		memcpy(c->tag, json_string_value(tag), json_string_length(tag) + 1);
+		memcpy(p->tag, json_string_value(tag), json_string_length(tag) + 1);
 	}
 	if (r1_srv_get_number(req, "timeout_ms", &v) > 0 && v > 0)
 		r.deadline_ms = r1_now_ms() + v;
 	if (r1_srv_get_number(req, "queue_timeout_ms", &v) > 0 && v > 0)
-		queue_timeout_ms = v;
+		p->queue_timeout_ms = v;
 
 	if (r1_engine_tokenizer(srv->engine) == NULL)
 	{
 		/* e.g. a GGUF written by `r1 convert --random-weights` without --tokenizer-from */
-		r1_srv_respond_error(c, "55000", "the served model has no tokenizer, so it cannot take text prompts",
-							 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
-							 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
+		r1_prep_fail(p, "55000", "the served model has no tokenizer, so it cannot take text prompts",
+					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
+					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
 		return;
 	}
-	if (r1_engine_encode_prompt(srv->engine,
-								json_is_string(system) ? json_string_value(system) : NULL,
-								json_string_value(prompt),
-								json_is_true(json_object_get(req, "raw")),
-								&ids, &n_ids, &err) != 0)
+	/* hopeless without tokenizing (seconds for megabytes): too many bytes for the context */
 	{
-		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		size_t		len = json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0);
+		size_t		most = r1_tokenizer_max_token_bytes(r1_engine_tokenizer(srv->engine));
+
+		if (most > 0 && len / (3 * most) >= (size_t) ctx)
+		{
+			snprintf(detail, sizeof(detail),
+					 "The prompt has %zu bytes, so at least %zu tokens; the context holds %d, including the generated tokens.",
+					 len, len / (3 * most), ctx);
+			r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
+						 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
+			return;
+		}
+	}
+	if (r1_srv_encode_prompt(r1_engine_tokenizer(srv->engine),
+							 json_is_string(system) ? json_string_value(system) : NULL,
+							 json_string_value(prompt),
+							 json_is_true(json_object_get(req, "raw")),
+							 &opts, &ids, &n_ids, &err) != 0)
+	{
+		r1_prep_encode_failed(p, &err);
 		return;
 	}
 	if (n_ids == 0)
 	{
 		free(ids);
-		r1_srv_respond_error(c, "22023", "prompt is empty", NULL, NULL);
+		r1_prep_fail(p, "22023", "prompt is empty", NULL, NULL);
 		return;
 	}
 	if (n_ids >= (size_t) ctx)
@@ -494,20 +683,32 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 				 "The prompt has %zu tokens; the context holds %d, including the generated tokens.",
 				 n_ids, ctx);
 		free(ids);
-		r1_srv_respond_error(c, "54000", "prompt is too long for the model's context", detail,
-								"Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
+		r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
+					 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
 		return;
 	}
 	r.prompt_ids = ids;
 	r.n_prompt = n_ids;
-	r.user = c;
+	p->req = r;
+	p->ids = ids;
+	p->submit = 1;
+}
+
+/* Submit a prepared generate request (the loop), or queue it for a slot. */
+static void
+r1_srv_submit(r1_server *srv, r1_client *c, r1_prep *p)
+{
+	r1_error	err;
+	int32_t    *ids = p->ids;
+
+	memcpy(c->tag, p->tag, sizeof(c->tag));
+	p->ids = NULL;
+	p->req.user = c;
 
 	/* a queued client keeps its place behind earlier ones */
-	if (srv->n_queued == 0 && r1_engine_submit(srv->engine, &r, &c->id, &err) == 0)
+	if (srv->n_queued == 0 && r1_engine_submit(srv->engine, &p->req, &c->id, &err) == 0)
 	{
 		free(ids);
-		free(c->in);
-		c->in = NULL;
 		c->state = R1_CLIENT_RUNNING;
 		return;
 	}
@@ -517,19 +718,17 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 		r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
 		return;
 	}
-	if (queue_timeout_ms <= 0)
+	if (p->queue_timeout_ms <= 0)
 	{
 		free(ids);
 		r1_srv_respond_error(c, "53400", "r1 request queue is full",
-								"Too many requests are queued or running in the engine.",
-								"Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+							 "Too many requests are queued or running in the engine.",
+							 "Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
 		return;
 	}
-	free(c->in);
-	c->in = NULL;
 	c->ids = ids;
-	c->req = r;
-	c->queue_deadline = r1_now_ms() + queue_timeout_ms;
+	c->req = p->req;
+	c->queue_deadline = r1_now_ms() + p->queue_timeout_ms;
 	c->state = R1_CLIENT_QUEUED;
 	srv->n_queued++;
 }
@@ -620,27 +819,44 @@ r1_srv_activity(r1_server *srv, r1_client *c)
 	r1_srv_respond(c, o);
 }
 
+/* Parse a request and do the work that needs no engine state (any thread). */
 static void
-r1_srv_handle_request(r1_server *srv, r1_client *c)
+r1_srv_prepare(r1_server *srv, r1_prep *p)
 {
 	json_error_t jerr;
-	json_t	   *req = json_loadb(c->in, c->in_len, 0, &jerr);
+	json_t	   *req = json_loadb(p->in, p->in_len, 0, &jerr);
 	const char *op;
 
+	free(p->in);
+	p->in = NULL;
 	if (req == NULL || !json_is_object(req))
 	{
 		json_decref(req);
-		r1_srv_respond_error(c, "08P01", "malformed request", jerr.text, NULL);
+		r1_prep_fail(p, "08P01", "malformed request", jerr.text, NULL);
 		return;
 	}
 	op = json_string_value(json_object_get(req, "op"));
 	if (op == NULL)
-		r1_srv_respond_error(c, "08P01", "request has no \"op\"", NULL, NULL);
+		r1_prep_fail(p, "08P01", "request has no \"op\"", NULL, NULL);
 	else if (strcmp(op, "generate") == 0)
-		r1_srv_generate(srv, c, req);
+		r1_srv_prepare_generate(srv, p, req);
 	else if (strcmp(op, "tokenize") == 0)
-		r1_srv_tokenize(srv, c, req);
-	else if (strcmp(op, "activity") == 0)
+		r1_srv_prepare_tokenize(srv, p, req);
+	else
+	{
+		p->loop_req = req;		/* status, activity: the engine's state */
+		return;
+	}
+	json_decref(req);
+}
+
+/* The ops that read the engine's or the clients' state, on the loop. */
+static void
+r1_srv_answer_on_loop(r1_server *srv, r1_client *c, json_t *req)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+
+	if (strcmp(op, "activity") == 0)
 		r1_srv_activity(srv, c);
 	else if (strcmp(op, "status") == 0)
 	{
@@ -652,7 +868,208 @@ r1_srv_handle_request(r1_server *srv, r1_client *c)
 	}
 	else
 		r1_srv_respond_error(c, "08P01", "unknown op", op, NULL);
-	json_decref(req);
+}
+
+/* A prepared request back on the loop: answer it, submit it, or drop it. */
+static void
+r1_srv_apply(r1_server *srv, r1_client *c, r1_prep *p)
+{
+	c->prep = NULL;
+	if (c->fd < 0)
+		c->state = R1_CLIENT_DONE;	/* went away meanwhile */
+	else if (p->response)
+	{
+		r1_srv_respond(c, p->response);
+		p->response = NULL;
+	}
+	else if (p->loop_req)
+		r1_srv_answer_on_loop(srv, c, p->loop_req);
+	else if (p->submit)
+		r1_srv_submit(srv, c, p);
+	else
+		r1_srv_respond_error(c, "XX000", "r1 engine host lost a request", NULL, NULL);
+	r1_prep_free(p);
+}
+
+/* ---- the preparation pool ---- */
+
+static void *
+r1_prep_main(void *arg)
+{
+	r1_server  *srv = arg;
+	r1_prep_pool *pool = &srv->pool;
+
+	/* the decode threads come first: a long tokenization yields the CPU to them */
+	(void) setpriority(PRIO_PROCESS, (id_t) gettid(), 10);
+	for (;;)
+	{
+		r1_prep    *p;
+		ssize_t		w;
+
+		pthread_mutex_lock(&pool->mu);
+		while (!pool->stop && pool->todo == NULL)
+			pthread_cond_wait(&pool->cv, &pool->mu);
+		if (pool->stop)
+		{
+			pthread_mutex_unlock(&pool->mu);
+			return NULL;
+		}
+		p = pool->todo;
+		pool->todo = p->next;
+		if (pool->todo == NULL)
+			pool->todo_tail = NULL;
+		pthread_mutex_unlock(&pool->mu);
+
+		if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
+			r1_prep_fail(p, "57014", "r1 request was cancelled", NULL, NULL);
+		else
+			r1_srv_prepare(srv, p);
+
+		pthread_mutex_lock(&pool->mu);
+		p->next = pool->done;
+		pool->done = p;
+		pthread_mutex_unlock(&pool->mu);
+		do
+			w = write(pool->wake[1], "", 1);
+		while (w < 0 && errno == EINTR);
+		/* EAGAIN: the pipe is full of wake-ups already */
+	}
+}
+
+static int
+r1_prep_pool_init(r1_prep_pool *pool, r1_error *err)
+{
+	memset(pool, 0, sizeof(*pool));
+	pool->wake[0] = pool->wake[1] = -1;
+	if (pipe2(pool->wake, O_NONBLOCK | O_CLOEXEC) != 0)
+		return r1_fail(err, "pipe: %s", strerror(errno));
+	pthread_mutex_init(&pool->mu, NULL);
+	pthread_cond_init(&pool->cv, NULL);
+	return 0;
+}
+
+/* Hand a request to the pool; threads start with the first one. */
+static void
+r1_prep_enqueue(r1_server *srv, r1_prep *p)
+{
+	r1_prep_pool *pool = &srv->pool;
+
+	pthread_mutex_lock(&pool->mu);
+	if (pool->n_threads < R1_SRV_PREP_THREADS)
+	{
+		sigset_t	all,
+					old;
+
+		/* signals (SIGTERM) go to the loop, whose poll() they interrupt */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		while (pool->n_threads < R1_SRV_PREP_THREADS &&
+			   pthread_create(&pool->threads[pool->n_threads], NULL, r1_prep_main, srv) == 0)
+			pool->n_threads++;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (pool->n_threads == 0)
+	{
+		/* no thread could start: prepare it here, late but correct */
+		pthread_mutex_unlock(&pool->mu);
+		r1_srv_log("could not start a preparation thread; preparing on the loop");
+		r1_srv_prepare(srv, p);
+		r1_srv_apply(srv, p->client, p);
+		return;
+	}
+	p->next = NULL;
+	if (pool->todo_tail)
+		pool->todo_tail->next = p;
+	else
+		pool->todo = p;
+	pool->todo_tail = p;
+	pthread_cond_signal(&pool->cv);
+	pthread_mutex_unlock(&pool->mu);
+}
+
+/* The loop takes back what the pool prepared. */
+static void
+r1_prep_collect(r1_server *srv)
+{
+	r1_prep_pool *pool = &srv->pool;
+	char		buf[256];
+	r1_prep    *done;
+
+	while (read(pool->wake[0], buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&pool->mu);
+	done = pool->done;
+	pool->done = NULL;
+	pthread_mutex_unlock(&pool->mu);
+	while (done)
+	{
+		r1_prep    *next = done->next;
+
+		r1_srv_apply(srv, done->client, done);
+		done = next;
+	}
+}
+
+/* Stop the threads (cancelling their work) and free what they held. */
+static void
+r1_prep_pool_stop(r1_server *srv)
+{
+	r1_prep_pool *pool = &srv->pool;
+
+	for (int i = 0; i < srv->n_clients; i++)
+		if (srv->clients[i]->state == R1_CLIENT_PREP && srv->clients[i]->prep)
+			__atomic_store_n(&srv->clients[i]->prep->cancel, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&pool->mu);
+	pool->stop = 1;
+	pthread_cond_broadcast(&pool->cv);
+	pthread_mutex_unlock(&pool->mu);
+	for (int i = 0; i < pool->n_threads; i++)
+		pthread_join(pool->threads[i], NULL);
+	for (r1_prep *l = pool->todo; l;)
+	{
+		r1_prep    *next = l->next;
+
+		r1_prep_free(l);
+		l = next;
+	}
+	for (r1_prep *l = pool->done; l;)
+	{
+		r1_prep    *next = l->next;
+
+		r1_prep_free(l);
+		l = next;
+	}
+	pool->todo = pool->todo_tail = pool->done = NULL;
+	if (pool->wake[0] >= 0)
+		close(pool->wake[0]);
+	if (pool->wake[1] >= 0)
+		close(pool->wake[1]);
+}
+
+/* A whole request has arrived: prepare it here when small, else in the pool. */
+static void
+r1_srv_handle_request(r1_server *srv, r1_client *c)
+{
+	r1_prep    *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+	{
+		r1_srv_respond_error(c, "53200", "out of memory in the r1 engine host", NULL, NULL);
+		return;
+	}
+	p->in = c->in;
+	p->in_len = c->in_len;
+	p->client = c;
+	c->in = NULL;
+	c->prep = p;
+	c->state = R1_CLIENT_PREP;
+	if (p->in_len <= R1_SRV_INLINE_MAX)
+	{
+		r1_srv_prepare(srv, p);
+		r1_srv_apply(srv, c, p);
+	}
+	else
+		r1_prep_enqueue(srv, p);
 }
 
 /* Completion -> response (or nothing, for a client that went away). */
@@ -716,6 +1133,10 @@ r1_srv_client_gone(r1_server *srv, r1_client *c)
 		case R1_CLIENT_QUEUED:
 			srv->n_queued--;
 			c->state = R1_CLIENT_DONE;
+			break;
+		case R1_CLIENT_PREP:
+			/* done when the pool hands the request back; stop the tokenizer */
+			__atomic_store_n(&c->prep->cancel, 1, __ATOMIC_RELAXED);
 			break;
 		default:
 			c->state = R1_CLIENT_DONE;
@@ -1027,7 +1448,8 @@ r1_serve_main(int argc, char **argv)
 	signal(SIGTERM, r1_srv_on_signal);
 	signal(SIGINT, r1_srv_on_signal);
 	signal(SIGUSR1, r1_srv_on_drain);
-	if ((srv.listen_fd = r1_srv_listen(srv.socket_path, &err)) < 0)
+	if (r1_prep_pool_init(&srv.pool, &err) != 0 ||
+		(srv.listen_fd = r1_srv_listen(srv.socket_path, &err)) < 0)
 	{
 		r1_srv_log("%s", err.msg);
 		r1_srv_status(status_fd, "failed", err.msg);
@@ -1068,8 +1490,8 @@ r1_serve_main(int argc, char **argv)
 		int			n_pfds = 0;
 		int			n;
 
-		/* poll set: the listening socket, then every open client */
-		if (cap_pfds < srv.n_clients + 1)
+		/* poll set: the listening socket, the pool's wake-ups, every open client */
+		if (cap_pfds < srv.n_clients + 2)
 		{
 			struct pollfd *p = realloc(pfds, (size_t) (srv.n_clients + 64) * sizeof(*p));
 
@@ -1083,7 +1505,11 @@ r1_serve_main(int argc, char **argv)
 			cap_pfds = srv.n_clients + 64;
 		}
 		pfds[n_pfds].fd = srv.listen_fd;
-		pfds[n_pfds++].events = POLLIN;
+		pfds[n_pfds].events = POLLIN;
+		pfds[n_pfds++].revents = 0;
+		pfds[n_pfds].fd = srv.pool.wake[0];
+		pfds[n_pfds].events = POLLIN;
+		pfds[n_pfds++].revents = 0;
 		for (int i = 0; i < srv.n_clients; i++)
 		{
 			r1_client  *c = srv.clients[i];
@@ -1110,7 +1536,7 @@ r1_serve_main(int argc, char **argv)
 			for (int i = 0; i < n_before; i++)
 			{
 				r1_client  *c = srv.clients[i];
-				short		re = pfds[i + 1].revents;
+				short		re = pfds[i + 2].revents;
 
 				if (re == 0 || c->fd < 0)
 					continue;
@@ -1119,6 +1545,7 @@ r1_serve_main(int argc, char **argv)
 					case R1_CLIENT_READ:
 						r1_srv_read(&srv, c);
 						break;
+					case R1_CLIENT_PREP:
 					case R1_CLIENT_QUEUED:
 					case R1_CLIENT_RUNNING:
 						r1_srv_watch(&srv, c);
@@ -1143,6 +1570,9 @@ r1_serve_main(int argc, char **argv)
 						r1_srv_write(&srv, srv.clients[i]);
 			}
 		}
+
+		if (n > 0 && pfds[1].revents)
+			r1_prep_collect(&srv);
 
 		if (r1_engine_busy(srv.engine))
 		{
@@ -1175,6 +1605,7 @@ r1_serve_main(int argc, char **argv)
 
 	if (r1_srv_stop)
 		r1_srv_log("shutting down");
+	r1_prep_pool_stop(&srv);
 	if (srv.listen_fd >= 0)
 	{
 		close(srv.listen_fd);

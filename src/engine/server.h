@@ -13,7 +13,7 @@
  *   {"op":"generate", "prompt":S, "system":S|null, "raw":B, "max_tokens":N,
  *    "temperature":F, "top_p":F, "top_k":N, "min_p":F, "seed":N|null,
  *    "ignore_eos":B, "timeout_ms":N, "queue_timeout_ms":N,
- *    "max_think_tokens":N|null, "tag":S}
+ *    "max_think_tokens":N|null, "tag":S, "parse_special":B}
  *      -> {"ok":true, "think":S, "answer":S|null, "boxed":S|null,
  *          "finish_reason":S, "prompt_tokens":N, "completion_tokens":N,
  *          "think_tokens":N, "think_budget_hit":B, "ms":F, "model":S,
@@ -28,8 +28,20 @@
  *   says in both cases that the budget closed the trace.  Otherwise
  *   finish_reason is "stop" or "length" as before.  think_tokens counts the
  *   forced </think> like a generated one.
- *   {"op":"tokenize", "text":S, "count_only":B}
+ *   {"op":"tokenize", "text":S, "count_only":B, "parse_special":B}
  *      -> {"ok":true, "ids":[N...]} or {"ok":true, "n":N}
+ *
+ *   parse_special (default false): whether added tokens written in the text
+ *   (<｜User｜>, <｜Assistant｜>, </think>, <｜begin▁of▁sentence｜>, ...) become
+ *   their token ids.  By default text is only text: "prompt", "system" and
+ *   "text" are spelt with ordinary tokens, so they cannot fake a chat turn;
+ *   the template's own control tokens are inserted by the host.  The
+ *   extension sends true only when a superuser set r1.parse_special_tokens.
+ *
+ *   Parsing and tokenizing a request of more than 64 KiB runs beside the
+ *   decode loop, not in it, and stops within milliseconds when the client
+ *   closes its connection (between pre-tokens; one regex match over a
+ *   single 16 MB word is not interrupted).
  *   {"op":"status"}
  *      -> {"ok":true, "model":S, "path":S, "device":S, "note":S, "ctx":N,
  *          "waiting":N, "running":N, "tokens_generated":N, "prompt_tokens":N,

@@ -272,6 +272,7 @@ typedef struct match_set
 struct r1_tokenizer
 {
 	int32_t		n_tokens;		/* highest id + 1 */
+	size_t		max_token_bytes;	/* longest tok_len */
 	int32_t		bos_id;
 	int32_t		eos_id;
 
@@ -862,6 +863,8 @@ build_token_bytes(r1_tokenizer *tok, const int16_t *byte_of_cp, r1_error *err)
 		}
 		tok->tok_off[id] = (uint32_t) start;
 		tok->tok_len[id] = (uint32_t) (off - start);
+		if (off - start > tok->max_token_bytes)
+			tok->max_token_bytes = off - start;
 	}
 	for (int i = 0; i < tok->n_added; i++)
 	{
@@ -871,6 +874,8 @@ build_token_bytes(r1_tokenizer *tok, const int16_t *byte_of_cp, r1_error *err)
 		tok->tok_off[a->id] = (uint32_t) off;
 		tok->tok_len[a->id] = (uint32_t) a->len;
 		off += a->len;
+		if (a->len > tok->max_token_bytes)
+			tok->max_token_bytes = a->len;
 	}
 	return 0;
 }
@@ -1253,6 +1258,9 @@ typedef struct enc_ctx
 	size_t		n_ids;
 	size_t		cap_ids;
 	pcre2_match_data *md;
+	pcre2_match_context *mctx;	/* no match limit: see re_match */
+	const int  *cancel;			/* r1_encode_opts.cancel */
+	bool		parse_special;	/* r1_encode_opts.parse_special */
 	/* BPE scratch, grown as needed */
 	int32_t    *sym;			/* id of each symbol, -1 once merged away */
 	int32_t    *prev;
@@ -1294,6 +1302,19 @@ push_id(enc_ctx *cx, int32_t id)
 	}
 	cx->ids[cx->n_ids++] = id;
 	return 0;
+}
+
+/* Has another thread asked this encoding to stop? */
+static inline bool
+cancelled(enc_ctx *cx)
+{
+	return cx->cancel && __atomic_load_n(cx->cancel, __ATOMIC_RELAXED) != 0;
+}
+
+static int
+fail_cancelled(enc_ctx *cx)
+{
+	return r1_fail(cx->err, R1_ENCODE_CANCELLED);
 }
 
 static int
@@ -1471,15 +1492,23 @@ bpe(enc_ctx *cx, const unsigned char *s, size_t len)
 	}
 	cx->n_heap = 0;
 	for (int32_t i = 0; i + 1 < n; i++)
+	{
+		if ((i & 65535) == 65535 && cancelled(cx))
+			return fail_cancelled(cx);
 		if (push_pair(cx, i) != 0)
 			return -1;
-	while (cx->n_heap > 0)
+	}
+	for (uint32_t step = 0; cx->n_heap > 0; step++)
 	{
-		heap_item	top = heap_pop(cx);
-		int32_t		pos = top.pos,
+		heap_item	top;
+		int32_t		pos,
 					right;
 		const merge_slot *m;
 
+		if ((step & 4095) == 4095 && cancelled(cx))
+			return fail_cancelled(cx);
+		top = heap_pop(cx);
+		pos = top.pos;
 		if (cx->sym[pos] < 0 || cx->next[pos] < 0)
 			continue;
 		right = cx->next[pos];
@@ -1500,18 +1529,26 @@ bpe(enc_ctx *cx, const unsigned char *s, size_t len)
 	return 0;
 }
 
+/*
+ * One match.  The match context lifts PCRE2's match limit (10 million steps
+ * by default): the split regexes backtrack at most once over a run of the
+ * characters one of their repeats took (\s*[\r\n]+ over a run of spaces
+ * with no newline), so the work stays linear in the text, but a run of 16
+ * million spaces is 16 million steps and hit the limit ("match limit
+ * exceeded") where Hugging Face's regex engine splits it.
+ */
 static int
 re_match(enc_ctx *cx, const pcre2_code *re, const char *s, size_t len, size_t pos,
 		 uint32_t opts, size_t *ms, size_t *me)
 {
 	int			rc = pcre2_match(re, (PCRE2_SPTR) s, len, pos, opts | PCRE2_NO_UTF_CHECK,
-								 cx->md, NULL);
+								 cx->md, cx->mctx);
 	PCRE2_SIZE *ov;
 
 	/* the JIT's default stack is small; the interpreter keeps its state on the heap */
 	if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
 		rc = pcre2_match(re, (PCRE2_SPTR) s, len, pos, opts | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
-						 cx->md, NULL);
+						 cx->md, cx->mctx);
 	if (rc == PCRE2_ERROR_NOMATCH)
 		return 0;
 	if (rc < 0)
@@ -1544,8 +1581,11 @@ pre_tokenize(enc_ctx *cx, int level, const char *s, size_t len)
 	{
 		size_t		ms,
 					me;
-		int			rc = re_match(cx, tok->split_re[level], s, len, pos, 0, &ms, &me);
+		int			rc;
 
+		if (cancelled(cx))
+			return fail_cancelled(cx);
+		rc = re_match(cx, tok->split_re[level], s, len, pos, 0, &ms, &me);
 		if (rc < 0)
 			return -1;
 		if (rc == 0)
@@ -1717,7 +1757,7 @@ encode_plain(enc_ctx *cx, const char *s, size_t len, split_list *splits)
 		s = (const char *) nfc;
 		len = (size_t) n;
 	}
-	if (tok->norm_set.n == 0)
+	if (tok->norm_set.n == 0 || !cx->parse_special)
 		rc = pre_tokenize(cx, 0, s, len);
 	else if ((rc = find_added(cx, &tok->norm_set, s, len, splits)) == 0)
 	{
@@ -1738,6 +1778,16 @@ int
 r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 					int32_t **ids, size_t *n_ids, r1_error *err)
 {
+	r1_encode_opts opts = {.parse_special = 1};
+
+	return r1_tokenizer_encode_opts(tok, text, len, &opts, ids, n_ids, err);
+}
+
+int
+r1_tokenizer_encode_opts(const r1_tokenizer *tok, const char *text, size_t len,
+						 const r1_encode_opts *opts,
+						 int32_t **ids, size_t *n_ids, r1_error *err)
+{
 	enc_ctx		cx;
 	split_list	raw = {0},
 				norm = {0};
@@ -1752,11 +1802,22 @@ r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 	memset(&cx, 0, sizeof(cx));
 	cx.tok = tok;
 	cx.err = err;
+	cx.parse_special = opts->parse_special != 0;
+	cx.cancel = opts->cancel;
 	cx.md = pcre2_match_data_create(4, NULL);
-	if (!cx.md)
+	cx.mctx = pcre2_match_context_create(NULL);
+	if (!cx.md || !cx.mctx)
+	{
+		pcre2_match_data_free(cx.md);
+		pcre2_match_context_free(cx.mctx);
 		return r1_fail(err, "out of memory encoding text");
+	}
+	pcre2_set_match_limit(cx.mctx, UINT32_MAX);
 
-	rc = find_added(&cx, &tok->raw_set, text, len, &raw);
+	if (cx.parse_special)
+		rc = find_added(&cx, &tok->raw_set, text, len, &raw);
+	else
+		rc = len > 0 ? push_split(&raw, 0, len, -1, err) : 0;
 	for (size_t i = 0; i < raw.n && rc == 0; i++)
 	{
 		if (raw.v[i].id >= 0)
@@ -1766,6 +1827,7 @@ r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 	}
 
 	pcre2_match_data_free(cx.md);
+	pcre2_match_context_free(cx.mctx);
 	free(cx.sym);
 	free(cx.prev);
 	free(cx.next);
@@ -1861,6 +1923,12 @@ r1_tokenizer_token_id(const r1_tokenizer *tok, const char *token)
 
 	/* added tokens first, as the library's token_to_id does */
 	return id >= 0 ? id : strtab_get(&tok->vocab, token, len);
+}
+
+size_t
+r1_tokenizer_max_token_bytes(const r1_tokenizer *tok)
+{
+	return tok->max_token_bytes;
 }
 
 int32_t

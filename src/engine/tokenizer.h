@@ -78,9 +78,37 @@ void		r1_tokenizer_free(r1_tokenizer *tok);
  * Encode UTF-8 text (len bytes, need not be NUL-terminated) into ids; no
  * special tokens are added, but added tokens that occur in the text are
  * recognised.  Invalid UTF-8 is an error.  *ids is malloc'd; free() it.
+ * Same as r1_tokenizer_encode_opts with parse_special = 1.
  */
 int			r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 								int32_t **ids, size_t *n_ids, r1_error *err);
+
+typedef struct r1_encode_opts
+{
+	/*
+	 * 1: added tokens in the text (<｜User｜>, </think>, <｜begin▁of▁sentence｜>,
+	 * ...) become their ids, as Hugging Face's encode() does.  0: the text is
+	 * only text, every added token is spelt with ordinary tokens (stricter than
+	 * the library's split_special_tokens, which skips only tokens marked
+	 * "special": the chat-turn tokens of these models are not marked).  Text
+	 * from users is encoded with 0, so it cannot fake a chat turn.
+	 */
+	int			parse_special;
+
+	/*
+	 * When not NULL: another thread may set *cancel to non-zero (with
+	 * __atomic_store_n) and encoding stops soon after, failing with
+	 * R1_ENCODE_CANCELLED as the message.  Checked between pre-tokens and every
+	 * few thousand BPE merges, so a 16 MB text stops within milliseconds.
+	 */
+	const int  *cancel;
+} r1_encode_opts;
+
+#define R1_ENCODE_CANCELLED "encoding was cancelled"
+
+int			r1_tokenizer_encode_opts(const r1_tokenizer *tok, const char *text, size_t len,
+									 const r1_encode_opts *opts,
+									 int32_t **ids, size_t *n_ids, r1_error *err);
 
 /*
  * Decode ids into the bytes they stand for (added tokens as their content).
@@ -95,6 +123,13 @@ const char *r1_tokenizer_token_bytes(const r1_tokenizer *tok, int32_t id, size_t
 
 /* Id of an exact token string (vocabulary or added token), or -1. */
 int32_t		r1_tokenizer_token_id(const r1_tokenizer *tok, const char *token);
+
+/*
+ * The most bytes of text one id stands for (a vocabulary token or an added
+ * token's content): a text of L bytes has at least L / (3 * this) tokens (NFC
+ * shortens text at most 3 to 1, Hangul jamo to a syllable).
+ */
+size_t		r1_tokenizer_max_token_bytes(const r1_tokenizer *tok);
 
 /* Number of ids (vocabulary plus added tokens: highest id + 1). */
 int32_t		r1_tokenizer_n_tokens(const r1_tokenizer *tok);

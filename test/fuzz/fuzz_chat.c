@@ -10,6 +10,59 @@
 #include "chat.h"
 #include "fuzz_common.h"
 
+/*
+ * The definition of r1_extract_boxed, slowly (quadratic): for every \boxed,
+ * spaces and "{", scan forward with a depth count, a backslash escaping the
+ * next character; the last one that closes wins.
+ */
+static char *
+boxed_reference(const char *text)
+{
+	size_t		len = strlen(text),
+				best_start = 0,
+				best_end = 0;
+	bool		have = false;
+	char	   *out;
+
+	for (size_t q = 0; q + 6 <= len; q++)
+	{
+		size_t		b = q + 6,
+					e;
+		int			depth = 1;
+
+		if (memcmp(text + q, "\\boxed", 6) != 0)
+			continue;
+		while (b < len && text[b] == ' ')
+			b++;
+		if (b >= len || text[b] != '{')
+			continue;
+		for (e = b + 1; e < len; e++)
+		{
+			if (text[e] == '\\' && e + 1 < len)
+				e++;
+			else if (text[e] == '{')
+				depth++;
+			else if (text[e] == '}' && --depth == 0)
+				break;
+		}
+		if (depth == 0)
+		{
+			have = true;
+			best_start = b + 1;
+			best_end = e;
+		}
+	}
+	if (!have)
+		return NULL;
+	out = malloc(best_end - best_start + 1);
+	if (out)
+	{
+		memcpy(out, text + best_start, best_end - best_start);
+		out[best_end - best_start] = '\0';
+	}
+	return out;
+}
+
 static bool
 is_substring(const char *hay, const char *needle)
 {
@@ -41,6 +94,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				   "r1_utf8_valid disagrees on the first %zu bytes", cut);
 
 	boxed = r1_extract_boxed(text);
+	if (tlen <= 8192)
+	{
+		char	   *ref = boxed_reference(text);
+
+		FUZZ_CHECK((boxed == NULL) == (ref == NULL) && (!boxed || !ref || strcmp(boxed, ref) == 0),
+				   "r1_extract_boxed gives %s, the definition %s", boxed ? boxed : "NULL", ref ? ref : "NULL");
+		free(ref);
+	}
 	if (boxed)
 	{
 		FUZZ_CHECK(strlen(boxed) + strlen("\\boxed{}") <= tlen, "boxed content longer than the text");

@@ -6,6 +6,8 @@
  *   independent validator and r1_utf8_valid);
  * - every id it produces is in range, and decoding them gives back the text
  *   when the text is already in NFC (the tokenizer normalises to NFC);
+ * - with parse_special = 0 (text from users) the same holds, and no id is
+ *   an added token of the fixture (ids 151643 and up);
  * - the input read as a sequence of 16-bit ids and streamed through
  *   r1_detok_push/flush gives valid UTF-8, equal to r1_tokenizer_decode's
  *   output whenever that is valid UTF-8.
@@ -33,6 +35,22 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		exit(1);
 	}
 	return 0;
+}
+
+/* true unless the (valid UTF-8) text is already in NFC */
+static bool
+needs_nfc_change(const uint8_t *data, size_t size)
+{
+	utf8proc_uint8_t *nfc = NULL;
+	utf8proc_ssize_t n;
+	bool		change;
+
+	if (size == 0)
+		return false;
+	n = utf8proc_map(data, (utf8proc_ssize_t) size, &nfc, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+	change = n < 0 || (size_t) n != size || memcmp(nfc, data, size) != 0;
+	free(nfc);
+	return change;
 }
 
 static void
@@ -74,6 +92,36 @@ check_encode(const uint8_t *data, size_t size)
 			FUZZ_CHECK(len == size && memcmp(out, data, size) == 0,
 					   "decode(encode(x)) != x for NFC text of %zu bytes (got %zu bytes)", size, len);
 		free(nfc);
+		free(out);
+	}
+	free(ids);
+}
+
+static void
+check_encode_as_text(const uint8_t *data, size_t size)
+{
+	r1_encode_opts opts = {.parse_special = 0};
+	int32_t    *ids = NULL;
+	size_t		n_ids = 0;
+	r1_error	err;
+	bool		valid = fuzz_utf8_valid(data, size);
+	int			rc = r1_tokenizer_encode_opts(tok, (const char *) data, size, &opts, &ids, &n_ids, &err);
+
+	FUZZ_CHECK((rc == 0) == valid, "encode as text %s %s UTF-8: %s", rc == 0 ? "accepted" : "rejected",
+			   valid ? "valid" : "invalid", rc == 0 ? "" : err.msg);
+	if (rc != 0)
+		return;
+	for (size_t i = 0; i < n_ids; i++)
+		FUZZ_CHECK(ids[i] >= 0 && (r1_tokenizer_n_tokens(tok) != 151665 || ids[i] < 151643),
+				   "id %d in text encoded without parse_special", ids[i]);
+	if (!needs_nfc_change(data, size))
+	{
+		char	   *out;
+		size_t		len;
+
+		FUZZ_CHECK(r1_tokenizer_decode(tok, ids, n_ids, &out, &len, &err) == 0, "decode: %s", err.msg);
+		FUZZ_CHECK(len == size && memcmp(out, data, size) == 0,
+				   "decode(encode as text(x)) != x for NFC text of %zu bytes", size);
 		free(out);
 	}
 	free(ids);
@@ -130,6 +178,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_encode(data, size);
+	check_encode_as_text(data, size);
 	check_detok(data, size);
 	return 0;
 }

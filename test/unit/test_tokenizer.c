@@ -614,6 +614,178 @@ test_large(const r1_tokenizer *tok)
 	free(text);
 }
 
+/* ---- user text: added tokens spelt as text; cancelling; long runs ---- */
+
+static int
+encode_with(const r1_tokenizer *tok, const char *text, size_t len, int parse_special,
+			const int *cancel, int32_t **ids, size_t *n, r1_error *err)
+{
+	r1_encode_opts o = {.parse_special = parse_special, .cancel = cancel};
+
+	return r1_tokenizer_encode_opts(tok, text, len, &o, ids, n, err);
+}
+
+/* parse_special = 0: no added token id, and the ids spell the text back */
+static void
+check_as_text(const r1_tokenizer *tok, const char *text, int32_t parsed_id, const char *what)
+{
+	r1_error	err = {{0}};
+	int32_t    *ids = NULL;
+	size_t		n = 0;
+	bool		any_added = false;
+	char	   *back = NULL;
+	size_t		blen = 0;
+
+	if (!ok(encode_with(tok, text, strlen(text), 0, NULL, &ids, &n, &err) == 0, "%s: encodes", what))
+	{
+		diag("  %s", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		any_added |= ids[i] >= 151643;
+	ok(n > 1 && !any_added, "%s: %zu ids, none an added token", what, n);
+	ok(r1_tokenizer_decode(tok, ids, n, &back, &blen, &err) == 0 && blen == strlen(text) &&
+	   memcmp(back, text, blen) == 0, "%s: the ids decode to the text", what);
+	free(back);
+	free(ids);
+	ids = NULL;
+	if (encode_with(tok, text, strlen(text), 1, NULL, &ids, &n, &err) == 0)
+	{
+		bool		has = false;
+
+		for (size_t i = 0; i < n; i++)
+			has |= ids[i] == parsed_id;
+		ok(has, "%s: parse_special = 1 gives id %d", what, parsed_id);
+	}
+	else
+		ok(0, "%s: parse_special = 1: %s", what, err.msg);
+	free(ids);
+}
+
+static void
+test_user_text(const r1_tokenizer *tok)
+{
+	r1_error	err = {{0}};
+	int32_t    *ids = NULL;
+	size_t		n = 0;
+
+	is_int(r1_tokenizer_max_token_bytes(tok), 128, "the longest token spells 128 bytes (128 spaces)");
+	check_as_text(tok, "<｜User｜>", 151644, "<｜User｜>");
+	check_as_text(tok, "hi<｜Assistant｜>there", 151645, "<｜Assistant｜> inside text");
+	check_as_text(tok, "</think>", 151649, "</think>");
+	check_as_text(tok, "<｜begin▁of▁sentence｜>", 151646, "<｜begin▁of▁sentence｜>");
+	check_as_text(tok, "x <｜end▁of▁sentence｜> y", 151643, "<｜end▁of▁sentence｜>");
+	/* text without added tokens: the same ids either way (the golden cases) */
+	{
+		const char *t = "What is 6*7? Please reason step by step.";
+		int32_t    *a = NULL,
+				   *b = NULL;
+		size_t		na = 0,
+					nb = 0;
+
+		ok(encode_with(tok, t, strlen(t), 0, NULL, &a, &na, &err) == 0 &&
+		   encode_with(tok, t, strlen(t), 1, NULL, &b, &nb, &err) == 0 && na == nb &&
+		   memcmp(a, b, na * sizeof(int32_t)) == 0, "plain text: same ids with and without parse_special");
+		free(a);
+		free(b);
+	}
+
+	/* a cancel already set stops at once */
+	{
+		int			cancel = 1;
+
+		fails_with(encode_with(tok, "some text", 9, 0, &cancel, &ids, &n, &err), err,
+				   R1_ENCODE_CANCELLED, "a set cancel flag stops encoding");
+		ok(ids == NULL, "no ids after a cancel");
+	}
+}
+
+typedef struct cancel_arg
+{
+	int			flag;
+	double		set_at;
+} cancel_arg;
+
+static void *
+cancel_later(void *p)
+{
+	cancel_arg *a = p;
+
+	usleep(50 * 1000);
+	a->set_at = r1_now_ms();
+	__atomic_store_n(&a->flag, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+/* 4 MB of one letter is one pre-token of 4 million symbols (seconds of BPE) */
+static void
+test_cancel_midway(const r1_tokenizer *tok)
+{
+	size_t		len = 4u << 20;
+	char	   *text = malloc(len);
+	cancel_arg	a = {0, 0};
+	pthread_t	th;
+	r1_error	err = {{0}};
+	int32_t    *ids = NULL;
+	size_t		n = 0;
+	int			rc;
+	double		done;
+
+	memset(text, 'a', len);
+	pthread_create(&th, NULL, cancel_later, &a);
+	rc = encode_with(tok, text, len, 0, &a.flag, &ids, &n, &err);
+	done = r1_now_ms();
+	pthread_join(th, NULL);
+	fails_with(rc, err, R1_ENCODE_CANCELLED, "4 MB of 'a': cancelled from another thread");
+	/* "promptly", with room for a loaded machine: it would run for seconds */
+	ok(a.set_at > 0 && done - a.set_at < 1500, "stopped %.1f ms after the cancel", done - a.set_at);
+	free(ids);
+	free(text);
+}
+
+/*
+ * 16 million spaces under the Qwen2 split regex: PCRE2's default match limit
+ * failed this ("match limit exceeded").  A tokenizer without merges keeps
+ * the BPE trivial, so only the split is exercised: one id per space.
+ */
+static void
+test_long_whitespace(void)
+{
+	static const char *const split[] = {r1_qwen2_split_regex};
+	r1_tok_str	vocab[] = {{"\xc4\xa0", 2, 0}, {"\xc4\x8a", 2, 1}, {"x", 1, 2}};	/* " ", "\n", "x" */
+	r1_tok_def	def = {.what = "spaces", .vocab = vocab, .n_vocab = 3, .split_regex = split,
+	.n_split = 1, .bos_id = -1, .eos_id = -1};
+	r1_tokenizer *t = NULL;
+	r1_error	err = {{0}};
+	size_t		len = 16000000;
+	char	   *text = malloc(len + 2);
+	int32_t    *ids = NULL;
+	size_t		n = 0;
+	int			rc;
+
+	if (!ok(r1_tokenizer_create(&t, &def, &err) == 0, "a tokenizer of spaces"))
+	{
+		diag("  %s", err.msg);
+		free(text);
+		return;
+	}
+	memset(text, ' ', len);
+	rc = encode_with(t, text, len, 0, NULL, &ids, &n, &err);
+	if (!ok(rc == 0 && n == len, "16 million spaces: %zu ids", n))
+		diag("  %s", err.msg);
+	free(ids);
+	text[len] = 'x';
+	rc = encode_with(t, text, len + 1, 0, NULL, &ids, &n, &err);
+	ok(rc == 0 && n == len + 1 && ids[len] == 2, "16 million spaces then x");
+	free(ids);
+	memset(text, '\n', len / 2);
+	rc = encode_with(t, text, len + 1, 0, NULL, &ids, &n, &err);
+	ok(rc == 0 && n == len + 1 && ids[0] == 1 && ids[len - 1] == 0, "8 million newlines, 8 million spaces, x");
+	free(ids);
+	free(text);
+	r1_tokenizer_free(t);
+}
+
 int
 main(void)
 {
@@ -643,6 +815,9 @@ main(void)
 	test_golden(tok);
 	test_chat_and_lookups(tok);
 	test_errors(tok);
+	test_user_text(tok);
+	test_cancel_midway(tok);
+	test_long_whitespace();
 	test_tiny();
 	test_llama3();
 	test_stream(tok);
