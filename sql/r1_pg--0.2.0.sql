@@ -425,3 +425,16 @@ GRANT EXECUTE ON FUNCTION r1_submit(text, int, float8, float8, bigint, text, int
 GRANT EXECUTE ON FUNCTION r1_submit_query(text, int, float8, float8, bigint, text, int, float8, int) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_job_status(bigint) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_cancel_job(bigint) TO r1_user;
+
+-- ---- reasoning-aware SQL: answer grading, loop detection, voting (issue 19) ----
+--
+-- r1_answers_equal() grades answers the way math benchmarks do
+-- (src/engine/answer_equal.c); docs/evaluation.md shows pass@1 and cons@k.
+
+CREATE FUNCTION r1_answers_equal(a text, b text) RETURNS bool
+AS 'MODULE_PATHNAME', 'pg_r1_answers_equal'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION r1_answers_equal(text, text) IS
+'true when two final answers are the same for a math grader: whitespace, \left/\right, \dfrac/\tfrac/\frac{a}{b}/a/b, \text{} units, degrees, \%, a leading "x =", thousands separators and trailing periods do not matter; numbers compare by value (integers exactly, others within a relative 1e-4: 0.5 = \frac{1}{2} = 1/2); sets and bare lists in any order, tuples and intervals in order with the same brackets';
+REVOKE ALL ON FUNCTION r1_answers_equal(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION r1_answers_equal(text, text) TO r1_user;
