@@ -56,6 +56,8 @@ typedef struct req
 				text_cap;
 	r1_detok	detok;
 	int			think_tokens;
+	r1_repdet	rep;			/* loop detection over out[] */
+	int			rep_span;		/* the loop's period when it stopped the request */
 	double		t_submit,
 				t_first;
 	const char *finish;
@@ -257,6 +259,7 @@ req_free(req *r)
 	free(r->prompt);
 	free(r->out);
 	free(r->text);
+	r1_repdet_free(&r->rep);
 	free(r);
 }
 
@@ -370,6 +373,8 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 		return r1_fail(err, "max_think_tokens must be >= 0 (0 = no limit), got %d", rq->max_think_tokens);
 	if (rq->max_think_tokens > 0 && e->n_think_close == 0)
 		return r1_fail(err, "max_think_tokens needs a tokenizer that can spell </think>");
+	if (r1_repetition_validate(&rq->repetition, err) != 0)
+		return -1;
 	if (e->n_waiting + e->n_running >= e->opts.max_queued)
 		return r1_fail(err, "queue full: %d requests are queued or running (the limit)", e->opts.max_queued);
 
@@ -383,6 +388,18 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 		return -1;
 	}
 	memcpy(r->prompt, rq->prompt_ids, sizeof(int32_t) * rq->n_prompt);
+	{
+		r1_repetition_opts ro = rq->repetition;
+
+		if (rq->ignore_eos)
+			ro.max_span = 0;	/* runs to max_tokens by request */
+		if (r1_repdet_init(&r->rep, &ro, err) != 0)
+		{
+			free(r->prompt);
+			free(r);
+			return -1;
+		}
+	}
 	r->n_prompt = (int) rq->n_prompt;
 	r->sp = rq->sampling;
 	r->max_tokens = rq->max_tokens;
@@ -745,6 +762,11 @@ r1_engine_step(r1_engine *e, r1_error *err)
 		}
 		if (!r->ignore_eos && (next == e->eos_ids[0] || next == e->eos_ids[1]))
 			finish_running(e, r, r->forced ? "think_budget" : "stop");
+		else if ((r->rep_span = r1_repdet_push(&r->rep, r->out, r->n_out)) > 0)
+		{
+			e->stats.repetitions++;
+			finish_running(e, r, "repetition");
+		}
 		else if (r->n_out >= r->max_tokens)
 			finish_running(e, r, "length");
 	}
@@ -770,6 +792,7 @@ r1_engine_poll(r1_engine *e, r1_completion *c)
 	c->user = r->user;
 	c->finish_reason = r->finish;
 	c->think_budget_hit = r->forced > 0;
+	c->repetition_span = r->rep_span;
 	memcpy(c->error, r->error, sizeof(c->error));
 	c->text = r->text ? r->text : calloc(1, 1);
 	c->text_len = r->text_len;

@@ -300,6 +300,7 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "prompt_tokens", json_integer((json_int_t) st.prompt_tokens));
 	json_object_set_new(o, "requests_done", json_integer((json_int_t) st.requests_done));
 	json_object_set_new(o, "preemptions", json_integer((json_int_t) st.preemptions));
+	json_object_set_new(o, "repetitions", json_integer((json_int_t) st.repetitions));
 	json_object_set_new(o, "memory_used", json_integer((json_int_t) st.memory_used));
 	json_object_set_new(o, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
 	json_object_set_new(o, "clients", json_integer(srv->n_clients));
@@ -352,6 +353,42 @@ static int
 r1_srv_is_queue_full(const r1_error *err)
 {
 	return strncmp(err->msg, "queue full", 10) == 0;
+}
+
+/*
+ * Loop detection (repetition_max_span, repetition_min_repeats,
+ * repetition_min_tokens: the defaults of repetition.h when absent;
+ * repetition_max_span 0 turns it off).  0, or -1 after an error response.
+ */
+static int
+r1_srv_repetition_params(r1_client *c, json_t *req, r1_request *r)
+{
+	static const char *const keys[3] = {"repetition_max_span", "repetition_min_repeats",
+	"repetition_min_tokens"};
+	int		   *fields[3] = {&r->repetition.max_span, &r->repetition.min_repeats,
+	&r->repetition.min_tokens};
+	r1_error	err;
+
+	r1_repetition_defaults(&r->repetition);
+	for (int i = 0; i < 3; i++)
+	{
+		double		v;
+		int			got = r1_srv_get_number(req, keys[i], &v);
+
+		if (got < 0 || (got > 0 && (v != (double) (int) v || v < 0 || v > 1e9)))
+		{
+			r1_srv_respond_error(c, "22023", "repetition parameters must be integers >= 0", NULL, NULL);
+			return -1;
+		}
+		if (got > 0)
+			*fields[i] = (int) v;
+	}
+	if (r1_repetition_validate(&r->repetition, &err) != 0)
+	{
+		r1_srv_respond_error(c, "22023", err.msg, NULL, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -417,6 +454,8 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 		}
 		r.max_think_tokens = v > 1e9 ? 1000000000 : (int) v;
 	}
+	if (r1_srv_repetition_params(c, req, &r) != 0)
+		return;
 	if (r1_srv_get_number(req, "temperature", &v) > 0)
 		r.sampling.temperature = (float) v;
 	if (r1_srv_get_number(req, "top_p", &v) > 0)
@@ -672,6 +711,7 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
 	json_object_set_new(o, "think_budget_hit", json_boolean(done->think_budget_hit));
+	json_object_set_new(o, "repetition_span", json_integer(done->repetition_span));
 	json_object_set_new(o, "ms", json_real(done->ms));
 	json_object_set_new(o, "model", json_string(r1_engine_model(srv->engine)->name));
 	r1_srv_checksum_json(srv, o);
