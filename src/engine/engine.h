@@ -57,6 +57,15 @@ typedef struct r1_request
 	 * A request that ignores EOS runs to max_tokens: no loop detection.
 	 */
 	r1_repetition_opts repetition;
+	/*
+	 * 1: requests with the same prompt ids that all set this compute the
+	 * prompt once (n samples of one prompt: voting).  The first one admitted
+	 * prefills; the others wait in the batch until its prompt is cached,
+	 * copy its KV cache (backend copy_kv) but for the last prompt position,
+	 * and feed that one token themselves.  Results are unchanged (bitwise on
+	 * the CPU with batch_invariant).
+	 */
+	int			share_prefill;
 } r1_request;
 
 typedef struct r1_completion
@@ -98,6 +107,7 @@ typedef struct r1_engine_stats
 	uint64_t	requests_done;
 	uint64_t	preemptions;	/* sequences sent back to wait for a full KV cache */
 	uint64_t	repetitions;	/* requests stopped by loop detection */
+	uint64_t	prefill_shared; /* prompt tokens copied instead of computed (share_prefill) */
 	size_t		memory_used;	/* backend bytes */
 	size_t		weight_bytes;
 } r1_engine_stats;

@@ -301,6 +301,7 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "requests_done", json_integer((json_int_t) st.requests_done));
 	json_object_set_new(o, "preemptions", json_integer((json_int_t) st.preemptions));
 	json_object_set_new(o, "repetitions", json_integer((json_int_t) st.repetitions));
+	json_object_set_new(o, "prefill_shared", json_integer((json_int_t) st.prefill_shared));
 	json_object_set_new(o, "memory_used", json_integer((json_int_t) st.memory_used));
 	json_object_set_new(o, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
 	json_object_set_new(o, "clients", json_integer(srv->n_clients));
@@ -474,6 +475,7 @@ r1_srv_generate(r1_server *srv, r1_client *c, json_t *req)
 	else if (getrandom(&r.sampling.seed, sizeof(r.sampling.seed), 0) != sizeof(r.sampling.seed))
 		r.sampling.seed = (uint64_t) (r1_now_ms() * 1000.0) ^ ((uint64_t) getpid() << 32);
 	r.ignore_eos = json_is_true(json_object_get(req, "ignore_eos"));
+	r.share_prefill = json_is_true(json_object_get(req, "share_prefill"));
 	if (json_object_get(req, "tag") != NULL && !json_is_null(json_object_get(req, "tag")))
 	{
 		json_t	   *tag = json_object_get(req, "tag");
