@@ -79,7 +79,7 @@ EXTRA_CLEAN = build/pg build/regress
 # pg_regress: test/sql and test/expected (REGRESS_OPTS --inputdir=test);
 # `make installcheck` needs a running server with r1_pg preloaded and a
 # model (test/run-extension-tests.sh sets one up).
-REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit r1_jobs
+REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit r1_jobs r1_reasoning
 REGRESS_OPTS = --inputdir=test
 
 PG_CONFIG ?= pg_config
@@ -103,7 +103,7 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
 	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o: \
 	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
-	src/engine/chat.h src/activity.h src/traces.h src/jobs.h
+	src/engine/chat.h src/activity.h src/traces.h src/jobs.h src/reasoning.h
 
 install: install-r1
 install-r1: bin/r1

@@ -38,7 +38,9 @@ static const char *usage_text =
 "  checksum   --model DIR                   checksum of the weight bytes (as r1_status() reports it)\n"
 "  demo-model --out DIR [--tokenizer DIR] [--text TEXT] [--loop | --cycle]   write a tiny model with\n"
 "             a known output (--loop: repeat the text's last token forever instead of ending;\n"
-"             --cycle: repeat the whole text forever, a loop for loop detection)\n"
+"             --cycle: repeat the whole text forever, a loop for loop detection;\n"
+"             --answers DIGITS: the text's last digit may as likely be any of DIGITS, so a\n"
+"             sampled answer depends on the seed, e.g. --answers 13: 41, 42 or 43)\n"
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
 "             --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
@@ -93,6 +95,7 @@ typedef struct opts
 	const char *type;
 	const char *tokenizer_from;
 	const char *positional;
+	const char *answers;		/* demo-model --answers */
 	int			raw,
 				ignore_eos,
 				batch_invariant,
@@ -179,6 +182,8 @@ parse_opts(int argc, char **argv, opts *o)
 			o->loop = 1;
 		else if (strcmp(a, "--cycle") == 0)
 			o->cycle = 1;
+		else if (strcmp(a, "--answers") == 0)
+			o->answers = VALUE();
 		else if (strcmp(a, "--dtype") == 0)
 			o->dtype = VALUE();
 		else if (strcmp(a, "--type") == 0)
@@ -764,8 +769,30 @@ cmd_demo_model(const opts *o)
 	chain[n + 1] = o->loop ? ids[n - 1] : o->cycle ? ids[0] : eos;
 	if (mkdir(o->out, 0755) != 0 && errno != EEXIST)
 		die("%s: cannot create: %s", o->out, strerror(errno));
-	if (r1_demo_model_write(o->out, chain, (int) n + 2, 151936, r1_tokenizer_bos_id(tok), eos, &err) != 0)
-		die("%s", err.msg);
+	{
+		/* --answers: forks at the last digit of the text */
+		int32_t		fork_at[10],
+					fork_id[10];
+		int			n_forks = 0,
+					last_digit = -1;
+
+		for (size_t i = 1; i <= n && o->answers; i++)
+			for (char d = '0'; d <= '9'; d++)
+				if (chain[i] == r1_tokenizer_token_id(tok, (char[]) {d, 0}))
+					last_digit = (int) i;
+		if (o->answers && last_digit < 0)
+			die("--answers needs a text with a digit");
+		for (const char *p = o->answers; p && *p; p++)
+		{
+			if (*p < '0' || *p > '9' || n_forks == 10)
+				die("--answers takes up to 10 digits, got \"%s\"", o->answers);
+			fork_at[n_forks] = last_digit;
+			fork_id[n_forks++] = r1_tokenizer_token_id(tok, (char[]) {*p, 0});
+		}
+		if (r1_demo_model_write_forks(o->out, chain, (int) n + 2, 151936, r1_tokenizer_bos_id(tok), eos,
+									  fork_at, fork_id, n_forks, &err) != 0)
+			die("%s", err.msg);
+	}
 	copy_file(tokdir, o->out, "tokenizer.json");
 	copy_file(tokdir, o->out, "tokenizer_config.json");
 	j = json_object();
