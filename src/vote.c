@@ -614,5 +614,20 @@ pg_r1_reason_vote_many(PG_FUNCTION_ARGS)
 	}
 	else
 		r1_vote_values(st, &st->prompts[p], values + 1, nulls + 1);
-	SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc, values, nulls)));
+	{
+		HeapTuple	tuple = heap_form_tuple(funcctx->tuple_desc, values, nulls);
+
+		/* the row holds copies: a long table keeps only the samples in flight */
+		for (int i = 0; i < st->n && st->prompts[p].samples; i++)
+		{
+			R1Sample   *s = &st->prompts[p].samples[i];
+
+			if (s->think)
+				pfree(s->think);
+			if (s->answer)
+				pfree(s->answer);
+			s->think = s->answer = NULL;
+		}
+		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(tuple));
+	}
 }

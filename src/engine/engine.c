@@ -15,6 +15,12 @@
  * again, at the same positions with the same seeds.  Only a sequence that
  * cannot fit even alone fails, with a message that says which setting to
  * change.
+ *
+ * Requests that set share_prefill and have the same prompt compute it once:
+ * the oldest prefills, the others hold their slots idle until its cache has
+ * the prompt, then copy it (backend copy_kv) and feed only the last prompt
+ * token (share_prefill()).  After each sampled token a request's loop
+ * detector (repetition.h) may stop it with finish_reason "repetition".
  */
 #include "engine.h"
 #include "gguf.h"

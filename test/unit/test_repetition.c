@@ -2,7 +2,8 @@
  * test_repetition.c - loop detection: the detector on synthetic sequences,
  * then the engine on a generated model whose greedy path is a 4-token cycle
  * (it stops with finish_reason "repetition"), with detection off, and with
- * ignore_eos.  test_forward.c checks that the golden greedy paths never
+ * ignore_eos; a model with a fork, whose sampled output depends on the
+ * seed (r1_demo_model_write_forks).  test_forward.c checks that the golden greedy paths never
  * trigger it.
  */
 #include <stdlib.h>
@@ -174,11 +175,76 @@ engine_cycle(void)
 	rmdir(dir);
 }
 
+/* a fork in the chain: the sampled branch depends on the seed, greedy takes the lowest id */
+static void
+engine_fork(void)
+{
+	char		dir[] = "/tmp/r1-fork-XXXXXX";
+	int32_t		chain[] = {3, 5, 6, 7, 8, 1};
+	int32_t		fork_at[] = {3},
+				fork_id[] = {9};
+	r1_engine_opts o;
+	r1_engine  *e;
+	r1_error	err;
+	char		path[4096];
+	int			seen7 = 0,
+				seen9 = 0;
+
+	if (!mkdtemp(dir))
+		return;
+	ok(r1_demo_model_write_forks(dir, chain, 6, 64, 0, 1, (int32_t[]) {6}, fork_id, 1, &err) != 0,
+	   "a fork past the chain is refused");
+	ok(r1_demo_model_write_forks(dir, chain, 6, 64, 0, 1, fork_at, (int32_t[]) {6}, 1, &err) != 0,
+	   "a fork token in the chain is refused");
+	if (!ok(r1_demo_model_write_forks(dir, chain, 6, 64, 0, 1, fork_at, fork_id, 1, &err) == 0,
+			"a model with a fork: 6 -> 7 or 9, then 8"))
+		return;
+	r1_engine_opts_defaults(&o);
+	o.model_dir = dir;
+	o.device = "cpu";
+	o.threads = 2;
+	if (ok(r1_engine_open(&e, &o, &err) == 0, "fork engine opens"))
+	{
+		for (int seed = 0; seed < 16; seed++)
+		{
+			int32_t		prompt[2] = {3, 5};
+			r1_request	rq;
+			r1_completion c;
+
+			memset(&rq, 0, sizeof(rq));
+			rq.prompt_ids = prompt;
+			rq.n_prompt = 2;
+			r1_sampling_defaults(&rq.sampling);
+			rq.sampling.temperature = seed == 15 ? 0 : 0.6f;
+			rq.sampling.seed = (uint64_t) seed;
+			rq.max_tokens = 10;
+			if (r1_engine_run(e, &rq, &c, &err) != 0)
+				continue;
+			if (c.n_ids == 4 && c.ids[0] == 6 && c.ids[2] == 8 && c.ids[3] == 1 && seed < 15)
+			{
+				seen7 += c.ids[1] == 7;
+				seen9 += c.ids[1] == 9;
+			}
+			if (seed == 15)
+				ok(c.n_ids == 4 && c.ids[1] == 7, "greedy takes the lower id of the fork");
+			r1_completion_free(&c);
+		}
+		ok(seen7 > 0 && seen9 > 0 && seen7 + seen9 == 15, "sampled: both branches (%d and %d of 15)", seen7, seen9);
+		r1_engine_close(e);
+	}
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
 	detector();
 	engine_cycle();
+	engine_fork();
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;
 }
