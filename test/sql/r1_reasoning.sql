@@ -1,7 +1,7 @@
 -- reasoning-aware SQL: r1_answers_equal, loop-detection settings and
 -- r1.stats.repetitions, r1_reason_vote / r1_reason_vote_many on the demo
 -- model (every sample answers 42).  Looping and seed-dependent models:
--- test/t/011_reasoning.pl.
+-- test/t/019_reasoning.pl.
 CREATE EXTENSION IF NOT EXISTS r1_pg;
 
 -- ---- r1_answers_equal
