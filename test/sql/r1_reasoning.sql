@@ -51,11 +51,11 @@ CREATE TEMP TABLE problems (id int, question text, reference text);
 INSERT INTO problems VALUES (1, 'What is 6*7?', '42'), (2, 'What is 40+2?', '\boxed{42}'),
 	(3, 'What is 6*8?', '48');
 -- pass@1 averaged over k = 4 samples per problem
-SELECT round(avg(r1_answers_equal(r.boxed, p.reference)::int), 3) AS pass_at_1
+SELECT round(avg(coalesce(r1_answers_equal(r.boxed, p.reference), false)::int), 3) AS pass_at_1
 FROM problems p
 CROSS JOIN LATERAL r1_reason_many(array_fill(p.question, ARRAY[4]), seed => 1000 * p.id) r;
 -- cons@4: the majority answer of 4 samples
-SELECT round(avg(r1_answers_equal(v.boxed, p.reference)::int), 3) AS cons_at_4
+SELECT round(avg(coalesce(r1_answers_equal(v.boxed, p.reference), false)::int), 3) AS cons_at_4
 FROM problems p
 JOIN r1_reason_vote_many(ARRAY(SELECT question FROM problems ORDER BY id), n => 4, seed => 1) v
   ON v.ord = p.id;
