@@ -70,16 +70,16 @@ clean-engine:
 # ---- the extension (PGXS) ----
 #
 # The backend links only the engine's pure-C pieces it needs (chat: the
-# \boxed{} extractor; util), compiled again without -march and without
-# OpenMP: no forward pass, no CUDA, no BLAS in a PostgreSQL process.
+# \boxed{} extractor; util; answer_equal: r1_answers_equal), compiled again
+# without -march and without OpenMP: no forward pass, no CUDA, no BLAS in a PostgreSQL process.
 EXTENSION = r1_pg
 DATA = $(wildcard sql/r1_pg--*.sql)
 MODULE_big = r1_pg
-R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o build/pg/version.o
+R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o build/pg/version.o build/pg/answer_equal.o
 OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
 	src/client_many.o src/reason_many.o src/quota.o \
 	src/activity.o src/traces.o src/trace_writer.o src/replay.o \
-	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o $(R1_PG_ENGINE_OBJS)
+	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o $(R1_PG_ENGINE_OBJS)
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
@@ -87,7 +87,7 @@ EXTRA_CLEAN = build/pg build/regress
 # pg_regress: test/sql and test/expected (REGRESS_OPTS --inputdir=test);
 # `make installcheck` needs a running server with r1_pg preloaded and a
 # model (test/run-extension-tests.sh sets one up).
-REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit r1_jobs
+REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit r1_jobs r1_reasoning
 REGRESS_OPTS = --inputdir=test
 
 PG_CONFIG ?= pg_config
@@ -109,9 +109,9 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o: \
+	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o: \
 	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
-	src/engine/chat.h src/activity.h src/traces.h src/jobs.h
+	src/engine/chat.h src/activity.h src/traces.h src/jobs.h src/reasoning.h
 
 install: install-r1
 install-r1: bin/r1

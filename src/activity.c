@@ -64,6 +64,7 @@ typedef struct R1Stats
 	pg_atomic_uint64 completion_tokens;
 	pg_atomic_uint64 total_us;	/* latency of completed requests */
 	pg_atomic_uint64 reset_at;	/* TimestampTz */
+	pg_atomic_uint64 repetitions;	/* completed with finish_reason 'repetition' */
 	pg_atomic_uint64 hist[R1_HIST_BUCKETS];	/* completed requests by latency */
 } R1Stats;
 
@@ -111,6 +112,7 @@ r1_activity_startup_hook(void)
 		pg_atomic_init_u64(&s->requests, 0);
 		pg_atomic_init_u64(&s->completed, 0);
 		pg_atomic_init_u64(&s->errors, 0);
+		pg_atomic_init_u64(&s->repetitions, 0);
 		pg_atomic_init_u64(&s->cancellations, 0);
 		pg_atomic_init_u64(&s->timeouts, 0);
 		pg_atomic_init_u64(&s->prompt_tokens, 0);
@@ -283,6 +285,7 @@ r1_observed_call(StringInfo req, const char *prompt, size_t prompt_len)
 	PG_TRY();
 	{
 		resp = r1_call(req->data, req->len, false);
+		r1_stats_count_finish(resp);
 	}
 	PG_CATCH();
 	{
@@ -307,6 +310,18 @@ r1_observed_call(StringInfo req, const char *prompt, size_t prompt_len)
 							   r1_json_int(resp, "completion_tokens"));
 	}
 	return resp;
+}
+
+void
+r1_stats_count_finish(Jsonb *resp)
+{
+	text	   *finish;
+
+	if (r1_activity == NULL || resp == NULL)
+		return;
+	finish = r1_json_text(resp, "finish_reason");
+	if (finish && VARSIZE_ANY_EXHDR(finish) == 10 && memcmp(VARDATA_ANY(finish), "repetition", 10) == 0)
+		pg_atomic_fetch_add_u64(&r1_activity->stats.repetitions, 1);
 }
 
 /* ---- SQL ---- */
@@ -479,8 +494,8 @@ Datum
 pg_r1_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13];
+	Datum		values[14];
+	bool		nulls[14];
 	uint64		hist[R1_HIST_BUCKETS];
 	uint64		completed,
 				hist_total = 0;
@@ -524,7 +539,11 @@ pg_r1_stats(PG_FUNCTION_ARGS)
 		values[c++] = Float8GetDatum(q);
 	}
 	values[c++] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&s->reset_at));
+	/* 0.2.0: generations stopped by loop detection (older scripts lack the column) */
+	values[c++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->repetitions));
 	Assert(c == lengthof(values));
+	if (tupdesc->natts > lengthof(values))
+		elog(ERROR, "r1_stats() has more columns than this r1_pg library knows");
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -547,6 +566,7 @@ pg_r1_stats_reset(PG_FUNCTION_ARGS)
 	pg_atomic_write_u64(&s->prompt_tokens, 0);
 	pg_atomic_write_u64(&s->completion_tokens, 0);
 	pg_atomic_write_u64(&s->total_us, 0);
+	pg_atomic_write_u64(&s->repetitions, 0);
 	for (int i = 0; i < R1_HIST_BUCKETS; i++)
 		pg_atomic_write_u64(&s->hist[i], 0);
 	pg_atomic_write_u64(&s->reset_at, (uint64) GetCurrentTimestamp());

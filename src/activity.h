@@ -34,4 +34,7 @@ extern void r1_stats_count_request(void);
 extern void r1_stats_count_outcome(R1Outcome outcome, double ms, int64 prompt_tokens,
 								   int64 completion_tokens);
 
+/* A completed response: counts finish_reason 'repetition' (loop detection). */
+extern void r1_stats_count_finish(Jsonb *resp);
+
 #endif							/* R1_ACTIVITY_H */

@@ -13,6 +13,7 @@
 #include "activity.h"
 #include "jobs.h"
 #include "r1_pg.h"
+#include "reasoning.h"
 #include "shmem.h"
 #include "traces.h"
 
@@ -213,6 +214,7 @@ _PG_init(void)
 	r1_limits_init(process_shared_preload_libraries_in_progress);
 	r1_traces_define_gucs();
 	r1_jobs_define_settings();
+	r1_reasoning_define_gucs();
 
 	MarkGUCPrefixReserved("r1");
 

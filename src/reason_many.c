@@ -27,6 +27,7 @@
 #include "engine/server.h"
 #include "activity.h"
 #include "quota.h"
+#include "reasoning.h"
 #include "traces.h"
 #include "client.h"
 #include "client_many.h"
@@ -84,6 +85,7 @@ r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, in
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
 	if (r1_parse_special_tokens)
 		appendStringInfoString(&req, ",\"parse_special\":true");
+	r1_append_repetition_params(&req);
 	if (StatementTimeout > 0)
 		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
 	appendStringInfoChar(&req, '}');
@@ -155,6 +157,7 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	st->trace.seed = st->trace.has_seed ? PG_GETARG_INT64(4) : 0;
 	if (!R1_ARG_ISNULL(8))
 		st->trace.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
+	st->trace.extra_params = r1_trace_extra_params(st->trace.extra_params);
 
 	st->n = n;
 	st->strict = strict;
@@ -310,6 +313,7 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	r1_quota_charge(st->role, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 	r1_stats_count_outcome(R1_OUTCOME_COMPLETED, r1_json_float(resp, "ms"),
 						   r1_json_int(resp, "prompt_tokens"), r1_json_int(resp, "completion_tokens"));
+	r1_stats_count_finish(resp);
 	if (r1_log_traces)
 	{
 		R1TraceInfo t = st->trace;

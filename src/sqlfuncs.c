@@ -26,6 +26,7 @@
 #include "activity.h"
 #include "client.h"
 #include "quota.h"
+#include "reasoning.h"
 #include "r1_pg.h"
 #include "shmem.h"
 #include "sqlfuncs.h"
@@ -179,6 +180,7 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 		appendStringInfoString(&req, ",\"ignore_eos\":true");
 	if (r1_parse_special_tokens)
 		appendStringInfoString(&req, ",\"parse_special\":true");
+	r1_append_repetition_params(&req);
 	/* the engine's own deadline backs up statement_timeout */
 	if (StatementTimeout > 0)
 		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
@@ -209,6 +211,7 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 		t.seed = t.has_seed ? PG_GETARG_INT64(4) : 0;
 		if (!R1_ARG_ISNULL(8))
 			t.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
+		t.extra_params = r1_trace_extra_params(t.extra_params);
 		t.response = resp;
 		r1_trace_record(&t);
 	}

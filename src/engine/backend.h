@@ -82,6 +82,13 @@ struct r1_backend
 	int			(*kv_fits) (r1_backend *b, int n, const int *slots, const int *ends);
 	/* Forget a slot's cache (the slot will be reused from position 0). */
 	void		(*release_slot) (r1_backend *b, int slot);
+	/*
+	 * Copy positions [0, n) of slot src's cache into slot dst, which holds
+	 * nothing (released or never used); dst then continues at position n.
+	 * The prefill of a prompt shared by several sequences (engine.c,
+	 * share_prefill).  The caller checks kv_fits first.  NULL: not supported.
+	 */
+	int			(*copy_kv) (r1_backend *b, int src, int dst, int n, r1_error *err);
 	/* Bytes of memory the backend holds (weights copies, KV cache, scratch). */
 	size_t		(*memory_used) (r1_backend *b);
 	void		(*destroy) (r1_backend *b);

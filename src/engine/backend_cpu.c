@@ -456,6 +456,33 @@ grow_slot(cpu_state *st, cpu_slot *s, int need, int max_ctx, r1_error *err)
 	return 0;
 }
 
+static int
+cpu_copy_kv(r1_backend *b, int src, int dst, int n, r1_error *err)
+{
+	cpu_state  *st = b->impl;
+	size_t		kvd = (size_t) st->cfg->n_kv_heads * st->cfg->head_dim;
+	cpu_slot   *s,
+			   *d;
+
+	if (src < 0 || src >= b->max_slots || dst < 0 || dst >= b->max_slots || src == dst ||
+		n < 0 || n > b->max_ctx)
+		return r1_fail(err, "copy_kv: slots %d -> %d, %d positions out of range", src, dst, n);
+	s = &st->slots[src];
+	d = &st->slots[dst];
+	if (n > s->cap)
+		return r1_fail(err, "copy_kv: slot %d holds %d positions, not %d", src, s->cap, n);
+	if (n == 0)
+		return 0;
+	if (grow_slot(st, d, n, b->max_ctx, err) != 0)
+		return -1;
+	for (int l = 0; l < st->cfg->n_layers; l++)
+	{
+		memcpy(d->k[l], s->k[l], (size_t) n * kvd * sizeof(float));
+		memcpy(d->v[l], s->v[l], (size_t) n * kvd * sizeof(float));
+	}
+	return 0;
+}
+
 static void
 cpu_release_slot(r1_backend *b, int slot)
 {
@@ -753,6 +780,7 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	b->max_ctx = max_ctx;
 	b->forward = cpu_forward;
 	b->release_slot = cpu_release_slot;
+	b->copy_kv = cpu_copy_kv;
 	b->kv_fits = cpu_kv_fits;
 	b->memory_used = cpu_memory_used;
 	b->destroy = cpu_destroy;

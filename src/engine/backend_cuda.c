@@ -1185,6 +1185,60 @@ cuda_release_slot(r1_backend *b, int slot)
 	r1_kv_alloc_release(&st->alloc, slot);
 }
 
+/*
+ * Copy positions [0, n) of slot src into the empty slot dst: reserve dst's
+ * blocks, send their table entries to the device, then one 2D copy per block
+ * (its keys and values of every layer; layers are n_blocks blocks apart).
+ * Whole blocks are copied: positions past n in dst's last block are
+ * overwritten before anything reads them.
+ */
+static int
+cuda_copy_kv(r1_backend *b, int src, int dst, int n, r1_error *err)
+{
+	cuda_state *st = b->impl;
+	const r1_config *c = st->cfg;
+	int			nb = r1_kv_blocks_for(n),
+				n_upd = 0;
+	r1_kv_update *upd;
+	size_t		block_elems,
+				layer_elems;
+
+	if (st->broken)
+		return r1_fail(err, "the CUDA backend is unusable after an earlier error: %s", st->broken_msg);
+	if (src < 0 || src >= b->max_slots || dst < 0 || dst >= b->max_slots || src == dst ||
+		n < 0 || n > b->max_ctx || nb > st->alloc.n_slot_blocks[src] || st->alloc.n_slot_blocks[dst] != 0)
+		return r1_fail(err, "copy_kv: slots %d -> %d, %d positions out of range", src, dst, n);
+	if (n == 0)
+		return 0;
+	upd = malloc(sizeof(r1_kv_update) * nb);
+	if (!upd)
+		return r1_fail(err, "out of memory copying a KV cache");
+	if (r1_kv_alloc_reserve(&st->alloc, 1, &dst, &n, upd, &n_upd, err) != 0)
+	{
+		free(upd);
+		return -1;
+	}
+	block_elems = r1_kv_index(0, 1, 0, 0, 0, 0, st->alloc.n_blocks, c->n_kv_heads, c->head_dim);
+	layer_elems = r1_kv_index(1, 0, 0, 0, 0, 0, st->alloc.n_blocks, c->n_kv_heads, c->head_dim);
+	CK(cudaSetDevice(st->device));
+	for (int i = 0; i < n_upd; i++)
+		CK(cudaMemcpyAsync(st->tables + upd[i].index, &upd[i].block, sizeof(int32_t),
+						   cudaMemcpyHostToDevice, st->stream));
+	for (int k = 0; k < nb; k++)
+	{
+		int32_t		sb = st->alloc.table[(size_t) src * st->alloc.max_blocks_per_slot + k];
+		int32_t		db = st->alloc.table[(size_t) dst * st->alloc.max_blocks_per_slot + k];
+
+		CK(cudaMemcpy2DAsync(st->kv_pool + (size_t) db * block_elems, layer_elems * sizeof(uint16_t),
+							 st->kv_pool + (size_t) sb * block_elems, layer_elems * sizeof(uint16_t),
+							 block_elems * sizeof(uint16_t), c->n_layers,
+							 cudaMemcpyDeviceToDevice, st->stream));
+	}
+	CK(cudaStreamSynchronize(st->stream));
+	free(upd);
+	return 0;
+}
+
 static size_t
 cuda_memory_used(r1_backend *b)
 {
@@ -1442,6 +1496,7 @@ r1_backend_cuda_create(r1_backend **out, const r1_model *m, int max_slots, int m
 	b->max_ctx = max_ctx;
 	b->forward = cuda_forward;
 	b->release_slot = cuda_release_slot;
+	b->copy_kv = cuda_copy_kv;
 	b->kv_fits = cuda_kv_fits;
 	{
 		/* logits never leave the GPU unless R1_GPU_SAMPLING=0 */

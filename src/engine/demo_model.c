@@ -22,6 +22,14 @@ int
 r1_demo_model_write(const char *dir, const int32_t *chain, int n, int vocab, int bos_id,
 					int eos_id, r1_error *err)
 {
+	return r1_demo_model_write_forks(dir, chain, n, vocab, bos_id, eos_id, NULL, NULL, 0, err);
+}
+
+int
+r1_demo_model_write_forks(const char *dir, const int32_t *chain, int n, int vocab, int bos_id,
+						  int eos_id, const int32_t *fork_at, const int32_t *fork_id, int n_forks,
+						  r1_error *err)
+{
 	int			H,
 				heads = 2,
 				kv_heads = 1,
@@ -53,6 +61,16 @@ r1_demo_model_write(const char *dir, const int32_t *chain, int n, int vocab, int
 				return r1_fail(err, "demo model: token id %d occurs twice in the chain; each token can have only one successor",
 							   chain[i]);
 	}
+	for (int f = 0; f < n_forks; f++)
+	{
+		if (fork_at[f] < 1 || fork_at[f] >= n - 1)
+			return r1_fail(err, "demo model: fork position %d out of range [1, %d)", fork_at[f], n - 1);
+		if (fork_id[f] < 0 || fork_id[f] >= vocab)
+			return r1_fail(err, "demo model: token id %d out of range [0, %d)", fork_id[f], vocab);
+		for (int i = 0; i < n; i++)
+			if (chain[i] == fork_id[f])
+				return r1_fail(err, "demo model: fork token %d is in the chain", fork_id[f]);
+	}
 	H = ((n + 63) / 64) * 64;
 	hd = H / heads;
 	embed = calloc((size_t) vocab * H, sizeof(uint16_t));
@@ -71,6 +89,14 @@ r1_demo_model_write(const char *dir, const int32_t *chain, int n, int vocab, int
 	{
 		embed[(size_t) chain[i] * H + i] = r1_f32_to_bf16(1.0f);
 		head[(size_t) chain[i + 1] * H + i] = r1_f32_to_bf16(DEMO_LOGIT_SCALE);
+	}
+	/* a fork: as likely a successor of chain[at - 1] as chain[at], then continues like it */
+	for (int f = 0; f < n_forks; f++)
+	{
+		int			at = fork_at[f];
+
+		head[(size_t) fork_id[f] * H + at - 1] = r1_f32_to_bf16(DEMO_LOGIT_SCALE);
+		embed[(size_t) fork_id[f] * H + at] = r1_f32_to_bf16(1.0f);
 	}
 
 #define T(nm, ptr, d0, d1) \

@@ -15,6 +15,12 @@
  * again, at the same positions with the same seeds.  Only a sequence that
  * cannot fit even alone fails, with a message that says which setting to
  * change.
+ *
+ * Requests that set share_prefill and have the same prompt compute it once:
+ * the oldest prefills, the others hold their slots idle until its cache has
+ * the prompt, then copy it (backend copy_kv) and feed only the last prompt
+ * token (share_prefill()).  After each sampled token a request's loop
+ * detector (repetition.h) may stop it with finish_reason "repetition".
  */
 #include "engine.h"
 #include "gguf.h"
@@ -56,6 +62,10 @@ typedef struct req
 				text_cap;
 	r1_detok	detok;
 	int			think_tokens;
+	int			share;			/* share_prefill */
+	uint64_t	prompt_hash;	/* of prompt[], to find sharers */
+	r1_repdet	rep;			/* loop detection over out[] */
+	int			rep_span;		/* the loop's period when it stopped the request */
 	double		t_submit,
 				t_first;
 	const char *finish;
@@ -257,6 +267,7 @@ req_free(req *r)
 	free(r->prompt);
 	free(r->out);
 	free(r->text);
+	r1_repdet_free(&r->rep);
 	free(r);
 }
 
@@ -370,6 +381,8 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 		return r1_fail(err, "max_think_tokens must be >= 0 (0 = no limit), got %d", rq->max_think_tokens);
 	if (rq->max_think_tokens > 0 && e->n_think_close == 0)
 		return r1_fail(err, "max_think_tokens needs a tokenizer that can spell </think>");
+	if (r1_repetition_validate(&rq->repetition, err) != 0)
+		return -1;
 	if (e->n_waiting + e->n_running >= e->opts.max_queued)
 		return r1_fail(err, "queue full: %d requests are queued or running (the limit)", e->opts.max_queued);
 
@@ -383,6 +396,18 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 		return -1;
 	}
 	memcpy(r->prompt, rq->prompt_ids, sizeof(int32_t) * rq->n_prompt);
+	{
+		r1_repetition_opts ro = rq->repetition;
+
+		if (rq->ignore_eos)
+			ro.max_span = 0;	/* runs to max_tokens by request */
+		if (r1_repdet_init(&r->rep, &ro, err) != 0)
+		{
+			free(r->prompt);
+			free(r);
+			return -1;
+		}
+	}
 	r->n_prompt = (int) rq->n_prompt;
 	r->sp = rq->sampling;
 	r->max_tokens = rq->max_tokens;
@@ -390,6 +415,16 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 		r->max_tokens = e->ctx - r->n_prompt;
 	r->ignore_eos = rq->ignore_eos;
 	r->max_think = rq->max_think_tokens;
+	r->share = rq->share_prefill ? 1 : 0;
+	if (r->share)
+	{
+		/* FNV-1a over the ids */
+		uint64_t	h = 1469598103934665603ull;
+
+		for (int i = 0; i < r->n_prompt; i++)
+			h = (h ^ (uint32_t) r->prompt[i]) * 1099511628211ull;
+		r->prompt_hash = h;
+	}
 	r->deadline_ms = rq->deadline_ms;
 	r->user = rq->user;
 	r->slot = -1;
@@ -610,6 +645,49 @@ preempt(r1_engine *e, req *r)
 	e->stats.preemptions++;
 }
 
+/*
+ * share_prefill: a sharing request that has cached nothing yet either copies
+ * the prompt's cache from a running sharer of the same prompt that has it
+ * (all positions but the last: it feeds that one to get its own logits), or
+ * waits while an older sharer of the same prompt is still prefilling.
+ * Returns 1 when r should sit this step out; 0 to go on (copied or not).
+ * n is the number of sequences already in this step's batch (kv_fits).
+ */
+static int
+share_prefill(r1_engine *e, req *r, int n)
+{
+	int			len = r->n_prompt - 1;
+	int			wait = 0;
+	r1_error	err;
+
+	if (!r->share || r->n_past != 0 || r->n_out != 0 || len < 1 || !e->be->copy_kv)
+		return 0;
+	for (int slot = 0; slot < e->opts.max_seqs; slot++)
+	{
+		req		   *d = e->running[slot];
+
+		if (!d || d == r || !d->share || d->prompt_hash != r->prompt_hash ||
+			d->n_prompt != r->n_prompt || memcmp(d->prompt, r->prompt, sizeof(int32_t) * r->n_prompt) != 0)
+			continue;
+		if (d->n_past >= len)
+		{
+			/* room for the copy and this step's token, with the batch so far */
+			e->b_slot[n] = r->slot;
+			e->b_end[n] = r->n_prompt;
+			if (!e->be->kv_fits(e->be, n + 1, e->b_slot, e->b_end))
+				return 0;		/* the usual path makes it wait */
+			if (e->be->copy_kv(e->be, d->slot, r->slot, len, &err) != 0)
+				return 0;		/* computes its own prompt */
+			r->n_past = len;
+			e->stats.prefill_shared += len;
+			return 0;
+		}
+		if (d->id < r->id)
+			wait = 1;			/* an older sharer is prefilling: wait for its cache */
+	}
+	return wait;
+}
+
 int
 r1_engine_step(r1_engine *e, r1_error *err)
 {
@@ -634,6 +712,8 @@ r1_engine_step(r1_engine *e, r1_error *err)
 						take;
 
 			if (!r)
+				continue;
+			if (pass == 1 && share_prefill(e, r, n))
 				continue;
 			pending = seq_target(r) - r->n_past;
 			if (pass == 0 && pending == 1 && r->n_out > 0)
@@ -745,6 +825,11 @@ r1_engine_step(r1_engine *e, r1_error *err)
 		}
 		if (!r->ignore_eos && (next == e->eos_ids[0] || next == e->eos_ids[1]))
 			finish_running(e, r, r->forced ? "think_budget" : "stop");
+		else if ((r->rep_span = r1_repdet_push(&r->rep, r->out, r->n_out)) > 0)
+		{
+			e->stats.repetitions++;
+			finish_running(e, r, "repetition");
+		}
 		else if (r->n_out >= r->max_tokens)
 			finish_running(e, r, "length");
 	}
@@ -770,6 +855,7 @@ r1_engine_poll(r1_engine *e, r1_completion *c)
 	c->user = r->user;
 	c->finish_reason = r->finish;
 	c->think_budget_hit = r->forced > 0;
+	c->repetition_span = r->rep_span;
 	memcpy(c->error, r->error, sizeof(c->error));
 	c->text = r->text ? r->text : calloc(1, 1);
 	c->text_len = r->text_len;

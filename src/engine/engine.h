@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "model.h"
+#include "repetition.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -51,6 +52,20 @@ typedef struct r1_request
 									 * (as if sampled) and the model goes on to answer */
 	double		deadline_ms;	/* r1_now_ms() time after which it is cancelled; 0 = none */
 	void	   *user;			/* returned with the completion */
+	/*
+	 * Loop detection (repetition.h): max_span 0 (the zeroed default) is off.
+	 * A request that ignores EOS runs to max_tokens: no loop detection.
+	 */
+	r1_repetition_opts repetition;
+	/*
+	 * 1: requests with the same prompt ids that all set this compute the
+	 * prompt once (n samples of one prompt: voting).  The first one admitted
+	 * prefills; the others wait in the batch until its prompt is cached,
+	 * copy its KV cache (backend copy_kv) but for the last prompt position,
+	 * and feed that one token themselves.  Results are unchanged (bitwise on
+	 * the CPU with batch_invariant).
+	 */
+	int			share_prefill;
 } r1_request;
 
 typedef struct r1_completion
@@ -61,11 +76,13 @@ typedef struct r1_completion
 	 * "stop" (end of sequence), "think_budget" (stopped at the end of
 	 * sequence after the engine closed the think section at
 	 * max_think_tokens), "length" (max_tokens or the context ran out; also
-	 * when the budget was hit before: see think_budget_hit), "cancelled",
+	 * when the budget was hit before: see think_budget_hit), "repetition"
+	 * (loop detection stopped it: see repetition_span), "cancelled",
 	 * "timeout", "error".
 	 */
 	const char *finish_reason;
 	int			think_budget_hit;	/* 1 when max_think_tokens forced </think> */
+	int			repetition_span;	/* "repetition": the period of the loop in tokens */
 	char		error[R1_ERROR_LEN];	/* with "error" */
 	char	   *text;			/* everything generated, decoded (EOS not included) */
 	size_t		text_len;
@@ -89,6 +106,8 @@ typedef struct r1_engine_stats
 	uint64_t	prompt_tokens;
 	uint64_t	requests_done;
 	uint64_t	preemptions;	/* sequences sent back to wait for a full KV cache */
+	uint64_t	repetitions;	/* requests stopped by loop detection */
+	uint64_t	prefill_shared; /* prompt tokens copied instead of computed (share_prefill) */
 	size_t		memory_used;	/* backend bytes */
 	size_t		weight_bytes;
 } r1_engine_stats;

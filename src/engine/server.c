@@ -394,6 +394,8 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "prompt_tokens", json_integer((json_int_t) st.prompt_tokens));
 	json_object_set_new(o, "requests_done", json_integer((json_int_t) st.requests_done));
 	json_object_set_new(o, "preemptions", json_integer((json_int_t) st.preemptions));
+	json_object_set_new(o, "repetitions", json_integer((json_int_t) st.repetitions));
+	json_object_set_new(o, "prefill_shared", json_integer((json_int_t) st.prefill_shared));
 	json_object_set_new(o, "memory_used", json_integer((json_int_t) st.memory_used));
 	json_object_set_new(o, "weight_bytes", json_integer((json_int_t) st.weight_bytes));
 	json_object_set_new(o, "clients", json_integer(srv->n_clients));
@@ -540,6 +542,42 @@ r1_srv_is_queue_full(const r1_error *err)
 	return strncmp(err->msg, "queue full", 10) == 0;
 }
 
+/*
+ * Loop detection (repetition_max_span, repetition_min_repeats,
+ * repetition_min_tokens: the defaults of repetition.h when absent;
+ * repetition_max_span 0 turns it off).  0, or -1 after an error response.
+ */
+static int
+r1_srv_repetition_params(r1_prep *p, json_t *req, r1_request *r)
+{
+	static const char *const keys[3] = {"repetition_max_span", "repetition_min_repeats",
+	"repetition_min_tokens"};
+	int		   *fields[3] = {&r->repetition.max_span, &r->repetition.min_repeats,
+	&r->repetition.min_tokens};
+	r1_error	err;
+
+	r1_repetition_defaults(&r->repetition);
+	for (int i = 0; i < 3; i++)
+	{
+		double		v;
+		int			got = r1_srv_get_number(req, keys[i], &v);
+
+		if (got < 0 || (got > 0 && (v != (double) (int) v || v < 0 || v > 1e9)))
+		{
+			r1_prep_fail(p, "22023", "repetition parameters must be integers >= 0", NULL, NULL);
+			return -1;
+		}
+		if (got > 0)
+			*fields[i] = (int) v;
+	}
+	if (r1_repetition_validate(&r->repetition, &err) != 0)
+	{
+		r1_prep_fail(p, "22023", err.msg, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
 /* Check a generate request and encode its prompt (any thread). */
 static void
 r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
@@ -605,6 +643,8 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 		}
 		r.max_think_tokens = v > 1e9 ? 1000000000 : (int) v;
 	}
+	if (r1_srv_repetition_params(p, req, &r) != 0)
+		return;
 	if (r1_srv_get_number(req, "temperature", &v) > 0)
 		r.sampling.temperature = (float) v;
 	if (r1_srv_get_number(req, "top_p", &v) > 0)
@@ -623,6 +663,7 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 	else if (getrandom(&r.sampling.seed, sizeof(r.sampling.seed), 0) != sizeof(r.sampling.seed))
 		r.sampling.seed = (uint64_t) (r1_now_ms() * 1000.0) ^ ((uint64_t) getpid() << 32);
 	r.ignore_eos = json_is_true(json_object_get(req, "ignore_eos"));
+	r.share_prefill = json_is_true(json_object_get(req, "share_prefill"));
 	if (json_object_get(req, "tag") != NULL && !json_is_null(json_object_get(req, "tag")))
 	{
 		json_t	   *tag = json_object_get(req, "tag");
@@ -1111,6 +1152,7 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
 	json_object_set_new(o, "think_budget_hit", json_boolean(done->think_budget_hit));
+	json_object_set_new(o, "repetition_span", json_integer(done->repetition_span));
 	/* milliseconds to the microsecond: more digits are noise, and read as such */
 	json_object_set_new(o, "ms", json_real(round(done->ms * 1000.0) / 1000.0));
 	json_object_set_new(o, "model", json_string(r1_engine_model(srv->engine)->name));

@@ -13,11 +13,13 @@
  *   {"op":"generate", "prompt":S, "system":S|null, "raw":B, "max_tokens":N,
  *    "temperature":F, "top_p":F, "top_k":N, "min_p":F, "seed":N|null,
  *    "ignore_eos":B, "timeout_ms":N, "queue_timeout_ms":N,
- *    "max_think_tokens":N|null, "tag":S, "parse_special":B}
+ *    "max_think_tokens":N|null, "tag":S, "parse_special":B,
+ *    "repetition_max_span":N, "repetition_min_repeats":N,
+ *    "repetition_min_tokens":N, "share_prefill":B}
  *      -> {"ok":true, "think":S, "answer":S|null, "boxed":S|null,
  *          "finish_reason":S, "prompt_tokens":N, "completion_tokens":N,
- *          "think_tokens":N, "think_budget_hit":B, "ms":F, "model":S,
- *          "weights_checksum":S|null}
+ *          "think_tokens":N, "think_budget_hit":B, "repetition_span":N,
+ *          "ms":F, "model":S, "weights_checksum":S|null}
  *      "tag" (at most 63 bytes, optional) names the request in "activity".
  *
  *   max_think_tokens (>= 1; null or absent = no limit): after that many
@@ -28,6 +30,23 @@
  *   says in both cases that the budget closed the trace.  Otherwise
  *   finish_reason is "stop" or "length" as before.  think_tokens counts the
  *   forced </think> like a generated one.
+ *
+ *   Loop detection (src/engine/repetition.h): when the generated tokens end
+ *   with a span of L tokens (L <= repetition_max_span) repeated at least
+ *   repetition_min_repeats times back to back, covering at least
+ *   repetition_min_tokens tokens, the request stops with finish_reason
+ *   "repetition" and repetition_span = L (0 otherwise).  Absent fields take
+ *   the defaults 512, 4 and 256; repetition_max_span 0 turns detection off,
+ *   and so does ignore_eos (such a request runs to max_tokens).  Bounds:
+ *   max_span <= 8192, min_repeats >= 2, min_tokens >= 1 (22023 otherwise).
+ *
+ *   share_prefill (optional, default false): requests with the same prompt
+ *   ids that all ask for it compute the prompt once.  One of them prefills;
+ *   the others wait in the batch (holding their slots) until its prompt is
+ *   cached, copy its KV cache (all positions but the last) and feed only the
+ *   last prompt token themselves.  Results do not change: with
+ *   batch_invariant on the CPU they are bitwise those of unshared requests.
+ *   r1_reason_vote() sends its n samples this way.
  *   {"op":"tokenize", "text":S, "count_only":B, "parse_special":B}
  *      -> {"ok":true, "ids":[N...]} or {"ok":true, "n":N}
  *
@@ -46,7 +65,9 @@
  *      -> {"ok":true, "model":S, "path":S, "device":S, "note":S, "ctx":N,
  *          "waiting":N, "running":N, "tokens_generated":N, "prompt_tokens":N,
  *          "requests_done":N, "memory_used":N, "weight_bytes":N, "clients":N,
- *          "weights_checksum":S|null}
+ *          "weights_checksum":S|null, "repetitions":N, "prefill_shared":N}
+ *      repetitions: requests stopped by loop detection; prefill_shared:
+ *      prompt tokens copied from another request's KV cache (share_prefill)
  *      weights_checksum (16 hex digits, see checksum.h) is computed by a
  *      background thread after "ready": null until it is done.
  *   {"op":"activity"}

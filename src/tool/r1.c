@@ -33,12 +33,16 @@ static const char *usage_text =
 "             [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
 "             [--seed S] [--ignore-eos] [--device cpu|cuda|auto] [--threads N]\n"
 "             [--max-think-tokens N] [--batch-invariant]\n"
+"             [--repetition-max-span N] [--repetition-min-repeats N] [--repetition-min-tokens N]\n"
 "  bench      (--model DIR | --random-weights 1.5b|7b|14b|32b|llama-8b|llama-70b|CONFIG.json) [--device D]\n"
 "             [--batch N] [--prompt-len N] [--gen-len N] [--threads N] [--dtype bf16|f16|f32]\n"
 "             [--batch-invariant]\n"
 "  checksum   --model DIR                   checksum of the weight bytes (as r1_status() reports it)\n"
-"  demo-model --out DIR [--tokenizer DIR] [--text TEXT] [--loop]   write a tiny model with a known\n"
-"             output (--loop: repeat the text's last token forever instead of ending)\n"
+"  demo-model --out DIR [--tokenizer DIR] [--text TEXT] [--loop | --cycle]   write a tiny model with\n"
+"             a known output (--loop: repeat the text's last token forever instead of ending;\n"
+"             --cycle: repeat the whole text forever, a loop for loop detection;\n"
+"             --answers DIGITS: the text's last digit may as likely be any of DIGITS, so a\n"
+"             sampled answer depends on the seed, e.g. --answers 13: 41, 42 or 43)\n"
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
 "             --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
@@ -50,7 +54,11 @@ static const char *usage_text =
 "  serve      ...                           the engine host of the r1_pg extension\n"
 "  --max-think-tokens N  close the think section with </think> after N tokens\n"
 "                        (finish_reason \"think_budget\" when the answer then ends)\n"
-"  --batch-invariant     results bitwise independent of the rest of the batch\n";
+"  --batch-invariant     results bitwise independent of the rest of the batch\n"
+"  --repetition-max-span N, --repetition-min-repeats N, --repetition-min-tokens N\n"
+"                        loop detection: stop (finish_reason \"repetition\") when the output\n"
+"                        ends with a span of <= N tokens repeated back to back (defaults\n"
+"                        512, 4, 256; --repetition-max-span 0 turns it off; so does --ignore-eos)\n";
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt,...)
@@ -96,10 +104,12 @@ typedef struct opts
 	const char *dir;
 	const char *include;
 	const char *positional;
+	const char *answers;		/* demo-model --answers */
 	int			raw,
 				ignore_eos,
 				batch_invariant,
-				loop;
+				loop,
+				cycle;
 	long		max_tokens,
 				max_think_tokens,
 				top_k,
@@ -112,6 +122,7 @@ typedef struct opts
 				min_p;
 	unsigned long long seed;
 	int			has_seed;
+	r1_repetition_opts repetition;	/* generate: loop detection */
 } opts;
 
 static long
@@ -151,6 +162,7 @@ parse_opts(int argc, char **argv, opts *o)
 	o->batch = 1;
 	o->prompt_len = 128;
 	o->gen_len = 128;
+	r1_repetition_defaults(&o->repetition);
 	for (int i = 2; i < argc; i++)
 	{
 		const char *a = argv[i];
@@ -177,6 +189,10 @@ parse_opts(int argc, char **argv, opts *o)
 			o->text = VALUE();
 		else if (strcmp(a, "--loop") == 0)
 			o->loop = 1;
+		else if (strcmp(a, "--cycle") == 0)
+			o->cycle = 1;
+		else if (strcmp(a, "--answers") == 0)
+			o->answers = VALUE();
 		else if (strcmp(a, "--dtype") == 0)
 			o->dtype = VALUE();
 		else if (strcmp(a, "--type") == 0)
@@ -197,6 +213,12 @@ parse_opts(int argc, char **argv, opts *o)
 			o->batch_invariant = 1;
 		else if (strcmp(a, "--max-think-tokens") == 0)
 			o->max_think_tokens = parse_long("--max-think-tokens", VALUE(), 1, INT_MAX);
+		else if (strcmp(a, "--repetition-max-span") == 0)
+			o->repetition.max_span = (int) parse_long(a, VALUE(), 0, R1_REPETITION_SPAN_LIMIT);
+		else if (strcmp(a, "--repetition-min-repeats") == 0)
+			o->repetition.min_repeats = (int) parse_long(a, VALUE(), 2, INT_MAX);
+		else if (strcmp(a, "--repetition-min-tokens") == 0)
+			o->repetition.min_tokens = (int) parse_long(a, VALUE(), 1, INT_MAX);
 		else if (strcmp(a, "--max-tokens") == 0)
 			o->max_tokens = parse_long("--max-tokens", VALUE(), 1, INT_MAX);
 		else if (strcmp(a, "--top-k") == 0)
@@ -543,6 +565,7 @@ cmd_generate(const opts *o)
 	rq.max_tokens = (int) o->max_tokens;
 	rq.ignore_eos = o->ignore_eos;
 	rq.max_think_tokens = (int) o->max_think_tokens;
+	rq.repetition = o->repetition;
 	if (r1_engine_run(e, &rq, &c, &err) != 0)
 		die("%s", err.msg);
 	j = json_object();
@@ -559,6 +582,7 @@ cmd_generate(const opts *o)
 	json_object_set_new(j, "think_tokens", json_integer(c.think_tokens));
 	json_object_set_new(j, "finish_reason", json_string(c.finish_reason));
 	json_object_set_new(j, "think_budget_hit", json_boolean(c.think_budget_hit));
+	json_object_set_new(j, "repetition_span", json_integer(c.repetition_span));
 	json_object_set_new(j, "ms", json_real(c.ms));
 	json_object_set_new(j, "device", json_string(r1_engine_device(e)));
 	print_json(j);
@@ -754,11 +778,36 @@ cmd_demo_model(const opts *o)
 	/* --loop: the last token maps to itself, so output never ends (long-result tests) */
 	if (o->loop && n < 1)
 		die("--loop needs a non-empty text");
-	chain[n + 1] = o->loop ? ids[n - 1] : eos;
+	/* --cycle: the last token leads back to the first, so the text repeats */
+	if (o->cycle && (n < 2 || o->loop))
+		die("--cycle needs a text of 2 or more tokens (and no --loop)");
+	chain[n + 1] = o->loop ? ids[n - 1] : o->cycle ? ids[0] : eos;
 	if (mkdir(o->out, 0755) != 0 && errno != EEXIST)
 		die("%s: cannot create: %s", o->out, strerror(errno));
-	if (r1_demo_model_write(o->out, chain, (int) n + 2, 151936, r1_tokenizer_bos_id(tok), eos, &err) != 0)
-		die("%s", err.msg);
+	{
+		/* --answers: forks at the last digit of the text */
+		int32_t		fork_at[10],
+					fork_id[10];
+		int			n_forks = 0,
+					last_digit = -1;
+
+		for (size_t i = 1; i <= n && o->answers; i++)
+			for (char d = '0'; d <= '9'; d++)
+				if (chain[i] == r1_tokenizer_token_id(tok, (char[]) {d, 0}))
+					last_digit = (int) i;
+		if (o->answers && last_digit < 0)
+			die("--answers needs a text with a digit");
+		for (const char *p = o->answers; p && *p; p++)
+		{
+			if (*p < '0' || *p > '9' || n_forks == 10)
+				die("--answers takes up to 10 digits, got \"%s\"", o->answers);
+			fork_at[n_forks] = last_digit;
+			fork_id[n_forks++] = r1_tokenizer_token_id(tok, (char[]) {*p, 0});
+		}
+		if (r1_demo_model_write_forks(o->out, chain, (int) n + 2, 151936, r1_tokenizer_bos_id(tok), eos,
+									  fork_at, fork_id, n_forks, &err) != 0)
+			die("%s", err.msg);
+	}
 	copy_file(tokdir, o->out, "tokenizer.json");
 	copy_file(tokdir, o->out, "tokenizer_config.json");
 	j = json_object();

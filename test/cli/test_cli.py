@@ -154,6 +154,25 @@ fails("max-think-tokens 0", "--max-think-tokens", "generate", "--model", demo, "
       "--max-think-tokens", "0")
 fails("max-think-tokens without a tokenizer", "max_think_tokens", "generate", "--model", TINY, "--ids", "1",
       "--max-think-tokens", "2")
+
+# loop detection: a model that repeats its text forever stops with finish_reason "repetition"
+cyc = os.path.join(tmp, "cycle")
+run_json("demo-model --cycle", "demo-model", "--out", cyc, "--tokenizer", TOK, "--cycle",
+         "--text", " Wait, let me check that again.")
+g = run_json("generate on a looping model", "generate", "--model", cyc, "--prompt", "x", "--temperature", "0",
+             "--max-tokens", "2000")
+ok(g and g["finish_reason"] == "repetition" and g["repetition_span"] == 8 and g["completion_tokens"] == 256,
+   "a loop of 8 tokens stops after 256 tokens (the defaults)", g)
+g = run_json("loop detection tuned", "generate", "--model", cyc, "--prompt", "x", "--temperature", "0",
+             "--max-tokens", "2000", "--repetition-min-tokens", "1", "--repetition-min-repeats", "2")
+ok(g and g["finish_reason"] == "repetition" and g["completion_tokens"] == 16, "2 repeats of 8 tokens: 16 tokens", g)
+g = run_json("loop detection off", "generate", "--model", cyc, "--prompt", "x", "--temperature", "0",
+             "--max-tokens", "300", "--repetition-max-span", "0")
+ok(g and g["finish_reason"] == "length" and g["repetition_span"] == 0, "--repetition-max-span 0: runs to max_tokens", g)
+g = run_json("demo with loop detection", "generate", "--model", demo, "--prompt", "What is 6*7?")
+ok(g and g["finish_reason"] == "stop" and g["boxed"] == "42", "the demo model's greedy path is not a loop", g)
+fails("repetition-min-repeats 1", "--repetition-min-repeats", "generate", "--model", cyc, "--prompt", "x",
+      "--repetition-min-repeats", "1")
 a = run_json("batch-invariant", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11", "--max-tokens", "16",
              "--ignore-eos", "--temperature", "1.5", "--batch-invariant")
 b = run_json("not batch-invariant", "generate", "--model", TINY, "--ids", "5,6,7", "--seed", "11",

@@ -276,6 +276,21 @@ run_file(const char *label, const char *weights, const char *golden)
 	snprintf(src, sizeof(src), "%s/qwen2-tiny/%s", fixtures, golden);
 	if (!ok(load_cases(&gs, src, cases) == 0, "%s: golden file %s", label, golden))
 		return;
+	/* loop detection (on by default in SQL) never fires on a golden greedy path */
+	for (int k = 0; k < NCASES; k++)
+	{
+		r1_repetition_opts ro;
+		r1_repdet	d;
+		int			hit = 0;
+
+		r1_repetition_defaults(&ro);
+		if (r1_repdet_init(&d, &ro, &err) != 0)
+			continue;
+		for (int i = 1; i <= NGREEDY; i++)
+			hit |= r1_repdet_push(&d, cases[k].greedy, i);
+		ok(!hit, "%s case %d: the greedy path is not a loop to the detector", label, k);
+		r1_repdet_free(&d);
+	}
 	if (ok(r1_model_load(&m, dir, &err) == 0, "%s: model loads", label))
 	{
 		check_backend(label, m, cases);
