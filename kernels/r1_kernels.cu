@@ -9,7 +9,7 @@
  * cuda_plan.c are the C twins of attn_kernel and merge_kernel.
  *
  * Layout of a file (llm.c's): kernels first, then extern "C" launchers that
- * check the launch.  Checked on a GPU by tools/gpu-check.sh unit compare.
+ * check the launch.  Checked on a GPU by tools/gpu/gpu-check.sh unit compare.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

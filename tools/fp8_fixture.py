@@ -29,6 +29,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "gpu"))
 import gguf_golden  # noqa: E402
 from gpu_compare import read_safetensors  # noqa: E402
 

@@ -5,7 +5,7 @@
  * when nvcc is found); otherwise backend.c's stub says "built without CUDA".
  * Nothing here runs at load time: the first CUDA call is in
  * r1_backend_cuda_create(), so a process may link this and still fork before
- * touching the GPU (see DESIGN.md).  The nvcc-generated module registration
+ * touching the GPU (see ../shared/docs/DESIGN.md, "Never call CUDA before a fork").  The nvcc-generated module registration
  * of kernels/r1_kernels.cu only records the fat binary; it does not
  * initialise the driver.
  *
@@ -61,7 +61,7 @@
  *   and epilogues (small kernels are about 40% of a 1.5B decode step), a
  *   decode attention near bandwidth at long contexts, an FP8 KV cache.
  *
- * Checked on an H100 (2026-11-23, BENCHMARKS.md): tools/gpu-check.sh unit and
+ * Checked on an H100 (2026-11-23, BENCHMARKS.md): tools/gpu/gpu-check.sh unit and
  * compare pass (the GPU against the CPU backend and the golden fixtures); the
  * host-side index logic is unit-tested everywhere (test/unit/test_cuda_plan.c).
  */

@@ -196,7 +196,7 @@ check_backend(void)
 		r1_model_free(m);
 	}
 	/*
-	 * The CUDA backend, where a GPU is usable (tools/gpu-check.sh unit): with
+	 * The CUDA backend, where a GPU is usable (tools/gpu/gpu-check.sh unit): with
 	 * batch_invariant, the fixed-order GEMM and attention split must give
 	 * bitwise the same logits alone and in any batch.
 	 */

@@ -4,11 +4,11 @@
 # kernel is its own launch) and this prints a table by kernel name: launches,
 # total and mean microseconds, DRAM GB/s, share of the step.
 #
-#   tools/gpu-profile.sh SHAPE PROMPT_LEN [STEPS] [r1 bench options...]
-#   e.g. tools/gpu-profile.sh 1.5b 128 3
+#   tools/gpu/gpu-profile.sh SHAPE PROMPT_LEN [STEPS] [r1 bench options...]
+#   e.g. tools/gpu/gpu-profile.sh 1.5b 128 3
 # Needs ncu (Nsight Compute) and a CUDA build of bin/r1.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 shape=${1:-1.5b}
 plen=${2:-128}
 steps=${3:-3}

@@ -3,12 +3,12 @@
 # one run from the repository root (CUDA at /usr/local/cuda; no PostgreSQL
 # needed; python3 for the comparison, torch+transformers only for S5).
 #
-#   tools/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 benchq all,
+#   tools/gpu/gpu-check.sh [STAGE...]      stages: build unit compare bench15 bench7 s5 benchq all,
 #                                      and bench70 (only when named: a 42 GB Llama-70B Q4_K_M)
 #                                      (default: all; each stage fits in a 10-minute slot)
-#   QUICK=1 tools/gpu-check.sh ...     shorter comparison and benchmarks
-#   R1_PREBUILT=1 tools/gpu-check.sh   use bin/r1 and build/test/* as built here
-#                                      by tools/gpu-pack.sh (no make, no -dev
+#   QUICK=1 tools/gpu/gpu-check.sh ...     shorter comparison and benchmarks
+#   R1_PREBUILT=1 tools/gpu/gpu-check.sh   use bin/r1 and build/test/* as built here
+#                                      by tools/gpu/gpu-pack.sh (no make, no -dev
 #                                      packages on the GPU host; libs in .gpu/lib)
 #
 # Logs go to $OUT (default build/gpu-check): summary.txt (one line a step),
@@ -25,12 +25,12 @@
 # benchq (issue 7): Q4_K_M GGUF of random 1.5B and 7B weights (r1 convert),
 # 1 sequence (128 in, 512 out) and 16 sequences: decode_tok_s (targets 1,000 and 400)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-build/gpu-check}
 mkdir -p "$OUT"
 QUICK=${QUICK:-0}
 PREBUILT=${R1_PREBUILT:-0}
-if [ -d .gpu/lib ]; then	# the libraries tools/gpu-pack.sh packed, those the host lacks
+if [ -d .gpu/lib ]; then	# the libraries tools/gpu/gpu-pack.sh packed, those the host lacks
 	mkdir -p /tmp/r1-gpu-lib
 	for f in .gpu/lib/*; do
 		l=$(basename "$f" .gz)
@@ -105,7 +105,7 @@ fi
 if want compare; then
 	q=""
 	[ "$QUICK" = 1 ] && q="--quick"
-	if timeout "${COMPARE_TIMEOUT:-570}" python3 tools/gpu_compare.py $q > "$OUT/compare.log" 2>&1; then
+	if timeout "${COMPARE_TIMEOUT:-570}" python3 tools/gpu/gpu_compare.py $q > "$OUT/compare.log" 2>&1; then
 		log "compare: ok"
 	else
 		log "compare: FAILED"

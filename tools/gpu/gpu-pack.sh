@@ -4,15 +4,15 @@
 # put the shared libraries the GPU host may lack (jansson, pcre2, utf8proc,
 # OpenBLAS and its Fortran runtime; r1 pull's libcurl, libssl and libcrypto with
 # every library libcurl needs beyond glibc) into .gpu/lib, gzipped where large
-# (tools/gpu-check.sh installs only those the host lacks).
+# (tools/gpu/gpu-check.sh installs only those the host lacks).
 # The GPU host then needs no compiler or -dev packages:
 #
-#   tools/gpu-pack.sh                                    # here
-#   carry: bin build/test .gpu     command: R1_PREBUILT=1 tools/gpu-check.sh unit compare ...
+#   tools/gpu/gpu-pack.sh                                    # here
+#   carry: bin build/test .gpu     command: R1_PREBUILT=1 tools/gpu/gpu-check.sh unit compare ...
 #
 # .gpu/ is kept out of git through .git/info/exclude.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 make -j"$(nproc)" engine build/test/test_batch >/dev/null
 make -j"$(nproc)" $(ls test/unit/test_*.c | sed 's,test/unit/\(.*\)\.c,build/test/\1,') >/dev/null
 ldd bin/r1 | grep -q libcudart || { echo "gpu-pack: bin/r1 has no CUDA (nvcc missing or R1_CUDA=0)" >&2; exit 1; }

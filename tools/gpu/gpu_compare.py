@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gpu_compare.py - check `r1 --device cuda` against the CPU backend and the
 golden fixture.  Standard library only (no numpy), so it runs wherever
-python3 does; tools/gpu-check.sh calls it on a GPU host.
+python3 does; tools/gpu/gpu-check.sh calls it on a GPU host.
 
   gpu_compare.py [--r1 bin/r1] [--device cuda] [--ref-device cpu] [--quick]
 
@@ -30,7 +30,7 @@ import tempfile
 from array import array
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 FIX = os.path.join(ROOT, "test", "fixtures", "qwen2-tiny")
 failures = 0
 
