@@ -1,8 +1,9 @@
 # The engine host (`r1 serve`) on its own, without PostgreSQL: the socket
 # protocol of src/engine/server.h, malformed and oversized messages, long
 # results, a slow reader that must not stall others, and a client that hangs
-# up (its request is cancelled).  Needs R1_TEST_MODEL (the demo model) and
-# bin/r1; run by test/run-extension-tests.sh.
+# up (its request is cancelled).  Needs no PostgreSQL: `prove
+# test/t/002_host_protocol.pl` from the repository root makes the demo model
+# with bin/r1 when R1_TEST_MODEL is not set.
 use strict;
 use warnings;
 use IO::Socket::UNIX;
@@ -12,9 +13,15 @@ use Time::HiRes qw(time sleep);
 use File::Temp qw(tempdir);
 use Test::More;
 
-my $model = $ENV{R1_TEST_MODEL} or plan skip_all => 'R1_TEST_MODEL not set (run test/run-extension-tests.sh)';
 my $r1 = $ENV{R1_BIN} // 'bin/r1';
 my $dir = tempdir(CLEANUP => 1);
+my $model = $ENV{R1_TEST_MODEL};
+if (!$model)
+{
+	plan skip_all => "$r1 not built (make)" unless -x $r1;
+	$model = "$dir/model";
+	system($r1, 'demo-model', '--out', $model) == 0 or BAIL_OUT("$r1 demo-model failed");
+}
 my $sock = "$dir/host.sock";
 my ($status, $log) = ('', '');
 
