@@ -147,4 +147,25 @@ my $LONGCALL = q{SET r1.debug_ignore_eos = on;
 	like($lines[0] // '', qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/, 'with the server\'s timestamp (log_line_prefix)');
 }
 
+# ---- a crash and a failed load are WARNINGs in the server log
+sub log_has
+{
+	my ($re) = @_;
+	open(my $fh, '<', $log) or die;
+	my $found = grep { /$re/ } <$fh>;
+	close $fh;
+	return $found;
+}
+{
+	my $host = status('host_pid');
+	kill('KILL', $host);
+	ok(wait_for('restarted', sub { status('state') eq 'ready' && status('host_pid') != $host }, 60), 'a killed host is restarted');
+	ok(log_has(qr/WARNING:  r1 engine: engine host \(pid $host\) was terminated by signal 9/), 'the crash is a WARNING');
+	set_conf("r1.model = '$tmp/no_such_model'");
+	ok(wait_for('failed', sub { status('state') eq 'failed' }, 60), 'a missing model fails to load');
+	ok(log_has(qr/WARNING:  r1 engine: the engine host could not load model "\Q$tmp\E\/no_such_model"/), 'the failed load is a WARNING');
+	reset_conf('r1.model');
+	ok(wait_for('serving', sub { status('state') eq 'ready' && status('model_path') eq $model }, 60), 'back to the test model');
+}
+
 done_testing();
