@@ -14,6 +14,7 @@
 #include "jobs.h"
 #include "r1_pg.h"
 #include "shmem.h"
+#include "trace_writer.h"
 #include "traces.h"
 
 PG_MODULE_MAGIC;
@@ -189,13 +190,15 @@ _PG_init(void)
 
 	r1_limits_init(process_shared_preload_libraries_in_progress);
 	r1_traces_define_gucs();
+	r1_trace_writer_define_gucs();
 	r1_jobs_define_settings();
 
 	MarkGUCPrefixReserved("r1");
 
 	r1_shmem_request();
 	r1_activity_shmem_request();
-	/* both register no worker in binary-upgrade mode (pg_upgrade) */
+	/* these register no worker in binary-upgrade mode (pg_upgrade) */
 	r1_register_worker();
 	r1_jobs_preload();
+	r1_trace_writer_preload();
 }
