@@ -13,3 +13,10 @@ ALTER TYPE r1.engine_status ADD ATTRIBUTE cpu_path text;
 -- a PL/pgSQL function with a pinned search_path: a caller's schemas cannot
 -- shadow the operators and functions it uses
 ALTER FUNCTION r1_job_status(bigint) SET search_path = pg_catalog, pg_temp;
+
+-- r1.jobs.session_role: the session (login) user that submitted a job; its
+-- items are charged to that role (r1.role_quota), like r1_reason calls, and
+-- the job workers share their time between such roles.  Jobs submitted
+-- before have NULL and use created_by.
+ALTER TABLE r1.jobs ADD COLUMN session_role name;
+COMMENT ON COLUMN r1.jobs.session_role IS 'the session (login) user that submitted the job: its items are charged to it (r1.role_quota) and the job workers share their time fairly between such roles (r1.job_role_max_running); NULL for jobs of 0.1.0, which use created_by';
