@@ -254,7 +254,8 @@ r1_trace_record(const R1TraceInfo *t)
 	R1_SET(CStringGetTextDatum(t->source));
 	/* names as the caller is, before becoming the owner */
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetUserId(), false))));
-	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
+	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->session_role) ? t->session_role :
+																		  OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(db ? db : "")));
 	R1_SET_TEXT(t->prompt);
 	R1_SET_TEXT(t->system);
