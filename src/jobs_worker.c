@@ -158,7 +158,8 @@ r1_set_slot_role(Oid role, int64 cap)
 				running++;
 		ok = running < cap;
 	}
-	if (ok)
+	/* a worker being replaced may share its slot with its successor for a moment */
+	if (ok && r1_jobs_shared->slots[r1_slot].pid == MyProcPid)
 		r1_jobs_shared->slots[r1_slot].role = role;
 	SpinLockRelease(&r1_jobs_shared->mutex);
 	return ok;
