@@ -198,7 +198,8 @@ r1_parse_role_list(const char *value, void **extra, const char *what)
 		v = strtoll(p, &end, 10);
 		if (end == p || !isdigit((unsigned char) *p) || errno != 0)
 		{
-			GUC_check_errdetail("The value of role \"%s\" must be a whole number of %s >= 0.", name, what);
+			GUC_check_errdetail("The %s of role \"%s\" must be a whole number of %s >= 0.",
+								strcmp(what, "tokens") == 0 ? "quota" : "limit", name, what);
 			goto bad;
 		}
 		p = end;
