@@ -490,12 +490,6 @@ r1_tw_next_locked(Oid *bind, bool *leave)
 		if (oldest < 0 || r->seq < r1_tw->requests[oldest].seq)
 			oldest = i;
 	}
-	if (mine >= 0)
-	{
-		r1_tw->requests[mine].state = R1_TQ_CLAIMED;
-		r1_tw->requests[mine].writer = r1_my_writer;
-		return mine;
-	}
 	if (oldest < 0)
 		return -1;
 	if (!OidIsValid(me->database))
@@ -515,13 +509,30 @@ r1_tw_next_locked(Oid *bind, bool *leave)
 			*bind = me->database = r1_tw->requests[pick].database;
 		return -1;
 	}
-	/* serving another database: leave it when the oldest request has nobody */
-	if (r1_tw_served_locked(r1_tw->requests[oldest].database))
-		return -1;
-	for (int i = 0; i < r1_tw->nwriters; i++)
-		if (r1_tw->writers[i].pid != 0 && !OidIsValid(r1_tw->writers[i].database))
-			free_writer = true;
-	*leave = !free_writer;
+
+	/*
+	 * Serving a database: leave it when the oldest request waits for a
+	 * database nobody serves, no writer is free, and it is older than mine
+	 * (so a busy database cannot starve another one).
+	 */
+	if (!r1_tw_served_locked(r1_tw->requests[oldest].database) &&
+		(mine < 0 || r1_tw->requests[oldest].seq < r1_tw->requests[mine].seq))
+	{
+		for (int i = 0; i < r1_tw->nwriters; i++)
+			if (r1_tw->writers[i].pid != 0 && !OidIsValid(r1_tw->writers[i].database))
+				free_writer = true;
+		if (!free_writer)
+		{
+			*leave = true;
+			return -1;
+		}
+	}
+	if (mine >= 0)
+	{
+		r1_tw->requests[mine].state = R1_TQ_CLAIMED;
+		r1_tw->requests[mine].writer = r1_my_writer;
+		return mine;
+	}
 	return -1;
 }
 
