@@ -518,7 +518,7 @@ r1_claim_item(void)
 			MemoryContext old;
 
 			r1_exec("UPDATE r1.job_items SET state = 'running', attempts = attempts + 1,"
-					"  started_at = now(), finished_at = NULL, runner_pid = $3, runner_start = $4"
+					"  started_at = clock_timestamp(), finished_at = NULL, runner_pid = $3, runner_start = $4"
 					" WHERE job_id = $1 AND item_no = $2",
 					4, ctypes, cvalues, NULL, SPI_OK_UPDATE);
 			r1_exec("UPDATE r1.jobs SET state = 'running' WHERE id = $1 AND state = 'queued'",
