@@ -92,6 +92,7 @@ typedef struct R1JobItem
 	Oid			owner;			/* the submitting role (created_by), as traced */
 	Oid			session_role;	/* the submitting session user, charged the tokens */
 	R1QuotaHold hold;			/* its reservation (r1.role_quota) */
+	bool		charged;		/* hold settled (once, even if the write is retried) */
 	text	   *prompt;			/* in r1_item_ctx, for r1.traces */
 	Jsonb	   *params;			/* in r1_item_ctx: the job's parameters */
 	TimestampTz started;
@@ -544,6 +545,7 @@ r1_claim_item(void)
 			r1_item.response = NULL;
 			r1_item.error[0] = '\0';
 			r1_item.refund = false;
+			r1_item.charged = false;
 			/* published before the commit: a cancel that commits later finds it */
 			r1_set_slot_job(r1_item.job_id);
 			claimed = true;
@@ -738,10 +740,17 @@ r1_write_item(void)
 	/* 0 rows: the item was cancelled (or requeued) meanwhile; its result is discarded */
 	if (SPI_processed == 1 && !requeued)
 		r1_finish_job(r1_item.job_id);
+	/*
+	 * Settled before the commit, so usage is counted when the result is
+	 * visible; once, even when a failed commit makes the worker write again.
+	 */
+	if (!r1_item.charged)
+	{
+		r1_quota_settle(&r1_item.hold, actual);
+		r1_item.charged = true;
+	}
 	r1_commit();
 	r1_item.held = false;
-	/* settled once the result is committed: tokens spent, the rest given back */
-	r1_quota_settle(&r1_item.hold, actual);
 	r1_set_slot_role(InvalidOid, -1);
 }
 

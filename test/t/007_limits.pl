@@ -8,6 +8,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use R1Test;
 use IPC::Run qw(run);
+use Time::HiRes qw(time);
 use Test::More;
 
 my $model = $ENV{R1_TEST_MODEL} or plan skip_all => 'R1_TEST_MODEL not set (run test/run-extension-tests.sh)';
@@ -158,7 +159,13 @@ sub wait_setting
 	ok(wait_for('items wait', sub { query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND state = 'queued' AND last_error LIKE 'waiting for the quota: %'",
 		db => 'r1_jobs') >= 1 && query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND state = 'running'", db => 'r1_jobs') == 0 }, 60),
 		'the items that do not fit stay queued; last_error says they wait for the quota');
-	my $dj = query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND state = 'done'", db => 'r1_jobs');
+	# settled: the count of done items stays the same for 7 s (idle workers look every 5 s)
+	my ($dj, $since) = (-1, time);
+	wait_for('no more items run', sub {
+		my $d = query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND state = 'done'", db => 'r1_jobs');
+		($dj, $since) = ($d, time) if $d != $dj;
+		return time - $since >= 7;
+	}, 60);
 	cmp_ok($dj, '>=', 2, "$dj items ran");
 	cmp_ok($dj, '<', 20, 'not all of them');
 	cmp_ok(query(q{SELECT tokens_used FROM r1_quota_usage() WHERE role = 'regress_alice'}), '<=', $qj, 'usage stays within the quota');
