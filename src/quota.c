@@ -621,6 +621,7 @@ r1_quota_estimate(size_t prompt_bytes, int64 max_tokens)
 
 /* remember (or forget, tokens < 0) what this process holds, for r1_quota_exit */
 static void r1_quota_exit(int code, Datum arg);
+static void r1_quota_add(Oid role, int64 tokens);
 
 static void
 r1_quota_local(Oid role, int64 tokens)
@@ -683,6 +684,7 @@ r1_quota_try_reserve(R1QuotaHold *hold, Oid role, int64 tokens, char **why)
 
 	hold->role = role;
 	hold->tokens = 0;
+	hold->limited = quota >= 0;
 	if (why)
 		*why = NULL;
 	if (quota < 0)
@@ -763,17 +765,26 @@ r1_quota_settle(R1QuotaHold *hold, int64 actual)
 		LWLockRelease(r1_quota_lock);
 		r1_quota_local(hold->role, -held);
 	}
-	if (actual > 0 && OidIsValid(hold->role))
-		r1_quota_charge(hold->role, actual);
+	if (actual > 0 && hold->limited)
+		r1_quota_add(hold->role, actual);
 }
 
 void
 r1_quota_charge(Oid role, int64 tokens)
 {
+	if (tokens <= 0 || r1_quota_hash == NULL || r1_quota_of(role) < 0)
+		return;
+	r1_quota_add(role, tokens);
+}
+
+/* add tokens to the role's usage today (no catalog access) */
+static void
+r1_quota_add(Oid role, int64 tokens)
+{
 	int32		today = r1_today();
 	R1QuotaEntry *e;
 
-	if (tokens <= 0 || r1_quota_hash == NULL || r1_quota_of(role) < 0)
+	if (tokens <= 0 || r1_quota_hash == NULL)
 		return;
 	LWLockAcquire(r1_quota_lock, LW_EXCLUSIVE);
 	e = r1_quota_entry_locked(role, today);

@@ -65,6 +65,7 @@ typedef struct R1QuotaHold
 {
 	Oid			role;
 	int64		tokens;
+	bool		limited;		/* the role had a quota at reserve time: charge it */
 } R1QuotaHold;
 
 typedef enum R1QuotaFit
@@ -82,7 +83,10 @@ typedef enum R1QuotaFit
 extern R1QuotaFit r1_quota_try_reserve(R1QuotaHold *hold, Oid role, int64 tokens, char **why);
 extern void r1_quota_reserve(R1QuotaHold *hold, Oid role, int64 tokens);
 
-/* Give the hold back and charge actual tokens (0: a failed call, nothing charged). */
+/*
+ * Give the hold back and charge actual tokens (0: a failed call, nothing
+ * charged).  Needs no transaction (the role was looked up at reserve time).
+ */
 extern void r1_quota_settle(R1QuotaHold *hold, int64 actual);
 
 /* Write the usage file when usage changed (jobs launcher, every second). */
