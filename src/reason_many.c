@@ -10,8 +10,8 @@
  * reserves what it can cost (prompt bytes + template + max_tokens) when it is
  * about to be sent, and settles to its real tokens when it finishes; a prompt
  * that does not fit waits while earlier prompts of this call are in flight
- * (they may give tokens back), and then gets a 53400 error row.  Invalid parameters fail the whole
- * call.  A seed makes every prompt reproducible: prompt ord uses
+ * (they may give tokens back), and then gets a 53400 error row.  Invalid
+ * parameters fail the whole call.  A seed makes every prompt reproducible: prompt ord uses
  * seed + ord - 1, so r1_reason(prompt, seed => seed + ord - 1, ...) alone
  * gives the same row.
  */
@@ -321,13 +321,12 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(r1_many_error_row(funcctx, ord, st->errors[index])));
 	}
 	if (!r1_response_ok(resp))
-		r1_quota_settle(&st->holds[index], 0);
-
-	if (!r1_response_ok(resp))
 	{
 		text	   *code = r1_json_text(resp, "code");
 		text	   *error = r1_json_text(resp, "error");
 		int			ord = index + 1;
+
+		r1_quota_settle(&st->holds[index], 0);	/* failed: not charged */
 
 		if (st->strict)
 		{
