@@ -851,7 +851,16 @@ r1_job_worker_main(Datum main_arg)
 		}
 		if (r1_stop_requested)
 		{
-			/* stopped (a reload, shutdown, terminate): hand the item back, uncounted */
+			static bool tried = false;
+
+			/*
+			 * Stopped (a reload, shutdown, terminate): hand the item back,
+			 * uncounted; once (should that write fail, the lease check
+			 * requeues the item, counted).
+			 */
+			if (tried)
+				proc_exit(0);
+			tried = true;
 			if (r1_item.held && r1_item.response == NULL)
 			{
 				snprintf(r1_item.error, sizeof(r1_item.error),
@@ -871,6 +880,8 @@ r1_job_worker_main(Datum main_arg)
 		if (!r1_extension_installed())
 		{
 			r1_item.held = false;	/* its tables are gone */
+			r1_quota_settle(&r1_item.hold, 0);
+			r1_set_slot_role(InvalidOid, -1);
 			r1_worker_sleep(R1_JOBS_WAIT_LONG_MS);
 			continue;
 		}
