@@ -122,3 +122,10 @@ REVOKE ALL ON FUNCTION r1_reason_vote(text, int, int, float8, float8, bigint, te
 REVOKE ALL ON FUNCTION r1_reason_vote_many(text[], int, int, float8, float8, bigint, text, int, float8, int, bool) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION r1_reason_vote(text, int, int, float8, float8, bigint, text, int, float8, int) TO r1_user;
 GRANT EXECUTE ON FUNCTION r1_reason_vote_many(text[], int, int, float8, float8, bigint, text, int, float8, int, bool) TO r1_user;
+
+-- r1.jobs.session_role: the session (login) user that submitted a job; its
+-- items are charged to that role (r1.role_quota), like r1_reason calls, and
+-- the job workers share their time between such roles.  Jobs submitted
+-- before have NULL and use created_by.
+ALTER TABLE r1.jobs ADD COLUMN session_role name;
+COMMENT ON COLUMN r1.jobs.session_role IS 'the session (login) user that submitted the job: its items are charged to it (r1.role_quota) and the job workers share their time fairly between such roles (r1.job_role_max_running); NULL for jobs of 0.1.0, which use created_by';

@@ -286,9 +286,11 @@ CREATE TABLE r1.jobs (
 		CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
 	parameters jsonb NOT NULL,
 	items int NOT NULL DEFAULT 0,
-	finished_at timestamptz
+	finished_at timestamptz,
+	session_role name
 );
 COMMENT ON TABLE r1.jobs IS 'durable jobs of r1_submit() and r1_submit_query(): state queued, running, then done (every item done), failed (some item failed) or cancelled; parameters are the sampling parameters of every item';
+COMMENT ON COLUMN r1.jobs.session_role IS 'the session (login) user that submitted the job: its items are charged to it (r1.role_quota) and the job workers share their time fairly between such roles (r1.job_role_max_running); NULL for jobs of 0.1.0, which use created_by';
 
 CREATE TABLE r1.job_items (
 	job_id bigint NOT NULL REFERENCES r1.jobs (id) ON DELETE CASCADE,

@@ -63,6 +63,11 @@ struct R1Many
 	int			n_open;
 	uint32		generation;		/* host generation the requests went to */
 	MemoryContextCallback cb;
+	R1ManyAdmit admit;			/* NULL: send everything */
+	void	   *admit_arg;
+	int		   *refused;		/* [n] indexes refused, returned first */
+	int			refused_head,
+				refused_tail;
 };
 
 static void
@@ -193,6 +198,23 @@ r1_many_fill(R1Many *m)
 			m->next++;
 		if (m->next >= m->n)
 			break;
+		if (m->admit)
+		{
+			R1Admit a = m->admit(m->next, m->n_open, m->admit_arg);
+
+			if (a == R1_ADMIT_LATER && m->n_open > 0)
+				break;			/* again when one of ours finishes */
+			if (a != R1_ADMIT_SEND)
+			{
+				pfree(m->bodies[m->next]);
+				m->bodies[m->next] = NULL;
+				m->refused[m->refused_tail++] = m->next;
+				m->next++;
+				m->remaining--;
+				i--;			/* this connection slot is still free */
+				continue;
+			}
+		}
 		len = m->lens[m->next];
 		memset(c, 0, sizeof(*c));
 		c->fd = -1;				/* not 0: an ERROR below must not close stdin */
@@ -238,13 +260,28 @@ r1_many_start(int n, char **bodies, size_t *lens, int window)
 	return m;
 }
 
+void
+r1_many_set_admit(R1Many *m, R1ManyAdmit admit, void *arg)
+{
+	m->admit = admit;
+	m->admit_arg = arg;
+	if (m->refused == NULL)
+		m->refused = MemoryContextAlloc(m->mcxt, sizeof(int) * Max(m->n, 1));
+}
+
 int
 r1_many_next(R1Many *m, Jsonb **resp)
 {
 	*resp = NULL;
+	if (m->refused_head < m->refused_tail)
+		return m->refused[m->refused_head++];
 	if (m->remaining == 0)
 		return -1;
 	r1_many_fill(m);
+	if (m->refused_head < m->refused_tail)
+		return m->refused[m->refused_head++];
+	if (m->remaining == 0)
+		return -1;
 	for (;;)
 	{
 		WaitEventSet *set;

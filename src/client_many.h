@@ -21,9 +21,26 @@ typedef struct R1Many R1Many;
 extern R1Many *r1_many_start(int n, char **bodies, size_t *lens, int window);
 
 /*
+ * Admission control (quotas): when set, admit(index, in_flight, arg) is
+ * called before request index is sent.  R1_ADMIT_LATER holds it (and the
+ * ones after it) back until one of the in_flight requests finishes (never
+ * returned while none is in flight); R1_ADMIT_REFUSE skips it: r1_many_next
+ * returns its index with *resp = NULL.
+ */
+typedef enum R1Admit
+{
+	R1_ADMIT_SEND,
+	R1_ADMIT_LATER,
+	R1_ADMIT_REFUSE
+} R1Admit;
+typedef R1Admit (*R1ManyAdmit) (int index, int in_flight, void *arg);
+extern void r1_many_set_admit(R1Many *m, R1ManyAdmit admit, void *arg);
+
+/*
  * Wait for the next request to finish; returns its index and its parsed
  * response (an {"ok":true,...} or {"ok":false,"code":...} object, in the
- * caller's current memory context), or -1 when every request has finished.
+ * caller's current memory context), or -1 when every request has finished;
+ * *resp is NULL for a request the admit callback refused.
  * Interrupts (cancel, statement_timeout) and a host that goes away raise an
  * ERROR.
  */

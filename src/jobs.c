@@ -23,10 +23,13 @@
 #include "utils/memutils.h"
 
 #include "jobs.h"
+#include "quota.h"
 
 char	   *r1_jobs_database = NULL;
 int			r1_job_workers = 4;
 int			r1_job_max_attempts = 3;
+char	   *r1_job_role_max_running = NULL;
+void	   *r1_job_role_max_running_list = NULL;
 
 R1JobsShared *r1_jobs_shared = NULL;
 
@@ -37,6 +40,18 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool r1_xact_callback_registered = false;
 static bool r1_wake_pending = false;
 static List *r1_cancel_pending = NIL;	/* job ids, in TopTransactionContext */
+
+static bool
+r1_job_role_max_running_check(char **newval, void **extra, GucSource source)
+{
+	return r1_parse_role_list(*newval, extra, "items");
+}
+
+static void
+r1_job_role_max_running_assign(const char *newval, void *extra)
+{
+	r1_job_role_max_running_list = extra;
+}
 
 void
 r1_jobs_define_settings(void)
@@ -67,6 +82,16 @@ r1_jobs_define_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("r1.job_role_max_running",
+							   "Most job items of one role that run at once.",
+							   "role=items pairs separated by commas, e.g. 'etl=1, *=2'; \"*\" is every other role. "
+							   "A role is the session user that submitted the job. Unlisted roles share the workers fairly.",
+							   &r1_job_role_max_running,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   r1_job_role_max_running_check, r1_job_role_max_running_assign, NULL);
 }
 
 static Size

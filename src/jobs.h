@@ -18,6 +18,8 @@
 extern char *r1_jobs_database;
 extern int	r1_job_workers;
 extern int	r1_job_max_attempts;
+extern char *r1_job_role_max_running;
+extern void *r1_job_role_max_running_list;	/* parsed (quota.h: r1_role_list_lookup) */
 
 /*
  * One entry per running job worker, so that backends can wake the workers
@@ -28,11 +30,12 @@ typedef struct R1JobSlot
 	pid_t		pid;			/* 0 when free */
 	Latch	   *latch;
 	int64		job_id;			/* job of the call in flight, 0 when none */
+	Oid			role;			/* the role the held (or being claimed) item is charged to */
 } R1JobSlot;
 
 typedef struct R1JobsShared
 {
-	slock_t		mutex;			/* protects the slots */
+	slock_t		mutex;			/* protects the slots (and so the running count per role) */
 	uint32		launcher_generation;	/* bumped at every launcher start */
 	R1JobSlot	slots[R1_JOBS_MAX_WORKERS];
 } R1JobsShared;

@@ -3,8 +3,12 @@
  * without a database connection that waits until r1.jobs_database exists and
  * keeps r1.job_workers dynamic "r1 job worker" processes (jobs_worker.c)
  * running there, restarting one that stops after a backoff, and all of them
- * when either setting changes on reload.  A new launcher (after its own
- * restart) bumps a generation counter: workers of an older one exit.
+ * when either setting changes on reload (a worker stopped so hands its item
+ * back without counting an attempt: jobs_worker.c).  A new launcher (after
+ * its own restart) bumps a generation counter: workers of an older one exit.
+ *
+ * Being a static worker that is always there, the launcher also writes the
+ * role quota usage to its file every second when it changed (quota.c).
  */
 #include "postgres.h"
 
@@ -25,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "jobs.h"
+#include "quota.h"
 
 #define R1_JOBS_WORKER_BACKOFF_MS	5000	/* before restarting a stopped worker */
 #define R1_JOBS_DB_POLL_MS			1000	/* while r1.jobs_database does not exist */
@@ -108,10 +113,11 @@ r1_jobs_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		long		timeout = 10000;
+		long		timeout = 1000;	/* the quota usage is flushed every second */
 		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
+		r1_quota_flush(false);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -186,10 +186,10 @@ r1_become_caller(R1AsOwner *s)
 static int64
 r1_job_insert(const R1JobParams *p, const char *created_by)
 {
-	Oid			types[10] = {TEXTOID, INT4OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID,
-	INT4OID, FLOAT8OID, BOOLOID, INT4OID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			types[11] = {TEXTOID, INT4OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID,
+	INT4OID, FLOAT8OID, BOOLOID, INT4OID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
 	bool		isnull;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -207,13 +207,15 @@ r1_job_insert(const R1JobParams *p, const char *created_by)
 	nulls[8] = p->ignore_eos ? ' ' : 'n';
 	values[9] = Int32GetDatum(p->max_think_tokens);
 	nulls[9] = p->max_think_tokens > 0 ? ' ' : 'n';
-	if (SPI_execute_with_args("INSERT INTO r1.jobs (created_by, parameters) VALUES ($1,"
+	/* charged and scheduled as the session user, like r1_reason (SET ROLE does not move it) */
+	values[10] = CStringGetTextDatum(GetUserNameFromId(r1_quota_role(), false));
+	if (SPI_execute_with_args("INSERT INTO r1.jobs (created_by, session_role, parameters) VALUES ($1, $11,"
 							  " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
 							  "  'max_tokens', $2, 'temperature', $3, 'top_p', $4, 'seed', $5,"
 							  "  'system', $6, 'top_k', $7, 'min_p', $8, 'ignore_eos', $9,"
 							  "  'max_think_tokens', $10)))"
 							  " RETURNING id",
-							  10, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+							  11, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not insert the job");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

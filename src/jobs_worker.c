@@ -4,7 +4,17 @@
  *
  * A worker loops: wait until the extension is installed and the engine ready;
  * claim one queued item (FOR UPDATE SKIP LOCKED; state running, attempts + 1,
- * the worker's pid and start time as the lease token) and commit; call the
+ * the worker's pid and start time as the lease token) and commit.  Which
+ * item: the workers are shared fairly between roles (the session user that
+ * submitted the job, r1.jobs.session_role): the role with the fewest items
+ * running (counted in the shared worker slots, where a claiming worker
+ * publishes its role first, so r1.job_role_max_running holds exactly) and
+ * then the oldest job goes first, and within a role, items in job and item
+ * order.  Before the claim, the item's most possible cost (prompt bytes,
+ * template, max_tokens) is reserved against the role's r1.role_quota; an
+ * item that does not fit stays queued (last_error says why) until the role's
+ * running calls settle or the quota resets at 00:00 UTC, and one that could
+ * never fit (more than the whole quota) fails.  Then call the
  * engine host outside any transaction (r1_call: the same socket protocol as
  * r1_reason, so N workers make a batch of N); then in one transaction write
  * the result (or the error) only if the lease still holds, and when no item
@@ -20,6 +30,12 @@
  * host died during the call) counts; after r1.job_max_attempts the item is
  * failed.  A full queue, an engine that is not configured or failed to load,
  * and an interrupted call (a cancel) do not count: the item is queued again.
+ *
+ * A worker stopped with SIGTERM (the launcher on a reload, shutdown,
+ * pg_terminate_backend) interrupts its engine call and hands its item back
+ * to the queue without counting the attempt, then exits.  An item is never
+ * claimed at r1.job_max_attempts: an item whose worker died at its last
+ * attempt fails instead of running again.
  *
  * Workers exit only through proc_exit(0/1): SIGTERM, postmaster death, a new
  * launcher.  Every other error is logged, rolled back, and the loop goes on.
@@ -74,7 +90,10 @@ typedef struct R1JobItem
 	char		error[1024];	/* why it failed */
 	bool		refund;			/* the failure does not count as an attempt */
 	bool		permanent;		/* no attempt can succeed: fail the item now */
-	Oid			owner;			/* the submitting role, charged the tokens */
+	Oid			owner;			/* the submitting role (created_by), as traced */
+	Oid			session_role;	/* the submitting session user, charged the tokens */
+	R1QuotaHold hold;			/* its reservation (r1.role_quota) */
+	bool		charged;		/* hold settled (once, even if the write is retried) */
 	text	   *prompt;			/* in r1_item_ctx, for r1.traces */
 	Jsonb	   *params;			/* in r1_item_ctx: the job's parameters */
 	TimestampTz started;
@@ -82,6 +101,7 @@ typedef struct R1JobItem
 
 static int	r1_slot = -1;
 static R1JobItem r1_item;
+static volatile sig_atomic_t r1_stop_requested = false;
 static MemoryContext r1_item_ctx = NULL;
 static bool r1_logged_no_extension = false;
 
@@ -94,8 +114,72 @@ r1_job_worker_on_exit(int code, Datum arg)
 		r1_jobs_shared->slots[r1_slot].pid = 0;
 		r1_jobs_shared->slots[r1_slot].latch = NULL;
 		r1_jobs_shared->slots[r1_slot].job_id = 0;
+		r1_jobs_shared->slots[r1_slot].role = InvalidOid;
 	}
 	SpinLockRelease(&r1_jobs_shared->mutex);
+}
+
+/*
+ * SIGTERM: stop after handing the item back.  The query cancel interrupts
+ * the engine call (or a statement); a second SIGTERM is die().
+ */
+static void
+r1_job_worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	if (r1_stop_requested)
+		die(postgres_signal_arg);
+	else
+	{
+		r1_stop_requested = true;
+		InterruptPending = true;
+		QueryCancelPending = true;
+		SetLatch(MyLatch);
+	}
+	errno = save_errno;
+}
+
+/*
+ * Publish that this worker runs (or is claiming) an item of role, unless the
+ * role already has its r1.job_role_max_running; InvalidOid clears it.
+ */
+static bool
+r1_set_slot_role(Oid role, int64 cap)
+{
+	bool		ok = true;
+
+	SpinLockAcquire(&r1_jobs_shared->mutex);
+	if (OidIsValid(role) && cap >= 0)
+	{
+		int			running = 0;
+
+		for (int i = 0; i < R1_JOBS_MAX_WORKERS; i++)
+			if (i != r1_slot && r1_jobs_shared->slots[i].pid != 0 &&
+				r1_jobs_shared->slots[i].role == role)
+				running++;
+		ok = running < cap;
+	}
+	/* a worker being replaced may share its slot with its successor for a moment */
+	if (ok && r1_jobs_shared->slots[r1_slot].pid == MyProcPid)
+		r1_jobs_shared->slots[r1_slot].role = role;
+	SpinLockRelease(&r1_jobs_shared->mutex);
+	return ok;
+}
+
+/* items of role running in the other workers */
+static int
+r1_role_running(Oid role)
+{
+	int			running = 0;
+
+	SpinLockAcquire(&r1_jobs_shared->mutex);
+	for (int i = 0; i < R1_JOBS_MAX_WORKERS; i++)
+		if (i != r1_slot && r1_jobs_shared->slots[i].pid != 0 &&
+			r1_jobs_shared->slots[i].role == role)
+			running++;
+	SpinLockRelease(&r1_jobs_shared->mutex);
+	return running;
 }
 
 static void
@@ -164,28 +248,84 @@ r1_extension_installed(void)
 	return installed;
 }
 
-/* Put the items of ended workers, and any of this worker's, back in the queue. */
+/*
+ * Finish job_id when no item of it is queued or running (SPI connected, in
+ * the transaction that changed its last item): state done or failed, NOTIFY.
+ */
+static void
+r1_finish_job(int64 job_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+
+	/*
+	 * Lock the job row, then look at its items in a new statement (a new
+	 * snapshot): of two workers that finish the last two items, the second
+	 * sees the first's commit.
+	 */
+	r1_exec("SELECT FROM r1.jobs WHERE id = $1 FOR UPDATE", 1, types, values, NULL, SPI_OK_SELECT);
+	/* clock_timestamp: later than the (transaction start) times of the items it saw */
+	r1_exec("UPDATE r1.jobs j SET finished_at = clock_timestamp(),"
+			"  state = CASE WHEN EXISTS (SELECT FROM r1.job_items f WHERE f.job_id = j.id AND f.state = 'failed')"
+			"          THEN 'failed' ELSE 'done' END"
+			" WHERE j.id = $1 AND j.state IN ('queued', 'running') AND NOT EXISTS"
+			"  (SELECT FROM r1.job_items o WHERE o.job_id = j.id AND o.state IN ('queued', 'running'))",
+			1, types, values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed == 1)
+	{
+		char		payload[32];
+
+		snprintf(payload, sizeof(payload), "%lld", (long long) job_id);
+		Async_Notify(R1_JOBS_CHANNEL, payload);
+	}
+}
+
+/*
+ * Put the items of ended workers, and any of this worker's, back in the
+ * queue; those that have used r1.job_max_attempts fail instead.
+ */
 static void
 r1_recover_items(void)
 {
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		values[2] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+	Oid			types[3] = {INT4OID, TIMESTAMPTZOID, INT4OID};
+	Datum		values[3] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
+	Int32GetDatum(r1_job_max_attempts)};
+	int64	   *failed_jobs = NULL;
+	uint64		nfailed = 0;
 
 	r1_begin("r1 jobs: requeueing items of ended workers");
-	r1_exec("UPDATE r1.job_items i SET state = 'queued', runner_pid = NULL, runner_start = NULL,"
+	r1_exec("UPDATE r1.job_items i SET"
+			"  state = CASE WHEN i.attempts >= $3 THEN 'failed' ELSE 'queued' END,"
+			"  finished_at = CASE WHEN i.attempts >= $3 THEN now() END,"
+			"  runner_pid = NULL, runner_start = NULL,"
 			"  last_error = format('the job worker (pid %s) ended during the attempt', i.runner_pid)"
+			"   || CASE WHEN i.attempts >= $3 THEN format('; %s of %s attempts used', i.attempts, $3) ELSE '' END"
 			" WHERE i.state = 'running' AND"
 			"  ((i.runner_pid = $1 AND i.runner_start = $2) OR"
 			"   NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(i.runner_pid) a"
-			"               WHERE a.backend_start = i.runner_start))",
-			2, types, values, NULL, SPI_OK_UPDATE);
+			"               WHERE a.backend_start = i.runner_start))"
+			" RETURNING i.job_id, i.state = 'failed'",
+			3, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed > 0)
 	{
+		SPITupleTable *tt = SPI_tuptable;
+		uint64		n = SPI_processed;
+
 		ereport(LOG,
-				(errmsg("r1 job worker: %llu job items of ended workers queued again",
-						(unsigned long long) SPI_processed)));
+				(errmsg("r1 job worker: %llu job items of ended workers queued again or failed",
+						(unsigned long long) n)));
+		failed_jobs = palloc(sizeof(int64) * n);
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull)))
+				failed_jobs[nfailed++] = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		}
 		r1_jobs_wake_at_commit();
 	}
+	for (uint64 i = 0; i < nfailed; i++)
+		r1_finish_job(failed_jobs[i]);
 	r1_commit();
 }
 
@@ -221,69 +361,199 @@ r1_request_params(StringInfo req, Jsonb *params)
 	appendStringInfoChar(req, '}');
 }
 
-/* Claim the first queued item; false when there is none. */
+/* Mark the item failed without running it (a claim that cannot run it); finish its job. */
+static void
+r1_fail_unclaimed(int64 job_id, int32 item_no, const char *why)
+{
+	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(job_id), Int32GetDatum(item_no), CStringGetTextDatum(why)};
+
+	r1_exec("UPDATE r1.job_items SET state = 'failed', finished_at = now(), last_error = $3"
+			" WHERE job_id = $1 AND item_no = $2 AND state = 'queued'",
+			3, types, values, NULL, SPI_OK_UPDATE);
+	r1_finish_job(job_id);
+}
+
+typedef struct R1ClaimRole
+{
+	Oid			role;
+	char		name[NAMEDATALEN];
+	int64		first_job;
+	int			running;
+} R1ClaimRole;
+
+static int
+r1_claim_role_cmp(const void *a, const void *b)
+{
+	const R1ClaimRole *x = a;
+	const R1ClaimRole *y = b;
+
+	if (x->running != y->running)
+		return x->running < y->running ? -1 : 1;
+	return x->first_job < y->first_job ? -1 : x->first_job > y->first_job;
+}
+
+/*
+ * Claim an item; false when none can run now.  Roles in fairness order
+ * (fewest running, then oldest job), each within r1.job_role_max_running;
+ * the item's cost reserved against its role's quota.
+ */
 static bool
 r1_claim_item(void)
 {
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		values[2] = {Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
 	bool		claimed = false;
+	R1ClaimRole *roles;
+	int			nroles;
 
 	r1_begin("r1 jobs: claiming an item");
-	r1_exec("UPDATE r1.job_items i SET state = 'running', attempts = i.attempts + 1,"
-			"  started_at = now(), finished_at = NULL, runner_pid = $1, runner_start = $2"
-			" FROM r1.jobs j"
-			" WHERE j.id = i.job_id AND (i.job_id, i.item_no) ="
-			"  (SELECT q.job_id, q.item_no FROM r1.job_items q WHERE q.state = 'queued'"
-			"   ORDER BY q.job_id, q.item_no LIMIT 1 FOR UPDATE SKIP LOCKED)"
-			" RETURNING i.job_id, i.item_no, i.attempts, i.prompt, j.parameters,"
-			"  (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.created_by)",
-			2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	if (SPI_processed == 1)
+	/* roles (session users) with queued items, and their oldest job */
+	r1_exec("SELECT r.oid, r.rolname, min(j.id) FROM r1.jobs j"
+			" JOIN pg_catalog.pg_roles r ON r.rolname = coalesce(j.session_role, j.created_by)"
+			" WHERE j.state IN ('queued', 'running')"
+			"  AND EXISTS (SELECT FROM r1.job_items q WHERE q.job_id = j.id AND q.state = 'queued')"
+			" GROUP BY r.oid, r.rolname",
+			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	nroles = (int) SPI_processed;
+	roles = palloc(sizeof(R1ClaimRole) * Max(nroles, 1));
+	for (int i = 0; i < nroles; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
+		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
+
+		roles[i].role = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		strlcpy(roles[i].name, NameStr(*DatumGetName(SPI_getbinval(tup, desc, 2, &isnull))), NAMEDATALEN);
+		roles[i].first_job = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		roles[i].running = r1_role_running(roles[i].role);
+	}
+	qsort(roles, nroles, sizeof(R1ClaimRole), r1_claim_role_cmp);
+
+	for (int k = 0; k < nroles && !claimed; k++)
+	{
+		Oid			types[3] = {NAMEOID, INT4OID, TIMESTAMPTZOID};
+		Datum		values[3];
+		HeapTuple	tup;
+		TupleDesc	desc;
+		bool		isnull;
+		int64		job_id;
+		int32		item_no,
+					attempts;
 		text	   *prompt;
 		Jsonb	   *params;
-		char	   *prompt_utf8;
-		size_t		len;
-		MemoryContext old;
-		Oid			jtypes[1] = {INT8OID};
-		Datum		jvalues[1];
+		Oid			owner;
+		size_t		prompt_len,
+					system_len = 0;
+		text	   *system;
+		char	   *why;
+		R1QuotaFit fit;
+		int64		cap = r1_role_list_lookup(r1_job_role_max_running_list, roles[k].role, true);
 
-		r1_item.job_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		r1_item.item_no = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		r1_item.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		/* the role's share: publish it first, so concurrent claims count it */
+		if (!r1_set_slot_role(roles[k].role, cap))
+			continue;
+		values[0] = CStringGetDatum(roles[k].name);
+		r1_exec("SELECT q.job_id, q.item_no, q.attempts, q.prompt, j.parameters,"
+				"  (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.created_by)"
+				" FROM r1.job_items q JOIN r1.jobs j ON j.id = q.job_id"
+				" WHERE q.state = 'queued' AND j.state IN ('queued', 'running')"
+				"  AND coalesce(j.session_role, j.created_by) = $1"
+				" ORDER BY q.job_id, q.item_no LIMIT 1 FOR UPDATE OF q SKIP LOCKED",
+				1, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+		{
+			r1_set_slot_role(InvalidOid, -1);
+			continue;
+		}
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		job_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		item_no = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		prompt = DatumGetTextPP(SPI_getbinval(tup, desc, 4, &isnull));
 		params = DatumGetJsonbP(SPI_getbinval(tup, desc, 5, &isnull));
-		r1_item.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		if (isnull)
-			r1_item.owner = InvalidOid;
+			owner = InvalidOid;
 
-		/* the request outlives the transaction */
-		old = MemoryContextSwitchTo(r1_item_ctx);
-		r1_item.prompt = DatumGetTextPCopy(PointerGetDatum(prompt));
-		r1_item.params = DatumGetJsonbPCopy(JsonbPGetDatum(params));
-		r1_item.started = GetCurrentTimestamp();
-		initStringInfo(&r1_item.request);
-		appendStringInfoString(&r1_item.request, "{\"op\":\"generate\",\"prompt\":");
-		prompt_utf8 = r1_text_to_utf8(prompt, &len);
-		escape_json(&r1_item.request, prompt_utf8);
-		r1_request_params(&r1_item.request, params);
-		MemoryContextSwitchTo(old);
-		r1_item.response = NULL;
-		r1_item.error[0] = '\0';
-		r1_item.refund = false;
-		r1_item.permanent = false;
+		/* r1.job_max_attempts lowered since: never run it past the maximum */
+		if (attempts >= r1_job_max_attempts)
+		{
+			r1_fail_unclaimed(job_id, item_no,
+							  psprintf("%d of r1.job_max_attempts (%d) attempts used", attempts, r1_job_max_attempts));
+			r1_set_slot_role(InvalidOid, -1);
+			continue;
+		}
 
-		jvalues[0] = Int64GetDatum(r1_item.job_id);
-		r1_exec("UPDATE r1.jobs SET state = 'running' WHERE id = $1 AND state = 'queued'",
-				1, jtypes, jvalues, NULL, SPI_OK_UPDATE);
-		/* published before the commit: a cancel that commits later finds it */
-		r1_set_slot_job(r1_item.job_id);
-		claimed = true;
+		/* the most it can cost, against the role's quota */
+		(void) r1_text_to_utf8(prompt, &prompt_len);
+		system = r1_json_text(params, "system");
+		if (system)
+			(void) r1_text_to_utf8(system, &system_len);
+		fit = r1_quota_try_reserve(&r1_item.hold, roles[k].role,
+								   r1_quota_estimate(prompt_len + system_len, r1_json_int(params, "max_tokens")),
+								   &why);
+		if (fit != R1_QUOTA_FITS)
+		{
+			r1_set_slot_role(InvalidOid, -1);
+			if (fit == R1_QUOTA_NEVER)
+				r1_fail_unclaimed(job_id, item_no, why);
+			else
+			{
+				/* it waits in the queue; last_error says for what */
+				Oid			wtypes[3] = {INT8OID, INT4OID, TEXTOID};
+				Datum		wvalues[3] = {Int64GetDatum(job_id), Int32GetDatum(item_no),
+				CStringGetTextDatum(psprintf("waiting for the quota: %s", why))};
+
+				r1_exec("UPDATE r1.job_items SET last_error = $3"
+						" WHERE job_id = $1 AND item_no = $2 AND last_error IS DISTINCT FROM $3",
+						3, wtypes, wvalues, NULL, SPI_OK_UPDATE);
+			}
+			continue;
+		}
+
+		{
+			Oid			ctypes[4] = {INT8OID, INT4OID, INT4OID, TIMESTAMPTZOID};
+			Datum		cvalues[4] = {Int64GetDatum(job_id), Int32GetDatum(item_no),
+			Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+			char	   *prompt_utf8;
+			size_t		len;
+			MemoryContext old;
+
+			r1_exec("UPDATE r1.job_items SET state = 'running', attempts = attempts + 1,"
+					"  started_at = clock_timestamp(), finished_at = NULL, runner_pid = $3, runner_start = $4"
+					" WHERE job_id = $1 AND item_no = $2",
+					4, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+			r1_exec("UPDATE r1.jobs SET state = 'running' WHERE id = $1 AND state = 'queued'",
+					1, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+
+			r1_item.job_id = job_id;
+			r1_item.item_no = item_no;
+			r1_item.attempts = attempts + 1;
+			r1_item.owner = owner;
+			r1_item.session_role = roles[k].role;
+
+			/* the request outlives the transaction */
+			old = MemoryContextSwitchTo(r1_item_ctx);
+			r1_item.prompt = DatumGetTextPCopy(PointerGetDatum(prompt));
+			r1_item.params = DatumGetJsonbPCopy(JsonbPGetDatum(params));
+			r1_item.started = GetCurrentTimestamp();
+			initStringInfo(&r1_item.request);
+			appendStringInfoString(&r1_item.request, "{\"op\":\"generate\",\"prompt\":");
+			prompt_utf8 = r1_text_to_utf8(prompt, &len);
+			escape_json(&r1_item.request, prompt_utf8);
+			r1_request_params(&r1_item.request, params);
+			MemoryContextSwitchTo(old);
+			r1_item.response = NULL;
+			r1_item.error[0] = '\0';
+			r1_item.refund = false;
+			r1_item.permanent = false;
+			r1_item.charged = false;
+			/* published before the commit: a cancel that commits later finds it */
+			r1_set_slot_job(r1_item.job_id);
+			claimed = true;
+		}
 	}
+	/* an ERROR before this: the main loop gives the reservation and the share back */
 	r1_commit();
 	r1_item.held = claimed;
 	return claimed;
@@ -335,7 +605,15 @@ r1_run_item(void)
 		r1_item.refund = r1_error_is_refunded(edata->sqlerrcode);
 		/* 54000: the prompt never fits the context, or max_tokens is over the limit */
 		r1_item.permanent = edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-		ereport(LOG,
+		if (r1_stop_requested)
+		{
+			/* the worker is being stopped: not the item's fault */
+			snprintf(r1_item.error, sizeof(r1_item.error),
+					 "the job worker (pid %d) ended during the attempt", MyProcPid);
+			r1_item.refund = true;
+		}
+		else
+			ereport(LOG,
 				(errmsg("r1 job worker: job %lld item %d attempt %d failed: %s",
 						(long long) r1_item.job_id, r1_item.item_no, r1_item.attempts, r1_item.error)));
 	}
@@ -369,6 +647,7 @@ r1_trace_job_item(Jsonb *response)
 	memset(&t, 0, sizeof(t));
 	t.source = "job";
 	t.role = r1_item.owner;
+	t.session_role = r1_item.session_role;
 	t.started = r1_item.started;
 	t.prompt = r1_item.prompt;
 	t.system = r1_json_text(p, "system");
@@ -394,6 +673,7 @@ r1_write_item(void)
 	Datum		values[12];
 	char		nulls[12];
 	bool		requeued = false;
+	int64		actual = 0;
 
 	memset(nulls, ' ', sizeof(nulls));
 	r1_begin("r1 jobs: writing a result");
@@ -433,9 +713,8 @@ r1_write_item(void)
 				" WHERE job_id = $1 AND item_no = $2 AND state = 'running'"
 				"  AND runner_pid = $3 AND runner_start = $4",
 				12, types, values, nulls, SPI_OK_UPDATE);
-		/* the submitting role pays for the tokens (r1.role_quota) */
-		if (SPI_processed == 1 && OidIsValid(r1_item.owner))
-			r1_quota_charge(r1_item.owner, r1_json_int(r, "prompt_tokens") + r1_json_int(r, "completion_tokens"));
+		/* the submitting session user pays for the tokens (r1.role_quota), result kept or not */
+		actual = r1_json_int(r, "prompt_tokens") + r1_json_int(r, "completion_tokens");
 		if (SPI_processed == 1 && r1_log_traces)
 			r1_trace_job_item(r);
 	}
@@ -468,30 +747,19 @@ r1_write_item(void)
 
 	/* 0 rows: the item was cancelled (or requeued) meanwhile; its result is discarded */
 	if (SPI_processed == 1 && !requeued)
+		r1_finish_job(r1_item.job_id);
+	/*
+	 * Settled before the commit, so usage is counted when the result is
+	 * visible; once, even when a failed commit makes the worker write again.
+	 */
+	if (!r1_item.charged)
 	{
-		/*
-		 * Lock the job row, then look at its items in a new statement (a new
-		 * snapshot): of two workers that finish the last two items, the
-		 * second sees the first's commit.
-		 */
-		r1_exec("SELECT FROM r1.jobs WHERE id = $1 FOR UPDATE", 1, types, values, NULL, SPI_OK_SELECT);
-		/* clock_timestamp: later than the (transaction start) times of the items it saw */
-		r1_exec("UPDATE r1.jobs j SET finished_at = clock_timestamp(),"
-				"  state = CASE WHEN EXISTS (SELECT FROM r1.job_items f WHERE f.job_id = j.id AND f.state = 'failed')"
-				"          THEN 'failed' ELSE 'done' END"
-				" WHERE j.id = $1 AND j.state IN ('queued', 'running') AND NOT EXISTS"
-				"  (SELECT FROM r1.job_items o WHERE o.job_id = j.id AND o.state IN ('queued', 'running'))",
-				1, types, values, NULL, SPI_OK_UPDATE);
-		if (SPI_processed == 1)
-		{
-			char		payload[32];
-
-			snprintf(payload, sizeof(payload), "%lld", (long long) r1_item.job_id);
-			Async_Notify(R1_JOBS_CHANNEL, payload);
-		}
+		r1_quota_settle(&r1_item.hold, actual);
+		r1_item.charged = true;
 	}
 	r1_commit();
 	r1_item.held = false;
+	r1_set_slot_role(InvalidOid, -1);
 }
 
 /* Wait until the engine takes requests; true when it does now. */
@@ -529,7 +797,7 @@ r1_job_worker_main(Datum main_arg)
 		proc_exit(0);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, r1_job_worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(extra.dbname, NULL, 0);
 	/* the worker is a superuser: resolve nothing through schemas others can create in */
@@ -553,7 +821,9 @@ r1_job_worker_main(Datum main_arg)
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
-		EmitErrorReport();
+		/* the cancel of a SIGTERM is how a stop interrupts the call: not worth a log line */
+		if (!(r1_stop_requested && edata->sqlerrcode == ERRCODE_QUERY_CANCELED))
+			EmitErrorReport();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
@@ -564,9 +834,16 @@ r1_job_worker_main(Datum main_arg)
 			strlcpy(r1_item.error, edata->message ? edata->message : "unknown error", sizeof(r1_item.error));
 			r1_item.refund = true;
 		}
+		if (!r1_item.held)
+		{
+			/* a claim that failed: its reservation and share go back */
+			r1_quota_settle(&r1_item.hold, 0);
+			r1_set_slot_role(InvalidOid, -1);
+		}
 		FreeErrorData(edata);
 		RESUME_INTERRUPTS();
-		r1_worker_sleep(R1_JOBS_WAIT_LONG_MS);
+		if (!r1_stop_requested)
+			r1_worker_sleep(R1_JOBS_WAIT_LONG_MS);
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
@@ -580,6 +857,28 @@ r1_job_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		if (r1_stop_requested)
+		{
+			static bool tried = false;
+
+			/*
+			 * Stopped (a reload, shutdown, terminate): hand the item back,
+			 * uncounted; once (should that write fail, the lease check
+			 * requeues the item, counted).
+			 */
+			if (tried)
+				proc_exit(0);
+			tried = true;
+			if (r1_item.held && r1_item.response == NULL)
+			{
+				snprintf(r1_item.error, sizeof(r1_item.error),
+						 "the job worker (pid %d) ended during the attempt", MyProcPid);
+				r1_item.refund = true;
+			}
+			if (r1_item.held)
+				r1_write_item();
+			proc_exit(0);
+		}
 		SpinLockAcquire(&r1_jobs_shared->mutex);
 		generation = r1_jobs_shared->launcher_generation;
 		SpinLockRelease(&r1_jobs_shared->mutex);
@@ -589,6 +888,8 @@ r1_job_worker_main(Datum main_arg)
 		if (!r1_extension_installed())
 		{
 			r1_item.held = false;	/* its tables are gone */
+			r1_quota_settle(&r1_item.hold, 0);
+			r1_set_slot_role(InvalidOid, -1);
 			r1_worker_sleep(R1_JOBS_WAIT_LONG_MS);
 			continue;
 		}

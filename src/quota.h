@@ -3,13 +3,21 @@
  * per-role daily token quotas of r1.role_quota, counted in shared memory.
  *
  * Every code path that generates tokens for a role (r1_reason, batches, job
- * runners) does:
+ * runners, replays) does:
  *
  *		r1_check_max_tokens(max_tokens, from_default);
- *		role = r1_quota_role();			-- or the role a job belongs to
- *		r1_quota_check(role);			-- ERROR 53400 when used up
+ *		role = r1_quota_role();			-- or the role a job was submitted by
+ *		r1_quota_reserve(&hold, role, r1_quota_estimate(prompt_bytes, max_tokens));
+ *										-- ERROR 53400 when it does not fit
  *		... generate ...
- *		r1_quota_charge(role, prompt_tokens + completion_tokens);
+ *		r1_quota_settle(&hold, prompt_tokens + completion_tokens);	-- 0 on failure
+ *
+ * and gives the hold back with r1_quota_settle(&hold, 0) when the call fails
+ * (PG_CATCH, a memory context callback); a process that exits gives back
+ * whatever it still holds.  r1_quota_try_reserve is the same without the
+ * ERROR (batches make an error row, job items wait).  r1_quota_check and
+ * r1_quota_charge remain for callers without a reservation: a charge after
+ * the fact can overshoot the quota, a reservation cannot.
  */
 #ifndef R1_QUOTA_H
 #define R1_QUOTA_H
@@ -45,5 +53,51 @@ extern int64 r1_quota_check(Oid role);
 
 /* Add tokens to the role's usage today; a no-op for a role without quota. */
 extern void r1_quota_charge(Oid role, int64 tokens);
+
+/* chat template tokens (BOS, User, Assistant, <think>, newline) counted on top of the prompt's bytes */
+#define R1_QUOTA_TEMPLATE_TOKENS 16
+
+/* the most a call can cost: prompt + system bytes, the template, max_tokens */
+extern int64 r1_quota_estimate(size_t prompt_bytes, int64 max_tokens);
+
+/* tokens held for one call in flight; tokens == 0: nothing held */
+typedef struct R1QuotaHold
+{
+	Oid			role;
+	int64		tokens;
+	bool		limited;		/* the role had a quota at reserve time: charge it */
+} R1QuotaHold;
+
+typedef enum R1QuotaFit
+{
+	R1_QUOTA_FITS,				/* reserved (or the role has no quota) */
+	R1_QUOTA_WAIT,				/* not now: fits once calls settle or the day turns */
+	R1_QUOTA_NEVER				/* more than the whole daily quota */
+} R1QuotaFit;
+
+/*
+ * Reserve tokens for role against what it has left today (quota - used -
+ * reserved).  try: returns how it fits and, when it does not, why (palloc'd);
+ * r1_quota_reserve raises 53400 instead.
+ */
+extern R1QuotaFit r1_quota_try_reserve(R1QuotaHold *hold, Oid role, int64 tokens, char **why);
+extern void r1_quota_reserve(R1QuotaHold *hold, Oid role, int64 tokens);
+
+/*
+ * Give the hold back and charge actual tokens (0: a failed call, nothing
+ * charged).  Needs no transaction (the role was looked up at reserve time).
+ */
+extern void r1_quota_settle(R1QuotaHold *hold, int64 actual);
+
+/* Write the usage file when usage changed (jobs launcher, every second). */
+extern void r1_quota_flush(bool force);
+
+/*
+ * 'role=N, *=N' lists (r1.role_quota, r1.job_role_max_running): parse into a
+ * malloc'd list for a GUC check hook; look a role up (-1: not listed; "*"
+ * covers superusers only with others_su).
+ */
+extern bool r1_parse_role_list(const char *value, void **extra, const char *what);
+extern int64 r1_role_list_lookup(const void *extra, Oid role, bool others_su);
 
 #endif							/* R1_QUOTA_H */

@@ -15,6 +15,7 @@
 #include "r1_pg.h"
 #include "reasoning.h"
 #include "shmem.h"
+#include "trace_writer.h"
 #include "traces.h"
 
 PG_MODULE_MAGIC;
@@ -213,6 +214,7 @@ _PG_init(void)
 
 	r1_limits_init(process_shared_preload_libraries_in_progress);
 	r1_traces_define_gucs();
+	r1_trace_writer_define_gucs();
 	r1_jobs_define_settings();
 	r1_reasoning_define_gucs();
 
@@ -220,7 +222,8 @@ _PG_init(void)
 
 	r1_shmem_request();
 	r1_activity_shmem_request();
-	/* both register no worker in binary-upgrade mode (pg_upgrade) */
+	/* these register no worker in binary-upgrade mode (pg_upgrade) */
 	r1_register_worker();
 	r1_jobs_preload();
+	r1_trace_writer_preload();
 }

@@ -6,8 +6,12 @@
  *
  * A prompt that fails (NULL, too long, the engine refused it) gives a row
  * with error = 'SQLSTATE: message' and the other columns NULL; strict => true
- * raises the first such error instead.  Invalid parameters fail the whole
- * call.  A seed makes every prompt reproducible: prompt ord uses
+ * raises the first such error instead.  With r1.role_quota, each prompt
+ * reserves what it can cost (prompt bytes + template + max_tokens) when it is
+ * about to be sent, and settles to its real tokens when it finishes; a prompt
+ * that does not fit waits while earlier prompts of this call are in flight
+ * (they may give tokens back), and then gets a 53400 error row.  Invalid
+ * parameters fail the whole call.  A seed makes every prompt reproducible: prompt ord uses
  * seed + ord - 1, so r1_reason(prompt, seed => seed + ord - 1, ...) alone
  * gives the same row.
  */
@@ -46,6 +50,10 @@ typedef struct R1ManyState
 	int			next_error;		/* scan position in errors */
 	bool		strict;
 	Oid			role;			/* charged for the tokens (r1.role_quota) */
+	int64	   *cost;			/* [n] what each prompt can cost at most */
+	R1QuotaHold *holds;			/* [n] reservations of prompts in flight */
+	MemoryContextCallback release;	/* gives unsettled holds back */
+	MemoryContext mcxt;			/* multi_call_memory_ctx */
 	/* what r1.traces records of each finished prompt */
 	Datum	   *prompts;
 	text	   *system;
@@ -90,6 +98,33 @@ r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, in
 		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
 	appendStringInfoChar(&req, '}');
 	return req.data;
+}
+
+/* a prompt about to be sent: reserve what it can cost */
+static R1Admit
+r1_many_admit(int index, int in_flight, void *arg)
+{
+	R1ManyState *st = (R1ManyState *) arg;
+	char	   *why;
+	R1QuotaFit fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
+
+	if (fit == R1_QUOTA_FITS)
+		return R1_ADMIT_SEND;
+	if (fit == R1_QUOTA_WAIT && in_flight > 0)
+		return R1_ADMIT_LATER;
+	st->errors[index] = MemoryContextStrdup(st->mcxt, psprintf("53400: %s", why));
+	return R1_ADMIT_REFUSE;
+}
+
+/* the call ended (done, an error, a cancel, a LIMIT): give back what is still held */
+static void
+r1_many_release(void *arg)
+{
+	R1ManyState *st = (R1ManyState *) arg;
+
+	for (int i = 0; i < st->n; i++)
+		if (st->holds[i].tokens > 0)
+			r1_quota_settle(&st->holds[i], 0);
 }
 
 /* set up: check parameters, build every request, start sending */
@@ -162,6 +197,8 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	st->n = n;
 	st->strict = strict;
 	st->errors = palloc0(sizeof(char *) * Max(n, 1));
+	st->cost = palloc0(sizeof(int64) * Max(n, 1));
+	st->holds = palloc0(sizeof(R1QuotaHold) * Max(n, 1));
 	bodies = palloc0(sizeof(char *) * Max(n, 1));
 	lens = palloc0(sizeof(size_t) * Max(n, 1));
 	for (int i = 0; i < n; i++)
@@ -205,6 +242,7 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 				bodies[i] = r1_many_body(prompt, system, fcinfo, max_tokens, temperature, top_p,
 										 top_k, min_p, ord);
 				lens[i] = strlen(bodies[i]);
+				st->cost[i] = r1_quota_estimate(len + system_len, max_tokens);
 			}
 			if (prompt)
 				pfree(prompt);
@@ -218,7 +256,17 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	 */
 	window = Min(r1_max_queued, Max(R1_MANY_MIN_WINDOW, 2 * r1_max_seqs));
 	if (n > 0)
+	{
 		st->many = r1_many_start(n, bodies, lens, window);
+		if (r1_quota_of(st->role) >= 0)
+		{
+			st->mcxt = funcctx->multi_call_memory_ctx;
+			r1_many_set_admit(st->many, r1_many_admit, st);
+			st->release.func = r1_many_release;
+			st->release.arg = st;
+			MemoryContextRegisterResetCallback(funcctx->multi_call_memory_ctx, &st->release);
+		}
+	}
 	funcctx->user_fctx = st;
 	MemoryContextSwitchTo(old);
 }
@@ -272,11 +320,33 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	if (st->many == NULL || (index = r1_many_next(st->many, &resp)) < 0)
 		SRF_RETURN_DONE(funcctx);
 
+	if (resp == NULL)
+	{
+		/* refused before sending: it does not fit in the role's quota */
+		int			ord = index + 1;
+
+		if (st->strict)
+		{
+			ErrorContextCallback ctx;
+
+			ctx.callback = r1_many_errcontext;
+			ctx.arg = &ord;
+			ctx.previous = error_context_stack;
+			error_context_stack = &ctx;
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("%s", st->errors[index] + strlen("53400: ")),
+					 errhint("Pass a smaller max_tokens or fewer prompts, or call without strict to get an error row.")));
+		}
+		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(r1_many_error_row(funcctx, ord, st->errors[index])));
+	}
 	if (!r1_response_ok(resp))
 	{
 		text	   *code = r1_json_text(resp, "code");
 		text	   *error = r1_json_text(resp, "error");
 		int			ord = index + 1;
+
+		r1_quota_settle(&st->holds[index], 0);	/* failed: not charged */
 
 		if (st->strict)
 		{
@@ -310,7 +380,7 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	values[8] = Float8GetDatum(r1_json_float(resp, "ms"));
 	nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
 	values[9] = (Datum) 0;
-	r1_quota_charge(st->role, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
+	r1_quota_settle(&st->holds[index], r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 	r1_stats_count_outcome(R1_OUTCOME_COMPLETED, r1_json_float(resp, "ms"),
 						   r1_json_int(resp, "prompt_tokens"), r1_json_int(resp, "completion_tokens"));
 	r1_stats_count_finish(resp);

@@ -7,7 +7,12 @@
  *
  * The trace is read as the calling role, so r1.traces' privileges apply
  * (r1_auditor).  The stored parameters object is sent to the engine as it is,
- * so parameters added later (max_think_tokens, ...) replay too.
+ * so parameters added later (max_think_tokens, ...) replay too, with the
+ * caller's limits: max_tokens is checked against r1.max_tokens_per_call, the
+ * call reserves and is charged against the caller's r1.role_quota like
+ * r1_reason, and ignore_eos (r1.debug_ignore_eos, superuser-only) is replayed
+ * only for a role that may set that setting; otherwise it is left out and the
+ * note says so.
  */
 #include "postgres.h"
 
@@ -18,7 +23,9 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -26,6 +33,7 @@
 
 #include "activity.h"
 #include "client.h"
+#include "quota.h"
 #include "r1_pg.h"
 #include "traces.h"
 
@@ -101,9 +109,22 @@ r1_is_reserved(const char *key, int len)
 	return false;
 }
 
-/* The parameters object's scalar members, appended as ,"key":value; *temperature from it. */
+/* May the caller run with r1.debug_ignore_eos (a superuser-only setting)? */
+static bool
+r1_may_ignore_eos(void)
+{
+	return superuser() ||
+		pg_parameter_aclcheck("r1.debug_ignore_eos", GetUserId(), ACL_SET) == ACLCHECK_OK;
+}
+
+/*
+ * The parameters object's scalar members, appended as ,"key":value;
+ * *temperature and *max_tokens (0 when absent) from it; ignore_eos only when
+ * allow_ignore_eos (*dropped_ignore_eos says it was left out).
+ */
 static void
-r1_append_parameters(StringInfo req, Jsonb *params, double *temperature)
+r1_append_parameters(StringInfo req, Jsonb *params, double *temperature, int64 *max_tokens,
+					 bool allow_ignore_eos, bool *dropped_ignore_eos)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -112,6 +133,8 @@ r1_append_parameters(StringInfo req, Jsonb *params, double *temperature)
 	int			key_len = 0;
 
 	*temperature = 0.6;			/* r1_reason's default */
+	*max_tokens = 0;
+	*dropped_ignore_eos = false;
 	if (params == NULL || !JB_ROOT_IS_OBJECT(params))
 		return;
 	it = JsonbIteratorInit(&params->root);
@@ -127,6 +150,13 @@ r1_append_parameters(StringInfo req, Jsonb *params, double *temperature)
 			continue;
 		if (v.type != jbvNumeric && v.type != jbvBool)
 			continue;
+		if (key_len == 10 && strncmp(key, "ignore_eos", 10) == 0 && !allow_ignore_eos)
+		{
+			*dropped_ignore_eos = v.type != jbvBool || v.val.boolean;
+			continue;
+		}
+		if (key_len == 10 && strncmp(key, "max_tokens", 10) == 0 && v.type == jbvNumeric)
+			*max_tokens = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
 		appendStringInfoChar(req, ',');
 		escape_json(req, pnstrdup(key, key_len));
 		appendStringInfoChar(req, ':');
@@ -169,8 +199,12 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 	StringInfoData req;
 	StringInfoData note;
 	double		temperature;
+	int64		max_tokens;
+	bool		dropped_ignore_eos;
+	R1QuotaHold hold;
 	char	   *prompt;
 	size_t		prompt_len;
+	size_t		system_len = 0;
 	TimestampTz started = GetCurrentTimestamp();
 	Jsonb	   *resp;
 	text	   *think,
@@ -194,7 +228,21 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 
 	initStringInfo(&req);
 	appendStringInfoString(&req, "{\"op\":\"generate\"");
-	r1_append_parameters(&req, t.parameters, &temperature);
+	r1_append_parameters(&req, t.parameters, &temperature, &max_tokens, r1_may_ignore_eos(),
+						 &dropped_ignore_eos);
+	/* the caller's limits, as for r1_reason */
+	if (max_tokens <= 0)
+	{
+		max_tokens = r1_max_tokens_default;
+		appendStringInfo(&req, ",\"max_tokens\":%d", r1_max_tokens_default);
+	}
+	if (max_tokens > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("trace " INT64_FORMAT " cannot be replayed", id),
+				 errdetail("Its max_tokens (" INT64_FORMAT ") is out of range.", max_tokens)));
+	r1_check_max_tokens((int) max_tokens, false);
+	r1_quota_check(r1_quota_role());
 	if (!t.has_seed && temperature > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -206,10 +254,8 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 	escape_json(&req, prompt);
 	if (t.system)
 	{
-		size_t		len;
-
 		appendStringInfoString(&req, ",\"system\":");
-		escape_json(&req, r1_text_to_utf8(t.system, &len));
+		escape_json(&req, r1_text_to_utf8(t.system, &system_len));
 	}
 	if (t.has_seed)
 		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, t.seed);
@@ -220,7 +266,18 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 
 	if (r1_log_traces)
 		r1_trace_check_writable();
-	resp = r1_observed_call(&req, prompt, prompt_len);
+	r1_quota_reserve(&hold, r1_quota_role(), r1_quota_estimate(prompt_len + system_len, max_tokens));
+	PG_TRY();
+	{
+		resp = r1_observed_call(&req, prompt, prompt_len);
+	}
+	PG_CATCH();
+	{
+		r1_quota_settle(&hold, 0);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	r1_quota_settle(&hold, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 
 	think = r1_json_text(resp, "think");
 	answer = r1_json_text(resp, "answer");
@@ -236,6 +293,9 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 	else if (!r1_text_eq(checksum, t.checksum))
 		appendStringInfo(&note, "the engine serves other weights (checksum %s; the trace was made with %s)",
 						 r1_text_str(checksum), r1_text_str(t.checksum));
+	if (dropped_ignore_eos)
+		appendStringInfo(&note, "%sthe trace ran with ignore_eos, which was not replayed: only a role that may set r1.debug_ignore_eos (superuser) replays it",
+						 note.len ? "; " : "");
 	if (!same_text)
 		appendStringInfo(&note, "%s%s differ%s", note.len ? "; " : "",
 						 !r1_text_eq(think, t.think) && !r1_text_eq(answer, t.answer) ? "the think and answer texts" :
@@ -253,6 +313,10 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 		rt.system = t.system;
 		rt.parameters = t.parameters ? t.parameters :
 			DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		/* what was run: without the ignore_eos that was left out */
+		if (dropped_ignore_eos)
+			rt.parameters = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(rt.parameters),
+															   CStringGetTextDatum("ignore_eos")));
 		rt.has_seed = t.has_seed;
 		rt.seed = t.seed;
 		rt.response = resp;

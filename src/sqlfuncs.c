@@ -143,6 +143,7 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	Datum		values[8];
 	bool		nulls[8];
 	Oid			role;
+	R1QuotaHold hold;
 	TimestampTz started;
 
 	if (R1_ARG_ISNULL(0))
@@ -188,10 +189,23 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 
 	if (r1_log_traces)
 		r1_trace_check_writable();
+	/* the most this call can cost, held against the role's quota until it ends */
+	r1_quota_reserve(&hold, role, r1_quota_estimate(prompt_len + system_len, max_tokens));
 	if (r1_shared != NULL)
 		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
 	started = GetCurrentTimestamp();
-	resp = r1_observed_call(&req, prompt, prompt_len);
+	PG_TRY();
+	{
+		resp = r1_observed_call(&req, prompt, prompt_len);
+	}
+	PG_CATCH();
+	{
+		r1_quota_settle(&hold, 0);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	/* charged before the trace: the tokens are spent even if recording fails */
+	r1_quota_settle(&hold, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 	if (r1_log_traces)
 	{
 		R1TraceInfo t;
@@ -227,7 +241,6 @@ pg_r1_reason(PG_FUNCTION_ARGS)
 	values[6] = Int32GetDatum((int32) r1_json_int(resp, "think_tokens"));
 	values[7] = Float8GetDatum(r1_json_float(resp, "ms"));
 	nulls[4] = nulls[5] = nulls[6] = nulls[7] = false;
-	r1_quota_charge(role, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -2,15 +2,16 @@
  * traces.c - the trace audit (r1.log_traces, r1.trace_retention, r1.traces).
  *
  * Where the row is written: with r1.trace_autonomous (the default), in a
- * transaction of its own, by a short-lived background worker
+ * transaction of its own, by one of the static "r1 trace writer" workers
  * (trace_writer.c), so that a call is audited even when the caller's
- * transaction rolls back; when no worker slot is free, and with the setting
- * off, in the caller's transaction through SPI (a rolled-back call then
- * leaves no trace, like any other row it wrote).  Job workers always write
- * in their result's transaction (the trace and the result commit together).
- * Where a trace cannot be written at all (a standby; a read-only
- * transaction when it would be written there) the call fails before it
- * runs, so auditing cannot be bypassed.
+ * transaction rolls back; the call waits until the row is committed and
+ * fails when it is not (no writer, r1.trace_timeout, an error): a result is
+ * never returned without its trace.  With the setting off, in the caller's
+ * transaction through SPI (a rolled-back call then leaves no trace, like any
+ * other row it wrote).  Job workers always write in their result's
+ * transaction (the trace and the result commit together).  Where a trace
+ * cannot be written at all (a standby; a read-only transaction when it would
+ * be written there) the call fails before it runs.
  *
  * As whom: callers need no privilege on r1.traces (only r1_auditor may read
  * it).  The insert runs as the table's owner (the extension's owner), as a
@@ -18,8 +19,9 @@
  * names every object schema-qualified, the way maintenance commands run
  * index expressions.
  *
- * Retention: with r1.trace_retention > 0, a backend that writes a trace
- * deletes rows older than that, at most once a minute and at most 10000 rows
+ * Retention: with r1.trace_retention > 0, the process that writes a trace (a
+ * trace writer, or the caller with r1.trace_autonomous off) deletes rows
+ * older than that, at most once a minute and at most 10000 rows
  * at a time, skipping rows another transaction holds (SKIP LOCKED), so two
  * callers never wait on each other.  r1_prune_traces() prunes on demand.
  */
@@ -72,8 +74,8 @@ r1_traces_define_gucs(void)
 
 	DefineCustomBoolVariable("r1.trace_autonomous",
 							 "Write each trace in a transaction of its own, so that it survives the caller's rollback.",
-							 "A short-lived background worker inserts the row and commits (a max_worker_processes slot "
-							 "for a moment each call). Off: the row is written in the caller's transaction.",
+							 "A static r1 trace writer worker inserts the row and commits before the call returns "
+							 "(r1.trace_writers, r1.trace_timeout). Off: the row is written in the caller's transaction.",
 							 &r1_trace_autonomous,
 							 true,
 							 PGC_SUSET,
@@ -162,26 +164,24 @@ r1_as_owner_end(R1OwnerContext *oc)
 	SetUserIdAndSecContext(oc->save_user, oc->save_sec);
 }
 
-/* Delete rows older than the retention; returns how many.  Inside SPI, as the owner. */
-static uint64
-r1_prune(bool all)
+/* Delete rows older than retention_min minutes; returns how many.  Inside SPI, as the owner. */
+uint64
+r1_trace_prune(int retention_min, bool all)
 {
 	Datum		cutoff;
 	Oid			type = TIMESTAMPTZOID;
-	uint64		total = 0;
 	const char *sql = all ?
 		"DELETE FROM r1.traces WHERE at < $1" :
 		"DELETE FROM r1.traces WHERE id = ANY (ARRAY("
 		"SELECT id FROM r1.traces WHERE at < $1 LIMIT " CppAsString2(R1_PRUNE_BATCH)
 		" FOR UPDATE SKIP LOCKED))";
 
-	if (r1_trace_retention <= 0)
+	if (retention_min <= 0)
 		return 0;
-	cutoff = TimestampTzGetDatum(GetCurrentTimestamp() - (TimestampTz) r1_trace_retention * USECS_PER_MINUTE);
+	cutoff = TimestampTzGetDatum(GetCurrentTimestamp() - (TimestampTz) retention_min * USECS_PER_MINUTE);
 	if (SPI_execute_with_args(sql, 1, &type, &cutoff, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not prune r1.traces");
-	total = SPI_processed;
-	return total;
+	return SPI_processed;
 }
 
 static void
@@ -246,7 +246,6 @@ r1_trace_record(const R1TraceInfo *t)
 	TimestampTz now = GetCurrentTimestamp();
 	R1OwnerContext oc;
 	int			i = 0;
-	bool		written;
 
 	memset(nulls, ' ', sizeof(nulls));
 #define R1_SET(d) (values[i++] = (d))
@@ -255,7 +254,8 @@ r1_trace_record(const R1TraceInfo *t)
 	R1_SET(CStringGetTextDatum(t->source));
 	/* names as the caller is, before becoming the owner */
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetUserId(), false))));
-	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
+	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->session_role) ? t->session_role :
+																		  OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(db ? db : "")));
 	R1_SET_TEXT(t->prompt);
 	R1_SET_TEXT(t->system);
@@ -277,37 +277,27 @@ r1_trace_record(const R1TraceInfo *t)
 	Assert(i == R1_TRACE_NARGS);
 	r1_trace_arg_types(types, R1_TRACE_NARGS);
 
-	/* a backend's call: in a transaction of its own, when a worker slot is free */
-	written = false;
+	/*
+	 * A backend's call: in a transaction of its own, by a trace writer (which
+	 * also prunes); the call fails when it cannot be written.
+	 */
 	if (r1_trace_autonomous && MyBackendType == B_BACKEND)
 	{
-		written = r1_trace_write_autonomous(r1_traces_owner(), R1_TRACE_NARGS, types, values, nulls);
-		if (!written)
-		{
-			if (XactReadOnly)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("could not record the r1 trace: no background worker slot is free"),
-						 errdetail("r1.trace_autonomous is on and this transaction is read-only."),
-						 errhint("Raise max_worker_processes, or call the model in a read-write transaction.")));
-			ereport(WARNING,
-					(errmsg("r1 trace written in the caller's transaction: no background worker slot is free"),
-					 errdetail("A rollback of this transaction removes the trace."),
-					 errhint("Raise max_worker_processes (r1.trace_autonomous needs a slot for a moment each call).")));
-		}
+		r1_trace_write_autonomous(r1_traces_owner(), R1_TRACE_NARGS, types, values, nulls);
+		return;
 	}
 
+	/* in the caller's transaction (r1.trace_autonomous off, job workers) */
 	r1_as_owner_begin(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!written &&
-		SPI_execute_with_args(r1_trace_insert_sql, R1_TRACE_NARGS, types, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(r1_trace_insert_sql, R1_TRACE_NARGS, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into r1.traces");
 	if (r1_trace_retention > 0 &&
 		TimestampDifferenceExceeds(r1_last_prune, now, R1_PRUNE_INTERVAL_MS))
 	{
 		r1_last_prune = now;
-		(void) r1_prune(false);
+		(void) r1_trace_prune(r1_trace_retention, false);
 	}
 	SPI_finish();
 	r1_as_owner_end(&oc);
@@ -325,7 +315,7 @@ pg_r1_prune_traces(PG_FUNCTION_ARGS)
 	r1_as_owner_begin(&oc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	n = r1_prune(true);
+	n = r1_trace_prune(r1_trace_retention, true);
 	SPI_finish();
 	r1_as_owner_end(&oc);
 	PG_RETURN_INT64((int64) n);

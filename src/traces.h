@@ -23,6 +23,8 @@ typedef struct R1TraceInfo
 	const char *source;			/* "r1_reason", "r1_reason_many", "job", "r1_replay" */
 	Oid			role;			/* when valid, the role the call ran for (a job's
 								 * submitter), recorded as role and session_role */
+	Oid			session_role;	/* when valid, recorded as session_role instead
+								 * (a job's submitting session user) */
 	TimestampTz started;		/* when the call began */
 	text	   *prompt;			/* server encoding */
 	text	   *system;			/* NULL when none */

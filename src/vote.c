@@ -163,6 +163,9 @@ typedef struct R1VoteState
 	Oid			role;
 	text	   *system;
 	R1TraceInfo trace;
+	int64	   *cost;			/* [n_prompts * n] the most a sample can cost */
+	R1QuotaHold *holds;			/* [n_prompts * n] reservations of samples in flight */
+	MemoryContextCallback release;	/* gives unsettled holds back */
 } R1VoteState;
 
 static void
@@ -213,6 +216,38 @@ r1_vote_seed(int64 seed, int n, int p, int i)
  * Arguments, shared by both functions: (prompt(s), n, max_tokens,
  * temperature, top_p, seed, system, top_k, min_p, max_think_tokens[, strict]).
  */
+/*
+ * A sample about to be sent: reserve what it can cost (r1.role_quota), as
+ * r1_reason_many does for a prompt; one that does not fit fails its prompt.
+ */
+static R1Admit
+r1_vote_admit(int index, int in_flight, void *arg)
+{
+	R1VoteState *st = (R1VoteState *) arg;
+	R1VotePrompt *vp = &st->prompts[index / st->n];
+	char	   *why;
+	R1QuotaFit fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
+
+	if (fit == R1_QUOTA_FITS)
+		return R1_ADMIT_SEND;
+	if (fit == R1_QUOTA_WAIT && in_flight > 0)
+		return R1_ADMIT_LATER;
+	if (vp->error == NULL)
+		vp->error = MemoryContextStrdup(GetMemoryChunkContext(st), psprintf("53400: %s", why));
+	return R1_ADMIT_REFUSE;
+}
+
+/* the call ended (done, an error, a cancel): give back what is still held */
+static void
+r1_vote_release(void *arg)
+{
+	R1VoteState *st = (R1VoteState *) arg;
+
+	for (int i = 0; i < st->n_prompts * st->n; i++)
+		if (st->holds[i].tokens > 0)
+			r1_quota_settle(&st->holds[i], 0);
+}
+
 static R1VoteState *
 r1_vote_start(FunctionCallInfo fcinfo, bool single)
 {
@@ -301,6 +336,8 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 		st->trace.extra_params = psprintf("\"max_think_tokens\":%d", max_think);
 	st->trace.extra_params = r1_trace_extra_params(st->trace.extra_params);
 
+	st->cost = palloc0(sizeof(int64) * Max(n_prompts * n, 1));
+	st->holds = palloc0(sizeof(R1QuotaHold) * Max(n_prompts * n, 1));
 	bodies = palloc0(sizeof(char *) * Max(n_prompts * n, 1));
 	lens = palloc0(sizeof(size_t) * Max(n_prompts * n, 1));
 	for (int p = 0; p < n_prompts; p++)
@@ -343,6 +380,7 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 													 top_k, min_p, has_seed,
 													 r1_vote_seed(seed, n, p, i), has_think, max_think);
 					lens[p * n + i] = strlen(bodies[p * n + i]);
+					st->cost[p * n + i] = r1_quota_estimate(len + system_len, max_tokens);
 				}
 			pfree(prompt);
 		}
@@ -355,7 +393,16 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 	window = Max(window, n);
 	window = Min(window, r1_max_queued);
 	if (n_prompts > 0)
+	{
 		st->many = r1_many_start(n_prompts * n, bodies, lens, window);
+		if (r1_quota_of(st->role) >= 0)
+		{
+			r1_many_set_admit(st->many, r1_vote_admit, st);
+			st->release.func = r1_vote_release;
+			st->release.arg = st;
+			MemoryContextRegisterResetCallback(GetMemoryChunkContext(st), &st->release);
+		}
+	}
 	return st;
 }
 
@@ -381,10 +428,26 @@ r1_vote_next(R1VoteState *st)
 		i = index % st->n;
 		vp = &st->prompts[p];
 		s = &vp->samples[i];
+		if (resp == NULL)
+		{
+			/* refused before sending: r1.role_quota has no room (vp->error says so) */
+			if (st->strict)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("the vote's samples do not fit in the role's token quota for today"),
+						 errdetail("%s", vp->error ? vp->error : "53400"),
+						 errhint("Vote over fewer samples or with a smaller max_tokens, or wait for the quota to reset at 00:00 UTC.")));
+			s->done = true;
+			if (++vp->n_done == st->n)
+				return p;
+			continue;
+		}
 		if (!r1_response_ok(resp))
 		{
 			text	   *code = r1_json_text(resp, "code");
 			text	   *error = r1_json_text(resp, "error");
+
+			r1_quota_settle(&st->holds[index], 0);	/* failed: not charged */
 
 			if (st->strict)
 			{
@@ -413,7 +476,10 @@ r1_vote_next(R1VoteState *st)
 			s->prompt_tokens = r1_json_int(resp, "prompt_tokens");
 			s->completion_tokens = r1_json_int(resp, "completion_tokens");
 			s->ms = r1_json_float(resp, "ms");
-			r1_quota_charge(st->role, s->prompt_tokens + s->completion_tokens);
+			if (st->holds[index].limited)
+				r1_quota_settle(&st->holds[index], s->prompt_tokens + s->completion_tokens);
+			else
+				r1_quota_charge(st->role, s->prompt_tokens + s->completion_tokens);
 			r1_stats_count_outcome(R1_OUTCOME_COMPLETED, s->ms, s->prompt_tokens, s->completion_tokens);
 			r1_stats_count_finish(resp);
 			if (r1_log_traces)

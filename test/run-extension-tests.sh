@@ -48,8 +48,11 @@ echo "== demo model and cluster in $TMP"
 bin/r1 demo-model --out "$TMP/model" >/dev/null
 chmod -R a+rX "$TMP/model"
 export R1_TEST_MODEL=$TMP/model R1_TEST_TMP=$TMP
+# max_worker_processes: the static workers (engine, jobs launcher, 2 trace
+# writers, logical replication launcher), 4 job workers, and room for
+# parallel queries (test/t/011_trace_writer.pl fills it up)
 r1_cluster_start "$TMP" "$TMP/model" "r1.device = 'cpu'" "r1.threads = 2" "r1.max_ctx = 4096" \
-	"r1.jobs_database = 'r1_jobs'"
+	"r1.jobs_database = 'r1_jobs'" "max_worker_processes = 16"
 # durable jobs run in their own database (test/sql/r1_jobs.sql, test/t/003_jobs.pl)
 "$R1_PGBIN/psql" -XqAt -c "CREATE DATABASE r1_jobs" >/dev/null
 r1_wait_state ready 60

@@ -189,7 +189,7 @@ ok(start2('-b'), 'second cluster starts in binary-upgrade mode with r1_pg preloa
 sleep 3;
 my $pm = do { open(my $fh, '<', "$data/postmaster.pid") or die; my $l = <$fh>; chomp $l; $l };
 my @children = split /\n/, `ps -o args= --ppid $pm`;
-ok(!grep({ /r1 (engine|jobs)/ } @children), 'binary-upgrade mode: no r1 engine and no r1 jobs worker')
+ok(!grep({ /r1 (engine|jobs|trace)/ } @children), 'binary-upgrade mode: no r1 engine, jobs or trace writer worker')
 	or diag(join("\n", @children));
 stop2();
 ok(start2(), 'second cluster starts normally again');

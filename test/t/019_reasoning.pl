@@ -98,4 +98,20 @@ reset_conf('r1.model');
 ok(wait_for('the test model is back', sub { status('state') eq 'ready' && status('model_path') eq $ENV{R1_TEST_MODEL} }, 60),
 	'back to the test model');
 like(query($GREEDY), qr/\|42\|stop$/, 'and it answers as before');
+
+# ---- a vote reserves every sample against the role's quota: usage never passes it
+{
+	query(q{DROP ROLE IF EXISTS regress_voter});
+	query(q{CREATE ROLE regress_voter LOGIN IN ROLE r1_user});
+	set_conf(q{r1.role_quota = 'regress_voter=200'});
+	ok(wait_for('quota reloaded', sub { query('SHOW r1.role_quota') eq 'regress_voter=200' }, 10), 'a quota of 200 tokens');
+	my ($rc, undef, $err) = psql(q{SELECT majority FROM r1_reason_vote('What is 6*7?', n => 8, max_tokens => 50, temperature => 0)},
+		user => 'regress_voter');
+	isnt($rc, 0, 'a vote of 8 samples that cannot all fit fails');
+	like($err, qr/quota/, 'saying the quota is the reason');
+	cmp_ok(query(q{SELECT tokens_used FROM r1_quota_usage()}, user => 'regress_voter'), '<=', 200,
+		'usage stays within the quota');
+	reset_conf('r1.role_quota');
+	query(q{DROP ROLE regress_voter});
+}
 done_testing();
