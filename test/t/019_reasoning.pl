@@ -105,7 +105,7 @@ like(query($GREEDY), qr/\|42\|stop$/, 'and it answers as before');
 	query(q{CREATE ROLE regress_voter LOGIN IN ROLE r1_user});
 	set_conf(q{r1.role_quota = 'regress_voter=200'});
 	ok(wait_for('quota reloaded', sub { query('SHOW r1.role_quota') eq 'regress_voter=200' }, 10), 'a quota of 200 tokens');
-	my ($rc, undef, $err) = psql(q{SELECT majority FROM r1_reason_vote('What is 6*7?', n => 8, max_tokens => 50, temperature => 0)},
+	my ($rc, undef, $err) = psql(q{SELECT boxed FROM r1_reason_vote('What is 6*7?', n => 8, max_tokens => 50, temperature => 0)},
 		user => 'regress_voter');
 	isnt($rc, 0, 'a vote of 8 samples that cannot all fit fails');
 	like($err, qr/quota/, 'saying the quota is the reason');
