@@ -53,7 +53,7 @@ export R1_TEST_MODEL=$TMP/model R1_TEST_TMP=$TMP
 # parallel queries (test/t/011_trace_writer.pl fills it up)
 r1_cluster_start "$TMP" "$TMP/model" "r1.device = 'cpu'" "r1.threads = 2" "r1.max_ctx = 4096" \
 	"r1.jobs_database = 'r1_jobs'" "max_worker_processes = 16"
-# durable jobs run in their own database (test/sql/r1_jobs.sql, test/t/003_jobs.pl)
+# durable jobs run in their own database (test/sql/r1_jobs.sql, test/t/016_jobs.pl)
 "$R1_PGBIN/psql" -XqAt -c "CREATE DATABASE r1_jobs" >/dev/null
 r1_wait_state ready 60
 

@@ -7,6 +7,9 @@
 # context instead of stopping at its answer.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use R1Test;
 use IPC::Run qw(start finish run timeout);
 use Time::HiRes qw(time sleep);
 use File::Copy qw(copy);
@@ -20,91 +23,6 @@ my $GREEDY = q{SELECT format('%s|%s|%s|%s', think, answer, boxed, finish_reason)
   FROM r1_reason('What is 6*7?', temperature => 0)};
 my $LONG = q{SET r1.debug_ignore_eos = on;
   SELECT finish_reason FROM r1_reason('Count to infinity.', max_tokens => 1000000, temperature => 0)};
-
-# psql: (exit code, stdout, stderr)
-sub psql
-{
-	my ($sql, %opt) = @_;
-	my ($out, $err) = ('', '');
-	my @cmd = ($psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', ($opt{db} ? ('-d', $opt{db}) : ()), '-c', $sql);
-	run(\@cmd, '>', \$out, '2>', \$err, timeout($opt{timeout} // 120));
-	chomp $out;
-	return ($? >> 8, $out, $err);
-}
-
-sub query
-{
-	my ($sql, %opt) = @_;
-	my ($rc, $out, $err) = psql($sql, %opt);
-	die "query failed: $sql\n$err" if $rc != 0;
-	return $out;
-}
-
-# A session running $sql in the background.
-sub bg
-{
-	my ($sql, $name) = @_;
-	my %s = (out => '', err => '');
-	local $ENV{PGAPPNAME} = $name;
-	$s{h} = start([$psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', $sql],
-		'>', \$s{out}, '2>', \$s{err}, timeout(180));
-	return \%s;
-}
-
-sub bg_finish
-{
-	my ($s) = @_;
-	eval { finish($s->{h}) };
-	chomp $s->{out};
-	return $s->{h}->result(0);
-}
-
-sub wait_for
-{
-	my ($what, $cond, $secs) = @_;
-	my $end = time + ($secs // 30);
-	while (time < $end)
-	{
-		return 1 if $cond->();
-		sleep 0.05;
-	}
-	diag("timed out waiting for $what");
-	return 0;
-}
-
-sub status { return query("SELECT $_[0] FROM r1_status()"); }
-
-sub active { return status('coalesce(active_requests, -1) + coalesce(queue_depth, 0)'); }
-
-sub wait_ready { return wait_for('engine ready', sub { status('state') eq 'ready' }, $_[0] // 60); }
-
-# run $change (settings that restart the engine host), then wait for the new host
-sub restart_host_with
-{
-	my ($change) = @_;
-	my $old = status('coalesce(host_pid, 0)');
-	$change->();
-	return wait_for('engine restarted',
-		sub { status('state') eq 'ready' && status('coalesce(host_pid, 0)') != $old }, 60);
-}
-
-sub backend_pid
-{
-	my ($name) = @_;
-	my $pid = '';
-	wait_for("backend $name waiting", sub {
-		$pid = query("SELECT pid FROM pg_stat_activity WHERE application_name = '$name' AND wait_event = 'Extension'");
-		return $pid ne '';
-	});
-	return $pid;
-}
-
-sub set_conf
-{
-	my ($conf) = @_;
-	query("ALTER SYSTEM SET $conf");
-	query('SELECT pg_reload_conf()');
-}
 
 ok(wait_ready(), 'engine is ready');
 my $expected = query($GREEDY);

@@ -4,6 +4,9 @@
 # batch larger than r1.max_queued still completes (a window of requests).
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use R1Test;
 use IPC::Run qw(start finish run timeout);
 use Time::HiRes qw(time sleep);
 use Test::More;
@@ -15,41 +18,6 @@ my $psql = ($ENV{R1_PGBIN} // '/usr/lib/postgresql/15/bin') . '/psql';
 my $LONG_MANY = q{SET r1.debug_ignore_eos = on;
   SELECT count(*) FROM r1_reason_many(array_fill('Count to infinity.'::text, ARRAY[10]),
                                       max_tokens => 1000000, temperature => 0)};
-
-sub psql
-{
-	my ($sql, %opt) = @_;
-	my ($out, $err) = ('', '');
-	run([$psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', $sql], '>', \$out, '2>', \$err,
-		timeout($opt{timeout} // 180));
-	chomp $out;
-	return ($? >> 8, $out, $err);
-}
-
-sub query
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) = psql($sql);
-	die "query failed: $sql\n$err" if $rc != 0;
-	return $out;
-}
-
-sub wait_for
-{
-	my ($what, $cond, $secs) = @_;
-	my $end = time + ($secs // 30);
-	while (time < $end)
-	{
-		return 1 if $cond->();
-		sleep 0.05;
-	}
-	diag("timed out waiting for $what");
-	return 0;
-}
-
-sub status { return query("SELECT $_[0] FROM r1_status()"); }
-sub active { return status('coalesce(active_requests, -1) + coalesce(queue_depth, 0)'); }
-sub wait_ready { return wait_for('engine ready', sub { status('state') eq 'ready' }, $_[0] // 60); }
 
 ok(wait_ready(), 'engine is ready');
 

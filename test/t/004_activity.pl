@@ -7,6 +7,9 @@
 # generating until max_tokens or the end of the context.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use R1Test;
 use IPC::Run qw(start finish run timeout);
 use Time::HiRes qw(time sleep);
 use Test::More;
@@ -16,70 +19,6 @@ my $psql = ($ENV{R1_PGBIN} // '/usr/lib/postgresql/15/bin') . '/psql';
 
 my $LONG = q{SET r1.debug_ignore_eos = on;
   SELECT finish_reason FROM r1_reason('Count to infinity.', max_tokens => 1000000, temperature => 0)};
-
-sub psql
-{
-	my ($sql, %opt) = @_;
-	my ($out, $err) = ('', '');
-	run([$psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', $sql], '>', \$out, '2>', \$err,
-		timeout($opt{timeout} // 120));
-	chomp $out;
-	return ($? >> 8, $out, $err);
-}
-
-sub query
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) = psql($sql);
-	die "query failed: $sql\n$err" if $rc != 0;
-	return $out;
-}
-
-sub bg
-{
-	my ($sql, $name) = @_;
-	my %s = (out => '', err => '');
-	local $ENV{PGAPPNAME} = $name;
-	$s{h} = start([$psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', $sql],
-		'>', \$s{out}, '2>', \$s{err}, timeout(180));
-	return \%s;
-}
-
-sub bg_finish
-{
-	my ($s) = @_;
-	eval { finish($s->{h}) };
-	chomp $s->{out};
-	return $s->{h}->result(0);
-}
-
-sub wait_for
-{
-	my ($what, $cond, $secs) = @_;
-	my $end = time + ($secs // 30);
-	while (time < $end)
-	{
-		return 1 if $cond->();
-		sleep 0.05;
-	}
-	diag("timed out waiting for $what");
-	return 0;
-}
-
-sub wait_ready
-{
-	return wait_for('engine ready', sub { query('SELECT state FROM r1_status()') eq 'ready' }, $_[0] // 60);
-}
-
-# run $change (settings that restart the engine host), then wait for the new host
-sub restart_host_with
-{
-	my ($change) = @_;
-	my $old = query('SELECT coalesce(host_pid, 0) FROM r1_status()');
-	$change->();
-	return wait_for('engine restarted',
-		sub { query("SELECT state = 'ready' AND coalesce(host_pid, 0) <> $old FROM r1_status()") eq 't' }, 60);
-}
 
 sub pid_of
 {

@@ -11,6 +11,9 @@
 # results of a job are the same greedy trace of exactly max_tokens tokens.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use R1Test;
 use IPC::Run qw(start pump finish run timeout);
 use POSIX ();
 use Time::HiRes qw(time sleep);
@@ -22,38 +25,7 @@ my $psql = "$bindir/psql";
 my $pgdata = $ENV{R1_PGDATA} or die 'R1_PGDATA not set';
 my $log = $ENV{R1_SERVER_LOG} or die 'R1_SERVER_LOG not set';
 my $DB = 'r1_jobs';
-
-sub psql
-{
-	my ($sql, %opt) = @_;
-	my ($out, $err) = ('', '');
-	my @cmd = ($psql, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $opt{db} // $DB, '-c', $sql);
-	run(\@cmd, '>', \$out, '2>', \$err, timeout($opt{timeout} // 120));
-	chomp $out;
-	return ($? >> 8, $out, $err);
-}
-
-sub query
-{
-	my ($sql, %opt) = @_;
-	my ($rc, $out, $err) = psql($sql, %opt);
-	die "query failed: $sql\n$err" if $rc != 0;
-	return $out;
-}
-
-sub wait_for
-{
-	my ($what, $cond, $secs) = @_;
-	my $end = time + ($secs // 30);
-	while (time < $end)
-	{
-		my $ok = eval { $cond->() };
-		return 1 if $ok;
-		sleep 0.1;
-	}
-	diag("timed out waiting for $what");
-	return 0;
-}
+$ENV{PGDATABASE} = $DB;	# R1Test's psql() runs in the jobs database unless told otherwise
 
 # pg_ctl as the server's OS user, without the test lock's descriptor
 sub pg_ctl
