@@ -89,7 +89,7 @@ FROM r1.job_items i, r1_reason(i.prompt, temperature => 0, max_think_tokens => 3
 WHERE i.job_id = :job_budget;
 SELECT parameters->'max_think_tokens' AS max_think_tokens FROM r1.jobs WHERE id = :job_budget;
 
--- an item the engine rejects fails after r1.job_max_attempts (3) attempts; the job fails,
+-- an item that can never fit the context (54000) fails at once, after one attempt; the job fails,
 -- its other items are still done
 SELECT r1_submit_query($$VALUES ('short', 'What is 6*7?'), ('long', repeat('hello ', 5000))$$,
                        temperature => 0) AS job_failing \gset
