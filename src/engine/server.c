@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "server.h"
+#include "cpu_features.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -292,6 +293,9 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "model", json_string(m->name));
 	json_object_set_new(o, "path", json_string(m->path));
 	json_object_set_new(o, "device", json_string(r1_engine_device(srv->engine)));
+	/* the CPU kernel path chosen at start (cpu_features.h), whatever the device */
+	json_object_set_new(o, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
+	json_object_set_new(o, "cpu_features", json_string(r1_cpu_features_string()));
 	json_object_set_new(o, "note", json_string(note ? note : ""));
 	json_object_set_new(o, "ctx", json_integer(r1_engine_ctx(srv->engine)));
 	json_object_set_new(o, "waiting", json_integer(st.waiting + srv->n_queued));

@@ -16,6 +16,7 @@
 
 #include "chat.h"
 #include "checksum.h"
+#include "cpu_features.h"
 #include "demo_model.h"
 #include "engine.h"
 #include "gguf_convert.h"
@@ -654,6 +655,8 @@ cmd_bench(const opts *o)
 	json_object_set_new(j, "model", json_string(r1_engine_model(e)->name));
 	json_object_set_new(j, "device", json_string(r1_engine_device(e)));
 	json_object_set_new(j, "weights_dtype", json_string(r1_dtype_name(r1_engine_model(e)->dtype)));
+	json_object_set_new(j, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
+	json_object_set_new(j, "cpu_features", json_string(r1_cpu_features_string()));
 	json_object_set_new(j, "batch", json_integer(batch));
 	json_object_set_new(j, "prompt_len", json_integer(plen));
 	json_object_set_new(j, "gen_len", json_integer(glen));
