@@ -3,11 +3,14 @@
  *
  * This is the reference the CUDA backend is checked against, and the fallback
  * where there is no GPU.  Weights stay in their file dtype (F32/F16/BF16, or
- * GGUF's Q8_0/Q4_K/Q5_K/Q6_K blocks, decoded a block at a time inside the
- * dot products: quant.c) and are widened on the fly: decode (a few tokens) streams each weight row once
- * through an AVX2 dot product over all tokens; prompt processing widens blocks
- * of rows to float32 and hands them to BLAS (sgemm).  The KV cache is float32,
- * one contiguous, growing buffer per slot and layer.
+ * GGUF's Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K blocks).  Two arithmetics:
+ *  - fast (the default): quantised weights meet 8-bit activations in integer
+ *    dot products (qdot.h, on the processor's path: cpu_features.h), for
+ *    decode and, as a blocked GEMM over the stored blocks, for prompts;
+ *  - exact (cpu_exact): float32 activations; blocks are decoded inside float
+ *    dot products (quant.c), and prompts widen blocks of rows to float32 for
+ *    BLAS (sgemm).  This is what the golden fixtures check to 1e-4.
+ * The KV cache is one contiguous, growing buffer per slot and layer.
  *
  * Per layer (llama2.c's forward(), with Qwen2's q/k/v biases and the
  * half-split "NeoX" rotary layout):
@@ -17,6 +20,8 @@
  * then logits = rmsnorm(x) * w  lm_head^T.
  */
 #include "backend.h"
+#include "cpu_features.h"
+#include "qdot.h"
 #include "quant.h"
 
 #include <math.h>
@@ -33,6 +38,8 @@
 #define WIDEN_BLOCK_ROWS 64
 /* from this many tokens on, a linear layer goes through BLAS */
 #define GEMM_MIN_TOKENS 8
+/* weight rows per block of the integer prompt GEMM: 16 rows stay in L1/L2 while every token passes */
+#define QROW_BLOCK 16
 
 typedef struct cpu_slot
 {
@@ -60,6 +67,11 @@ typedef struct cpu_state
 	float	   *hu;				/* [T, intermediate] up */
 	float	   *widen;			/* [threads, WIDEN_BLOCK_ROWS, widest] widened weight rows */
 	int			widest;			/* max(hidden, intermediate, q dim): longest weight row */
+	r1_cpu_path path;			/* the kernel path (cpu_features.h) */
+	int			fast;			/* !cpu_exact of the forward running */
+	int8_t	   *aq;				/* [T, widest] a linear layer's input as 8-bit codes (qdot.h) */
+	float	   *ad;				/* [T, widest / 32] their block scales */
+	int16_t    *absum;			/* [T, widest / 16] their sums of 16 */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
 	size_t		scratch_bytes;
 } cpu_state;
@@ -238,6 +250,55 @@ widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in, size_t
 }
 
 /*
+ * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T for block-quantised W, with
+ * the activations quantised to 8 bits (qdot.h).  Each token's row is
+ * quantised on its own and each output is one kernel call over its own
+ * codes, so the result does not depend on the batch in any mode.  A few
+ * tokens (decode): every weight row is read once for all of them.  More
+ * (prompts): a blocked GEMM over the stored weights, QROW_BLOCK rows a
+ * thread at a time, four tokens a kernel call, so a block of unpacked-on-the-
+ * fly rows serves every token while it is in cache.
+ */
+static void
+linear_q8(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
+		  size_t row_bytes)
+{
+	int			block = r1_qdot_block(w->dtype);
+	r1_qdot_fn	f = r1_qdot_kernel(st->path, w->dtype);
+	r1_qx		qx = {st->aq, st->ad, st->absum, n_in};
+	const uint8_t *wd = w->data;
+	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
+
+#pragma omp parallel for schedule(static) if (T > 4)
+	for (int t = 0; t < T; t++)
+		r1_qdot_quantize(x + (size_t) t * n_in, n_in, block, st->aq + (size_t) t * n_in,
+						 st->ad + (size_t) t * (n_in / block), st->absum + (size_t) t * (n_in / 16));
+	if (T <= 4)
+	{
+#pragma omp parallel for schedule(static)
+		for (int r = 0; r < n_out; r++)
+			f(wd + (size_t) r * row_bytes, &qx, T, out + r, n_out);
+		return;
+	}
+#pragma omp parallel for schedule(dynamic)
+	for (int blk = 0; blk < nblocks; blk++)
+	{
+		int			r0 = blk * QROW_BLOCK;
+		int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+
+		for (int t0 = 0; t0 < T; t0 += 4)
+		{
+			r1_qx		sub = {qx.q + (size_t) t0 * n_in, qx.d + (size_t) t0 * (n_in / block),
+			qx.bsum + (size_t) t0 * (n_in / 16), n_in};
+			int			nt = T - t0 < 4 ? T - t0 : 4;
+
+			for (int r = 0; r < nr; r++)
+				f(wd + (size_t) (r0 + r) * row_bytes, &sub, nt, out + (size_t) t0 * n_out + r0 + r, n_out);
+		}
+	}
+}
+
+/*
  * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T (+ bias).  out and x must not
  * overlap.  One thread pool (OpenMP) does all the work: for prompts each
  * thread takes blocks of weight rows, widens them into its own buffer while
@@ -253,7 +314,9 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 
 	/* the loader checked that rows are whole blocks */
 	(void) r1_dtype_row_bytes(w->dtype, n_in, &row_bytes);
-	if (T >= GEMM_MIN_TOKENS)
+	if (st->fast && r1_qdot_block(w->dtype) && n_in % r1_qdot_block(w->dtype) == 0)
+		linear_q8(st, out, x, T, w, n_out, n_in, row_bytes);
+	else if (T >= GEMM_MIN_TOKENS)
 	{
 		int			nblocks = (n_out + WIDEN_BLOCK_ROWS - 1) / WIDEN_BLOCK_ROWS;
 
@@ -380,6 +443,23 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 			return r1_fail(err, "out of memory for activations of %d tokens", T);
 		*bufs[i] = p;
 		st->scratch_bytes += (size_t) T * widths[i] * sizeof(float);
+	}
+	{
+		int8_t	   *aq = realloc(st->aq, (size_t) T * st->widest);
+		float	   *ad;
+		int16_t    *bs;
+
+		if (aq)
+			st->aq = aq;
+		ad = realloc(st->ad, sizeof(float) * (size_t) T * (st->widest / 32));
+		if (ad)
+			st->ad = ad;
+		bs = realloc(st->absum, sizeof(int16_t) * (size_t) T * (st->widest / 16));
+		if (bs)
+			st->absum = bs;
+		if (!aq || !ad || !bs)
+			return r1_fail(err, "out of memory for activations of %d tokens", T);
+		st->scratch_bytes += (size_t) T * st->widest * (1 + 4.0 / 32 + 2.0 / 16);
 	}
 	st->cap_tokens = T;
 	return 0;
@@ -515,6 +595,9 @@ cpu_destroy(r1_backend *b)
 		free(st->hg);
 		free(st->hu);
 		free(st->widen);
+		free(st->aq);
+		free(st->ad);
+		free(st->absum);
 		free(st);
 	}
 	free(b);
@@ -575,6 +658,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 
 	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
 		return -1;
+	st->fast = !b->cpu_exact;
 	tok_seq = malloc(sizeof(int) * (T * 2 + batch->n_seqs));
 	if (!tok_seq)
 		return r1_fail(err, "out of memory");
@@ -761,6 +845,7 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	st->slots = calloc(max_slots, sizeof(cpu_slot));
 	st->inv_freq = malloc(sizeof(double) * (c->head_dim / 2));
 	st->widest = widest;
+	st->path = r1_cpu()->path;
 	st->widen = malloc(sizeof(float) * WIDEN_BLOCK_ROWS * (size_t) widest * st->threads);
 	if (!st->slots || !st->inv_freq || !st->widen)
 	{

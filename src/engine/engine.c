@@ -222,6 +222,7 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 		goto fail;
 	e->be->batch_invariant = e->opts.batch_invariant ? 1 : 0;
 	e->be->max_kv_bytes = e->opts.kv_memory_bytes;
+	e->be->cpu_exact = e->opts.cpu_exact ? 1 : 0;
 
 	e->running = calloc(e->opts.max_seqs, sizeof(req *));
 	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));

@@ -892,6 +892,8 @@ r1_serve_usage(FILE *f)
 			"  --max-ctx N              positions per sequence, 0 = model's\n"
 			"  --gpu-memory-fraction F  KV cache share of free GPU memory\n"
 			"  --kv-memory MB           most KV cache on the CPU, 0 = no limit\n"
+			"  --cpu-precision fast|exact  CPU: 8-bit (quantised weights) or bf16 activations\n"
+			"                           (fast, the default) or float32 everywhere (exact)\n"
 			"  --batch-invariant        results bitwise independent of the batch (no value)\n"
 			"  --max-clients N          open connections (default 4096)\n"
 			"  --status-fd N            write state lines for a supervisor to fd N\n");
@@ -964,6 +966,15 @@ r1_serve_main(int argc, char **argv)
 			opts.max_ctx = atoi(v);
 		else if (strcmp(a, "--gpu-memory-fraction") == 0)
 			opts.gpu_memory_fraction = atof(v);
+		else if (strcmp(a, "--cpu-precision") == 0)
+		{
+			if (strcmp(v, "fast") != 0 && strcmp(v, "exact") != 0)
+			{
+				fprintf(stderr, "r1 serve: --cpu-precision must be fast or exact\n");
+				return 2;
+			}
+			opts.cpu_exact = strcmp(v, "exact") == 0;
+		}
 		else if (strcmp(a, "--kv-memory") == 0)
 			opts.kv_memory_bytes = (size_t) strtoull(v, NULL, 10) << 20;
 		else if (strcmp(a, "--max-clients") == 0)

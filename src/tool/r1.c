@@ -44,7 +44,10 @@ static const char *usage_text =
 "  serve      ...                           the engine host of the r1_pg extension\n"
 "  --max-think-tokens N  close the think section with </think> after N tokens\n"
 "                        (finish_reason \"think_budget\" when the answer then ends)\n"
-"  --batch-invariant     results bitwise independent of the rest of the batch\n";
+"  --batch-invariant     results bitwise independent of the rest of the batch\n"
+"  --cpu-precision fast|exact  (logits, generate, bench, serve) CPU arithmetic: fast (default)\n"
+"                        multiplies quantised weights with 8-bit activations and bf16 weights\n"
+"                        with bf16 activations (llama.cpp's way); exact keeps float32\n";
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt,...)
@@ -86,6 +89,7 @@ typedef struct opts
 	const char *dtype;
 	const char *type;
 	const char *tokenizer_from;
+	const char *cpu_precision;
 	const char *positional;
 	int			raw,
 				ignore_eos,
@@ -172,6 +176,8 @@ parse_opts(int argc, char **argv, opts *o)
 			o->dtype = VALUE();
 		else if (strcmp(a, "--type") == 0)
 			o->type = VALUE();
+		else if (strcmp(a, "--cpu-precision") == 0)
+			o->cpu_precision = VALUE();
 		else if (strcmp(a, "--tokenizer-from") == 0)
 			o->tokenizer_from = VALUE();
 		else if (strcmp(a, "--raw") == 0)
@@ -326,6 +332,12 @@ open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
 	eo.max_seqs = max_seqs;
 	eo.max_ctx = max_ctx;
 	eo.batch_invariant = o->batch_invariant;
+	if (o->cpu_precision)
+	{
+		if (strcmp(o->cpu_precision, "fast") != 0 && strcmp(o->cpu_precision, "exact") != 0)
+			usage("--cpu-precision must be fast or exact");
+		eo.cpu_exact = strcmp(o->cpu_precision, "exact") == 0;
+	}
 	if (prefill_chunk > 0)
 		eo.prefill_chunk = prefill_chunk;
 	if (o->dtype)
@@ -657,6 +669,7 @@ cmd_bench(const opts *o)
 	json_object_set_new(j, "weights_dtype", json_string(r1_dtype_name(r1_engine_model(e)->dtype)));
 	json_object_set_new(j, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
 	json_object_set_new(j, "cpu_features", json_string(r1_cpu_features_string()));
+	json_object_set_new(j, "cpu_precision", json_string(o->cpu_precision && strcmp(o->cpu_precision, "exact") == 0 ? "exact" : "fast"));
 	json_object_set_new(j, "batch", json_integer(batch));
 	json_object_set_new(j, "prompt_len", json_integer(plen));
 	json_object_set_new(j, "gen_len", json_integer(glen));
