@@ -20,6 +20,7 @@
  * then logits = rmsnorm(x) * w  lm_head^T.
  */
 #include "backend.h"
+#include "bf16dot.h"
 #include "cpu_features.h"
 #include "qdot.h"
 #include "quant.h"
@@ -72,6 +73,7 @@ typedef struct cpu_state
 	int8_t	   *aq;				/* [T, widest] a linear layer's input as 8-bit codes (qdot.h) */
 	float	   *ad;				/* [T, widest / 32] their block scales */
 	int16_t    *absum;			/* [T, widest / 16] their sums of 16 */
+	uint16_t   *abf;			/* [T, widest] a linear layer's input rounded to bf16 (bf16dot.h) */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
 	size_t		scratch_bytes;
 } cpu_state;
@@ -250,34 +252,86 @@ widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in, size_t
 }
 
 /*
- * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T for block-quantised W, with
- * the activations quantised to 8 bits (qdot.h).  Each token's row is
- * quantised on its own and each output is one kernel call over its own
- * codes, so the result does not depend on the batch in any mode.  A few
- * tokens (decode): every weight row is read once for all of them.  More
- * (prompts): a blocked GEMM over the stored weights, QROW_BLOCK rows a
- * thread at a time, four tokens a kernel call, so a block of unpacked-on-the-
- * fly rows serves every token while it is in cache.
+ * The fast arithmetic's linear layers: quantised W against 8-bit
+ * activations (qdot.h), bf16 W against bf16 activations (bf16dot.h).  A
+ * token's activations are quantised (rounded) on their own, and each output
+ * is one kernel call over them, so the result does not depend on the batch
+ * in any mode.
  */
-static void
-linear_q8(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
-		  size_t row_bytes)
+typedef struct lowp
+{
+	r1_qdot_fn	qf;				/* quantised W: the kernel, else bf16 W */
+	r1_qx		qx;				/* quantised: token 0's codes */
+	int			block;
+	const uint16_t *xb;			/* bf16: [T, n_in] rounded activations */
+} lowp;
+
+/* outputs of one weight row for tokens [t0, t0 + nt), nt <= 4 */
+static inline void
+lowp_row(const lowp *L, const uint8_t *row, int t0, int nt, int n_in, float *out, int n_out)
+{
+	if (L->qf)
+	{
+		r1_qx		sub = {L->qx.q + (size_t) t0 * n_in, L->qx.d + (size_t) t0 * (n_in / L->block),
+		L->qx.bsum + (size_t) t0 * (n_in / 16), n_in};
+
+		L->qf(row, &sub, nt, out, n_out);
+	}
+	else
+		r1_bf16dot_avx512((const uint16_t *) row, L->xb + (size_t) t0 * n_in, n_in, nt, out, n_out);
+}
+
+/* can the fast arithmetic take this weight? */
+static int
+lowp_takes(const cpu_state *st, const r1_tensor *w, int n_in)
 {
 	int			block = r1_qdot_block(w->dtype);
-	r1_qdot_fn	f = r1_qdot_kernel(st->path, w->dtype);
-	r1_qx		qx = {st->aq, st->ad, st->absum, n_in};
+
+	if (!st->fast)
+		return 0;
+	if (block)
+		return n_in % block == 0;
+	return w->dtype == R1_BF16 && r1_cpu()->avx512_bf16;
+}
+
+/*
+ * out[T, n_out] = x[T, n_in] W^T in the fast arithmetic.  A few tokens
+ * (decode): every weight row is read once for all of them.  More (prompts):
+ * a blocked GEMM over the stored weights, QROW_BLOCK rows a thread at a
+ * time, four tokens a kernel call, so a block of rows (unpacked in registers)
+ * serves every token while it is in cache.
+ */
+static void
+linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
+			size_t row_bytes)
+{
+	lowp		L = {0};
 	const uint8_t *wd = w->data;
 	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
 
+	L.block = r1_qdot_block(w->dtype);
+	if (L.block)
+	{
+		L.qf = r1_qdot_kernel(st->path, w->dtype);
+		L.qx = (r1_qx) {st->aq, st->ad, st->absum, n_in};
+	}
+	else
+		L.xb = st->abf;
 #pragma omp parallel for schedule(static) if (T > 4)
 	for (int t = 0; t < T; t++)
-		r1_qdot_quantize(x + (size_t) t * n_in, n_in, block, st->aq + (size_t) t * n_in,
-						 st->ad + (size_t) t * (n_in / block), st->absum + (size_t) t * (n_in / 16));
+	{
+		if (L.block)
+			r1_qdot_quantize(x + (size_t) t * n_in, n_in, L.block, st->aq + (size_t) t * n_in,
+							 st->ad + (size_t) t * (n_in / L.block), st->absum + (size_t) t * (n_in / 16));
+		else
+			for (int i = 0; i < n_in; i++)
+				st->abf[(size_t) t * n_in + i] = r1_f32_to_bf16(x[(size_t) t * n_in + i]);
+	}
 	if (T <= 4)
 	{
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
-			f(wd + (size_t) r * row_bytes, &qx, T, out + r, n_out);
+			lowp_row(&L, wd + (size_t) r * row_bytes, 0, T, n_in, out + r, n_out);
 		return;
 	}
 #pragma omp parallel for schedule(dynamic)
@@ -288,12 +342,11 @@ linear_q8(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, 
 
 		for (int t0 = 0; t0 < T; t0 += 4)
 		{
-			r1_qx		sub = {qx.q + (size_t) t0 * n_in, qx.d + (size_t) t0 * (n_in / block),
-			qx.bsum + (size_t) t0 * (n_in / 16), n_in};
 			int			nt = T - t0 < 4 ? T - t0 : 4;
 
 			for (int r = 0; r < nr; r++)
-				f(wd + (size_t) (r0 + r) * row_bytes, &sub, nt, out + (size_t) t0 * n_out + r0 + r, n_out);
+				lowp_row(&L, wd + (size_t) (r0 + r) * row_bytes, t0, nt, n_in,
+						 out + (size_t) t0 * n_out + r0 + r, n_out);
 		}
 	}
 }
@@ -314,8 +367,8 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 
 	/* the loader checked that rows are whole blocks */
 	(void) r1_dtype_row_bytes(w->dtype, n_in, &row_bytes);
-	if (st->fast && r1_qdot_block(w->dtype) && n_in % r1_qdot_block(w->dtype) == 0)
-		linear_q8(st, out, x, T, w, n_out, n_in, row_bytes);
+	if (lowp_takes(st, w, n_in))
+		linear_lowp(st, out, x, T, w, n_out, n_in, row_bytes);
 	else if (T >= GEMM_MIN_TOKENS)
 	{
 		int			nblocks = (n_out + WIDEN_BLOCK_ROWS - 1) / WIDEN_BLOCK_ROWS;
@@ -448,6 +501,7 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 		int8_t	   *aq = realloc(st->aq, (size_t) T * st->widest);
 		float	   *ad;
 		int16_t    *bs;
+		uint16_t   *bf;
 
 		if (aq)
 			st->aq = aq;
@@ -457,9 +511,12 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 		bs = realloc(st->absum, sizeof(int16_t) * (size_t) T * (st->widest / 16));
 		if (bs)
 			st->absum = bs;
-		if (!aq || !ad || !bs)
+		bf = realloc(st->abf, sizeof(uint16_t) * (size_t) T * st->widest);
+		if (bf)
+			st->abf = bf;
+		if (!aq || !ad || !bs || !bf)
 			return r1_fail(err, "out of memory for activations of %d tokens", T);
-		st->scratch_bytes += (size_t) T * st->widest * (1 + 4.0 / 32 + 2.0 / 16);
+		st->scratch_bytes += (size_t) T * st->widest * (3 + 4.0 / 32 + 2.0 / 16);
 	}
 	st->cap_tokens = T;
 	return 0;
@@ -598,6 +655,7 @@ cpu_destroy(r1_backend *b)
 		free(st->aq);
 		free(st->ad);
 		free(st->absum);
+		free(st->abf);
 		free(st);
 	}
 	free(b);

@@ -196,6 +196,16 @@ check_backend(void)
 		same = compare_alone_batched(m, 0, 1, &d);
 		diag("%s: without batch_invariant, BLAS batches differ by up to %g%s", r1_dtype_name(dts[k]), d,
 			 same ? " (bitwise equal this time)" : "");
+		if (dts[k] == R1_BF16)
+		{
+			/* above: the fast arithmetic (vdpbf16ps where present); here the float32 one */
+			use_exact = 1;
+			same = compare_alone_batched(m, 0, 0, &d);
+			ok(same, "BF16, float32 activations: small batches are invariant by default (max |diff| %g)", d);
+			same = compare_alone_batched(m, 1, 1, &d);
+			ok(same, "BF16, float32 activations: batch_invariant: bitwise equal in batches of 8+ tokens (max |diff| %g)", d);
+			use_exact = 0;
+		}
 		r1_model_free(m);
 	}
 	/*
