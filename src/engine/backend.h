@@ -67,6 +67,13 @@ struct r1_backend
 	 */
 	int			cpu_exact;
 
+	/*
+	 * CPU backend, set before the first forward (it holds while any slot has
+	 * positions): the KV cache's element type, R1_F32 (the zero value), R1_F16
+	 * or R1_BF16.  The CUDA backend keeps its own (bf16).
+	 */
+	r1_dtype	kv_dtype;
+
 	/* the backend can choose tokens itself (r1_batch.sample): the CUDA backend */
 	int			can_sample;
 

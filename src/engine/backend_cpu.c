@@ -44,8 +44,8 @@
 
 typedef struct cpu_slot
 {
-	float	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after RoPE) */
-	float	  **v;				/* [n_layers] -> [cap, kv_dim] values */
+	void	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after RoPE), in kv_dt */
+	void	  **v;				/* [n_layers] -> [cap, kv_dim] values, in kv_dt */
 	int			cap;			/* positions allocated */
 } cpu_slot;
 
@@ -75,6 +75,7 @@ typedef struct cpu_state
 	int16_t    *absum;			/* [T, widest / 16] their sums of 16 */
 	uint16_t   *abf;			/* [T, widest] a linear layer's input rounded to bf16 (bf16dot.h) */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
+	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when the first slot grew */
 	size_t		scratch_bytes;
 } cpu_state;
 
@@ -433,6 +434,87 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 				out[(size_t) t * n_out + r] += r1_tensor_get_f32(bias, (size_t) r);
 }
 
+/* ---------- the KV cache in f32, f16 or bf16 ---------- */
+
+/*
+ * Keys and values are stored in the cache's type and widened where
+ * attention reads them: the 16-bit types halve the bytes attention streams
+ * per position.  f16 (F16C's vcvtps2ph/vcvtph2ps, round to nearest even)
+ * keeps 11 significant bits, bf16 8; both convert the same way in every
+ * batch, so batch invariance is unaffected.
+ */
+static void
+kv_store(r1_dtype dt, void *cache, size_t off, const float *x, int n)
+{
+	int			i = 0;
+
+	if (dt == R1_F32)
+	{
+		memcpy((float *) cache + off, x, sizeof(float) * n);
+		return;
+	}
+	{
+		uint16_t   *d = (uint16_t *) cache + off;
+
+		if (dt == R1_F16)
+			for (; i + 8 <= n; i += 8)
+				_mm_storeu_si128((__m128i *) (d + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+		for (; i < n; i++)
+			d[i] = dt == R1_F16 ? r1_f32_to_f16(x[i]) : r1_f32_to_bf16(x[i]);
+	}
+}
+
+/* 8 cached elements from index i, widened */
+static inline __m256
+kv_load8(r1_dtype dt, const void *cache, size_t i)
+{
+	if (dt == R1_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i)));
+	if (dt == R1_BF16)
+		return _mm256_castsi256_ps(_mm256_slli_epi32(
+			_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i))), 16));
+	return _mm256_loadu_ps((const float *) cache + i);
+}
+
+static inline float
+kv_at(r1_dtype dt, const void *cache, size_t i)
+{
+	if (dt == R1_F16)
+		return r1_f16_to_f32(((const uint16_t *) cache)[i]);
+	if (dt == R1_BF16)
+		return r1_bf16_to_f32(((const uint16_t *) cache)[i]);
+	return ((const float *) cache)[i];
+}
+
+/* dot(q, cache[off .. off + n)) */
+static inline float
+kv_dot(r1_dtype dt, const void *cache, size_t off, const float *q, int n)
+{
+	__m256		acc = _mm256_setzero_ps();
+	int			i = 0;
+	float		s;
+
+	for (; i + 8 <= n; i += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(dt, cache, off + i), acc);
+	s = hsum256(acc);
+	for (; i < n; i++)
+		s = fmaf(q[i], kv_at(dt, cache, off + i), s);
+	return s;
+}
+
+/* o += a * cache[off .. off + n) */
+static inline void
+kv_axpy(r1_dtype dt, const void *cache, size_t off, float a, float *o, int n)
+{
+	__m256		av = _mm256_set1_ps(a);
+	int			i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, kv_load8(dt, cache, off + i), _mm256_loadu_ps(o + i)));
+	for (; i < n; i++)
+		o[i] = fmaf(a, kv_at(dt, cache, off + i), o[i]);
+}
+
 /* ---------- elementwise pieces ---------- */
 
 static void
@@ -535,10 +617,19 @@ grown_cap(int cap, int need, int max_ctx)
 	return c > max_ctx ? max_ctx : c;
 }
 
+/* bytes of one cached key or value element */
 static size_t
-cap_bytes(const r1_config *c, int cap)
+kv_elem(const cpu_state *st)
 {
-	return (size_t) cap * c->n_kv_heads * c->head_dim * 2 * c->n_layers * sizeof(float);
+	return st->kv_dt == R1_F32 ? 4 : 2;
+}
+
+static size_t
+cap_bytes(const cpu_state *st, int cap)
+{
+	const r1_config *c = st->cfg;
+
+	return (size_t) cap * c->n_kv_heads * c->head_dim * 2 * c->n_layers * kv_elem(st);
 }
 
 static int
@@ -549,11 +640,13 @@ cpu_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
 
 	if (b->max_kv_bytes == 0)
 		return 1;
+	if (st->kv_bytes == 0)
+		st->kv_dt = b->kv_dtype == R1_F16 || b->kv_dtype == R1_BF16 ? b->kv_dtype : R1_F32;
 	for (int i = 0; i < n; i++)
 	{
 		const cpu_slot *s = &st->slots[slots[i]];
 
-		more += cap_bytes(st->cfg, grown_cap(s->cap, ends[i], b->max_ctx)) - cap_bytes(st->cfg, s->cap);
+		more += cap_bytes(st, grown_cap(s->cap, ends[i], b->max_ctx)) - cap_bytes(st, s->cap);
 	}
 	return st->kv_bytes + more <= b->max_kv_bytes;
 }
@@ -570,25 +663,25 @@ grow_slot(cpu_state *st, cpu_slot *s, int need, int max_ctx, r1_error *err)
 		return 0;
 	if (!s->k)
 	{
-		s->k = calloc(c->n_layers, sizeof(float *));
-		s->v = calloc(c->n_layers, sizeof(float *));
+		s->k = calloc(c->n_layers, sizeof(void *));
+		s->v = calloc(c->n_layers, sizeof(void *));
 		if (!s->k || !s->v)
 			return r1_fail(err, "out of memory for the KV cache");
 	}
 	for (int l = 0; l < c->n_layers; l++)
 	{
-		float	   *k = realloc(s->k[l], (size_t) cap * kvd * sizeof(float));
-		float	   *v;
+		void	   *k = realloc(s->k[l], (size_t) cap * kvd * kv_elem(st));
+		void	   *v;
 
 		if (!k)
 			return r1_fail(err, "out of memory growing the KV cache to %d positions", cap);
 		s->k[l] = k;
-		v = realloc(s->v[l], (size_t) cap * kvd * sizeof(float));
+		v = realloc(s->v[l], (size_t) cap * kvd * kv_elem(st));
 		if (!v)
 			return r1_fail(err, "out of memory growing the KV cache to %d positions", cap);
 		s->v[l] = v;
 	}
-	st->kv_bytes += (size_t) (cap - s->cap) * kvd * 2 * c->n_layers * sizeof(float);
+	st->kv_bytes += (size_t) (cap - s->cap) * kvd * 2 * c->n_layers * kv_elem(st);
 	s->cap = cap;
 	return 0;
 }
@@ -613,7 +706,7 @@ cpu_release_slot(r1_backend *b, int slot)
 		}
 		free(s->k);
 		free(s->v);
-		st->kv_bytes -= (size_t) s->cap * kvd * 2 * st->cfg->n_layers * sizeof(float);
+		st->kv_bytes -= (size_t) s->cap * kvd * 2 * st->cfg->n_layers * kv_elem(st);
 	}
 	memset(s, 0, sizeof(*s));
 }
@@ -717,6 +810,12 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
 		return -1;
 	st->fast = !b->cpu_exact;
+	if (st->kv_bytes == 0)
+	{
+		if (b->kv_dtype != R1_F32 && b->kv_dtype != R1_F16 && b->kv_dtype != R1_BF16)
+			return r1_fail(err, "the CPU KV cache holds f32, f16 or bf16, not %s", r1_dtype_name(b->kv_dtype));
+		st->kv_dt = b->kv_dtype;	/* fixed while any slot holds positions */
+	}
 	tok_seq = malloc(sizeof(int) * (T * 2 + batch->n_seqs));
 	if (!tok_seq)
 		return r1_fail(err, "out of memory");
@@ -777,8 +876,8 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 				rope_head(st->q + (size_t) t * qd + h * hd, hd, tok_pos[t], st->inv_freq);
 			for (int h = 0; h < nkv; h++)
 				rope_head(st->k + (size_t) t * kvd + h * hd, hd, tok_pos[t], st->inv_freq);
-			memcpy(s->k[l] + (size_t) tok_pos[t] * kvd, st->k + (size_t) t * kvd, kvd * sizeof(float));
-			memcpy(s->v[l] + (size_t) tok_pos[t] * kvd, st->v + (size_t) t * kvd, kvd * sizeof(float));
+			kv_store(st->kv_dt, s->k[l], (size_t) tok_pos[t] * kvd, st->k + (size_t) t * kvd, kvd);
+			kv_store(st->kv_dt, s->v[l], (size_t) tok_pos[t] * kvd, st->v + (size_t) t * kvd, kvd);
 		}
 
 		/* causal grouped-query attention, one (token, head) per iteration */
@@ -802,12 +901,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 						continue;
 					for (int p = 0; p < n; p++)
 					{
-						const float *kp = s->k[l] + (size_t) p * kvd + kvh * hd;
-						float		d = 0.0f;
-
-						for (int i = 0; i < hd; i++)
-							d += qh[i] * kp[i];
-						sc[p] = d * att_scale;
+						sc[p] = kv_dot(st->kv_dt, s->k[l], (size_t) p * kvd + kvh * hd, qh, hd) * att_scale;
 						if (sc[p] > mx)
 							mx = sc[p];
 					}
@@ -818,13 +912,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 					}
 					memset(oh, 0, hd * sizeof(float));
 					for (int p = 0; p < n; p++)
-					{
-						const float *vp = s->v[l] + (size_t) p * kvd + kvh * hd;
-						float		a = (float) (sc[p] / sum);
-
-						for (int i = 0; i < hd; i++)
-							oh[i] += a * vp[i];
-					}
+						kv_axpy(st->kv_dt, s->v[l], (size_t) p * kvd + kvh * hd, (float) (sc[p] / sum), oh, hd);
 				}
 			free(sc);
 		}

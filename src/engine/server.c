@@ -892,6 +892,7 @@ r1_serve_usage(FILE *f)
 			"  --max-ctx N              positions per sequence, 0 = model's\n"
 			"  --gpu-memory-fraction F  KV cache share of free GPU memory\n"
 			"  --kv-memory MB           most KV cache on the CPU, 0 = no limit\n"
+			"  --kv-cache-dtype f16|bf16|f32  CPU KV cache element type (default f16)\n"
 			"  --cpu-precision fast|exact  CPU: 8-bit (quantised weights) or bf16 activations\n"
 			"                           (fast, the default) or float32 everywhere (exact)\n"
 			"  --batch-invariant        results bitwise independent of the batch (no value)\n"
@@ -974,6 +975,14 @@ r1_serve_main(int argc, char **argv)
 				return 2;
 			}
 			opts.cpu_exact = strcmp(v, "exact") == 0;
+		}
+		else if (strcmp(a, "--kv-cache-dtype") == 0)
+		{
+			if (r1_kv_cache_dtype_parse(v, &opts.kv_cache_dtype) != 0)
+			{
+				fprintf(stderr, "r1 serve: --kv-cache-dtype must be f32, f16 or bf16\n");
+				return 2;
+			}
 		}
 		else if (strcmp(a, "--kv-memory") == 0)
 			opts.kv_memory_bytes = (size_t) strtoull(v, NULL, 10) << 20;

@@ -196,12 +196,19 @@ q8 = json.load(open(f"{GG}/qwen2-tiny-q8_0.golden.json"))["cases"]
 # reduced-precision tolerance (test/unit/test_gguf.c: FAST_TOL)
 for prec, tol in (("exact", 1e-4), ("fast", 3e-2)):
     rows = run_json("logits on a Q8_0 GGUF", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
-                    "--ids", ",".join(map(str, q8[1]["input_ids"])), "--cpu-precision", prec)
+                    "--ids", ",".join(map(str, q8[1]["input_ids"])), "--cpu-precision", prec,
+                    "--kv-cache-dtype", "f32" if prec == "exact" else "f16")
     if rows:
         ref = q8[1]["logits"]
         err = max(abs(a - b) for r, q in zip(rows, ref) for a, b in zip(r, q)) / max(abs(v) for r in ref for v in r)
         ok(len(rows) == len(ref) and err < tol,
            f"GGUF Q8_0 logits match the float64 golden, --cpu-precision {prec} (rel err {err:.1e} < {tol})")
+fails("--kv-cache-dtype checks its value", "kv-cache-dtype", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf",
+      "--ids", "1", "--kv-cache-dtype", "q8", code=2)
+b = run_json("bench --kv-cache-dtype bf16", "bench", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
+             "--prompt-len", "8", "--gen-len", "4", "--kv-cache-dtype", "bf16")
+ok(b and b["kv_cache_dtype"] == "bf16" and b["cpu_precision"] == "fast" and b["cpu_path"] in ("generic", "avx2", "avx512_vnni"),
+   "bench reports the KV cache type, the arithmetic and the CPU path", b)
 fails("--cpu-precision checks its value", "cpu-precision", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf",
       "--ids", "1", "--cpu-precision", "medium", code=2)
 g = run_json("generate on a Q4_K_M GGUF", "generate", "--model", f"{GG}/w256-q4_k_m.gguf", "--ids", "3",

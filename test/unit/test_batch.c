@@ -65,6 +65,7 @@ small_model(r1_dtype dt)
  */
 static int	use_cuda = 0;		/* compare_alone_batched on the CUDA backend */
 static int	use_exact = 0;		/* the CPU backend's cpu_exact (float32 activations) */
+static r1_dtype use_kv = R1_F32;	/* the CPU backend's KV cache type */
 
 static int
 compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
@@ -89,6 +90,7 @@ compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
 	}
 	be->batch_invariant = invariant;
 	be->cpu_exact = use_exact;
+	be->kv_dtype = use_kv;
 
 	/* alone */
 	for (int s = 0; s <= STEPS; s++)
@@ -205,6 +207,15 @@ check_backend(void)
 			same = compare_alone_batched(m, 1, 1, &d);
 			ok(same, "BF16, float32 activations: batch_invariant: bitwise equal in batches of 8+ tokens (max |diff| %g)", d);
 			use_exact = 0;
+			/* 16-bit KV caches: each position converted alone, the same in every batch */
+			for (int kv = 0; kv < 2; kv++)
+			{
+				use_kv = kv ? R1_BF16 : R1_F16;
+				same = compare_alone_batched(m, 1, 1, &d);
+				ok(same, "BF16, %s KV cache: batch_invariant: bitwise equal in batches of 8+ tokens (max |diff| %g)",
+				   r1_dtype_name(use_kv), d);
+			}
+			use_kv = R1_F32;
 		}
 		r1_model_free(m);
 	}
@@ -491,6 +502,7 @@ check_kv_pressure(void)
 	o.max_seqs = NKV;
 	o.prefill_chunk = 64;
 	o.batch_invariant = 1;
+	o.kv_cache_dtype = R1_F32;	/* the sizes below count 4-byte keys and values */
 	/* the reference: no limit */
 	if (!ok(r1_engine_open(&e, &o, &err) == 0, "kv: reference engine opens"))
 		return diag("%s", err.msg);

@@ -18,6 +18,7 @@
 #define NGREEDY 24
 #define TOL 1e-4
 #define FAST_TOL 2e-2			/* the fixtures' README for bfloat16 arithmetic */
+#define KV_F16_TOL 2e-3			/* float32 arithmetic over an f16 KV cache */
 
 static const char *fixtures;
 
@@ -97,9 +98,8 @@ load_cases(r1_safetensors *st, const char *path, golden_case *cases)
  * (the golden margins are far above its error here).
  */
 static void
-check_backend(const char *label, const r1_model *m, golden_case *cases, int exact)
+check_backend(const char *label, const r1_model *m, golden_case *cases, int exact, r1_dtype kv, double tol)
 {
-	double		tol = exact ? TOL : FAST_TOL;
 	r1_backend *be;
 	r1_error	err;
 	int			vocab = m->cfg.vocab_size;
@@ -111,6 +111,7 @@ check_backend(const char *label, const r1_model *m, golden_case *cases, int exac
 		return;
 	}
 	be->cpu_exact = exact;
+	be->kv_dtype = kv;
 	for (int k = 0; k < NCASES; k++)
 	{
 		golden_case *c = &cases[k];
@@ -290,10 +291,15 @@ run_file(const char *label, const char *weights, const char *golden)
 	{
 		char		fl[64];
 
-		check_backend(label, m, cases, 1);
+		check_backend(label, m, cases, 1, R1_F32, TOL);
 		snprintf(fl, sizeof(fl), "%s [fast: %s]", label, m->dtype == R1_BF16 && r1_cpu()->avx512_bf16 ?
 				 "bf16 activations, vdpbf16ps" : "float32");
-		check_backend(fl, m, cases, 0);
+		check_backend(fl, m, cases, 0, R1_F32, FAST_TOL);
+		/* 16-bit KV caches: f16 rounds keys and values to 11 bits, bf16 to 8 */
+		snprintf(fl, sizeof(fl), "%s [kv f16]", label);
+		check_backend(fl, m, cases, 1, R1_F16, KV_F16_TOL);
+		snprintf(fl, sizeof(fl), "%s [kv bf16]", label);
+		check_backend(fl, m, cases, 1, R1_BF16, FAST_TOL);
 		r1_model_free(m);
 	}
 	else
