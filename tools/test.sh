@@ -12,6 +12,8 @@ echo "== engine unit and golden tests"
 make unit
 echo "== r1 tool interface tests"
 prove --exec python3 test/cli/test_cli.py
+echo "== r1's GGUF files in llama.cpp (skips where npm or the peer build fails)"
+prove --exec python3 test/cli/test_llamacpp.py
 echo "== extension tests"
 test/run-extension-tests.sh
 echo "== sanitizers, valgrind and fuzzing"

@@ -282,6 +282,52 @@ c = run_json("convert an FP8 checkpoint", "convert", "--model", F8, "--type", "q
 ok(c and c["type"] == "q8_0" and os.path.getsize(os.path.join(tmp, "f8.gguf")) == c["bytes"],
    "r1 convert takes an FP8 checkpoint", c)
 
+# metadata llama.cpp / Ollama read (issue 15, item 6)
+def gguf_kv(path):
+    """the key/value section of a GGUF file, arrays skipped"""
+    f = open(path, "rb")
+    magic, ver, nt, nkv = struct.unpack("<4sIQQ", f.read(24))
+    sizes = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+    def rstr():
+        (n,) = struct.unpack("<Q", f.read(8))
+        return f.read(n).decode("utf-8", "replace")
+    def rval(t):
+        if t == 8:
+            return rstr()
+        if t == 9:
+            (et, n) = struct.unpack("<IQ", f.read(12))
+            for _ in range(n):
+                rval(et)
+            return None
+        fmt = "<" + sizes[t]
+        return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+    kv = {}
+    for _ in range(nkv):
+        k = rstr()
+        (t,) = struct.unpack("<I", f.read(4))
+        kv[k] = rval(t)
+    return kv
+
+conv = run_json("convert llama-tiny to f32", "convert", "--model", LT, "--out", os.path.join(tmp, "llf.gguf"), "--type", "f32")
+kv = gguf_kv(os.path.join(tmp, "llf.gguf"))
+ok(kv.get("tokenizer.ggml.eos_token_id") == 2 and kv.get("tokenizer.ggml.bos_token_id") == 1,
+   "convert: BOS/EOS from config.json when the tokenizer names none", {k: v for k, v in kv.items() if "token_id" in k})
+ok(kv.get("tokenizer.ggml.add_bos_token") is False and kv.get("general.file_type") == 0
+   and kv.get("general.quantization_version") == 2,
+   "convert: add_bos_token from tokenizer_config.json, general.file_type, general.quantization_version", kv)
+outs = [run_json(f"generate on llama-tiny {w}", "generate", "--model", m, "--raw", "--ids", "5", "--temperature", "0",
+                 "--max-tokens", "100", "--cpu-precision", "exact", "--kv-cache-dtype", "f32", "--device", "cpu")
+        for w, m in (("directory", LT), ("f32 GGUF", os.path.join(tmp, "llf.gguf")))]
+ok(outs[0] and outs[1] and outs[0]["finish_reason"] == "stop" and outs[0]["ids"] == outs[1]["ids"]
+   and outs[1]["finish_reason"] == "stop", "llama-tiny: the GGUF stops at EOS 2 where the directory does", outs)
+conv = run_json("convert the demo model with a chat template", "convert", "--model", demo, "--out",
+                os.path.join(tmp, "demo4.gguf"), "--type", "q4_k_m")
+kv = gguf_kv(os.path.join(tmp, "demo4.gguf"))
+tc = json.load(open(os.path.join(demo, "tokenizer_config.json")))
+ok(kv.get("general.file_type") == 15 and kv.get("tokenizer.chat_template") == tc.get("chat_template")
+   and ("add_bos_token" not in tc or kv.get("tokenizer.ggml.add_bos_token") == tc["add_bos_token"]),
+   "convert: q4_k_m is file_type 15 (MOSTLY_Q4_K_M); the chat template is copied", {k: kv.get(k) for k in ("general.file_type", "tokenizer.ggml.add_bos_token")})
+
 # the legacy Q4_0 / Q5_0 formats of many GGUF files
 for t in ("q4_0", "q5_0"):
     f = f"{FIX}/qwen2-tiny-gguf/qwen2-tiny-{t}.gguf"
