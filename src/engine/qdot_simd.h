@@ -293,4 +293,7 @@ QD_INST(qd_q4_k, qd_kq, 3)
 QD_INST(qd_q5_k, qd_kq, 4)
 QD_INST(qd_q6_k, qd_kq, 5)
 
-const r1_qdot_fn QD_TABLE[R1_QDOT_NTYPES] = {qd_q8_0, qd_q4_0, qd_q5_0, qd_q4_k, qd_q5_k, qd_q6_k};
+#ifndef QD_TABLE_LINKAGE
+#define QD_TABLE_LINKAGE
+#endif
+QD_TABLE_LINKAGE const r1_qdot_fn QD_TABLE[R1_QDOT_NTYPES] = {qd_q8_0, qd_q4_0, qd_q5_0, qd_q4_k, qd_q5_k, qd_q6_k};
