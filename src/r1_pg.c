@@ -35,6 +35,33 @@ bool		r1_debug_ignore_eos = false;
 bool		r1_parse_special_tokens = false;
 bool		r1_batch_invariant = true;
 int			r1_reload_timeout = 60000;
+int			r1_kv_cache_dtype = 0;
+int			r1_cpu_precision = 0;
+
+static const struct config_enum_entry r1_kv_cache_dtype_options[] = {
+	{"f16", 0, false},
+	{"bf16", 1, false},
+	{"f32", 2, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry r1_cpu_precision_options[] = {
+	{"fast", 0, false},
+	{"exact", 1, false},
+	{NULL, 0, false}
+};
+
+const char *
+r1_kv_cache_dtype_name(int v)
+{
+	return r1_kv_cache_dtype_options[v >= 0 && v <= 2 ? v : 0].name;
+}
+
+const char *
+r1_cpu_precision_name(int v)
+{
+	return r1_cpu_precision_options[v == 1 ? 1 : 0].name;
+}
 
 static const struct config_enum_entry r1_device_options[] = {
 	{"auto", R1_DEVICE_AUTO, false},
@@ -211,6 +238,27 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("r1.kv_cache_dtype",
+							 "Element type of the CPU backend's KV cache: f16, bf16 or f32.",
+							 "f16 (the default, as llama.cpp's) halves the cache's memory and bandwidth against f32 with 11 "
+							 "significant bits; f32 is exact. The CUDA backend keeps bf16. Changing it restarts the engine.",
+							 &r1_kv_cache_dtype,
+							 0,
+							 r1_kv_cache_dtype_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("r1.cpu_precision",
+							 "CPU arithmetic: fast (8-bit activations for quantised weights, bf16 dot products where the CPU has them) or exact.",
+							 "exact keeps activations in float32 (slower; the golden fixtures' tight tolerances). Changing it restarts the engine.",
+							 &r1_cpu_precision,
+							 0,
+							 r1_cpu_precision_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	r1_limits_init(process_shared_preload_libraries_in_progress);
 	r1_traces_define_gucs();

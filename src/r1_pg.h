@@ -31,6 +31,12 @@ extern bool r1_debug_ignore_eos;
 extern bool r1_parse_special_tokens;
 extern bool r1_batch_invariant;
 extern int	r1_reload_timeout;
+extern int	r1_kv_cache_dtype;
+extern int	r1_cpu_precision;
+
+/* r1.kv_cache_dtype, r1.cpu_precision: the values are the r1 serve options' */
+extern const char *r1_kv_cache_dtype_name(int v);
+extern const char *r1_cpu_precision_name(int v);
 
 extern const char *r1_device_name(int device);
 

@@ -77,6 +77,8 @@ typedef struct R1HostConfig
 	double		gpu_memory_fraction;
 	int			kv_memory;		/* MB, 0 = no limit (CPU) */
 	bool		batch_invariant;
+	int			kv_cache_dtype;
+	int			cpu_precision;
 } R1HostConfig;
 
 static R1HostConfig r1_config;
@@ -141,6 +143,8 @@ r1_config_read(R1HostConfig *c)
 	c->gpu_memory_fraction = r1_gpu_memory_fraction;
 	c->kv_memory = r1_kv_memory;
 	c->batch_invariant = r1_batch_invariant;
+	c->kv_cache_dtype = r1_kv_cache_dtype;
+	c->cpu_precision = r1_cpu_precision;
 }
 
 static void
@@ -278,6 +282,10 @@ r1_host_start(void)
 	argv[n++] = kv_memory;
 	if (r1_config.batch_invariant)
 		argv[n++] = "--batch-invariant";
+	argv[n++] = "--kv-cache-dtype";
+	argv[n++] = (char *) r1_kv_cache_dtype_name(r1_config.kv_cache_dtype);
+	argv[n++] = "--cpu-precision";
+	argv[n++] = (char *) r1_cpu_precision_name(r1_config.cpu_precision);
 	argv[n++] = "--status-fd";
 	argv[n++] = "3";
 	/* ps shows which server a host belongs to (several clusters on one machine) */

@@ -14,6 +14,8 @@ make unit
 echo "== r1 tool interface tests"
 prove --exec python3 test/cli/test_cli.py
 prove --exec python3 test/cli/test_pull.py   # r1 pull against a fake hub and registry on 127.0.0.1
+echo "== r1's GGUF files in llama.cpp (skips where npm or the peer build fails)"
+prove --exec python3 test/cli/test_llamacpp.py
 echo "== extension tests"
 test/run-extension-tests.sh
 echo "== the Debian package: build, install into a fresh cluster, one call"

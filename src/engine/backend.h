@@ -58,6 +58,22 @@ struct r1_backend
 	 */
 	int			batch_invariant;
 
+	/*
+	 * CPU backend, set by the caller before a forward: 1 keeps every
+	 * activation in float32 (the reference arithmetic, which the golden
+	 * fixtures check to 1e-4); 0 (the default) multiplies quantised weights
+	 * with 8-bit activations (qdot.h) and bf16 weights with bf16 activations
+	 * where the processor has vdpbf16ps, as llama.cpp does.
+	 */
+	int			cpu_exact;
+
+	/*
+	 * CPU backend, set before the first forward (it holds while any slot has
+	 * positions): the KV cache's element type, R1_F32 (the zero value), R1_F16
+	 * or R1_BF16.  The CUDA backend keeps its own (bf16).
+	 */
+	r1_dtype	kv_dtype;
+
 	/* the backend can choose tokens itself (r1_batch.sample): the CUDA backend */
 	int			can_sample;
 

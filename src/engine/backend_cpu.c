@@ -3,11 +3,14 @@
  *
  * This is the reference the CUDA backend is checked against, and the fallback
  * where there is no GPU.  Weights stay in their file dtype (F32/F16/BF16, or
- * GGUF's Q8_0/Q4_K/Q5_K/Q6_K blocks, decoded a block at a time inside the
- * dot products: quant.c) and are widened on the fly: decode (a few tokens) streams each weight row once
- * through an AVX2 dot product over all tokens; prompt processing widens blocks
- * of rows to float32 and hands them to BLAS (sgemm).  The KV cache is float32,
- * one contiguous, growing buffer per slot and layer.
+ * GGUF's Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K blocks).  Two arithmetics:
+ *  - fast (the default): quantised weights meet 8-bit activations in integer
+ *    dot products (qdot.h, on the processor's path: cpu_features.h), for
+ *    decode and, as a blocked GEMM over the stored blocks, for prompts;
+ *  - exact (cpu_exact): float32 activations; blocks are decoded inside float
+ *    dot products (quant.c), and prompts widen blocks of rows to float32 for
+ *    BLAS (sgemm).  This is what the golden fixtures check to 1e-4.
+ * The KV cache is one contiguous, growing buffer per slot and layer.
  *
  * Per layer (llama2.c's forward(), with Qwen2's q/k/v biases and the
  * half-split "NeoX" rotary layout):
@@ -17,6 +20,9 @@
  * then logits = rmsnorm(x) * w  lm_head^T.
  */
 #include "backend.h"
+#include "bf16dot.h"
+#include "cpu_features.h"
+#include "qdot.h"
 #include "quant.h"
 
 #include <math.h>
@@ -33,11 +39,13 @@
 #define WIDEN_BLOCK_ROWS 64
 /* from this many tokens on, a linear layer goes through BLAS */
 #define GEMM_MIN_TOKENS 8
+/* weight rows per block of the integer prompt GEMM: 16 rows stay in L1/L2 while every token passes */
+#define QROW_BLOCK 16
 
 typedef struct cpu_slot
 {
-	float	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after RoPE) */
-	float	  **v;				/* [n_layers] -> [cap, kv_dim] values */
+	void	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after RoPE), in kv_dt */
+	void	  **v;				/* [n_layers] -> [cap, kv_dim] values, in kv_dt */
 	int			cap;			/* positions allocated */
 } cpu_slot;
 
@@ -60,7 +68,14 @@ typedef struct cpu_state
 	float	   *hu;				/* [T, intermediate] up */
 	float	   *widen;			/* [threads, WIDEN_BLOCK_ROWS, widest] widened weight rows */
 	int			widest;			/* max(hidden, intermediate, q dim): longest weight row */
+	r1_cpu_path path;			/* the kernel path (cpu_features.h) */
+	int			fast;			/* !cpu_exact of the forward running */
+	int8_t	   *aq;				/* [T, widest] a linear layer's input as 8-bit codes (qdot.h) */
+	float	   *ad;				/* [T, widest / 32] their block scales */
+	int16_t    *absum;			/* [T, widest / 16] their sums of 16 */
+	uint16_t   *abf;			/* [T, widest] a linear layer's input rounded to bf16 (bf16dot.h) */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
+	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when the first slot grew */
 	size_t		scratch_bytes;
 } cpu_state;
 
@@ -238,6 +253,106 @@ widen_rows(float *dst, const r1_tensor *w, int row0, int nrows, int n_in, size_t
 }
 
 /*
+ * The fast arithmetic's linear layers: quantised W against 8-bit
+ * activations (qdot.h), bf16 W against bf16 activations (bf16dot.h).  A
+ * token's activations are quantised (rounded) on their own, and each output
+ * is one kernel call over them, so the result does not depend on the batch
+ * in any mode.
+ */
+typedef struct lowp
+{
+	r1_qdot_fn	qf;				/* quantised W: the kernel, else bf16 W */
+	r1_qx		qx;				/* quantised: token 0's codes */
+	int			block;
+	const uint16_t *xb;			/* bf16: [T, n_in] rounded activations */
+} lowp;
+
+/* outputs of one weight row for tokens [t0, t0 + nt), nt <= 4 */
+static inline void
+lowp_row(const lowp *L, const uint8_t *row, int t0, int nt, int n_in, float *out, int n_out)
+{
+	if (L->qf)
+	{
+		r1_qx		sub = {L->qx.q + (size_t) t0 * n_in, L->qx.d + (size_t) t0 * (n_in / L->block),
+		L->qx.bsum + (size_t) t0 * (n_in / 16), n_in};
+
+		L->qf(row, &sub, nt, out, n_out);
+	}
+	else
+		r1_bf16dot_avx512((const uint16_t *) row, L->xb + (size_t) t0 * n_in, n_in, nt, out, n_out);
+}
+
+/* can the fast arithmetic take this weight? */
+static int
+lowp_takes(const cpu_state *st, const r1_tensor *w, int n_in)
+{
+	int			block = r1_qdot_block(w->dtype);
+
+	if (!st->fast)
+		return 0;
+	if (block)
+		return n_in % block == 0;
+	return w->dtype == R1_BF16 && r1_cpu()->avx512_bf16;
+}
+
+/*
+ * out[T, n_out] = x[T, n_in] W^T in the fast arithmetic.  A few tokens
+ * (decode): every weight row is read once for all of them.  More (prompts):
+ * a blocked GEMM over the stored weights, QROW_BLOCK rows a thread at a
+ * time, four tokens a kernel call, so a block of rows (unpacked in registers)
+ * serves every token while it is in cache.
+ */
+static void
+linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
+			size_t row_bytes)
+{
+	lowp		L = {0};
+	const uint8_t *wd = w->data;
+	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
+
+	L.block = r1_qdot_block(w->dtype);
+	if (L.block)
+	{
+		L.qf = r1_qdot_kernel(st->path, w->dtype);
+		L.qx = (r1_qx) {st->aq, st->ad, st->absum, n_in};
+	}
+	else
+		L.xb = st->abf;
+#pragma omp parallel for schedule(static) if (T > 4)
+	for (int t = 0; t < T; t++)
+	{
+		if (L.block)
+			r1_qdot_quantize(x + (size_t) t * n_in, n_in, L.block, st->aq + (size_t) t * n_in,
+							 st->ad + (size_t) t * (n_in / L.block), st->absum + (size_t) t * (n_in / 16));
+		else
+			for (int i = 0; i < n_in; i++)
+				st->abf[(size_t) t * n_in + i] = r1_f32_to_bf16(x[(size_t) t * n_in + i]);
+	}
+	if (T <= 4)
+	{
+#pragma omp parallel for schedule(static)
+		for (int r = 0; r < n_out; r++)
+			lowp_row(&L, wd + (size_t) r * row_bytes, 0, T, n_in, out + r, n_out);
+		return;
+	}
+#pragma omp parallel for schedule(dynamic)
+	for (int blk = 0; blk < nblocks; blk++)
+	{
+		int			r0 = blk * QROW_BLOCK;
+		int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+
+		for (int t0 = 0; t0 < T; t0 += 4)
+		{
+			int			nt = T - t0 < 4 ? T - t0 : 4;
+
+			for (int r = 0; r < nr; r++)
+				lowp_row(&L, wd + (size_t) (r0 + r) * row_bytes, t0, nt, n_in,
+						 out + (size_t) t0 * n_out + r0 + r, n_out);
+		}
+	}
+}
+
+/*
  * out[T, n_out] = x[T, n_in] W[n_out, n_in]^T (+ bias).  out and x must not
  * overlap.  One thread pool (OpenMP) does all the work: for prompts each
  * thread takes blocks of weight rows, widens them into its own buffer while
@@ -253,7 +368,9 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 
 	/* the loader checked that rows are whole blocks */
 	(void) r1_dtype_row_bytes(w->dtype, n_in, &row_bytes);
-	if (T >= GEMM_MIN_TOKENS)
+	if (lowp_takes(st, w, n_in))
+		linear_lowp(st, out, x, T, w, n_out, n_in, row_bytes);
+	else if (T >= GEMM_MIN_TOKENS)
 	{
 		int			nblocks = (n_out + WIDEN_BLOCK_ROWS - 1) / WIDEN_BLOCK_ROWS;
 
@@ -315,6 +432,87 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 		for (int t = 0; t < T; t++)
 			for (int r = 0; r < n_out; r++)
 				out[(size_t) t * n_out + r] += r1_tensor_get_f32(bias, (size_t) r);
+}
+
+/* ---------- the KV cache in f32, f16 or bf16 ---------- */
+
+/*
+ * Keys and values are stored in the cache's type and widened where
+ * attention reads them: the 16-bit types halve the bytes attention streams
+ * per position.  f16 (F16C's vcvtps2ph/vcvtph2ps, round to nearest even)
+ * keeps 11 significant bits, bf16 8; both convert the same way in every
+ * batch, so batch invariance is unaffected.
+ */
+static void
+kv_store(r1_dtype dt, void *cache, size_t off, const float *x, int n)
+{
+	int			i = 0;
+
+	if (dt == R1_F32)
+	{
+		memcpy((float *) cache + off, x, sizeof(float) * n);
+		return;
+	}
+	{
+		uint16_t   *d = (uint16_t *) cache + off;
+
+		if (dt == R1_F16)
+			for (; i + 8 <= n; i += 8)
+				_mm_storeu_si128((__m128i *) (d + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+		for (; i < n; i++)
+			d[i] = dt == R1_F16 ? r1_f32_to_f16(x[i]) : r1_f32_to_bf16(x[i]);
+	}
+}
+
+/* 8 cached elements from index i, widened */
+static inline __m256
+kv_load8(r1_dtype dt, const void *cache, size_t i)
+{
+	if (dt == R1_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i)));
+	if (dt == R1_BF16)
+		return _mm256_castsi256_ps(_mm256_slli_epi32(
+			_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i))), 16));
+	return _mm256_loadu_ps((const float *) cache + i);
+}
+
+static inline float
+kv_at(r1_dtype dt, const void *cache, size_t i)
+{
+	if (dt == R1_F16)
+		return r1_f16_to_f32(((const uint16_t *) cache)[i]);
+	if (dt == R1_BF16)
+		return r1_bf16_to_f32(((const uint16_t *) cache)[i]);
+	return ((const float *) cache)[i];
+}
+
+/* dot(q, cache[off .. off + n)) */
+static inline float
+kv_dot(r1_dtype dt, const void *cache, size_t off, const float *q, int n)
+{
+	__m256		acc = _mm256_setzero_ps();
+	int			i = 0;
+	float		s;
+
+	for (; i + 8 <= n; i += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(dt, cache, off + i), acc);
+	s = hsum256(acc);
+	for (; i < n; i++)
+		s = fmaf(q[i], kv_at(dt, cache, off + i), s);
+	return s;
+}
+
+/* o += a * cache[off .. off + n) */
+static inline void
+kv_axpy(r1_dtype dt, const void *cache, size_t off, float a, float *o, int n)
+{
+	__m256		av = _mm256_set1_ps(a);
+	int			i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_fmadd_ps(av, kv_load8(dt, cache, off + i), _mm256_loadu_ps(o + i)));
+	for (; i < n; i++)
+		o[i] = fmaf(a, kv_at(dt, cache, off + i), o[i]);
 }
 
 /* ---------- elementwise pieces ---------- */
@@ -381,6 +579,27 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 		*bufs[i] = p;
 		st->scratch_bytes += (size_t) T * widths[i] * sizeof(float);
 	}
+	{
+		int8_t	   *aq = realloc(st->aq, (size_t) T * st->widest);
+		float	   *ad;
+		int16_t    *bs;
+		uint16_t   *bf;
+
+		if (aq)
+			st->aq = aq;
+		ad = realloc(st->ad, sizeof(float) * (size_t) T * (st->widest / 32));
+		if (ad)
+			st->ad = ad;
+		bs = realloc(st->absum, sizeof(int16_t) * (size_t) T * (st->widest / 16));
+		if (bs)
+			st->absum = bs;
+		bf = realloc(st->abf, sizeof(uint16_t) * (size_t) T * st->widest);
+		if (bf)
+			st->abf = bf;
+		if (!aq || !ad || !bs || !bf)
+			return r1_fail(err, "out of memory for activations of %d tokens", T);
+		st->scratch_bytes += (size_t) T * st->widest * (3 + 4.0 / 32 + 2.0 / 16);
+	}
 	st->cap_tokens = T;
 	return 0;
 }
@@ -398,10 +617,19 @@ grown_cap(int cap, int need, int max_ctx)
 	return c > max_ctx ? max_ctx : c;
 }
 
+/* bytes of one cached key or value element */
 static size_t
-cap_bytes(const r1_config *c, int cap)
+kv_elem(const cpu_state *st)
 {
-	return (size_t) cap * c->n_kv_heads * c->head_dim * 2 * c->n_layers * sizeof(float);
+	return st->kv_dt == R1_F32 ? 4 : 2;
+}
+
+static size_t
+cap_bytes(const cpu_state *st, int cap)
+{
+	const r1_config *c = st->cfg;
+
+	return (size_t) cap * c->n_kv_heads * c->head_dim * 2 * c->n_layers * kv_elem(st);
 }
 
 static int
@@ -412,11 +640,13 @@ cpu_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
 
 	if (b->max_kv_bytes == 0)
 		return 1;
+	if (st->kv_bytes == 0)
+		st->kv_dt = b->kv_dtype == R1_F16 || b->kv_dtype == R1_BF16 ? b->kv_dtype : R1_F32;
 	for (int i = 0; i < n; i++)
 	{
 		const cpu_slot *s = &st->slots[slots[i]];
 
-		more += cap_bytes(st->cfg, grown_cap(s->cap, ends[i], b->max_ctx)) - cap_bytes(st->cfg, s->cap);
+		more += cap_bytes(st, grown_cap(s->cap, ends[i], b->max_ctx)) - cap_bytes(st, s->cap);
 	}
 	return st->kv_bytes + more <= b->max_kv_bytes;
 }
@@ -433,25 +663,25 @@ grow_slot(cpu_state *st, cpu_slot *s, int need, int max_ctx, r1_error *err)
 		return 0;
 	if (!s->k)
 	{
-		s->k = calloc(c->n_layers, sizeof(float *));
-		s->v = calloc(c->n_layers, sizeof(float *));
+		s->k = calloc(c->n_layers, sizeof(void *));
+		s->v = calloc(c->n_layers, sizeof(void *));
 		if (!s->k || !s->v)
 			return r1_fail(err, "out of memory for the KV cache");
 	}
 	for (int l = 0; l < c->n_layers; l++)
 	{
-		float	   *k = realloc(s->k[l], (size_t) cap * kvd * sizeof(float));
-		float	   *v;
+		void	   *k = realloc(s->k[l], (size_t) cap * kvd * kv_elem(st));
+		void	   *v;
 
 		if (!k)
 			return r1_fail(err, "out of memory growing the KV cache to %d positions", cap);
 		s->k[l] = k;
-		v = realloc(s->v[l], (size_t) cap * kvd * sizeof(float));
+		v = realloc(s->v[l], (size_t) cap * kvd * kv_elem(st));
 		if (!v)
 			return r1_fail(err, "out of memory growing the KV cache to %d positions", cap);
 		s->v[l] = v;
 	}
-	st->kv_bytes += (size_t) (cap - s->cap) * kvd * 2 * c->n_layers * sizeof(float);
+	st->kv_bytes += (size_t) (cap - s->cap) * kvd * 2 * c->n_layers * kv_elem(st);
 	s->cap = cap;
 	return 0;
 }
@@ -503,7 +733,7 @@ cpu_release_slot(r1_backend *b, int slot)
 		}
 		free(s->k);
 		free(s->v);
-		st->kv_bytes -= (size_t) s->cap * kvd * 2 * st->cfg->n_layers * sizeof(float);
+		st->kv_bytes -= (size_t) s->cap * kvd * 2 * st->cfg->n_layers * kv_elem(st);
 	}
 	memset(s, 0, sizeof(*s));
 }
@@ -542,6 +772,10 @@ cpu_destroy(r1_backend *b)
 		free(st->hg);
 		free(st->hu);
 		free(st->widen);
+		free(st->aq);
+		free(st->ad);
+		free(st->absum);
+		free(st->abf);
 		free(st);
 	}
 	free(b);
@@ -602,6 +836,13 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 
 	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
 		return -1;
+	st->fast = !b->cpu_exact;
+	if (st->kv_bytes == 0)
+	{
+		if (b->kv_dtype != R1_F32 && b->kv_dtype != R1_F16 && b->kv_dtype != R1_BF16)
+			return r1_fail(err, "the CPU KV cache holds f32, f16 or bf16, not %s", r1_dtype_name(b->kv_dtype));
+		st->kv_dt = b->kv_dtype;	/* fixed while any slot holds positions */
+	}
 	tok_seq = malloc(sizeof(int) * (T * 2 + batch->n_seqs));
 	if (!tok_seq)
 		return r1_fail(err, "out of memory");
@@ -662,8 +903,8 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 				rope_head(st->q + (size_t) t * qd + h * hd, hd, tok_pos[t], st->inv_freq);
 			for (int h = 0; h < nkv; h++)
 				rope_head(st->k + (size_t) t * kvd + h * hd, hd, tok_pos[t], st->inv_freq);
-			memcpy(s->k[l] + (size_t) tok_pos[t] * kvd, st->k + (size_t) t * kvd, kvd * sizeof(float));
-			memcpy(s->v[l] + (size_t) tok_pos[t] * kvd, st->v + (size_t) t * kvd, kvd * sizeof(float));
+			kv_store(st->kv_dt, s->k[l], (size_t) tok_pos[t] * kvd, st->k + (size_t) t * kvd, kvd);
+			kv_store(st->kv_dt, s->v[l], (size_t) tok_pos[t] * kvd, st->v + (size_t) t * kvd, kvd);
 		}
 
 		/* causal grouped-query attention, one (token, head) per iteration */
@@ -687,12 +928,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 						continue;
 					for (int p = 0; p < n; p++)
 					{
-						const float *kp = s->k[l] + (size_t) p * kvd + kvh * hd;
-						float		d = 0.0f;
-
-						for (int i = 0; i < hd; i++)
-							d += qh[i] * kp[i];
-						sc[p] = d * att_scale;
+						sc[p] = kv_dot(st->kv_dt, s->k[l], (size_t) p * kvd + kvh * hd, qh, hd) * att_scale;
 						if (sc[p] > mx)
 							mx = sc[p];
 					}
@@ -703,13 +939,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 					}
 					memset(oh, 0, hd * sizeof(float));
 					for (int p = 0; p < n; p++)
-					{
-						const float *vp = s->v[l] + (size_t) p * kvd + kvh * hd;
-						float		a = (float) (sc[p] / sum);
-
-						for (int i = 0; i < hd; i++)
-							oh[i] += a * vp[i];
-					}
+						kv_axpy(st->kv_dt, s->v[l], (size_t) p * kvd + kvh * hd, (float) (sc[p] / sum), oh, hd);
 				}
 			free(sc);
 		}
@@ -789,6 +1019,7 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	st->slots = calloc(max_slots, sizeof(cpu_slot));
 	st->inv_freq = malloc(sizeof(double) * (c->head_dim / 2));
 	st->widest = widest;
+	st->path = r1_cpu()->path;
 	st->widen = malloc(sizeof(float) * WIDEN_BLOCK_ROWS * (size_t) widest * st->threads);
 	if (!st->slots || !st->inv_freq || !st->widen)
 	{

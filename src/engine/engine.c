@@ -119,6 +119,26 @@ r1_engine_opts_defaults(r1_engine_opts *o)
 	o->max_queued = 1024;
 	o->prefill_chunk = 512;
 	o->gpu_memory_fraction = 0.9;
+	/*
+	 * f16 keys and values on the CPU: half the bytes attention streams, 11
+	 * significant bits (bf16 keeps 8; keys and values are far below f16's
+	 * 65504), and llama.cpp's default, so the two read the same cache size.
+	 */
+	o->kv_cache_dtype = R1_F16;
+}
+
+int
+r1_kv_cache_dtype_parse(const char *s, r1_dtype *out)
+{
+	if (strcmp(s, "f32") == 0)
+		*out = R1_F32;
+	else if (strcmp(s, "f16") == 0)
+		*out = R1_F16;
+	else if (strcmp(s, "bf16") == 0)
+		*out = R1_BF16;
+	else
+		return -1;
+	return 0;
 }
 
 static int
@@ -232,6 +252,8 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 		goto fail;
 	e->be->batch_invariant = e->opts.batch_invariant ? 1 : 0;
 	e->be->max_kv_bytes = e->opts.kv_memory_bytes;
+	e->be->cpu_exact = e->opts.cpu_exact ? 1 : 0;
+	e->be->kv_dtype = e->opts.kv_cache_dtype;
 
 	e->running = calloc(e->opts.max_seqs, sizeof(req *));
 	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));

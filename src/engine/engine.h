@@ -36,9 +36,16 @@ typedef struct r1_engine_opts
 	int			batch_invariant;	/* 1: a request's tokens do not depend on the rest of
 									 * the batch (bitwise; see backend.h); default 0 */
 	size_t		kv_memory_bytes;	/* CPU: most bytes of KV cache, 0 = no limit */
+	int			cpu_exact;		/* CPU: 1 = float32 activations (the reference arithmetic);
+								 * 0 (default) = 8-bit activations for quantised weights,
+								 * bf16 for bf16 weights (backend.h: cpu_exact) */
+	r1_dtype	kv_cache_dtype;	/* CPU KV cache: R1_F16 (default), R1_BF16 or R1_F32 */
 } r1_engine_opts;
 
 void		r1_engine_opts_defaults(r1_engine_opts *o);
+
+/* "f32", "f16", "bf16" to the KV cache dtype; -1 for another word */
+int			r1_kv_cache_dtype_parse(const char *s, r1_dtype *out);
 
 typedef struct r1_request
 {

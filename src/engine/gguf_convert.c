@@ -215,8 +215,49 @@ add_rope_freqs(conv *c, const r1_config *cfg, r1_error *err)
 }
 
 /* tokenizer.json's vocabulary, added tokens and merges as llama.cpp's arrays */
+/*
+ * What llama.cpp and Ollama read from tokenizer_config.json: whether to put
+ * BOS (EOS) in front of (after) a prompt, and the chat template.  A file
+ * that is not there, or holds no such keys, writes nothing (their
+ * defaults apply).
+ */
+static void
+add_tokenizer_config(conv *c, const char *tokdir)
+{
+	char		path[4096];
+	json_t	   *root,
+			   *v;
+
+	if (r1_path_join(path, sizeof(path), tokdir, "tokenizer_config.json", NULL) != 0)
+		return;
+	root = json_load_file(path, 0, NULL);
+	if (!root)
+		return;
+	if (json_is_boolean(v = json_object_get(root, "add_bos_token")))
+		r1_gguf_w_bool(c->w, "tokenizer.ggml.add_bos_token", json_is_true(v));
+	if (json_is_boolean(v = json_object_get(root, "add_eos_token")))
+		r1_gguf_w_bool(c->w, "tokenizer.ggml.add_eos_token", json_is_true(v));
+	if (json_is_string(v = json_object_get(root, "chat_template")))
+		r1_gguf_w_str(c->w, "tokenizer.chat_template", json_string_value(v));
+	json_decref(root);
+}
+
+/*
+ * BOS/EOS: the tokenizer's (tokenizer_config.json names them), else
+ * config.json's ids (a tokenizer that names none still has the model's end
+ * of sequence: without it a GGUF reader would never stop).
+ */
+static void
+add_special_ids(conv *c, int bos, int eos)
+{
+	if (bos >= 0)
+		r1_gguf_w_u32(c->w, "tokenizer.ggml.bos_token_id", (uint32_t) bos);
+	if (eos >= 0)
+		r1_gguf_w_u32(c->w, "tokenizer.ggml.eos_token_id", (uint32_t) eos);
+}
+
 static int
-add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_arch arch, r1_error *err)
+add_tokenizer(conv *c, const char *tokdir, const r1_config *cfg, r1_error *err)
 {
 	char		path[4096];
 	json_t	   *root = NULL,
@@ -235,6 +276,9 @@ add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_arch arch, r1_erro
 				n_merges = 0;
 	int			rc = -1;
 	r1_tokenizer *tok = NULL;
+
+	int			vocab_size = cfg->vocab_size;
+	r1_arch		arch = cfg->arch;
 
 	if (r1_tokenizer_load(&tok, tokdir, err) != 0)	/* validates it, and gives bos/eos */
 		return -1;
@@ -333,10 +377,9 @@ add_tokenizer(conv *c, const char *tokdir, int vocab_size, r1_arch arch, r1_erro
 	r1_gguf_w_str_array(c->w, "tokenizer.ggml.tokens", toks, vocab_size);
 	r1_gguf_w_i32_array(c->w, "tokenizer.ggml.token_type", types, vocab_size);
 	r1_gguf_w_str_array(c->w, "tokenizer.ggml.merges", mstr, n_merges);
-	if (r1_tokenizer_bos_id(tok) >= 0)
-		r1_gguf_w_u32(c->w, "tokenizer.ggml.bos_token_id", (uint32_t) r1_tokenizer_bos_id(tok));
-	if (r1_tokenizer_eos_id(tok) >= 0)
-		r1_gguf_w_u32(c->w, "tokenizer.ggml.eos_token_id", (uint32_t) r1_tokenizer_eos_id(tok));
+	add_special_ids(c, r1_tokenizer_bos_id(tok) >= 0 ? r1_tokenizer_bos_id(tok) : cfg->bos_id,
+					r1_tokenizer_eos_id(tok) >= 0 ? r1_tokenizer_eos_id(tok) : cfg->eos_id);
+	add_tokenizer_config(c, tokdir);
 	/* the writer copied every string: the JSON may go */
 	rc = 0;
 out:
@@ -354,6 +397,25 @@ out:
 	json_decref(root);
 	r1_tokenizer_free(tok);
 	return rc;
+}
+
+/* llama.cpp's LLAMA_FTYPE_* of a conversion type (the K types as their _S mixes, q4_k_m as Q4_K_M) */
+static uint32_t
+file_type(const char *type)
+{
+	static const struct
+	{
+		const char *name;
+		uint32_t	ftype;
+	}			ft[] = {
+		{"f32", 0}, {"f16", 1}, {"q4_0", 2}, {"q8_0", 7}, {"q5_0", 8}, {"q4_k", 14},
+		{"q4_k_m", 15}, {"q5_k", 16}, {"q6_k", 18}, {"bf16", 32},
+	};
+
+	for (size_t i = 0; i < sizeof(ft) / sizeof(ft[0]); i++)
+		if (strcmp(type, ft[i].name) == 0)
+			return ft[i].ftype;
+	return 0;
 }
 
 int
@@ -395,6 +457,9 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 	r1_gguf_w_str(c.w, "general.architecture", arch);
 	r1_gguf_w_str(c.w, "general.name", m->name);
 	r1_gguf_w_u32(c.w, "general.alignment", R1_GGUF_DEFAULT_ALIGNMENT);
+	/* llama.cpp's llama_ftype of the whole file, and ggml's quantisation format version (2) */
+	r1_gguf_w_u32(c.w, "general.file_type", file_type(type));
+	r1_gguf_w_u32(c.w, "general.quantization_version", 2);
 #define KEY(suffix) (snprintf(name, sizeof(name), "%s.%s", arch, suffix), name)
 	r1_gguf_w_u32(c.w, KEY("block_count"), (uint32_t) cfg->n_layers);
 	r1_gguf_w_u32(c.w, KEY("context_length"), (uint32_t) cfg->max_position);
@@ -414,16 +479,11 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 #undef KEY
 	if (tokdir)
 	{
-		if (add_tokenizer(&c, tokdir, cfg->vocab_size, cfg->arch, err) != 0)
+		if (add_tokenizer(&c, tokdir, cfg, err) != 0)
 			goto out;
 	}
 	else
-	{
-		if (cfg->bos_id >= 0)
-			r1_gguf_w_u32(c.w, "tokenizer.ggml.bos_token_id", (uint32_t) cfg->bos_id);
-		if (cfg->eos_id >= 0)
-			r1_gguf_w_u32(c.w, "tokenizer.ggml.eos_token_id", (uint32_t) cfg->eos_id);
-	}
+		add_special_ids(&c, cfg->bos_id, cfg->eos_id);
 
 	if (add_tensor(&c, "token_embd.weight", -1, &m->embed, err) != 0 ||
 		add_tensor(&c, "output_norm.weight", -1, &m->final_norm, err) != 0)

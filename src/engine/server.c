@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include "server.h"
+#include "cpu_features.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -386,6 +387,9 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "model", json_string(m->name));
 	json_object_set_new(o, "path", json_string(m->path));
 	json_object_set_new(o, "device", json_string(r1_engine_device(srv->engine)));
+	/* the CPU kernel path chosen at start (cpu_features.h), whatever the device */
+	json_object_set_new(o, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
+	json_object_set_new(o, "cpu_features", json_string(r1_cpu_features_string()));
 	json_object_set_new(o, "note", json_string(note ? note : ""));
 	json_object_set_new(o, "ctx", json_integer(r1_engine_ctx(srv->engine)));
 	json_object_set_new(o, "waiting", json_integer(st.waiting + srv->n_queued));
@@ -1374,6 +1378,9 @@ r1_serve_usage(FILE *f)
 			"  --max-ctx N              positions per sequence, 0 = model's\n"
 			"  --gpu-memory-fraction F  KV cache share of free GPU memory\n"
 			"  --kv-memory MB           most KV cache on the CPU, 0 = no limit\n"
+			"  --kv-cache-dtype f16|bf16|f32  CPU KV cache element type (default f16)\n"
+			"  --cpu-precision fast|exact  CPU: 8-bit (quantised weights) or bf16 activations\n"
+			"                           (fast, the default) or float32 everywhere (exact)\n"
 			"  --batch-invariant        results bitwise independent of the batch (no value)\n"
 			"  --max-clients N          open connections (default 4096)\n"
 			"  --status-fd N            write state lines for a supervisor to fd N\n"
@@ -1448,6 +1455,23 @@ r1_serve_main(int argc, char **argv)
 			opts.max_ctx = atoi(v);
 		else if (strcmp(a, "--gpu-memory-fraction") == 0)
 			opts.gpu_memory_fraction = atof(v);
+		else if (strcmp(a, "--cpu-precision") == 0)
+		{
+			if (strcmp(v, "fast") != 0 && strcmp(v, "exact") != 0)
+			{
+				fprintf(stderr, "r1 serve: --cpu-precision must be fast or exact\n");
+				return 2;
+			}
+			opts.cpu_exact = strcmp(v, "exact") == 0;
+		}
+		else if (strcmp(a, "--kv-cache-dtype") == 0)
+		{
+			if (r1_kv_cache_dtype_parse(v, &opts.kv_cache_dtype) != 0)
+			{
+				fprintf(stderr, "r1 serve: --kv-cache-dtype must be f32, f16 or bf16\n");
+				return 2;
+			}
+		}
 		else if (strcmp(a, "--kv-memory") == 0)
 			opts.kv_memory_bytes = (size_t) strtoull(v, NULL, 10) << 20;
 		else if (strcmp(a, "--max-clients") == 0)

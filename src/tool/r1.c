@@ -17,6 +17,7 @@
 
 #include "chat.h"
 #include "checksum.h"
+#include "cpu_features.h"
 #include "demo_model.h"
 #include "engine.h"
 #include "gguf_convert.h"
@@ -58,7 +59,11 @@ static const char *usage_text =
 "  --repetition-max-span N, --repetition-min-repeats N, --repetition-min-tokens N\n"
 "                        loop detection: stop (finish_reason \"repetition\") when the output\n"
 "                        ends with a span of <= N tokens repeated back to back (defaults\n"
-"                        512, 4, 256; --repetition-max-span 0 turns it off; so does --ignore-eos)\n";
+"                        512, 4, 256; --repetition-max-span 0 turns it off; so does --ignore-eos)\n"
+"  --kv-cache-dtype f16|bf16|f32  (logits, generate, bench, serve) CPU KV cache type (default f16)\n"
+"  --cpu-precision fast|exact  (logits, generate, bench, serve) CPU arithmetic: fast (default)\n"
+"                        multiplies quantised weights with 8-bit activations and bf16 weights\n"
+"                        with bf16 activations (llama.cpp's way); exact keeps float32\n";
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt,...)
@@ -103,6 +108,8 @@ typedef struct opts
 	const char *revision;
 	const char *dir;
 	const char *include;
+	const char *cpu_precision;
+	const char *kv_cache_dtype;
 	const char *positional;
 	const char *answers;		/* demo-model --answers */
 	int			raw,
@@ -197,6 +204,10 @@ parse_opts(int argc, char **argv, opts *o)
 			o->dtype = VALUE();
 		else if (strcmp(a, "--type") == 0)
 			o->type = VALUE();
+		else if (strcmp(a, "--kv-cache-dtype") == 0)
+			o->kv_cache_dtype = VALUE();
+		else if (strcmp(a, "--cpu-precision") == 0)
+			o->cpu_precision = VALUE();
 		else if (strcmp(a, "--tokenizer-from") == 0)
 			o->tokenizer_from = VALUE();
 		else if (strcmp(a, "--revision") == 0)
@@ -363,6 +374,14 @@ open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
 	eo.max_seqs = max_seqs;
 	eo.max_ctx = max_ctx;
 	eo.batch_invariant = o->batch_invariant;
+	if (o->cpu_precision)
+	{
+		if (strcmp(o->cpu_precision, "fast") != 0 && strcmp(o->cpu_precision, "exact") != 0)
+			usage("--cpu-precision must be fast or exact");
+		eo.cpu_exact = strcmp(o->cpu_precision, "exact") == 0;
+	}
+	if (o->kv_cache_dtype && r1_kv_cache_dtype_parse(o->kv_cache_dtype, &eo.kv_cache_dtype) != 0)
+		usage("--kv-cache-dtype must be f32, f16 or bf16");
 	if (prefill_chunk > 0)
 		eo.prefill_chunk = prefill_chunk;
 	if (o->dtype)
@@ -687,13 +706,22 @@ cmd_bench(const opts *o)
 	{
 		const r1_config *c = &r1_engine_model(e)->cfg;
 
+		r1_dtype	kvdt = R1_F16;
+
+		if (o->kv_cache_dtype)
+			r1_kv_cache_dtype_parse(o->kv_cache_dtype, &kvdt);
 		kv_bytes_per_pos = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim *
-			(strcmp(r1_engine_device(e), "cpu") == 0 ? 4 : 2);
+			(strcmp(r1_engine_device(e), "cpu") == 0 && kvdt == R1_F32 ? 4 : 2);
 	}
 	j = json_object();
 	json_object_set_new(j, "model", json_string(r1_engine_model(e)->name));
 	json_object_set_new(j, "device", json_string(r1_engine_device(e)));
 	json_object_set_new(j, "weights_dtype", json_string(r1_dtype_name(r1_engine_model(e)->dtype)));
+	json_object_set_new(j, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
+	json_object_set_new(j, "cpu_features", json_string(r1_cpu_features_string()));
+	json_object_set_new(j, "kv_cache_dtype", json_string(strcmp(r1_engine_device(e), "cpu") != 0 ? "bf16" :
+														  o->kv_cache_dtype ? o->kv_cache_dtype : "f16"));
+	json_object_set_new(j, "cpu_precision", json_string(o->cpu_precision && strcmp(o->cpu_precision, "exact") == 0 ? "exact" : "fast"));
 	json_object_set_new(j, "batch", json_integer(batch));
 	json_object_set_new(j, "prompt_len", json_integer(plen));
 	json_object_set_new(j, "gen_len", json_integer(glen));

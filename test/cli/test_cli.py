@@ -210,14 +210,28 @@ ok(b and b["batch_invariant"] is True and b["decode_steps"] == 7, "bench --batch
 # GGUF: convert, then tokenize / logits / generate on the .gguf file
 GG = f"{FIX}/qwen2-tiny-gguf"
 q8 = json.load(open(f"{GG}/qwen2-tiny-q8_0.golden.json"))["cases"]
-rows = run_json("logits on a Q8_0 GGUF", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
-                "--ids", ",".join(map(str, q8[1]["input_ids"])))
-if rows:
-    ref = q8[1]["logits"]
-    err = max(abs(a - b) for r, q in zip(rows, ref) for a, b in zip(r, q)) / max(abs(v) for r in ref for v in r)
-    ok(len(rows) == len(ref) and err < 1e-4, f"GGUF Q8_0 logits match the float64 golden (rel err {err:.1e})")
+# golden comparisons of quantised files run the reference arithmetic (--cpu-precision exact,
+# float32 activations) at the float32 tolerance; the default 8-bit activations get the
+# reduced-precision tolerance (test/unit/test_gguf.c: FAST_TOL)
+for prec, tol in (("exact", 1e-4), ("fast", 3e-2)):
+    rows = run_json("logits on a Q8_0 GGUF", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
+                    "--ids", ",".join(map(str, q8[1]["input_ids"])), "--cpu-precision", prec,
+                    "--kv-cache-dtype", "f32" if prec == "exact" else "f16")
+    if rows:
+        ref = q8[1]["logits"]
+        err = max(abs(a - b) for r, q in zip(rows, ref) for a, b in zip(r, q)) / max(abs(v) for r in ref for v in r)
+        ok(len(rows) == len(ref) and err < tol,
+           f"GGUF Q8_0 logits match the float64 golden, --cpu-precision {prec} (rel err {err:.1e} < {tol})")
+fails("--kv-cache-dtype checks its value", "kv-cache-dtype", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf",
+      "--ids", "1", "--kv-cache-dtype", "q8", code=2)
+b = run_json("bench --kv-cache-dtype bf16", "bench", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
+             "--prompt-len", "8", "--gen-len", "4", "--kv-cache-dtype", "bf16")
+ok(b and b["kv_cache_dtype"] == "bf16" and b["cpu_precision"] == "fast" and b["cpu_path"] in ("generic", "avx2", "avx512_vnni"),
+   "bench reports the KV cache type, the arithmetic and the CPU path", b)
+fails("--cpu-precision checks its value", "cpu-precision", "logits", "--model", f"{GG}/qwen2-tiny-q8_0.gguf",
+      "--ids", "1", "--cpu-precision", "medium", code=2)
 g = run_json("generate on a Q4_K_M GGUF", "generate", "--model", f"{GG}/w256-q4_k_m.gguf", "--ids", "3",
-             "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+             "--temperature", "0", "--max-tokens", "8", "--ignore-eos", "--cpu-precision", "exact")
 w = json.load(open(f"{GG}/w256-q4_k_m.golden.json"))["cases"][0]
 ok(g and g["ids"] == w["greedy_ids"] and g["device"] == "cpu", "GGUF Q4_K_M greedy ids match the golden, on the CPU", g)
 fails("quantised GGUF on cuda without a GPU", "CUDA", "generate", "--model", f"{GG}/w256-q4_k_m.gguf", "--ids", "1",
@@ -272,7 +286,7 @@ ok(conv and conv["tokenizer"] == LT, "convert a Llama with its tokenizer", conv)
 ids = run_json("tokenize with a Llama GGUF", "tokenize", "--model", os.path.join(tmp, "ll.gguf"), "12345 1234")
 ok(ids == [11, 12, 13, 11, 4], "the Llama GGUF keeps the Llama 3 pre-tokenizer (llama-bpe)", ids)
 g = run_json("generate on a Llama Q8_0 GGUF", "generate", "--model", os.path.join(tmp, "ll.gguf"), "--raw",
-             "--ids", "3", "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+             "--ids", "3", "--temperature", "0", "--max-tokens", "8", "--ignore-eos", "--cpu-precision", "exact")
 q = json.load(open(f"{LT}/llama-tiny-q8_0.golden.json"))["cases"][0]
 ok(g and g["ids"] == q["greedy_ids"], "a Llama Q8_0 GGUF: greedy ids match tools/gguf_golden.py's", g)
 b = run_json("bench a llama shape", "bench", "--random-weights", f"{LT}/config.json", "--device", "cpu",
@@ -290,11 +304,57 @@ c = run_json("convert an FP8 checkpoint", "convert", "--model", F8, "--type", "q
 ok(c and c["type"] == "q8_0" and os.path.getsize(os.path.join(tmp, "f8.gguf")) == c["bytes"],
    "r1 convert takes an FP8 checkpoint", c)
 
+# metadata llama.cpp / Ollama read (issue 15, item 6)
+def gguf_kv(path):
+    """the key/value section of a GGUF file, arrays skipped"""
+    f = open(path, "rb")
+    magic, ver, nt, nkv = struct.unpack("<4sIQQ", f.read(24))
+    sizes = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+    def rstr():
+        (n,) = struct.unpack("<Q", f.read(8))
+        return f.read(n).decode("utf-8", "replace")
+    def rval(t):
+        if t == 8:
+            return rstr()
+        if t == 9:
+            (et, n) = struct.unpack("<IQ", f.read(12))
+            for _ in range(n):
+                rval(et)
+            return None
+        fmt = "<" + sizes[t]
+        return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+    kv = {}
+    for _ in range(nkv):
+        k = rstr()
+        (t,) = struct.unpack("<I", f.read(4))
+        kv[k] = rval(t)
+    return kv
+
+conv = run_json("convert llama-tiny to f32", "convert", "--model", LT, "--out", os.path.join(tmp, "llf.gguf"), "--type", "f32")
+kv = gguf_kv(os.path.join(tmp, "llf.gguf"))
+ok(kv.get("tokenizer.ggml.eos_token_id") == 2 and kv.get("tokenizer.ggml.bos_token_id") == 1,
+   "convert: BOS/EOS from config.json when the tokenizer names none", {k: v for k, v in kv.items() if "token_id" in k})
+ok(kv.get("tokenizer.ggml.add_bos_token") is False and kv.get("general.file_type") == 0
+   and kv.get("general.quantization_version") == 2,
+   "convert: add_bos_token from tokenizer_config.json, general.file_type, general.quantization_version", kv)
+outs = [run_json(f"generate on llama-tiny {w}", "generate", "--model", m, "--raw", "--ids", "5", "--temperature", "0",
+                 "--max-tokens", "100", "--cpu-precision", "exact", "--kv-cache-dtype", "f32", "--device", "cpu")
+        for w, m in (("directory", LT), ("f32 GGUF", os.path.join(tmp, "llf.gguf")))]
+ok(outs[0] and outs[1] and outs[0]["finish_reason"] == "stop" and outs[0]["ids"] == outs[1]["ids"]
+   and outs[1]["finish_reason"] == "stop", "llama-tiny: the GGUF stops at EOS 2 where the directory does", outs)
+conv = run_json("convert the demo model with a chat template", "convert", "--model", demo, "--out",
+                os.path.join(tmp, "demo4.gguf"), "--type", "q4_k_m")
+kv = gguf_kv(os.path.join(tmp, "demo4.gguf"))
+tc = json.load(open(os.path.join(demo, "tokenizer_config.json")))
+ok(kv.get("general.file_type") == 15 and kv.get("tokenizer.chat_template") == tc.get("chat_template")
+   and ("add_bos_token" not in tc or kv.get("tokenizer.ggml.add_bos_token") == tc["add_bos_token"]),
+   "convert: q4_k_m is file_type 15 (MOSTLY_Q4_K_M); the chat template is copied", {k: kv.get(k) for k in ("general.file_type", "tokenizer.ggml.add_bos_token")})
+
 # the legacy Q4_0 / Q5_0 formats of many GGUF files
 for t in ("q4_0", "q5_0"):
     f = f"{FIX}/qwen2-tiny-gguf/qwen2-tiny-{t}.gguf"
     g = run_json(f"generate on a {t} GGUF", "generate", "--model", f, "--raw", "--ids", "3",
-                 "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
+                 "--temperature", "0", "--max-tokens", "8", "--ignore-eos", "--cpu-precision", "exact")
     q = json.load(open(f.replace(".gguf", ".golden.json")))["cases"][0]
     ok(g and g["ids"] == q["greedy_ids"], f"a {t} GGUF: greedy ids match tools/gguf_golden.py's", g)
 

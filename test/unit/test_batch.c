@@ -17,6 +17,7 @@
 
 #include "chat.h"
 #include "demo_model.h"
+#include "cpu_features.h"
 #include "engine.h"
 #include "tap.h"
 
@@ -63,6 +64,8 @@ small_model(r1_dtype dt)
  * when all logits rows of sequence 0 are bitwise equal.
  */
 static int	use_cuda = 0;		/* compare_alone_batched on the CUDA backend */
+static int	use_exact = 0;		/* the CPU backend's cpu_exact (float32 activations) */
+static r1_dtype use_kv = R1_F32;	/* the CPU backend's KV cache type */
 
 static int
 compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
@@ -86,6 +89,8 @@ compare_alone_batched(r1_model *m, int invariant, int big, double *maxdiff)
 		return 0;
 	}
 	be->batch_invariant = invariant;
+	be->cpu_exact = use_exact;
+	be->kv_dtype = use_kv;
 
 	/* alone */
 	for (int s = 0; s <= STEPS; s++)
@@ -193,6 +198,25 @@ check_backend(void)
 		same = compare_alone_batched(m, 0, 1, &d);
 		diag("%s: without batch_invariant, BLAS batches differ by up to %g%s", r1_dtype_name(dts[k]), d,
 			 same ? " (bitwise equal this time)" : "");
+		if (dts[k] == R1_BF16)
+		{
+			/* above: the fast arithmetic (vdpbf16ps where present); here the float32 one */
+			use_exact = 1;
+			same = compare_alone_batched(m, 0, 0, &d);
+			ok(same, "BF16, float32 activations: small batches are invariant by default (max |diff| %g)", d);
+			same = compare_alone_batched(m, 1, 1, &d);
+			ok(same, "BF16, float32 activations: batch_invariant: bitwise equal in batches of 8+ tokens (max |diff| %g)", d);
+			use_exact = 0;
+			/* 16-bit KV caches: each position converted alone, the same in every batch */
+			for (int kv = 0; kv < 2; kv++)
+			{
+				use_kv = kv ? R1_BF16 : R1_F16;
+				same = compare_alone_batched(m, 1, 1, &d);
+				ok(same, "BF16, %s KV cache: batch_invariant: bitwise equal in batches of 8+ tokens (max |diff| %g)",
+				   r1_dtype_name(use_kv), d);
+			}
+			use_kv = R1_F32;
+		}
 		r1_model_free(m);
 	}
 	/*
@@ -238,9 +262,10 @@ check_backend(void)
 	}
 	/* quantised GGUF weights: the decode kernel over the blocks in every batch */
 	{
-		const char *files[] = {"qwen2-tiny-gguf/qwen2-tiny-q8_0.gguf", "qwen2-tiny-gguf/w256-q4_k_m.gguf"};
+		const char *files[] = {"qwen2-tiny-gguf/qwen2-tiny-q8_0.gguf", "qwen2-tiny-gguf/w256-q4_k_m.gguf",
+		"qwen2-tiny-gguf/w256-q5_k.gguf", "qwen2-tiny-gguf/qwen2-tiny-q4_0.gguf", "qwen2-tiny-gguf/qwen2-tiny-q5_0.gguf"};
 
-		for (int k = 0; k < 2; k++)
+		for (int k = 0; k < 5; k++)
 		{
 			char		path[4096];
 			r1_model   *m;
@@ -253,11 +278,25 @@ check_backend(void)
 				diag("%s", err.msg);
 				continue;
 			}
+			/* float32 activations (cpu_exact): the float block kernels */
+			use_exact = 1;
 			int			same = compare_alone_batched(m, 0, 0, &d);
 
-			ok(same, "%s: small batches are invariant by default (max |diff| %g)", files[k], d);
+			ok(same, "%s, float32 activations: small batches are invariant by default (max |diff| %g)", files[k], d);
 			same = compare_alone_batched(m, 1, 1, &d);
-			ok(same, "%s: batch_invariant: logits bitwise equal alone and in batches of 8+ tokens (max |diff| %g)",
+			ok(same, "%s, float32 activations: batch_invariant: logits bitwise equal alone and in batches of 8+ tokens (max |diff| %g)",
+			   files[k], d);
+			/*
+			 * 8-bit activations (the default, qdot.h on the processor's path):
+			 * each token quantised alone, each output one kernel call, so
+			 * even the prompt GEMM is invariant without the flag
+			 */
+			use_exact = 0;
+			same = compare_alone_batched(m, 1, 1, &d);
+			ok(same, "%s, 8-bit activations (%s): batch_invariant: logits bitwise equal alone and in batches of 8+ tokens (max |diff| %g)",
+			   files[k], r1_cpu_path_name(r1_cpu()->path), d);
+			same = compare_alone_batched(m, 0, 1, &d);
+			ok(same, "%s, 8-bit activations: bitwise equal in batches of 8+ tokens without the flag too (max |diff| %g)",
 			   files[k], d);
 			r1_model_free(m);
 		}
@@ -463,6 +502,7 @@ check_kv_pressure(void)
 	o.max_seqs = NKV;
 	o.prefill_chunk = 64;
 	o.batch_invariant = 1;
+	o.kv_cache_dtype = R1_F32;	/* the sizes below count 4-byte keys and values */
 	/* the reference: no limit */
 	if (!ok(r1_engine_open(&e, &o, &err) == 0, "kv: reference engine opens"))
 		return diag("%s", err.msg);

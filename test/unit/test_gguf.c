@@ -33,6 +33,16 @@
  * leaves room for summation order and BLAS.
  */
 #define TOL 1e-4
+/*
+ * 8-bit activations (the CPU default for quantised weights, as llama.cpp):
+ * the fixtures' README gives about 2e-2 relative for bfloat16 arithmetic;
+ * 127 levels per block of activations cost a little more (observed 0.7e-2 to
+ * 2.5e-2 on these fixtures, the deepest error on llama-tiny).  Greedy ids
+ * are required where the golden margin exceeds FAST_MARGIN (logits here are
+ * O(10): 3e-2 of that is ~0.3).
+ */
+#define FAST_TOL 3e-2
+#define FAST_MARGIN 1.0
 
 static const char *fixtures;
 static char tmp[64];
@@ -546,11 +556,24 @@ check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype 
 	}
 	vocab = m->cfg.vocab_size;
 	logits = malloc(sizeof(float) * GOLDEN_MAX_T * vocab);
+	/*
+	 * Twice: the reference arithmetic (cpu_exact: float32 activations) at
+	 * the float32 tolerance, then the default 8-bit activations of
+	 * quantised weights (qdot.h) at the tolerance the fixtures' README gives
+	 * for reduced-precision arithmetic, with greedy ids required only where
+	 * the golden margin is far above that error.
+	 */
+	for (int fast = 0; fast <= 1; fast++)
+	{
+	double		tol = fast ? FAST_TOL : TOL;
+	const char *mode = fast ? " [8-bit activations]" : "";
+
 	if (r1_backend_cpu_create(&be, m, 1, GOLDEN_MAX_T + 16, 0, &err) != 0)
 	{
 		ok(0, "%s: backend: %s", name, err.msg);
 		return;
 	}
+	be->cpu_exact = !fast;
 	cases = json_object_get(root, "cases");
 	json_array_foreach(cases, k, c)
 	{
@@ -584,7 +607,7 @@ check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype 
 			if (e > worst)
 				worst = e;
 		}
-		ok(worst <= TOL, "%s case %zu: prompt logits (T=%d) rel err %.2e vs the float64 golden", name, k, n, worst);
+		ok(worst <= tol, "%s case %zu%s: prompt logits (T=%d) rel err %.2e vs the float64 golden", name, k, mode, n, worst);
 		next = r1_argmax(logits + (size_t) (n - 1) * vocab, vocab);
 		for (size_t i = 0; i < json_array_size(jg); i++)
 		{
@@ -596,9 +619,10 @@ check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype 
 
 			if (next != want)
 			{
-				diag("  step %zu: got %d, want %d", i, next, want);
+				diag("  step %zu%s: got %d, want %d", i, mode, next, want);
 				path_ok = 0;
-				break;
+				if (!fast)
+					break;
 			}
 			if (i + 1 == json_array_size(jg))
 				break;
@@ -612,12 +636,21 @@ check_golden_at(const char *name, const char *path, const char *gpath, r1_dtype 
 				gworst = e;
 			next = r1_argmax(logits, vocab);
 		}
-		ok(path_ok, "%s case %zu: all %zu greedy ids (golden margin %.4f)", name, k, json_array_size(jg),
-		   json_number_value(json_object_get(c, "min_top1_margin_along_greedy")));
-		ok(gworst <= TOL, "%s case %zu: decode logits along the greedy path rel err %.2e", name, k, gworst);
+		{
+			double		margin = json_number_value(json_object_get(c, "min_top1_margin_along_greedy"));
+
+			if (!fast || margin > FAST_MARGIN)
+				ok(path_ok, "%s case %zu%s: all %zu greedy ids (golden margin %.4f)", name, k, mode,
+				   json_array_size(jg), margin);
+			else
+				diag("%s case %zu%s: greedy ids %s (golden margin %.4f, too small to require them)", name, k,
+					 mode, path_ok ? "all equal" : "differ", margin);
+		}
+		ok(gworst <= tol, "%s case %zu%s: decode logits along the greedy path rel err %.2e", name, k, mode, gworst);
 		be->release_slot(be, slot);
 	}
 	be->destroy(be);
+	}
 	free(logits);
 	r1_model_free(m);
 	json_decref(root);
@@ -699,6 +732,7 @@ check_conversion(const char *type, const char *golden)
 		ok(0, "%s", err.msg);
 		return;
 	}
+	be->cpu_exact = 1;			/* float32 arithmetic; test_forward.c checks the bf16 one */
 	vocab = m->cfg.vocab_size;
 	logits = malloc(sizeof(float) * 64 * vocab);
 	for (int k = 0; k < 4; k++)

@@ -1,0 +1,23 @@
+/*
+ * bf16dot.h - bf16 weights times bf16 activations with AVX512_BF16's
+ * vdpbf16ps (float32 accumulation).  The activations are rounded to bf16
+ * once per linear layer (r1_f32_to_bf16: to nearest even), which is what
+ * llama.cpp does on this path; the relative error that adds is ~2^-9 per
+ * product (the fixtures' bf16 tolerance, not the float32 one: the exact
+ * arithmetic, cpu_exact, keeps float32 activations).
+ *
+ * Per token, 32 products a step into two float32 accumulators (even and odd
+ * steps of 32 weights), summed and reduced in a fixed order, the last n % 64
+ * weights one by one: the same operations whatever the number of tokens, so
+ * a token's result does not depend on the batch.
+ */
+#ifndef R1_BF16DOT_H
+#define R1_BF16DOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[t * stride] = dot(w, x + t * n) for t < nt (1..4); only where cpu_features saw avx512_bf16 */
+void		r1_bf16dot_avx512(const uint16_t *w, const uint16_t *x, int n, int nt, float *out, size_t stride);
+
+#endif							/* R1_BF16DOT_H */

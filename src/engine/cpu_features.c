@@ -1,0 +1,81 @@
+/*
+ * cpu_features.c - cpuid once, then the kernel path (cpu_features.h).
+ *
+ * GCC's __builtin_cpu_supports reads cpuid and, for the AVX-512 features,
+ * checks that the OS saves the zmm state (xgetbv), which a hand-written
+ * cpuid would have to repeat.
+ */
+#include "cpu_features.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static r1_cpu_info info;
+static char features[160];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void
+add_feature(const char *name)
+{
+	if (features[0])
+		strncat(features, ",", sizeof(features) - strlen(features) - 1);
+	strncat(features, name, sizeof(features) - strlen(features) - 1);
+}
+
+static void
+detect(void)
+{
+	const char *force = getenv("R1_CPU_PATH");
+
+	__builtin_cpu_init();
+	info.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	info.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+	info.avx512_vnni = info.avx512 && __builtin_cpu_supports("avx512vnni");
+	info.avx512_bf16 = info.avx512 && __builtin_cpu_supports("avx512bf16");
+	info.best = info.avx512_vnni ? R1_CPU_AVX512_VNNI : info.avx2 ? R1_CPU_AVX2 : R1_CPU_GENERIC;
+	info.path = info.best;
+	if (force)
+	{
+		for (int p = 0; p < R1_CPU_N_PATHS; p++)
+			if (strcmp(force, r1_cpu_path_name((r1_cpu_path) p)) == 0 && p < (int) info.best)
+				info.path = (r1_cpu_path) p;
+	}
+	if (info.avx2)
+		add_feature("avx2,fma,f16c");
+	if (info.avx512)
+		add_feature("avx512f,avx512bw,avx512dq,avx512vl");
+	if (info.avx512_vnni)
+		add_feature("avx512vnni");
+	if (info.avx512_bf16)
+		add_feature("avx512bf16");
+}
+
+const r1_cpu_info *
+r1_cpu(void)
+{
+	pthread_once(&once, detect);
+	return &info;
+}
+
+const char *
+r1_cpu_path_name(r1_cpu_path p)
+{
+	switch (p)
+	{
+		case R1_CPU_AVX2:
+			return "avx2";
+		case R1_CPU_AVX512_VNNI:
+			return "avx512_vnni";
+		default:
+			return "generic";
+	}
+}
+
+const char *
+r1_cpu_features_string(void)
+{
+	r1_cpu();
+	return features;
+}

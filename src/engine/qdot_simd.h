@@ -1,0 +1,299 @@
+/*
+ * qdot_simd.h - the integer dot-product kernels of qdot.h in 256-bit
+ * vectors, included by qdot_avx2.c (vpmaddubsw) and qdot_avx512.c (compiled
+ * for AVX-512 with VNNI: vpdpbusd, 32 vector registers).  The includer
+ * defines qd_dot_s8(c, a): eight int32 lanes, lane k = sum of c*a over bytes
+ * 4k..4k+3 (c and a signed, |c|, |a| <= 127 or c = -128), and QD_TABLE, the
+ * name of the table to define.
+ *
+ * Lane k of every integer vector below holds bytes 4k..4k+3 of a 32-weight
+ * group (vpmaddubsw pairs bytes, vpmaddwd pairs those; vpdpbusd sums four),
+ * which is the L_k of qdot.h; the float steps are the reference's, in its
+ * order, so every path gives the same bits.
+ */
+#ifndef QD_TABLE
+#error "define qd_dot_s8 and QD_TABLE before including qdot_simd.h"
+#endif
+
+#include <string.h>
+
+#define QD_INLINE static inline __attribute__((always_inline))
+
+QD_INLINE float
+qd_half(const uint8_t *p)
+{
+	return _cvtsh_ss((unsigned short) (p[0] | (p[1] << 8)));
+}
+
+QD_INLINE float
+qd_hsum8(__m256 v)
+{
+	__m128		lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+	return _mm_cvtss_f32(lo);
+}
+
+QD_INLINE int32_t
+qd_hsum_epi32(__m256i v)
+{
+	__m128i		s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* 32 bits to 32 bytes: 0xFF where the bit is set (ggml's bytes_from_bits_32) */
+QD_INLINE __m256i
+qd_bits_to_bytes(const uint8_t *p)
+{
+	uint32_t	x;
+	__m256i		bytes;
+
+	memcpy(&x, p, 4);
+	bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int) x),
+								_mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+												  0x0101010101010101, 0x0000000000000000));
+	bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+	return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+/* the 32 signed codes of a Q8_0 (slot 0), Q4_0 (1) or Q5_0 (2) block */
+QD_INLINE __m256i
+qd_codes32(int slot, const uint8_t *b)
+{
+	__m128i		v;
+	__m256i		nib;
+	const __m256i m4 = _mm256_set1_epi8(0x0F);
+
+	if (slot == 0)
+		return _mm256_loadu_si256((const __m256i *) (b + 2));
+	v = _mm_loadu_si128((const __m128i *) (b + (slot == 1 ? 2 : 6)));
+	nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+	if (slot == 1)
+		return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
+	/* no fifth bit: nibble | 0xF0 = nibble - 16; fifth bit: nibble + 16 - 16 */
+	return _mm256_or_si256(nib, _mm256_andnot_si256(qd_bits_to_bytes(b + 2), _mm256_set1_epi8((char) 0xF0)));
+}
+
+QD_INLINE void
+qd_k32(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t stride)
+{
+	const size_t bb = slot == 0 ? 34 : slot == 1 ? 18 : 22;
+	const int	n = x->n,
+				nb = n / 32;
+	__m256		acc0[4],
+				acc1[4];
+	int			i = 0;
+
+	for (int t = 0; t < nt; t++)
+		acc0[t] = acc1[t] = _mm256_setzero_ps();
+	/* even blocks into acc0, odd into acc1 */
+	for (; i + 2 <= nb; i += 2)
+	{
+		const uint8_t *b0 = w + (size_t) i * bb,
+				   *b1 = b0 + bb;
+		__m256i		c0 = qd_codes32(slot, b0),
+					c1 = qd_codes32(slot, b1);
+		float		d0 = qd_half(b0),
+					d1 = qd_half(b1);
+
+		for (int t = 0; t < nt; t++)
+		{
+			const int8_t *q = x->q + (size_t) t * n + 32 * (size_t) i;
+			const float *dx = x->d + (size_t) t * nb + i;
+			__m256i		L0 = qd_dot_s8(c0, _mm256_loadu_si256((const __m256i *) q)),
+						L1 = qd_dot_s8(c1, _mm256_loadu_si256((const __m256i *) (q + 32)));
+
+			acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dx[0]), _mm256_cvtepi32_ps(L0), acc0[t]);
+			acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dx[1]), _mm256_cvtepi32_ps(L1), acc1[t]);
+		}
+	}
+	if (i < nb)
+	{
+		const uint8_t *b0 = w + (size_t) i * bb;
+		__m256i		c0 = qd_codes32(slot, b0);
+		float		d0 = qd_half(b0);
+
+		for (int t = 0; t < nt; t++)
+		{
+			const int8_t *q = x->q + (size_t) t * n + 32 * (size_t) i;
+			__m256i		L0 = qd_dot_s8(c0, _mm256_loadu_si256((const __m256i *) q));
+
+			acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x->d[(size_t) t * nb + i]), _mm256_cvtepi32_ps(L0), acc0[t]);
+		}
+	}
+	for (int t = 0; t < nt; t++)
+		out[t * stride] = qd_hsum8(_mm256_add_ps(acc0[t], acc1[t]));
+}
+
+/* scale and min bytes of a Q4_K/Q5_K block: sm[0..7] scales, sm[8..15] mins (ggml's utmp) */
+QD_INLINE void
+qd_scales_k4(const uint8_t *p, uint8_t *sm)
+{
+	uint32_t	u[4];
+
+	memcpy(u, p, 12);
+	u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+	{
+		uint32_t	a = u[1] & 0x3f3f3f3f;
+
+		u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+		u[2] = a;
+	}
+	u[0] &= 0x3f3f3f3f;
+	/* now bytes 0-3 scales 0-3, 4-7 scales 4-7 (u[1]), 8-11 mins 0-3 (u[2]), 12-15 mins 4-7 (u[3]) */
+	memcpy(sm, u, 16);
+}
+
+/* integer M of qdot.h: sum of w16[s] * bsum[s] over the 16 groups */
+QD_INLINE int32_t
+qd_mins(__m256i w16, const int16_t *bsum)
+{
+	return qd_hsum_epi32(_mm256_madd_epi16(w16, _mm256_loadu_si256((const __m256i *) bsum)));
+}
+
+QD_INLINE void
+qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t stride)
+{
+	const size_t bb = slot == 3 ? 144 : slot == 4 ? 176 : 210;
+	const int	n = x->n,
+				nb = n / 256;
+	const __m256i m4 = _mm256_set1_epi8(0x0F),
+				m1 = _mm256_set1_epi8(0x01),
+				m3 = _mm256_set1_epi8(0x03);
+	__m256		acc[4];
+	float		accm[4];
+
+	for (int t = 0; t < nt; t++)
+	{
+		acc[t] = _mm256_setzero_ps();
+		accm[t] = 0.0f;
+	}
+	for (int i = 0; i < nb; i++)
+	{
+		const uint8_t *b = w + (size_t) i * bb;
+		__m256i		sumi[4];
+		__m256i		mw;			/* the 16 int16 weights of the mins term */
+		float		d,
+					dm;
+
+		for (int t = 0; t < nt; t++)
+			sumi[t] = _mm256_setzero_si256();
+		if (slot != 5)
+		{
+			uint8_t		sm[16];
+			const uint8_t *ql = b + (slot == 3 ? 16 : 48);
+			__m256i		qh = slot == 4 ? _mm256_loadu_si256((const __m256i *) (b + 16)) : _mm256_setzero_si256();
+
+			d = qd_half(b);
+			dm = qd_half(b + 2);
+			qd_scales_k4(b + 4, sm);
+			{
+				__m128i		mn = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) (sm + 8)));
+
+				/* each 32-group's min on both of its 16s: 0,0,1,1,...,7,7 */
+				mw = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
+			}
+			for (int j = 0; j < 4; j++)
+			{
+				__m256i		raw = _mm256_loadu_si256((const __m256i *) (ql + 32 * j));
+				__m256i		lo = _mm256_and_si256(raw, m4),
+							hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+				__m256i		s0 = _mm256_set1_epi16(sm[2 * j]),
+							s1 = _mm256_set1_epi16(sm[2 * j + 1]);
+
+				if (slot == 4)
+				{
+					/* the fifth bit of sub-block 2j is bit 2j of qh, of 2j + 1 bit 2j + 1 */
+					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, m1), 4));
+					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), m1), 4));
+					qh = _mm256_srli_epi16(qh, 2);
+				}
+				for (int t = 0; t < nt; t++)
+				{
+					const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 64 * j;
+					__m256i		p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q)),
+								p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q + 32)));
+
+					sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s0),
+																		 _mm256_madd_epi16(p1, s1)));
+				}
+			}
+		}
+		else
+		{
+			const int8_t *sc = (const int8_t *) (b + 192);
+
+			d = qd_half(b + 208);
+			dm = d;
+			mw = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) sc)), 5);
+			for (int h = 0; h < 2; h++)
+			{
+				const uint8_t *ql = b + 64 * h;
+				__m256i		a = _mm256_loadu_si256((const __m256i *) ql),
+							c = _mm256_loadu_si256((const __m256i *) (ql + 32)),
+							qh = _mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h));
+				__m256i		u[4];
+
+				u[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+				u[1] = _mm256_or_si256(_mm256_and_si256(c, m4),
+									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+				u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+				u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
+									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+				for (int g = 0; g < 4; g++)
+				{
+					/* bytes 0-15 (int16 lanes 0-7) take one scale, bytes 16-31 the next */
+					__m256i		sv = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * g + 1]),
+													  _mm_set1_epi16(sc[8 * h + 2 * g]));
+
+					for (int t = 0; t < nt; t++)
+					{
+						const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 128 * h + 32 * g;
+
+						sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(
+							_mm256_maddubs_epi16(u[g], _mm256_loadu_si256((const __m256i *) q)), sv));
+					}
+				}
+			}
+		}
+		for (int t = 0; t < nt; t++)
+		{
+			float		dx = x->d[(size_t) t * nb + i];
+			int32_t		M = qd_mins(mw, x->bsum + (size_t) t * (n / 16) + 16 * (size_t) i);
+
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+			accm[t] = fmaf(dm * dx, (float) M, accm[t]);
+		}
+	}
+	for (int t = 0; t < nt; t++)
+		out[t * stride] = qd_hsum8(acc[t]) - accm[t];
+}
+
+/* one function per type; nt a constant inside, so each count compiles to its own loop */
+#define QD_INST(name, kern, slot) \
+static void name(const uint8_t *w, const r1_qx *x, int nt, float *out, size_t stride) \
+{ \
+	switch (nt) \
+	{ \
+		case 1: kern(slot, w, x, 1, out, stride); break; \
+		case 2: kern(slot, w, x, 2, out, stride); break; \
+		case 3: kern(slot, w, x, 3, out, stride); break; \
+		default: kern(slot, w, x, 4, out, stride); break; \
+	} \
+}
+QD_INST(qd_q8_0, qd_k32, 0)
+QD_INST(qd_q4_0, qd_k32, 1)
+QD_INST(qd_q5_0, qd_k32, 2)
+QD_INST(qd_q4_k, qd_kq, 3)
+QD_INST(qd_q5_k, qd_kq, 4)
+QD_INST(qd_q6_k, qd_kq, 5)
+
+#ifndef QD_TABLE_LINKAGE
+#define QD_TABLE_LINKAGE
+#endif
+QD_TABLE_LINKAGE const r1_qdot_fn QD_TABLE[R1_QDOT_NTYPES] = {qd_q8_0, qd_q4_0, qd_q5_0, qd_q4_k, qd_q5_k, qd_q6_k};
