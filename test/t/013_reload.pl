@@ -147,6 +147,21 @@ my $LONGCALL = q{SET r1.debug_ignore_eos = on;
 	like($lines[0] // '', qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/, 'with the server\'s timestamp (log_line_prefix)');
 }
 
+# ---- engine settings of the CPU backend reach the host; r1_status says which kernels run
+{
+	like(status('cpu_path'), qr/^(generic|avx2|avx512\w*)$/, 'r1_status().cpu_path names the CPU kernels: ' . status('cpu_path'));
+	ok(restart_host_with(sub { set_conf("r1.kv_cache_dtype = 'f32'"); set_conf("r1.cpu_precision = 'exact'") }),
+		'r1.kv_cache_dtype and r1.cpu_precision restart the host');
+	ok(wait_for('host with the new settings', sub {
+		my $host = status('host_pid');
+		open(my $fh, '<', "/proc/$host/cmdline") or return 0;
+		my $cmd = do { local $/; <$fh> };
+		return $cmd =~ /\0--kv-cache-dtype\0f32\0/ && $cmd =~ /\0--cpu-precision\0exact\0/;
+	}, 60), 'the host runs with --kv-cache-dtype f32 --cpu-precision exact');
+	is(query($GREEDY), $expected, 'same greedy result');
+	ok(restart_host_with(sub { reset_conf('r1.kv_cache_dtype', 'r1.cpu_precision') }), 'back to the defaults');
+}
+
 # ---- a crash and a failed load are WARNINGs in the server log
 sub log_has
 {
