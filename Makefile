@@ -84,11 +84,13 @@ PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
 
-# pg_regress: test/sql and test/expected (REGRESS_OPTS --inputdir=test);
+# pg_regress: queries in test/sql, expected outputs in expected/ (PGXS's
+# top-level layout; PostgreSQL 15's pg_regress reads both under one input
+# directory, so build/regress-in links them: test/regress-inputs.sh);
 # `make installcheck` needs a running server with r1_pg preloaded and a
 # model (test/run-extension-tests.sh sets one up).
 REGRESS = r1_basic r1_errors r1_privileges r1_batch r1_limits r1_audit r1_jobs r1_reasoning
-REGRESS_OPTS = --inputdir=test
+REGRESS_OPTS = --inputdir=build/regress-in
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -112,6 +114,11 @@ src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many
 	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o: \
 	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
 	src/engine/chat.h src/activity.h src/traces.h src/jobs.h src/reasoning.h
+
+installcheck: regress-inputs
+.PHONY: regress-inputs
+regress-inputs:
+	test/regress-inputs.sh build/regress-in
 
 install: install-r1
 install-r1: bin/r1

@@ -37,7 +37,8 @@ regress)
 	shift
 	export PGHOST=$DIR/sock PGPORT=5432
 	PGXS_DIR=$(dirname "$($PG_CONFIG --pgxs)")/..
-	"$PGXS_DIR/test/regress/pg_regress" --inputdir=test --outputdir="$DIR/regress" --bindir="$R1_PGBIN" \
+	test/regress-inputs.sh "$DIR/regress-in"
+	"$PGXS_DIR/test/regress/pg_regress" --inputdir="$DIR/regress-in" --outputdir="$DIR/regress" --bindir="$R1_PGBIN" \
 		--host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=contrib_regression "$@"
 	;;
 stop)

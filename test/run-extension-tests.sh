@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run the r1_pg extension's tests: build and install, create a throwaway
 # cluster (initdb in a temp dir, shared_preload_libraries = r1_pg, r1.model =
-# the generated demo model), run pg_regress (test/sql, test/expected), pgTAP
+# the generated demo model), run pg_regress (test/sql, expected/), pgTAP
 # (test/pgtap, pg_prove) and the fault tests (test/t, Perl TAP with IPC::Run),
 # then stop and remove the cluster.  Exits non-zero on any failure.
 #
@@ -63,7 +63,8 @@ if [[ $PARTS == *" regress "* ]]; then
 echo "== pg_regress"
 PGXS_DIR=$(dirname "$($PG_CONFIG --pgxs)")/..
 REGRESS=$(sed -n 's/^REGRESS = //p' Makefile)
-"$PGXS_DIR/test/regress/pg_regress" --inputdir=test --outputdir="$TMP/regress" \
+test/regress-inputs.sh "$TMP/regress-in"
+"$PGXS_DIR/test/regress/pg_regress" --inputdir="$TMP/regress-in" --outputdir="$TMP/regress" \
 	--bindir="$R1_PGBIN" --host="$PGHOST" --port="$PGPORT" --user=postgres \
 	--dbname=contrib_regression $REGRESS || failed=1
 fi
