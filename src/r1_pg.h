@@ -55,8 +55,5 @@ extern void r1_register_worker(void);
 extern void r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p);
 extern void r1_check_prompt_size(size_t len);
 
-/* client.c: one request to the engine host; returns the response's JSON text */
-extern char *r1_host_call(const char *request, size_t len, size_t *resp_len, bool wait_ready);
-extern void r1_check_available(void);
 
 #endif							/* R1_PG_H */
