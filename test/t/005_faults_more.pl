@@ -247,6 +247,8 @@ ok(serving($model), 'back on the demo model');
 	my @ref = $run10->();
 	is(scalar(grep { /^600\|length\|/ } @ref), 10, "ten concurrent 600-token calls, unlimited cache");
 	my $host = status('host_pid');
+	# the sizes above are of a float32 cache (r1.kv_cache_dtype's default is f16, half of it)
+	query("ALTER SYSTEM SET r1.kv_cache_dtype = 'f32'");
 	set_conf("r1.kv_memory = '1MB'");
 	ok(wait_for('restart', sub { status('state') eq 'ready' && status('host_pid') != $host }, 30),
 		'engine restarted with a 1 MB KV cache');
@@ -266,7 +268,7 @@ ok(serving($model), 'back on the demo model');
 	like($err, qr/KV cache cannot hold this sequence.*r1\.kv_memory/, 'a prompt larger than the whole cache fails clearly');
 	is(query($call->(1)), $ref[0], 'and the next call is served');
 	$host = status('host_pid');
-	reset_conf('r1.kv_memory', 'r1.max_ctx');
+	reset_conf('r1.kv_memory', 'r1.max_ctx', 'r1.kv_cache_dtype');
 	ok(wait_for('restart', sub { status('state') eq 'ready' && (status('host_pid') || 0) != $host && (status('max_ctx') || 0) == 4096 }, 30),
 		'no KV limit again');
 	check_no_orphans('r1.kv_memory');
