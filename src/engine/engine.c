@@ -779,8 +779,18 @@ r1_engine_step(r1_engine *e, r1_error *err)
 	if (n == 0)
 	{
 		req		   *y = youngest_running(e, 1);
+		int			holders = 0;
 
-		if (y && e->n_running > 1)
+		for (int slot = 0; slot < e->opts.max_seqs; slot++)
+			holders += e->running[slot] != NULL && e->running[slot]->n_past > 0;
+
+		/*
+		 * Preempting helps only when another sequence holds cache too: a sole
+		 * holder that cannot take its next step has the whole cache already,
+		 * so it can never fit (preempting it would let another sequence fill
+		 * the cache to the same wall, and the two would take turns forever).
+		 */
+		if (y && holders > 1)
 			preempt(e, y);
 		else
 		{

@@ -544,6 +544,25 @@ check_kv_pressure(void)
 		is_int(failed, NKV, "kv: each request fails alone with a message naming the setting");
 	}
 	r1_engine_close(e);
+	/*
+	 * f16: 256 bytes a position, so 64 KB holds exactly one slot's first 256
+	 * positions and never its next 256.  The sole holder that cannot grow
+	 * fails; before, it was preempted for another sequence that then hit the
+	 * same wall, and the two took turns forever.
+	 */
+	o.kv_cache_dtype = R1_F16;
+	if (!ok(r1_engine_open(&e, &o, &err) == 0, "kv: f16 engine with a 64 KB KV cache (one first slot exactly) opens"))
+		return diag("%s", err.msg);
+	ok(run_kv_set(e, got, n_got, errs) == 0, "kv: steps run and end (no preemption ping-pong)");
+	{
+		int			clear = 0;
+
+		for (int i = 0; i < NKV; i++)
+			clear += n_ref[i] <= 256 - 1 ||
+				(strstr(errs[i], "KV cache cannot hold this sequence") && strstr(errs[i], "r1.kv_memory"));
+		is_int(clear, NKV, "kv: a request longer than the cache fails with the message; shorter ones finish");
+	}
+	r1_engine_close(e);
 }
 
 /* ---------- 3. max_think_tokens ---------- */
