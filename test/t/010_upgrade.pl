@@ -26,6 +26,7 @@ my $repo = "$FindBin::Bin/../..";
 # ---- released scripts never change
 my %released = (
 	'0.1.0' => '19bfd5f5ab671c3c7874233334e8b8272d871b0b9c40f6a42cf128ec3920e873',
+	'0.2.0' => '56ef1285ba80749eb042f0889329e37084d7adfc03c6c9fc7a5e8b3f2368739a',   # released at stop 22
 );
 for my $v (sort keys %released)
 {
