@@ -76,10 +76,9 @@ EXTENSION = r1_pg
 DATA = $(wildcard sql/r1_pg--*.sql)
 MODULE_big = r1_pg
 R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o build/pg/version.o build/pg/answer_equal.o
-OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
-	src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/trace_writer.o src/replay.o \
-	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o $(R1_PG_ENGINE_OBJS)
+# the extension: every C file directly under src/ (the engine's are in subfolders)
+R1_PG_OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS = $(R1_PG_OBJS) $(R1_PG_ENGINE_OBJS)
 PG_CPPFLAGS = -Isrc
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
@@ -110,10 +109,7 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
-src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o: \
-	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
-	src/engine/chat.h src/activity.h src/traces.h src/jobs.h src/reasoning.h
+$(R1_PG_OBJS): $(wildcard src/*.h) $(wildcard src/engine/*.h)
 
 installcheck: regress-inputs
 .PHONY: regress-inputs

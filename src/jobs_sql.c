@@ -35,58 +35,17 @@
 #include "client.h"
 #include "jobs.h"
 #include "quota.h"
-#include "sqlfuncs.h"
+#include "request.h"
 #include "r1_pg.h"
 
 #define R1_SUBMIT_BATCH 1000	/* rows fetched and inserted at a time */
 
-/* The sampling arguments of r1_submit/r1_submit_query (1..8, as r1_reason). */
-typedef struct R1JobParams
-{
-	int			max_tokens;
-	double		temperature;
-	double		top_p;
-	bool		has_seed;
-	int64		seed;
-	text	   *system;			/* NULL when none */
-	size_t		system_len;		/* bytes in UTF-8 */
-	int			top_k;
-	double		min_p;
-	int			max_think_tokens;	/* 0: no think budget */
-	bool		ignore_eos;
-} R1JobParams;
-
+/* The parameters of r1_submit/r1_submit_query (1..8, as r1_reason), checked. */
 static void
-r1_job_params(FunctionCallInfo fcinfo, R1JobParams *p)
+r1_job_params(FunctionCallInfo fcinfo, R1Params *p, size_t *system_len)
 {
-	p->max_tokens = R1_ARG_ISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
-	p->temperature = R1_ARG_ISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
-	p->top_p = R1_ARG_ISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
-	p->has_seed = !R1_ARG_ISNULL(4);
-	p->seed = p->has_seed ? PG_GETARG_INT64(4) : 0;
-	p->system = R1_ARG_ISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
-	p->top_k = R1_ARG_ISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	p->min_p = R1_ARG_ISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
-	p->max_think_tokens = 0;
-	if (!R1_ARG_ISNULL(8))
-	{
-		r1_check_max_think_tokens(PG_GETARG_INT32(8));
-		p->max_think_tokens = PG_GETARG_INT32(8);
-	}
-	/* a superuser-only test setting, taken from the submitting session */
-	p->ignore_eos = r1_debug_ignore_eos;
-	r1_check_sampling(p->max_tokens, p->temperature, p->top_p, p->top_k, p->min_p);
-	/* the limits r1_reason applies, checked when the work is accepted */
-	if (p->has_seed)
-		r1_check_seed(p->seed);
-	r1_check_max_tokens(p->max_tokens, R1_ARG_ISNULL(1));
+	r1_params_from_args(fcinfo, &r1_reason_args, p, system_len);
 	(void) r1_quota_check(r1_quota_role());
-	p->system_len = 0;
-	if (p->system != NULL)
-	{
-		(void) r1_text_to_utf8(p->system, &p->system_len);
-		r1_check_prompt_size(p->system_len);
-	}
 }
 
 /*
@@ -184,38 +143,19 @@ r1_become_caller(R1AsOwner *s)
 
 /* INSERT the job row (as the owner; SPI connected); returns its id. */
 static int64
-r1_job_insert(const R1JobParams *p, const char *created_by)
+r1_job_insert(const R1Params *p, const char *created_by)
 {
-	Oid			types[11] = {TEXTOID, INT4OID, FLOAT8OID, FLOAT8OID, INT8OID, TEXTOID,
-	INT4OID, FLOAT8OID, BOOLOID, INT4OID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11];
+	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[3];
 	bool		isnull;
 
-	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(created_by);
-	values[1] = Int32GetDatum(p->max_tokens);
-	values[2] = Float8GetDatum(p->temperature);
-	values[3] = Float8GetDatum(p->top_p);
-	values[4] = Int64GetDatum(p->seed);
-	nulls[4] = p->has_seed ? ' ' : 'n';
-	values[5] = PointerGetDatum(p->system);
-	nulls[5] = p->system ? ' ' : 'n';
-	values[6] = Int32GetDatum(p->top_k);
-	values[7] = Float8GetDatum(p->min_p);
-	values[8] = BoolGetDatum(true);
-	nulls[8] = p->ignore_eos ? ' ' : 'n';
-	values[9] = Int32GetDatum(p->max_think_tokens);
-	nulls[9] = p->max_think_tokens > 0 ? ' ' : 'n';
 	/* charged and scheduled as the session user, like r1_reason (SET ROLE does not move it) */
-	values[10] = CStringGetTextDatum(GetUserNameFromId(r1_quota_role(), false));
-	if (SPI_execute_with_args("INSERT INTO r1.jobs (created_by, session_role, parameters) VALUES ($1, $11,"
-							  " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-							  "  'max_tokens', $2, 'temperature', $3, 'top_p', $4, 'seed', $5,"
-							  "  'system', $6, 'top_k', $7, 'min_p', $8, 'ignore_eos', $9,"
-							  "  'max_think_tokens', $10)))"
+	values[1] = CStringGetTextDatum(GetUserNameFromId(r1_quota_role(), false));
+	values[2] = JsonbPGetDatum(r1_params_jsonb(p, true));
+	if (SPI_execute_with_args("INSERT INTO r1.jobs (created_by, session_role, parameters) VALUES ($1, $2, $3)"
 							  " RETURNING id",
-							  11, types, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+							  3, types, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not insert the job");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -251,12 +191,12 @@ r1_job_finish_insert(int64 job_id, int64 items)
 
 /* Bytes of the prompt in UTF-8 plus the system text: at most R1_PROTO_MAX_PROMPT. */
 static void
-r1_check_item_prompt(text *prompt, const R1JobParams *p)
+r1_check_item_prompt(text *prompt, size_t system_len)
 {
 	size_t		len;
 
 	(void) r1_text_to_utf8(prompt, &len);
-	r1_check_prompt_size(len + p->system_len);
+	r1_check_prompt_size(len + system_len);
 }
 
 PG_FUNCTION_INFO_V1(pg_r1_submit);
@@ -268,7 +208,8 @@ PG_FUNCTION_INFO_V1(pg_r1_submit);
 Datum
 pg_r1_submit(PG_FUNCTION_ARGS)
 {
-	R1JobParams p;
+	R1Params	p;
+	size_t		system_len;
 	text	   *prompt;
 	const char *created_by = GetUserNameFromId(GetUserId(), false);
 	Oid			owner;
@@ -284,8 +225,8 @@ pg_r1_submit(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("prompt must not be NULL")));
 	prompt = PG_GETARG_TEXT_PP(0);
-	r1_job_params(fcinfo, &p);
-	r1_check_item_prompt(prompt, &p);
+	r1_job_params(fcinfo, &p, &system_len);
+	r1_check_item_prompt(prompt, system_len);
 	owner = r1_jobs_owner();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -312,7 +253,8 @@ PG_FUNCTION_INFO_V1(pg_r1_submit_query);
 Datum
 pg_r1_submit_query(PG_FUNCTION_ARGS)
 {
-	R1JobParams p;
+	R1Params	p;
+	size_t		system_len;
 	char	   *query;
 	const char *created_by = GetUserNameFromId(GetUserId(), false);
 	Oid			owner;
@@ -336,7 +278,7 @@ pg_r1_submit_query(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("query must not be NULL")));
 	query = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	r1_job_params(fcinfo, &p);
+	r1_job_params(fcinfo, &p, &system_len);
 	owner = r1_jobs_owner();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -417,7 +359,7 @@ pg_r1_submit_query(PG_FUNCTION_ARGS)
 						 errmsg("prompt of key \"%s\" is NULL", key_str),
 						 errhint("Filter out rows without a prompt.")));
 			prompt_text = cstring_to_text(OidOutputFunctionCall(prompt_out, prompt));
-			r1_check_item_prompt(prompt_text, &p);
+			r1_check_item_prompt(prompt_text, system_len);
 			accumArrayResult(keys, CStringGetTextDatum(key_str), false, TEXTOID, batch_ctx);
 			accumArrayResult(prompts, PointerGetDatum(prompt_text), false, TEXTOID, batch_ctx);
 		}

@@ -69,6 +69,7 @@
 #include "client.h"
 #include "jobs.h"
 #include "quota.h"
+#include "request.h"
 #include "traces.h"
 #include "r1_pg.h"
 #include "shmem.h"
@@ -329,38 +330,6 @@ r1_recover_items(void)
 	r1_commit();
 }
 
-/* Append "name":value of the job's parameters to the request. */
-static void
-r1_request_params(StringInfo req, Jsonb *params)
-{
-	JsonbValue	v;
-	text	   *system = r1_json_text(params, "system");
-
-	if (system != NULL)
-	{
-		size_t		len;
-
-		appendStringInfoString(req, ",\"system\":");
-		escape_json(req, r1_text_to_utf8(system, &len));
-	}
-	appendStringInfo(req, ",\"max_tokens\":%lld,\"temperature\":%.17g,\"top_p\":%.17g,"
-					 "\"top_k\":%lld,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
-					 (long long) r1_json_int(params, "max_tokens"),
-					 r1_json_float(params, "temperature"),
-					 r1_json_float(params, "top_p"),
-					 (long long) r1_json_int(params, "top_k"),
-					 r1_json_float(params, "min_p"),
-					 r1_queue_timeout);
-	if (r1_json_get(params, "seed", &v))
-		appendStringInfo(req, ",\"seed\":%lld", (long long) r1_json_int(params, "seed"));
-	if (r1_json_get(params, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean)
-		appendStringInfoString(req, ",\"ignore_eos\":true");
-	if (r1_json_get(params, "max_think_tokens", &v))
-		appendStringInfo(req, ",\"max_think_tokens\":%lld",
-						 (long long) r1_json_int(params, "max_think_tokens"));
-	appendStringInfoChar(req, '}');
-}
-
 /* Mark the item failed without running it (a claim that cannot run it); finish its job. */
 static void
 r1_fail_unclaimed(int64 job_id, int32 item_no, const char *why)
@@ -517,6 +486,7 @@ r1_claim_item(void)
 			Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
 			char	   *prompt_utf8;
 			size_t		len;
+			R1Params	rparams;
 			MemoryContext old;
 
 			r1_exec("UPDATE r1.job_items SET state = 'running', attempts = attempts + 1,"
@@ -538,10 +508,10 @@ r1_claim_item(void)
 			r1_item.params = DatumGetJsonbPCopy(JsonbPGetDatum(params));
 			r1_item.started = GetCurrentTimestamp();
 			initStringInfo(&r1_item.request);
-			appendStringInfoString(&r1_item.request, "{\"op\":\"generate\",\"prompt\":");
 			prompt_utf8 = r1_text_to_utf8(prompt, &len);
-			escape_json(&r1_item.request, prompt_utf8);
-			r1_request_params(&r1_item.request, params);
+			r1_params_from_jsonb(params, &rparams);
+			/* a job item has no statement_timeout: no engine deadline either, as before */
+			r1_build_request(&r1_item.request, prompt_utf8, &rparams, 0, R1_REQ_NO_DEADLINE);
 			MemoryContextSwitchTo(old);
 			r1_item.response = NULL;
 			r1_item.error[0] = '\0';
@@ -640,28 +610,17 @@ r1_text_datum(Jsonb *j, const char *key, char *isnull)
 static void
 r1_trace_job_item(Jsonb *response)
 {
-	Jsonb	   *p = r1_item.params;
+	R1Params	params;
 	R1TraceInfo t;
-	JsonbValue	v;
 
+	r1_params_from_jsonb(r1_item.params, &params);
 	memset(&t, 0, sizeof(t));
 	t.source = "job";
 	t.role = r1_item.owner;
 	t.session_role = r1_item.session_role;
 	t.started = r1_item.started;
 	t.prompt = r1_item.prompt;
-	t.system = r1_json_text(p, "system");
-	t.max_tokens = (int) r1_json_int(p, "max_tokens");
-	t.temperature = r1_json_float(p, "temperature");
-	t.top_p = r1_json_float(p, "top_p");
-	t.top_k = (int) r1_json_int(p, "top_k");
-	t.min_p = r1_json_float(p, "min_p");
-	t.ignore_eos = r1_json_get(p, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean;
-	t.has_seed = r1_json_get(p, "seed", &v);
-	t.seed = t.has_seed ? r1_json_int(p, "seed") : 0;
-	if (r1_json_get(p, "max_think_tokens", &v))
-		t.extra_params = psprintf("\"max_think_tokens\":%lld",
-								  (long long) r1_json_int(p, "max_think_tokens"));
+	t.params = &params;
 	t.response = response;
 	r1_trace_record(&t);
 }

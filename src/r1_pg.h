@@ -51,9 +51,5 @@ extern const char *r1_device_name(int device);
 extern PGDLLEXPORT void r1_engine_worker_main(Datum main_arg);
 extern void r1_register_worker(void);
 
-/* sqlfuncs.c: argument checks shared by r1_reason and the job functions */
-extern void r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p);
-extern void r1_check_prompt_size(size_t len);
-
 
 #endif							/* R1_PG_H */

@@ -37,7 +37,7 @@
 #include "client_many.h"
 #include "r1_pg.h"
 #include "shmem.h"
-#include "sqlfuncs.h"
+#include "request.h"
 
 #define R1_MANY_NATTS 10
 #define R1_MANY_MIN_WINDOW 64
@@ -56,8 +56,8 @@ typedef struct R1ManyState
 	MemoryContext mcxt;			/* multi_call_memory_ctx */
 	/* what r1.traces records of each finished prompt */
 	Datum	   *prompts;
-	text	   *system;
-	R1TraceInfo trace;			/* the parameters; prompt, seed, response per row */
+	R1Params	params;
+	TimestampTz started;
 } R1ManyState;
 
 /* error context for strict mode: which prompt failed */
@@ -65,39 +65,6 @@ static void
 r1_many_errcontext(void *arg)
 {
 	errcontext("r1_reason_many prompt %d", *(int *) arg);
-}
-
-static char *
-r1_many_body(const char *prompt, const char *system, FunctionCallInfo fcinfo, int max_tokens,
-			 double temperature, double top_p, int top_k, double min_p, int ord)
-{
-	StringInfoData req;
-
-	initStringInfo(&req);
-	appendStringInfoString(&req, "{\"op\":\"generate\",\"prompt\":");
-	escape_json(&req, prompt);
-	if (system)
-	{
-		appendStringInfoString(&req, ",\"system\":");
-		escape_json(&req, system);
-	}
-	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
-					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
-					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
-	if (!R1_ARG_ISNULL(4))
-		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT,
-						 (int64) ((uint64) PG_GETARG_INT64(4) + (uint64) (ord - 1)));
-	if (!R1_ARG_ISNULL(8))
-		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
-	if (r1_debug_ignore_eos)
-		appendStringInfoString(&req, ",\"ignore_eos\":true");
-	if (r1_parse_special_tokens)
-		appendStringInfoString(&req, ",\"parse_special\":true");
-	r1_append_repetition_params(&req);
-	if (StatementTimeout > 0)
-		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
-	appendStringInfoChar(&req, '}');
-	return req.data;
 }
 
 /* a prompt about to be sent: reserve what it can cost */
@@ -131,11 +98,6 @@ r1_many_release(void *arg)
 static void
 r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 {
-	int			max_tokens = R1_ARG_ISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
-	double		temperature = R1_ARG_ISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
-	double		top_p = R1_ARG_ISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
-	int			top_k = R1_ARG_ISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	double		min_p = R1_ARG_ISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
 	bool		strict = R1_ARG_ISNULL(9) ? false : PG_GETARG_BOOL(9);
 	MemoryContext old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
 	R1ManyState *st = palloc0(sizeof(R1ManyState));
@@ -145,16 +107,10 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 	int			n = 0;
 	char	  **bodies;
 	size_t	   *lens;
-	char	   *system = NULL;
 	size_t		system_len = 0;
 	int			window;
 
-	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
-	if (!R1_ARG_ISNULL(8))
-		r1_check_max_think_tokens(PG_GETARG_INT32(8));
-	if (!R1_ARG_ISNULL(4))
-		r1_check_seed(PG_GETARG_INT64(4));
-	r1_check_max_tokens(max_tokens, R1_ARG_ISNULL(1));
+	r1_params_from_args(fcinfo, &r1_reason_args, &st->params, &system_len);
 	st->role = r1_quota_role();
 	r1_quota_check(st->role);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -174,25 +130,13 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 				 errdetail("Prompt ord is sampled with seed + ord - 1; with seed " INT64_FORMAT " the last prompt's seed would be past 9223372036854775807.",
 						   PG_GETARG_INT64(4)),
 				 errhint("Pass a seed of at most " INT64_FORMAT ".", PG_INT64_MAX - (n - 1))));
-	if (!R1_ARG_ISNULL(5))
-		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
 	if (r1_log_traces)
 		r1_trace_check_writable();
 	st->prompts = elems;
-	st->system = R1_ARG_ISNULL(5) ? NULL : PG_GETARG_TEXT_P_COPY(5);
-	st->trace.source = "r1_reason_many";
-	st->trace.started = GetCurrentTimestamp();
-	st->trace.max_tokens = max_tokens;
-	st->trace.temperature = temperature;
-	st->trace.top_p = top_p;
-	st->trace.top_k = top_k;
-	st->trace.min_p = min_p;
-	st->trace.ignore_eos = r1_debug_ignore_eos;
-	st->trace.has_seed = !R1_ARG_ISNULL(4);
-	st->trace.seed = st->trace.has_seed ? PG_GETARG_INT64(4) : 0;
-	if (!R1_ARG_ISNULL(8))
-		st->trace.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
-	st->trace.extra_params = r1_trace_extra_params(st->trace.extra_params);
+	/* the system text outlives this call of the function */
+	if (st->params.system)
+		st->params.system = PG_GETARG_TEXT_P_COPY(5);
+	st->started = GetCurrentTimestamp();
 
 	st->n = n;
 	st->strict = strict;
@@ -239,10 +183,14 @@ r1_many_setup(FunctionCallInfo fcinfo, FuncCallContext *funcctx)
 			}
 			else
 			{
-				bodies[i] = r1_many_body(prompt, system, fcinfo, max_tokens, temperature, top_p,
-										 top_k, min_p, ord);
-				lens[i] = strlen(bodies[i]);
-				st->cost[i] = r1_quota_estimate(len + system_len, max_tokens);
+				StringInfoData req;
+
+				initStringInfo(&req);
+				/* prompt ord is sampled with seed + ord - 1 */
+				r1_build_request(&req, prompt, &st->params, ord - 1, 0);
+				bodies[i] = req.data;
+				lens[i] = req.len;
+				st->cost[i] = r1_quota_estimate(len + system_len, st->params.max_tokens);
 			}
 			if (prompt)
 				pfree(prompt);
@@ -386,12 +334,15 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	r1_stats_count_finish(resp);
 	if (r1_log_traces)
 	{
-		R1TraceInfo t = st->trace;
+		R1TraceInfo t;
 
+		memset(&t, 0, sizeof(t));
+		t.source = "r1_reason_many";
+		t.started = st->started;
 		t.prompt = DatumGetTextPP(st->prompts[index]);
-		t.system = st->system;
+		t.params = &st->params;
 		/* prompt ord is sampled with seed + ord - 1 (as the request said) */
-		t.seed = (int64) ((uint64) t.seed + (uint64) index);
+		t.seed_offset = index;
 		t.response = resp;
 		r1_trace_record(&t);
 	}

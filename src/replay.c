@@ -6,13 +6,13 @@
  * cannot be replayed.
  *
  * The trace is read as the calling role, so r1.traces' privileges apply
- * (r1_auditor).  The stored parameters object is sent to the engine as it is,
- * so parameters added later (max_think_tokens, ...) replay too, with the
- * caller's limits: max_tokens is checked against r1.max_tokens_per_call, the
- * call reserves and is charged against the caller's r1.role_quota like
- * r1_reason, and ignore_eos (r1.debug_ignore_eos, superuser-only) is replayed
- * only for a role that may set that setting; otherwise it is left out and the
- * note says so.
+ * (r1_auditor).  The stored parameters object is read back the way it was
+ * written (request.c), so every parameter the engine was given replays, with
+ * the caller's limits: max_tokens is checked against r1.max_tokens_per_call,
+ * the call reserves and is charged against the caller's r1.role_quota like
+ * r1_reason, and ignore_eos and parse_special (r1.debug_ignore_eos,
+ * r1.parse_special_tokens: superuser-only) are replayed only for a role that
+ * may set those settings; otherwise they are left out and the note says so.
  */
 #include "postgres.h"
 
@@ -35,6 +35,7 @@
 #include "client.h"
 #include "quota.h"
 #include "r1_pg.h"
+#include "request.h"
 #include "traces.h"
 
 typedef struct R1Trace
@@ -97,80 +98,11 @@ r1_read_trace(int64 id, R1Trace *t)
 	MemoryContextSwitchTo(cxt);
 }
 
+/* May the caller set this superuser-only setting? */
 static bool
-r1_is_reserved(const char *key, int len)
+r1_may_set(const char *setting)
 {
-	static const char *const reserved[] = {"op", "prompt", "system", "raw", "seed", "tag",
-	"timeout_ms", "queue_timeout_ms"};
-
-	for (int i = 0; i < lengthof(reserved); i++)
-		if ((int) strlen(reserved[i]) == len && strncmp(reserved[i], key, len) == 0)
-			return true;
-	return false;
-}
-
-/* May the caller run with r1.debug_ignore_eos (a superuser-only setting)? */
-static bool
-r1_may_ignore_eos(void)
-{
-	return superuser() ||
-		pg_parameter_aclcheck("r1.debug_ignore_eos", GetUserId(), ACL_SET) == ACLCHECK_OK;
-}
-
-/*
- * The parameters object's scalar members, appended as ,"key":value;
- * *temperature and *max_tokens (0 when absent) from it; ignore_eos only when
- * allow_ignore_eos (*dropped_ignore_eos says it was left out).
- */
-static void
-r1_append_parameters(StringInfo req, Jsonb *params, double *temperature, int64 *max_tokens,
-					 bool allow_ignore_eos, bool *dropped_ignore_eos)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
-	int			key_len = 0;
-
-	*temperature = 0.6;			/* r1_reason's default */
-	*max_tokens = 0;
-	*dropped_ignore_eos = false;
-	if (params == NULL || !JB_ROOT_IS_OBJECT(params))
-		return;
-	it = JsonbIteratorInit(&params->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-		{
-			key = v.val.string.val;
-			key_len = v.val.string.len;
-			continue;
-		}
-		if (tok != WJB_VALUE || key == NULL || r1_is_reserved(key, key_len))
-			continue;
-		if (v.type != jbvNumeric && v.type != jbvBool)
-			continue;
-		if (key_len == 10 && strncmp(key, "ignore_eos", 10) == 0 && !allow_ignore_eos)
-		{
-			*dropped_ignore_eos = v.type != jbvBool || v.val.boolean;
-			continue;
-		}
-		if (key_len == 10 && strncmp(key, "max_tokens", 10) == 0 && v.type == jbvNumeric)
-			*max_tokens = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
-		appendStringInfoChar(req, ',');
-		escape_json(req, pnstrdup(key, key_len));
-		appendStringInfoChar(req, ':');
-		if (v.type == jbvBool)
-			appendStringInfoString(req, v.val.boolean ? "true" : "false");
-		else
-		{
-			appendStringInfoString(req, DatumGetCString(DirectFunctionCall1(numeric_out,
-																			NumericGetDatum(v.val.numeric))));
-			if (key_len == 11 && strncmp(key, "temperature", 11) == 0)
-				*temperature = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-																  NumericGetDatum(v.val.numeric)));
-		}
-	}
+	return superuser() || pg_parameter_aclcheck(setting, GetUserId(), ACL_SET) == ACLCHECK_OK;
 }
 
 static bool
@@ -196,16 +128,11 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 	int64		id = PG_GETARG_INT64(0);
 	TupleDesc	tupdesc;
 	R1Trace		t;
-	StringInfoData req;
+	R1Params	params;
+	R1Call		call;
 	StringInfoData note;
-	double		temperature;
-	int64		max_tokens;
-	bool		dropped_ignore_eos;
-	R1QuotaHold hold;
-	char	   *prompt;
-	size_t		prompt_len;
-	size_t		system_len = 0;
-	TimestampTz started = GetCurrentTimestamp();
+	bool		dropped_ignore_eos,
+				dropped_parse_special;
 	Jsonb	   *resp;
 	text	   *think,
 			   *answer,
@@ -226,58 +153,41 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("trace " INT64_FORMAT " has no prompt", id)));
 
-	initStringInfo(&req);
-	appendStringInfoString(&req, "{\"op\":\"generate\"");
-	r1_append_parameters(&req, t.parameters, &temperature, &max_tokens, r1_may_ignore_eos(),
-						 &dropped_ignore_eos);
+	r1_params_from_jsonb(t.parameters, &params);
+	params.system = t.system;
+	params.has_seed = t.has_seed;
+	params.seed = t.seed;
 	/* the caller's limits, as for r1_reason */
-	if (max_tokens <= 0)
-	{
-		max_tokens = r1_max_tokens_default;
-		appendStringInfo(&req, ",\"max_tokens\":%d", r1_max_tokens_default);
-	}
-	if (max_tokens > PG_INT32_MAX)
+	if (t.parameters && r1_json_int(t.parameters, "max_tokens") > PG_INT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("trace " INT64_FORMAT " cannot be replayed", id),
-				 errdetail("Its max_tokens (" INT64_FORMAT ") is out of range.", max_tokens)));
-	r1_check_max_tokens((int) max_tokens, false);
-	r1_quota_check(r1_quota_role());
-	if (!t.has_seed && temperature > 0)
+				 errdetail("Its max_tokens (" INT64_FORMAT ") is out of range.",
+						   r1_json_int(t.parameters, "max_tokens"))));
+	if (params.max_tokens <= 0)
+		params.max_tokens = r1_max_tokens_default;
+	r1_check_sampling(params.max_tokens, params.temperature, params.top_p, params.top_k, params.min_p);
+	r1_check_max_tokens(params.max_tokens, false);
+	dropped_ignore_eos = params.ignore_eos && !r1_may_set("r1.debug_ignore_eos");
+	if (dropped_ignore_eos)
+		params.ignore_eos = false;
+	dropped_parse_special = params.parse_special && !r1_may_set("r1.parse_special_tokens");
+	if (dropped_parse_special)
+		params.parse_special = false;
+	if (!t.has_seed && params.temperature > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("trace " INT64_FORMAT " cannot be replayed", id),
-				 errdetail("It was sampled (temperature %g) without a seed, so its output was random.", temperature),
+				 errdetail("It was sampled (temperature %g) without a seed, so its output was random.",
+						   params.temperature),
 				 errhint("Only greedy (temperature 0) and seeded calls can be replayed: pass seed => N to r1_reason.")));
-	prompt = r1_text_to_utf8(t.prompt, &prompt_len);
-	appendStringInfoString(&req, ",\"prompt\":");
-	escape_json(&req, prompt);
-	if (t.system)
-	{
-		appendStringInfoString(&req, ",\"system\":");
-		escape_json(&req, r1_text_to_utf8(t.system, &system_len));
-	}
-	if (t.has_seed)
-		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, t.seed);
-	appendStringInfo(&req, ",\"queue_timeout_ms\":%d", r1_queue_timeout);
-	if (StatementTimeout > 0)
-		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
-	appendStringInfoChar(&req, '}');
 
-	if (r1_log_traces)
-		r1_trace_check_writable();
-	r1_quota_reserve(&hold, r1_quota_role(), r1_quota_estimate(prompt_len + system_len, max_tokens));
-	PG_TRY();
-	{
-		resp = r1_observed_call(&req, prompt, prompt_len);
-	}
-	PG_CATCH();
-	{
-		r1_quota_settle(&hold, 0);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	r1_quota_settle(&hold, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
+	/* traced as what was run: without a flag that was left out */
+	call.source = "r1_replay";
+	call.prompt = t.prompt;
+	call.params = &params;
+	call.trace_parameters = r1_params_jsonb(&params, false);
+	resp = r1_generate(&call);
 
 	think = r1_json_text(resp, "think");
 	answer = r1_json_text(resp, "answer");
@@ -296,32 +206,14 @@ pg_r1_replay(PG_FUNCTION_ARGS)
 	if (dropped_ignore_eos)
 		appendStringInfo(&note, "%sthe trace ran with ignore_eos, which was not replayed: only a role that may set r1.debug_ignore_eos (superuser) replays it",
 						 note.len ? "; " : "");
+	if (dropped_parse_special)
+		appendStringInfo(&note, "%sthe trace ran with parse_special, which was not replayed: only a role that may set r1.parse_special_tokens (superuser) replays it",
+						 note.len ? "; " : "");
 	if (!same_text)
 		appendStringInfo(&note, "%s%s differ%s", note.len ? "; " : "",
 						 !r1_text_eq(think, t.think) && !r1_text_eq(answer, t.answer) ? "the think and answer texts" :
 						 !r1_text_eq(think, t.think) ? "the think text" : "the answer text",
 						 !r1_text_eq(think, t.think) && !r1_text_eq(answer, t.answer) ? "" : "s");
-
-	if (r1_log_traces)
-	{
-		R1TraceInfo rt;
-
-		memset(&rt, 0, sizeof(rt));
-		rt.source = "r1_replay";
-		rt.started = started;
-		rt.prompt = t.prompt;
-		rt.system = t.system;
-		rt.parameters = t.parameters ? t.parameters :
-			DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-		/* what was run: without the ignore_eos that was left out */
-		if (dropped_ignore_eos)
-			rt.parameters = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(rt.parameters),
-															   CStringGetTextDatum("ignore_eos")));
-		rt.has_seed = t.has_seed;
-		rt.seed = t.seed;
-		rt.response = resp;
-		r1_trace_record(&rt);
-	}
 
 	memset(nulls, 0, sizeof(nulls));
 	values[c++] = Int64GetDatum(id);

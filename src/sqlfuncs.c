@@ -4,9 +4,6 @@
  */
 #include "postgres.h"
 
-#include <float.h>
-#include <math.h>
-
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -29,74 +26,8 @@
 #include "reasoning.h"
 #include "r1_pg.h"
 #include "shmem.h"
-#include "sqlfuncs.h"
+#include "request.h"
 #include "traces.h"
-
-void
-r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, double min_p)
-{
-	if (max_tokens < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_tokens must be at least 1"),
-				 errdetail("max_tokens is %d.", max_tokens),
-				 errhint("Pass a positive max_tokens, or NULL for r1.max_tokens_default.")));
-	if (!(temperature >= 0) || isinf(temperature))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("temperature must be a finite number >= 0"),
-				 errdetail("temperature is %g.", temperature),
-				 errhint("Use 0 for greedy decoding; the models are tuned for 0.5 to 0.7.")));
-	/* the engine samples in single precision: 1e300 would become infinity there */
-	if (temperature > FLT_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("temperature must be a finite number >= 0"),
-				 errdetail("temperature is %g; the engine samples in single precision, at most %g.",
-						   temperature, (double) FLT_MAX),
-				 errhint("Use 0 for greedy decoding; the models are tuned for 0.5 to 0.7.")));
-	if (!(top_p > 0 && top_p <= 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("top_p must be in (0, 1]"),
-				 errdetail("top_p is %g.", top_p),
-				 errhint("Use 1 to turn nucleus sampling off.")));
-	if (top_k < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("top_k must be at least 0"),
-				 errdetail("top_k is %d.", top_k),
-				 errhint("Use 0 to turn top-k sampling off.")));
-	if (!(min_p >= 0 && min_p < 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("min_p must be in [0, 1)"),
-				 errdetail("min_p is %g.", min_p),
-				 errhint("Use 0 to turn min-p sampling off.")));
-}
-
-void
-r1_check_max_think_tokens(int max_think_tokens)
-{
-	if (max_think_tokens < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_think_tokens must be at least 1"),
-				 errdetail("max_think_tokens is %d.", max_think_tokens),
-				 errhint("Pass NULL for no thinking budget.")));
-}
-
-void
-r1_check_prompt_size(size_t len)
-{
-	if (len > R1_PROTO_MAX_PROMPT)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("prompt is too long"),
-				 errdetail("The prompt and system text have %zu bytes; the limit is %u.",
-						   len, R1_PROTO_MAX_PROMPT),
-				 errhint("Shorten the prompt.")));
-}
 
 static TupleDesc
 r1_result_tupdesc(FunctionCallInfo fcinfo)
@@ -108,17 +39,6 @@ r1_result_tupdesc(FunctionCallInfo fcinfo)
 	return BlessTupleDesc(tupdesc);
 }
 
-void
-r1_check_seed(int64 seed)
-{
-	if (seed < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("seed must be at least 0"),
-				 errdetail("seed is " INT64_FORMAT ".", seed),
-				 errhint("Pass a seed from 0 to 9223372036854775807, or NULL for a random one.")));
-}
-
 PG_FUNCTION_INFO_V1(pg_r1_reason);
 
 /*
@@ -128,107 +48,22 @@ PG_FUNCTION_INFO_V1(pg_r1_reason);
 Datum
 pg_r1_reason(PG_FUNCTION_ARGS)
 {
-	int			max_tokens = R1_ARG_ISNULL(1) ? r1_max_tokens_default : PG_GETARG_INT32(1);
-	double		temperature = R1_ARG_ISNULL(2) ? 0.6 : PG_GETARG_FLOAT8(2);
-	double		top_p = R1_ARG_ISNULL(3) ? 0.95 : PG_GETARG_FLOAT8(3);
-	int			top_k = R1_ARG_ISNULL(6) ? 0 : PG_GETARG_INT32(6);
-	double		min_p = R1_ARG_ISNULL(7) ? 0.0 : PG_GETARG_FLOAT8(7);
-	char	   *prompt;
-	size_t		prompt_len;
-	char	   *system = NULL;
-	size_t		system_len = 0;
+	R1Params	params;
+	R1Call		call;
 	TupleDesc	tupdesc;
-	StringInfoData req;
 	Jsonb	   *resp;
 	Datum		values[8];
 	bool		nulls[8];
-	Oid			role;
-	R1QuotaHold hold;
-	TimestampTz started;
 
 	if (R1_ARG_ISNULL(0))
 		PG_RETURN_NULL();
-	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
-	if (!R1_ARG_ISNULL(8))
-		r1_check_max_think_tokens(PG_GETARG_INT32(8));
-	if (!R1_ARG_ISNULL(4))
-		r1_check_seed(PG_GETARG_INT64(4));
-	r1_check_max_tokens(max_tokens, R1_ARG_ISNULL(1));
-	role = r1_quota_role();
-	r1_quota_check(role);
+	r1_params_from_args(fcinfo, &r1_reason_args, &params, NULL);
 	tupdesc = r1_result_tupdesc(fcinfo);
-	prompt = r1_text_to_utf8(PG_GETARG_TEXT_PP(0), &prompt_len);
-	if (!R1_ARG_ISNULL(5))
-		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(5), &system_len);
-	r1_check_prompt_size(prompt_len + system_len);
-
-	initStringInfo(&req);
-	appendStringInfoString(&req, "{\"op\":\"generate\",\"prompt\":");
-	escape_json(&req, prompt);
-	if (system)
-	{
-		appendStringInfoString(&req, ",\"system\":");
-		escape_json(&req, system);
-	}
-	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
-					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d",
-					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
-	if (!R1_ARG_ISNULL(4))
-		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, PG_GETARG_INT64(4));
-	if (!R1_ARG_ISNULL(8))
-		appendStringInfo(&req, ",\"max_think_tokens\":%d", PG_GETARG_INT32(8));
-	if (r1_debug_ignore_eos)
-		appendStringInfoString(&req, ",\"ignore_eos\":true");
-	if (r1_parse_special_tokens)
-		appendStringInfoString(&req, ",\"parse_special\":true");
-	r1_append_repetition_params(&req);
-	/* the engine's own deadline backs up statement_timeout */
-	if (StatementTimeout > 0)
-		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
-	appendStringInfoChar(&req, '}');
-
-	if (r1_log_traces)
-		r1_trace_check_writable();
-	/* the most this call can cost, held against the role's quota until it ends */
-	r1_quota_reserve(&hold, role, r1_quota_estimate(prompt_len + system_len, max_tokens));
-	if (r1_shared != NULL)
-		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
-	started = GetCurrentTimestamp();
-	PG_TRY();
-	{
-		resp = r1_observed_call(&req, prompt, prompt_len);
-	}
-	PG_CATCH();
-	{
-		r1_quota_settle(&hold, 0);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	/* charged before the trace: the tokens are spent even if recording fails */
-	r1_quota_settle(&hold, r1_json_int(resp, "prompt_tokens") + r1_json_int(resp, "completion_tokens"));
-	if (r1_log_traces)
-	{
-		R1TraceInfo t;
-
-		memset(&t, 0, sizeof(t));
-		t.source = "r1_reason";
-		t.started = started;
-		t.prompt = PG_GETARG_TEXT_PP(0);
-		t.system = R1_ARG_ISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
-		t.max_tokens = max_tokens;
-		t.temperature = temperature;
-		t.top_p = top_p;
-		t.top_k = top_k;
-		t.min_p = min_p;
-		t.ignore_eos = r1_debug_ignore_eos;
-		t.has_seed = !R1_ARG_ISNULL(4);
-		t.seed = t.has_seed ? PG_GETARG_INT64(4) : 0;
-		if (!R1_ARG_ISNULL(8))
-			t.extra_params = psprintf("\"max_think_tokens\":%d", PG_GETARG_INT32(8));
-		t.extra_params = r1_trace_extra_params(t.extra_params);
-		t.response = resp;
-		r1_trace_record(&t);
-	}
+	call.source = "r1_reason";
+	call.prompt = PG_GETARG_TEXT_PP(0);
+	call.params = &params;
+	call.trace_parameters = NULL;
+	resp = r1_generate(&call);
 
 	values[0] = PointerGetDatum(r1_json_text(resp, "think"));
 	values[1] = PointerGetDatum(r1_json_text(resp, "answer"));

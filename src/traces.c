@@ -34,7 +34,6 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -47,6 +46,7 @@
 #include "utils/timestamp.h"
 
 #include "client.h"
+#include "request.h"
 #include "trace_writer.h"
 #include "traces.h"
 
@@ -184,36 +184,6 @@ r1_trace_prune(int retention_min, bool all)
 	return SPI_processed;
 }
 
-static void
-r1_append_float(StringInfo buf, const char *key, double v)
-{
-	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	double_to_shortest_decimal_buf(v, num);
-	appendStringInfo(buf, ",\"%s\":%s", key, num);
-}
-
-static Jsonb *
-r1_trace_parameters(const R1TraceInfo *t)
-{
-	StringInfoData buf;
-
-	if (t->parameters)
-		return t->parameters;
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"max_tokens\":%d", t->max_tokens);
-	r1_append_float(&buf, "temperature", t->temperature);
-	r1_append_float(&buf, "top_p", t->top_p);
-	appendStringInfo(&buf, ",\"top_k\":%d", t->top_k);
-	r1_append_float(&buf, "min_p", t->min_p);
-	if (t->ignore_eos)
-		appendStringInfoString(&buf, ",\"ignore_eos\":true");
-	if (t->extra_params && t->extra_params[0])
-		appendStringInfo(&buf, ",%s", t->extra_params);
-	appendStringInfoChar(&buf, '}');
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-}
-
 #define R1_TRACE_NARGS 19
 
 const char	r1_trace_insert_sql[] =
@@ -258,10 +228,10 @@ r1_trace_record(const R1TraceInfo *t)
 																		  OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(db ? db : "")));
 	R1_SET_TEXT(t->prompt);
-	R1_SET_TEXT(t->system);
-	R1_SET(JsonbPGetDatum(r1_trace_parameters(t)));
-	nulls[i] = t->has_seed ? ' ' : 'n';
-	R1_SET(Int64GetDatum(t->seed));
+	R1_SET_TEXT(t->params->system);
+	R1_SET(JsonbPGetDatum(t->parameters ? t->parameters : r1_params_jsonb(t->params, false)));
+	nulls[i] = t->params->has_seed ? ' ' : 'n';
+	R1_SET(Int64GetDatum((int64) ((uint64) t->params->seed + (uint64) t->seed_offset)));
 	R1_SET_TEXT(r1_json_text(r, "think"));
 	R1_SET_TEXT(r1_json_text(r, "answer"));
 	R1_SET_TEXT(r1_json_text(r, "boxed"));

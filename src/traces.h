@@ -27,20 +27,11 @@ typedef struct R1TraceInfo
 								 * (a job's submitting session user) */
 	TimestampTz started;		/* when the call began */
 	text	   *prompt;			/* server encoding */
-	text	   *system;			/* NULL when none */
-	/* the parameters the engine was given (replayed by r1_replay) */
-	int			max_tokens;
-	double		temperature;
-	double		top_p;
-	int			top_k;
-	double		min_p;
-	bool		ignore_eos;
-	const char *extra_params;	/* more members for the parameters object, e.g.
-								 * "\"max_think_tokens\":100", or NULL */
+	const struct R1Params *params;	/* what the engine was given (request.h):
+									 * system, seed and the parameters object */
+	int64		seed_offset;	/* added to params->seed (r1_reason_many's ord - 1) */
 	Jsonb	   *parameters;		/* when not NULL: the parameters object as is,
-								 * instead of the fields above (r1_replay) */
-	bool		has_seed;
-	int64		seed;
+								 * instead of params' (r1_replay) */
 	Jsonb	   *response;		/* the host's generate response (think, answer,
 								 * boxed, finish_reason, token counts, ms,
 								 * model, weights_checksum) */

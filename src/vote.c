@@ -30,7 +30,7 @@
 #include "r1_pg.h"
 #include "reasoning.h"
 #include "shmem.h"
-#include "sqlfuncs.h"
+#include "request.h"
 #include "traces.h"
 
 int			r1_repetition_max_span = R1_REPETITION_MAX_SPAN;
@@ -60,40 +60,6 @@ r1_reasoning_define_gucs(void)
 							&r1_repetition_min_tokens,
 							R1_REPETITION_MIN_TOKENS, 1, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
-}
-
-char *
-r1_repetition_params(void)
-{
-	if (r1_repetition_max_span == R1_REPETITION_MAX_SPAN &&
-		r1_repetition_min_repeats == R1_REPETITION_MIN_REPEATS &&
-		r1_repetition_min_tokens == R1_REPETITION_MIN_TOKENS)
-		return pstrdup("");
-	return psprintf("\"repetition_max_span\":%d,\"repetition_min_repeats\":%d,"
-					"\"repetition_min_tokens\":%d",
-					r1_repetition_max_span, r1_repetition_min_repeats, r1_repetition_min_tokens);
-}
-
-void
-r1_append_repetition_params(StringInfo req)
-{
-	char	   *p = r1_repetition_params();
-
-	if (p[0])
-		appendStringInfo(req, ",%s", p);
-	pfree(p);
-}
-
-const char *
-r1_trace_extra_params(const char *base)
-{
-	char	   *p = r1_repetition_params();
-
-	if (!p[0])
-		return base;
-	if (!base || !base[0])
-		return p;
-	return psprintf("%s,%s", base, p);
 }
 
 PG_FUNCTION_INFO_V1(pg_r1_answers_equal);
@@ -161,8 +127,8 @@ typedef struct R1VoteState
 	Datum	   *prompt_texts;	/* for traces */
 	int			next_ready;		/* SRF: prompts that failed before sending come first */
 	Oid			role;
-	text	   *system;
-	R1TraceInfo trace;
+	R1Params	params;
+	TimestampTz started;
 	int64	   *cost;			/* [n_prompts * n] the most a sample can cost */
 	R1QuotaHold *holds;			/* [n_prompts * n] reservations of samples in flight */
 	MemoryContextCallback release;	/* gives unsettled holds back */
@@ -172,37 +138,6 @@ static void
 r1_vote_errcontext(void *arg)
 {
 	errcontext("r1_reason_vote_many prompt %d", *(int *) arg);
-}
-
-static char *
-r1_vote_body(const char *prompt, const char *system, int max_tokens, double temperature,
-			 double top_p, int top_k, double min_p, bool has_seed, int64 seed,
-			 bool has_think, int max_think)
-{
-	StringInfoData req;
-
-	initStringInfo(&req);
-	appendStringInfoString(&req, "{\"op\":\"generate\",\"prompt\":");
-	escape_json(&req, prompt);
-	if (system)
-	{
-		appendStringInfoString(&req, ",\"system\":");
-		escape_json(&req, system);
-	}
-	appendStringInfo(&req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
-					 "\"top_k\":%d,\"min_p\":%.17g,\"queue_timeout_ms\":%d,\"share_prefill\":true",
-					 max_tokens, temperature, top_p, top_k, min_p, r1_queue_timeout);
-	if (has_seed)
-		appendStringInfo(&req, ",\"seed\":" INT64_FORMAT, seed);
-	if (has_think)
-		appendStringInfo(&req, ",\"max_think_tokens\":%d", max_think);
-	if (r1_debug_ignore_eos)
-		appendStringInfoString(&req, ",\"ignore_eos\":true");
-	r1_append_repetition_params(&req);
-	if (StatementTimeout > 0)
-		appendStringInfo(&req, ",\"timeout_ms\":%d", StatementTimeout + 1000);
-	appendStringInfoChar(&req, '}');
-	return req.data;
 }
 
 /* the seed of sample i (from 0) of prompt p (from 0): seed + p * n + i */
@@ -252,20 +187,10 @@ static R1VoteState *
 r1_vote_start(FunctionCallInfo fcinfo, bool single)
 {
 	int			n = R1_ARG_ISNULL(1) ? 8 : PG_GETARG_INT32(1);
-	int			max_tokens = R1_ARG_ISNULL(2) ? r1_max_tokens_default : PG_GETARG_INT32(2);
-	double		temperature = R1_ARG_ISNULL(3) ? 0.6 : PG_GETARG_FLOAT8(3);
-	double		top_p = R1_ARG_ISNULL(4) ? 0.95 : PG_GETARG_FLOAT8(4);
-	bool		has_seed = !R1_ARG_ISNULL(5);
-	int64		seed = has_seed ? PG_GETARG_INT64(5) : 0;
-	int			top_k = R1_ARG_ISNULL(7) ? 0 : PG_GETARG_INT32(7);
-	double		min_p = R1_ARG_ISNULL(8) ? 0.0 : PG_GETARG_FLOAT8(8);
-	bool		has_think = !R1_ARG_ISNULL(9);
-	int			max_think = has_think ? PG_GETARG_INT32(9) : 0;
 	R1VoteState *st = palloc0(sizeof(R1VoteState));
 	Datum	   *elems;
 	bool	   *elem_nulls;
 	int			n_prompts;
-	char	   *system = NULL;
 	size_t		system_len = 0;
 	char	  **bodies;
 	size_t	   *lens;
@@ -277,12 +202,7 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 				 errmsg("n must be between 1 and %d", R1_VOTE_MAX_N),
 				 errdetail("n is %d.", n),
 				 errhint("Vote over 8 to 64 samples, as the published cons@k results do.")));
-	r1_check_sampling(max_tokens, temperature, top_p, top_k, min_p);
-	if (has_think)
-		r1_check_max_think_tokens(max_think);
-	if (has_seed)
-		r1_check_seed(seed);
-	r1_check_max_tokens(max_tokens, R1_ARG_ISNULL(2));
+	r1_params_from_args(fcinfo, &r1_vote_args, &st->params, &system_len);
 	st->role = r1_quota_role();
 	r1_quota_check(st->role);
 
@@ -309,8 +229,15 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 				 errmsg("too many samples in one call"),
 				 errdetail("%d prompts with %d samples each.", n_prompts, n),
 				 errhint("Vote over fewer prompts per call.")));
-	if (!R1_ARG_ISNULL(6))
-		system = r1_text_to_utf8(PG_GETARG_TEXT_PP(6), &system_len);
+	/* sample i of prompt p is sampled with seed + p * n + i: that must stay a valid seed */
+	if (st->params.has_seed && (int64) n_prompts * n > 1 &&
+		st->params.seed > PG_INT64_MAX - ((int64) n_prompts * n - 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seed is too large for %d samples", n_prompts * n),
+				 errdetail("Sample i of prompt p is sampled with seed + (p - 1) * n + i - 1; with seed " INT64_FORMAT " the last sample's seed would be past 9223372036854775807.",
+						   st->params.seed),
+				 errhint("Pass a seed of at most " INT64_FORMAT ".", PG_INT64_MAX - ((int64) n_prompts * n - 1))));
 	if (r1_log_traces)
 		r1_trace_check_writable();
 
@@ -320,21 +247,10 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 	st->n = n;
 	st->n_prompts = n_prompts;
 	st->prompt_texts = elems;
-	st->system = R1_ARG_ISNULL(6) ? NULL : PG_GETARG_TEXT_P_COPY(6);
+	if (st->params.system)
+		st->params.system = PG_GETARG_TEXT_P_COPY(6);
 	st->prompts = palloc0(sizeof(R1VotePrompt) * Max(n_prompts, 1));
-	st->trace.source = st->source;
-	st->trace.started = GetCurrentTimestamp();
-	st->trace.max_tokens = max_tokens;
-	st->trace.temperature = temperature;
-	st->trace.top_p = top_p;
-	st->trace.top_k = top_k;
-	st->trace.min_p = min_p;
-	st->trace.ignore_eos = r1_debug_ignore_eos;
-	st->trace.has_seed = has_seed;
-	st->trace.seed = seed;
-	if (has_think)
-		st->trace.extra_params = psprintf("\"max_think_tokens\":%d", max_think);
-	st->trace.extra_params = r1_trace_extra_params(st->trace.extra_params);
+	st->started = GetCurrentTimestamp();
 
 	st->cost = palloc0(sizeof(int64) * Max(n_prompts * n, 1));
 	st->holds = palloc0(sizeof(R1QuotaHold) * Max(n_prompts * n, 1));
@@ -376,11 +292,14 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 			else
 				for (int i = 0; i < n; i++)
 				{
-					bodies[p * n + i] = r1_vote_body(prompt, system, max_tokens, temperature, top_p,
-													 top_k, min_p, has_seed,
-													 r1_vote_seed(seed, n, p, i), has_think, max_think);
-					lens[p * n + i] = strlen(bodies[p * n + i]);
-					st->cost[p * n + i] = r1_quota_estimate(len + system_len, max_tokens);
+					StringInfoData req;
+
+					initStringInfo(&req);
+					r1_build_request(&req, prompt, &st->params, r1_vote_seed(0, n, p, i),
+									 R1_REQ_SHARE_PREFILL);
+					bodies[p * n + i] = req.data;
+					lens[p * n + i] = req.len;
+					st->cost[p * n + i] = r1_quota_estimate(len + system_len, st->params.max_tokens);
 				}
 			pfree(prompt);
 		}
@@ -484,11 +403,14 @@ r1_vote_next(R1VoteState *st)
 			r1_stats_count_finish(resp);
 			if (r1_log_traces)
 			{
-				R1TraceInfo t = st->trace;
+				R1TraceInfo t;
 
+				memset(&t, 0, sizeof(t));
+				t.source = st->source;
+				t.started = st->started;
 				t.prompt = DatumGetTextPP(st->prompt_texts[p]);
-				t.system = st->system;
-				t.seed = r1_vote_seed(t.seed, st->n, p, i);
+				t.params = &st->params;
+				t.seed_offset = r1_vote_seed(0, st->n, p, i);
 				t.response = resp;
 				r1_trace_record(&t);
 			}
