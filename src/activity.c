@@ -76,8 +76,6 @@ typedef struct R1Activity
 } R1Activity;
 
 static R1Activity *r1_activity = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static uint32 r1_tag_counter = 0;
 static bool r1_exit_hook_set = false;
 
@@ -87,22 +85,17 @@ r1_activity_size(void)
 	return add_size(offsetof(R1Activity, slots), mul_size(MaxBackends, sizeof(R1ActivitySlot)));
 }
 
-static void
-r1_activity_request_hook(void)
+void
+r1_activity_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(r1_activity_size());
 }
 
-static void
-r1_activity_startup_hook(void)
+void
+r1_activity_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	r1_activity = ShmemInitStruct("r1_pg activity", r1_activity_size(), &found);
 	if (!found)
 	{
@@ -125,16 +118,6 @@ r1_activity_startup_hook(void)
 		for (int i = 0; i < MaxBackends; i++)
 			SpinLockInit(&r1_activity->slots[i].mutex);
 	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-void
-r1_activity_shmem_request(void)
-{
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = r1_activity_request_hook;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = r1_activity_startup_hook;
 }
 
 /* ---- counters ---- */

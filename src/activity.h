@@ -8,8 +8,9 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
-/* _PG_init, while preloading: reserve and initialise the shared memory. */
+/* shared memory (shmem.h says when) */
 extern void r1_activity_shmem_request(void);
+extern void r1_activity_shmem_init(void);
 
 /*
  * One generate request of this backend, observed: req is the complete JSON

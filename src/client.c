@@ -29,7 +29,6 @@
 
 #include "engine/server.h"
 #include "client.h"
-#include "r1_pg.h"
 #include "shmem.h"
 
 #define R1_POLL_MS				20		/* while the engine loads or restarts */

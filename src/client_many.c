@@ -23,7 +23,6 @@
 #include "client.h"
 #include "activity.h"
 #include "client_many.h"
-#include "r1_pg.h"
 #include "shmem.h"
 
 #define R1_MANY_CONNECT_RETRY_MS	5000	/* for a host that is ready but not there */

@@ -33,8 +33,6 @@ void	   *r1_job_role_max_running_list = NULL;
 
 R1JobsShared *r1_jobs_shared = NULL;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* commit-time actions of this backend's transaction */
 static bool r1_xact_callback_registered = false;
@@ -100,41 +98,30 @@ r1_jobs_shmem_size(void)
 	return MAXALIGN(sizeof(R1JobsShared));
 }
 
-static void
-r1_jobs_shmem_request_hook(void)
+void
+r1_jobs_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(r1_jobs_shmem_size());
 }
 
-static void
-r1_jobs_shmem_startup_hook(void)
+void
+r1_jobs_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	r1_jobs_shared = ShmemInitStruct("r1_pg jobs", r1_jobs_shmem_size(), &found);
 	if (!found)
 	{
 		memset(r1_jobs_shared, 0, sizeof(R1JobsShared));
 		SpinLockInit(&r1_jobs_shared->mutex);
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
-/* From _PG_init while preloading: shared memory and the launcher. */
+/* From _PG_init while preloading: the launcher. */
 void
 r1_jobs_preload(void)
 {
 	BackgroundWorker worker;
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = r1_jobs_shmem_request_hook;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = r1_jobs_shmem_startup_hook;
 
 	/*
 	 * pg_upgrade starts both clusters in binary-upgrade mode (postgres -b):

@@ -51,7 +51,9 @@ typedef struct R1JobsWorkerExtra
 
 /* jobs.c */
 extern void r1_jobs_define_settings(void);
-extern void r1_jobs_preload(void);	/* shared memory and the launcher */
+extern void r1_jobs_preload(void);	/* the launcher */
+extern void r1_jobs_shmem_request(void);	/* shared memory (shmem.h says when) */
+extern void r1_jobs_shmem_init(void);
 extern void r1_jobs_wake_at_commit(void);
 extern void r1_jobs_cancel_at_commit(int64 job_id);
 

@@ -71,7 +71,7 @@
 #include "quota.h"
 #include "request.h"
 #include "traces.h"
-#include "r1_pg.h"
+#include "settings.h"
 #include "shmem.h"
 
 #define R1_JOBS_IDLE_MS				5000	/* poll when nothing is queued */
@@ -620,7 +620,7 @@ r1_trace_job_item(Jsonb *response)
 	t.session_role = r1_item.session_role;
 	t.started = r1_item.started;
 	t.prompt = r1_item.prompt;
-	t.params = &params;
+	r1_trace_params(&t, &params, 0);
 	t.response = response;
 	r1_trace_record(&t);
 }

@@ -101,8 +101,6 @@ static R1LocalHold r1_local_holds[R1_QUOTA_MAX_HOLDS];
 static bool r1_local_exit_registered = false;
 static uint64 r1_quota_flushed = 0;	/* flusher: changes already written */
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* ---- r1.role_quota ---- */
 
@@ -283,11 +281,9 @@ r1_role_quota_assign(const char *newval, void *extra)
 
 /* ---- shared memory and the usage file ---- */
 
-static void
+void
 r1_quota_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(hash_estimate_size(R1_QUOTA_MAX_ROLES, sizeof(R1QuotaEntry)));
 	RequestAddinShmemSpace(MAXALIGN(sizeof(R1QuotaState)));
 	RequestNamedLWLockTranche("r1_pg quota", 1);
@@ -419,15 +415,12 @@ r1_quota_shmem_shutdown(int code, Datum arg)
 	r1_quota_flush(true);
 }
 
-static void
-r1_quota_shmem_startup(void)
+void
+r1_quota_shmem_init(void)
 {
 	HASHCTL		info;
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(Oid);
 	info.entrysize = sizeof(R1QuotaEntry);
@@ -440,13 +433,12 @@ r1_quota_shmem_startup(void)
 		pg_atomic_init_u64(&r1_quota_state->changes, 0);
 		r1_quota_load();
 	}
-	LWLockRelease(AddinShmemInitLock);
 	if (!IsUnderPostmaster)
 		on_shmem_exit(r1_quota_shmem_shutdown, (Datum) 0);
 }
 
 void
-r1_limits_init(bool preloading)
+r1_limits_init(void)
 {
 	DefineCustomIntVariable("r1.max_tokens_per_call",
 							"Largest max_tokens one call may ask for (0 = no limit).",
@@ -466,13 +458,6 @@ r1_limits_init(bool preloading)
 							   PGC_SIGHUP,
 							   0,
 							   r1_role_quota_check, r1_role_quota_assign, NULL);
-
-	if (!preloading)
-		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = r1_quota_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = r1_quota_shmem_startup;
 }
 
 /* ---- checks ---- */

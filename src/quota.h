@@ -27,8 +27,12 @@
 extern int	r1_max_tokens_per_call;
 extern char *r1_role_quota;
 
-/* _PG_init: settings always; shared memory hooks when preloading */
-extern void r1_limits_init(bool preloading);
+/* _PG_init: the settings r1.max_tokens_per_call and r1.role_quota */
+extern void r1_limits_init(void);
+
+/* shared memory (shmem.h says when) */
+extern void r1_quota_shmem_request(void);
+extern void r1_quota_shmem_init(void);
 
 /*
  * ERROR (54000) when max_tokens is over r1.max_tokens_per_call;

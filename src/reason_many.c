@@ -31,11 +31,11 @@
 #include "engine/server.h"
 #include "activity.h"
 #include "quota.h"
-#include "reasoning.h"
 #include "traces.h"
 #include "client.h"
 #include "client_many.h"
 #include "r1_pg.h"
+#include "settings.h"
 #include "shmem.h"
 #include "request.h"
 
@@ -340,9 +340,8 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 		t.source = "r1_reason_many";
 		t.started = st->started;
 		t.prompt = DatumGetTextPP(st->prompts[index]);
-		t.params = &st->params;
 		/* prompt ord is sampled with seed + ord - 1 (as the request said) */
-		t.seed_offset = index;
+		r1_trace_params(&t, &st->params, index);
 		t.response = resp;
 		r1_trace_record(&t);
 	}

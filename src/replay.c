@@ -34,7 +34,7 @@
 #include "activity.h"
 #include "client.h"
 #include "quota.h"
-#include "r1_pg.h"
+#include "settings.h"
 #include "request.h"
 #include "traces.h"
 

@@ -22,8 +22,8 @@
 #include "client.h"
 #include "quota.h"
 #include "r1_pg.h"
-#include "reasoning.h"
 #include "request.h"
+#include "settings.h"
 #include "shmem.h"
 #include "traces.h"
 
@@ -321,6 +321,15 @@ r1_build_request(StringInfo req, const char *prompt, const R1Params *p, int64 se
 	appendStringInfoChar(req, '}');
 }
 
+void
+r1_trace_params(R1TraceInfo *t, const R1Params *p, int64 seed_offset)
+{
+	t->system = p->system;
+	t->parameters = r1_params_jsonb(p, false);
+	t->has_seed = p->has_seed;
+	t->seed = (int64) ((uint64) p->seed + (uint64) seed_offset);
+}
+
 /* ---- one call ---- */
 
 Jsonb *
@@ -371,8 +380,9 @@ r1_generate(const R1Call *call)
 		t.source = call->source;
 		t.started = started;
 		t.prompt = call->prompt;
-		t.params = p;
-		t.parameters = call->trace_parameters;
+		r1_trace_params(&t, p, 0);
+		if (call->trace_parameters)
+			t.parameters = call->trace_parameters;
 		t.response = resp;
 		r1_trace_record(&t);
 	}

@@ -77,6 +77,13 @@ extern void r1_params_from_jsonb(Jsonb *j, R1Params *p);
  */
 extern Jsonb *r1_params_jsonb(const R1Params *p, bool with_seed_system);
 
+/*
+ * A trace's system, seed (plus seed_offset, as r1_build_request) and
+ * parameters object from the parameters the engine was given.
+ */
+struct R1TraceInfo;
+extern void r1_trace_params(struct R1TraceInfo *t, const R1Params *p, int64 seed_offset);
+
 /* r1_build_request's options */
 #define R1_REQ_SHARE_PREFILL	0x01	/* samples of one prompt share a prefill (votes) */
 #define R1_REQ_NO_DEADLINE		0x02	/* no timeout_ms from statement_timeout (job workers) */

@@ -22,51 +22,20 @@
 
 R1Shared   *r1_shared = NULL;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-static void r1_shmem_request_hook(void);
-static void r1_shmem_startup_hook(void);
-
-Size
-r1_shmem_size(void)
-{
-	return MAXALIGN(sizeof(R1Shared));
-}
-
-/* Called from _PG_init: chain the hooks. */
+/* r1_pg.c's shared-memory hooks: the space, then its initial state */
 void
 r1_shmem_request(void)
 {
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = r1_shmem_request_hook;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = r1_shmem_startup_hook;
+	RequestAddinShmemSpace(MAXALIGN(sizeof(R1Shared)));
 }
 
-static void
-r1_shmem_request_hook(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(r1_shmem_size());
-}
-
-static void
-r1_shmem_startup_hook(void)
-{
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	r1_shmem_startup();
-}
-
+/* With AddinShmemInitLock held. */
 void
-r1_shmem_startup(void)
+r1_shmem_init(void)
 {
 	bool		found;
 
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	r1_shared = ShmemInitStruct("r1_pg", r1_shmem_size(), &found);
+	r1_shared = ShmemInitStruct("r1_pg", MAXALIGN(sizeof(R1Shared)), &found);
 	if (!found)
 	{
 		memset(r1_shared, 0, sizeof(R1Shared));
@@ -75,7 +44,6 @@ r1_shmem_startup(void)
 		pg_atomic_init_u64(&r1_shared->requests, 0);
 		pg_atomic_init_u64(&r1_shared->errors, 0);
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 void

@@ -56,9 +56,14 @@ typedef struct R1Shared
 
 extern R1Shared *r1_shared;
 
-extern Size r1_shmem_size(void);
+/*
+ * Shared memory of every module is requested and set up by r1_pg.c's one
+ * pair of hooks, which call each module's *_shmem_request() (from
+ * shmem_request_hook) and *_shmem_init() (from shmem_startup_hook, with
+ * AddinShmemInitLock held).
+ */
 extern void r1_shmem_request(void);
-extern void r1_shmem_startup(void);
+extern void r1_shmem_init(void);
 extern void r1_shmem_snapshot(R1Shared *out);
 extern void r1_shmem_set_state(R1EngineState state, const char *reason);
 extern const char *r1_state_name(R1EngineState state);

@@ -53,15 +53,14 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "settings.h"
+#include "trace_table.h"
 #include "trace_writer.h"
-#include "traces.h"
 
 #define R1_TW_LINGER_MS			1000	/* a writer idle this long leaves its database */
 #define R1_TW_PRUNE_INTERVAL_MS	60000	/* retention: prune at most this often per writer */
 #define R1_TW_MAGIC				0x52315457	/* "R1TW" */
 
-int			r1_trace_writers = 2;
-int			r1_trace_timeout = 10000;
 
 typedef enum R1TraceReqState
 {
@@ -121,8 +120,6 @@ typedef struct R1TraceArg
 } R1TraceArg;
 
 static R1TraceQueue *r1_tw = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static int	r1_my_writer = -1;	/* in a writer: its slot */
 
@@ -144,52 +141,24 @@ r1_arg_len(Oid type, Datum d)
 
 /* ---- settings, shared memory, registration ---- */
 
-void
-r1_trace_writer_define_gucs(void)
-{
-	DefineCustomIntVariable("r1.trace_writers",
-							"Background workers that write traces in their own transaction (r1.trace_autonomous).",
-							"Static workers started with the server: each takes a max_worker_processes slot for good, "
-							"so users cannot starve them. 0: autonomous traces cannot be written and traced calls fail.",
-							&r1_trace_writers,
-							2, 0, R1_TRACE_MAX_WRITERS,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("r1.trace_timeout",
-							"How long a traced call waits for a trace writer to commit its trace.",
-							"After that the call fails (SQLSTATE 53000) instead of returning a result that is not audited.",
-							&r1_trace_timeout,
-							10000, 1, INT_MAX,
-							PGC_SUSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}
-
 static Size
 r1_tw_size(void)
 {
 	return add_size(offsetof(R1TraceQueue, requests), mul_size(MaxBackends, sizeof(R1TraceRequest)));
 }
 
-static void
-r1_tw_shmem_request(void)
+void
+r1_trace_writer_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(r1_tw_size()));
 	RequestNamedLWLockTranche("r1_pg trace queue", 1);
 }
 
-static void
-r1_tw_shmem_startup(void)
+void
+r1_trace_writer_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	r1_tw = ShmemInitStruct("r1_pg trace queue", r1_tw_size(), &found);
 	if (!found)
 	{
@@ -199,17 +168,11 @@ r1_tw_shmem_startup(void)
 		r1_tw->next_seq = 1;
 		r1_tw->nwriters = IsBinaryUpgrade ? 0 : r1_trace_writers;
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 void
 r1_trace_writer_preload(void)
 {
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = r1_tw_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = r1_tw_shmem_startup;
-
 	/* no traces are written in binary-upgrade mode (pg_upgrade) */
 	if (IsBinaryUpgrade)
 		return;

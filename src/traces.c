@@ -46,52 +46,14 @@
 #include "utils/timestamp.h"
 
 #include "client.h"
-#include "request.h"
+#include "settings.h"
+#include "trace_table.h"
 #include "trace_writer.h"
 #include "traces.h"
 
 #define R1_PRUNE_INTERVAL_MS	60000
-#define R1_PRUNE_BATCH			10000
-
-bool		r1_log_traces = false;
-int			r1_trace_retention = 0;
-bool		r1_trace_autonomous = true;
 
 static TimestampTz r1_last_prune = 0;
-
-void
-r1_traces_define_gucs(void)
-{
-	DefineCustomBoolVariable("r1.log_traces",
-							 "Record every r1 call in the table r1.traces.",
-							 "Prompt, parameters, think, answer, token counts, model and weights checksum; "
-							 "only members of r1_auditor can read them. The row is written in the caller's transaction.",
-							 &r1_log_traces,
-							 false,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("r1.trace_autonomous",
-							 "Write each trace in a transaction of its own, so that it survives the caller's rollback.",
-							 "A static r1 trace writer worker inserts the row and commits before the call returns "
-							 "(r1.trace_writers, r1.trace_timeout). Off: the row is written in the caller's transaction.",
-							 &r1_trace_autonomous,
-							 true,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("r1.trace_retention",
-							"How long rows of r1.traces are kept (0 = forever).",
-							"Older rows are deleted by calls that write traces, at most once a minute per session, "
-							"or by r1_prune_traces().",
-							&r1_trace_retention,
-							0, 0, INT_MAX,
-							PGC_SUSET,
-							GUC_UNIT_MIN,
-							NULL, NULL, NULL);
-}
 
 void
 r1_trace_check_writable(void)
@@ -108,101 +70,6 @@ r1_trace_check_writable(void)
 				 errmsg("cannot record an r1 trace in a read-only transaction"),
 				 errdetail("r1.log_traces is on: every call writes a row to r1.traces."),
 				 errhint("Call the model in a read-write transaction.")));
-}
-
-/* r1.traces and its owner; an ERROR when the extension is not in this database. */
-static Oid
-r1_traces_owner(void)
-{
-	Oid			nsp = get_namespace_oid("r1", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("traces", nsp) : InvalidOid;
-	HeapTuple	tp;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table r1.traces does not exist"),
-				 errdetail("r1.log_traces is on and this database has no r1.traces."),
-				 errhint("Run CREATE EXTENSION r1_pg in this database, or turn r1.log_traces off.")));
-	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
-	ReleaseSysCache(tp);
-	return owner;
-}
-
-typedef struct R1OwnerContext
-{
-	Oid			save_user;
-	int			save_sec;
-	int			nest;
-} R1OwnerContext;
-
-/*
- * Become the owner of r1.traces with a safe search_path.  An ERROR before
- * r1_as_owner_end() is undone by the (sub)transaction abort.
- */
-static void
-r1_as_owner_begin(R1OwnerContext *oc)
-{
-	Oid			owner = r1_traces_owner();
-
-	GetUserIdAndSecContext(&oc->save_user, &oc->save_sec);
-	SetUserIdAndSecContext(owner, oc->save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	oc->nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-static void
-r1_as_owner_end(R1OwnerContext *oc)
-{
-	AtEOXact_GUC(false, oc->nest);
-	SetUserIdAndSecContext(oc->save_user, oc->save_sec);
-}
-
-/* Delete rows older than retention_min minutes; returns how many.  Inside SPI, as the owner. */
-uint64
-r1_trace_prune(int retention_min, bool all)
-{
-	Datum		cutoff;
-	Oid			type = TIMESTAMPTZOID;
-	const char *sql = all ?
-		"DELETE FROM r1.traces WHERE at < $1" :
-		"DELETE FROM r1.traces WHERE id = ANY (ARRAY("
-		"SELECT id FROM r1.traces WHERE at < $1 LIMIT " CppAsString2(R1_PRUNE_BATCH)
-		" FOR UPDATE SKIP LOCKED))";
-
-	if (retention_min <= 0)
-		return 0;
-	cutoff = TimestampTzGetDatum(GetCurrentTimestamp() - (TimestampTz) retention_min * USECS_PER_MINUTE);
-	if (SPI_execute_with_args(sql, 1, &type, &cutoff, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not prune r1.traces");
-	return SPI_processed;
-}
-
-#define R1_TRACE_NARGS 19
-
-const char	r1_trace_insert_sql[] =
-"INSERT INTO r1.traces (at, source, role, session_role, database, prompt, system, "
-"parameters, seed, think, answer, boxed, finish_reason, prompt_tokens, "
-"completion_tokens, think_tokens, ms, model, weights_checksum) VALUES "
-"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-
-void
-r1_trace_arg_types(Oid *types, int nargs)
-{
-	static const Oid t[R1_TRACE_NARGS] = {
-		TIMESTAMPTZOID, TEXTOID, NAMEOID, NAMEOID, NAMEOID, TEXTOID, TEXTOID,
-		JSONBOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
-		INT4OID, INT4OID, FLOAT8OID, TEXTOID, TEXTOID
-	};
-
-	Assert(nargs == R1_TRACE_NARGS);
-	memcpy(types, t, sizeof(t));
 }
 
 void
@@ -228,10 +95,10 @@ r1_trace_record(const R1TraceInfo *t)
 																		  OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(db ? db : "")));
 	R1_SET_TEXT(t->prompt);
-	R1_SET_TEXT(t->params->system);
-	R1_SET(JsonbPGetDatum(t->parameters ? t->parameters : r1_params_jsonb(t->params, false)));
-	nulls[i] = t->params->has_seed ? ' ' : 'n';
-	R1_SET(Int64GetDatum((int64) ((uint64) t->params->seed + (uint64) t->seed_offset)));
+	R1_SET_TEXT(t->system);
+	R1_SET(JsonbPGetDatum(t->parameters));
+	nulls[i] = t->has_seed ? ' ' : 'n';
+	R1_SET(Int64GetDatum(t->seed));
 	R1_SET_TEXT(r1_json_text(r, "think"));
 	R1_SET_TEXT(r1_json_text(r, "answer"));
 	R1_SET_TEXT(r1_json_text(r, "boxed"));

@@ -9,14 +9,6 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
-/* settings */
-extern bool r1_log_traces;
-extern int	r1_trace_retention;	/* minutes; 0 keeps traces forever */
-extern bool r1_trace_autonomous;	/* write each trace in its own transaction */
-
-/* _PG_init: define r1.log_traces and r1.trace_retention. */
-extern void r1_traces_define_gucs(void);
-
 /* One finished call, as the caller saw it. */
 typedef struct R1TraceInfo
 {
@@ -27,11 +19,11 @@ typedef struct R1TraceInfo
 								 * (a job's submitting session user) */
 	TimestampTz started;		/* when the call began */
 	text	   *prompt;			/* server encoding */
-	const struct R1Params *params;	/* what the engine was given (request.h):
-									 * system, seed and the parameters object */
-	int64		seed_offset;	/* added to params->seed (r1_reason_many's ord - 1) */
-	Jsonb	   *parameters;		/* when not NULL: the parameters object as is,
-								 * instead of params' (r1_replay) */
+	text	   *system;			/* NULL when none */
+	Jsonb	   *parameters;		/* what the engine was given (request.c's
+								 * r1_params_jsonb) */
+	bool		has_seed;
+	int64		seed;
 	Jsonb	   *response;		/* the host's generate response (think, answer,
 								 * boxed, finish_reason, token counts, ms,
 								 * model, weights_checksum) */

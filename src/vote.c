@@ -28,39 +28,10 @@
 #include "client_many.h"
 #include "quota.h"
 #include "r1_pg.h"
-#include "reasoning.h"
+#include "settings.h"
 #include "shmem.h"
 #include "request.h"
 #include "traces.h"
-
-int			r1_repetition_max_span = R1_REPETITION_MAX_SPAN;
-int			r1_repetition_min_repeats = R1_REPETITION_MIN_REPEATS;
-int			r1_repetition_min_tokens = R1_REPETITION_MIN_TOKENS;
-
-void
-r1_reasoning_define_gucs(void)
-{
-	DefineCustomIntVariable("r1.repetition_max_span",
-							"Longest span of tokens loop detection looks for (0 turns it off).",
-							"A generation whose tokens end with a span of at most this many tokens "
-							"repeated r1.repetition_min_repeats times back to back, covering at least "
-							"r1.repetition_min_tokens tokens, stops with finish_reason 'repetition'.",
-							&r1_repetition_max_span,
-							R1_REPETITION_MAX_SPAN, 0, R1_REPETITION_SPAN_LIMIT,
-							PGC_USERSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("r1.repetition_min_repeats",
-							"Copies of a span, back to back, that make a loop.",
-							NULL,
-							&r1_repetition_min_repeats,
-							R1_REPETITION_MIN_REPEATS, 2, 1000000,
-							PGC_USERSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("r1.repetition_min_tokens",
-							"Fewest tokens a loop must cover before it is stopped.",
-							NULL,
-							&r1_repetition_min_tokens,
-							R1_REPETITION_MIN_TOKENS, 1, INT_MAX,
-							PGC_USERSET, 0, NULL, NULL, NULL);
-}
 
 PG_FUNCTION_INFO_V1(pg_r1_answers_equal);
 
@@ -409,8 +380,7 @@ r1_vote_next(R1VoteState *st)
 				t.source = st->source;
 				t.started = st->started;
 				t.prompt = DatumGetTextPP(st->prompt_texts[p]);
-				t.params = &st->params;
-				t.seed_offset = r1_vote_seed(0, st->n, p, i);
+				r1_trace_params(&t, &st->params, r1_vote_seed(0, st->n, p, i));
 				t.response = resp;
 				r1_trace_record(&t);
 			}

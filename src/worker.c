@@ -56,8 +56,9 @@
 #include "utils/varlena.h"
 
 #include "client.h"
-#include "r1_pg.h"
+#include "settings.h"
 #include "shmem.h"
+#include "worker.h"
 
 #define R1_BACKOFF_MIN_MS	500
 #define R1_BACKOFF_MAX_MS	30000

@@ -19,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "safetensors.h"
+#include "tensor.h"
+#include "util.h"
 
 /* metadata value types */
 enum

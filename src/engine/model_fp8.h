@@ -8,7 +8,8 @@
 #ifndef R1_MODEL_FP8_H
 #define R1_MODEL_FP8_H
 
-#include "safetensors.h"
+#include "tensor.h"
+#include "util.h"
 
 /* out [rows, cols] bf16 = w (F8_E4M3 [rows, cols]) times its scale */
 int			r1_fp8_to_bf16(const r1_tensor *w, const r1_tensor *scale, int block_r, int block_c, uint16_t *out,

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #include "cpu_features.h"
-#include "safetensors.h"
+#include "tensor.h"
 
 /* one token's (or the first token's) quantised activations */
 typedef struct r1_qx

@@ -6,6 +6,7 @@
  * fields are assembled from bytes, never read through a cast pointer.
  */
 #include "quant.h"
+#include "util.h"
 
 #include <math.h>
 #include <string.h>

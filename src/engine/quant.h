@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "safetensors.h"
+#include "tensor.h"
 
 #define R1_QK8_0 32
 #define R1_QK_K 256

@@ -17,7 +17,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "safetensors.h"
+#include "tensor.h"
 
 #ifdef __CUDACC__
 #include <cuda_fp16.h>

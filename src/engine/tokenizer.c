@@ -33,7 +33,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <utf8proc.h>
 
@@ -1187,15 +1186,12 @@ out:
 }
 
 int
-r1_tokenizer_load(r1_tokenizer **out, const char *dir, r1_error *err)
+r1_tokenizer_load_dir(r1_tokenizer **out, const char *dir, r1_error *err)
 {
 	r1_tokenizer *tok;
 	char		path[4096];
-	struct stat sb;
 
 	*out = NULL;
-	if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode))
-		return r1_tokenizer_load_gguf(out, dir, err);
 	if (r1_path_join(path, sizeof(path), dir, "tokenizer.json", err) != 0)
 		return -1;
 	tok = tokenizer_new(err);

@@ -14,11 +14,14 @@
 typedef struct r1_tokenizer r1_tokenizer;
 
 /*
- * Load DIR/tokenizer.json (and DIR/tokenizer_config.json for bos/eos, when
- * present), or, when path is a GGUF file, the tokenizer stored in its
- * metadata (tokenizer_gguf.c).
+ * A model's tokenizer (tokenizer_load.c): DIR/tokenizer.json (and
+ * DIR/tokenizer_config.json for bos/eos, when present), or, when path is a
+ * GGUF file, the tokenizer stored in its metadata (tokenizer_gguf.c).
  */
-int			r1_tokenizer_load(r1_tokenizer **out, const char *dir, r1_error *err);
+int			r1_tokenizer_load(r1_tokenizer **out, const char *path, r1_error *err);
+
+/* The Hugging Face form alone: DIR/tokenizer.json (+ tokenizer_config.json). */
+int			r1_tokenizer_load_dir(r1_tokenizer **out, const char *dir, r1_error *err);
 
 /*
  * A tokenizer from its parts, the one constructor both loaders use: the

@@ -32,7 +32,7 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unus
 	-fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_LIBS := -ljansson -lpcre2-8 -lutf8proc -lm -lpthread
 # the engine modules the targets exercise (no forward pass, no OpenMP, no BLAS)
-FUZZ_ENGINE := util safetensors config tokenizer chat quant gguf model model_fp8 model_gguf tokenizer_gguf \
+FUZZ_ENGINE := util safetensors config tokenizer chat quant gguf model model_fp8 model_gguf tokenizer_gguf tokenizer_load tensor \
 	answer_equal
 FUZZ_ENGINE_OBJS := $(patsubst %,$(FUZZ_OUT)/engine/%.o,$(FUZZ_ENGINE))
 FUZZ_BINS := $(patsubst %,$(FUZZ_OUT)/fuzz_%,$(FUZZ_TARGETS))
