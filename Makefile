@@ -10,12 +10,16 @@
 all: engine
 
 ENGINE_SRCS := $(sort $(wildcard src/engine/*.c))
-ENGINE_OBJS := $(patsubst src/%.c,build/%.o,$(ENGINE_SRCS))
+# the CUDA backend's C side lives with its kernels (kernels/cuda.mk): plain C,
+# compiled into every build (backend_cuda.c is empty without R1_WITH_CUDA)
+KERNEL_C_SRCS := $(sort $(wildcard kernels/*.c))
+ENGINE_OBJS := $(patsubst src/%.c,build/%.o,$(ENGINE_SRCS)) $(patsubst kernels/%.c,build/kernels/%.o,$(KERNEL_C_SRCS))
+ENGINE_HDRS := $(wildcard src/engine/*.h) $(wildcard kernels/*.h)
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(patsubst test/unit/%.c,build/test/%,$(UNIT_SRCS))
 
 ENGINE_CFLAGS := -std=gnu11 -O2 -g -march=x86-64-v3 -fPIC -fopenmp -Wall -Wextra \
-	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine
+	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine -Ikernels
 # the build's version (src/engine/version.c): the extension version and the git
 # commit; version.o is rebuilt when either changes
 R1_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" r1_pg.control)
@@ -32,7 +36,11 @@ TOOL_LIBS := -lcurl -lcrypto
 .PHONY: engine unit clean-engine install-r1 uninstall-r1
 engine: build/libr1engine.a bin/r1
 
-build/%.o: src/%.c $(wildcard src/engine/*.h)
+build/%.o: src/%.c $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+build/kernels/%.o: kernels/%.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
@@ -45,7 +53,7 @@ build/engine/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_S
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) $(R1_VERSION_DEFS) -c -o $@ $<
 
-build/tool/%.o: src/tool/%.c $(wildcard src/engine/*.h) $(wildcard src/tool/*.h)
+build/tool/%.o: src/tool/%.c $(ENGINE_HDRS) $(wildcard src/tool/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 

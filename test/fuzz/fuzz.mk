@@ -115,17 +115,22 @@ fuzz: fuzz-regressions
 FUZZ_ASAN_CC ?= gcc
 FUZZ_ASAN_DIR := build/asan
 FUZZ_ASAN_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Wall -Wextra \
-	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine \
+	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine -Ikernels \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # the r1 tool's sources and libraries (the top Makefile's, when included from it)
 TOOL_SRCS ?= $(sort $(wildcard src/tool/*.c))
 TOOL_LIBS ?= -lcurl -lcrypto
 FUZZ_ASAN_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
-FUZZ_ASAN_ENGINE_OBJS := $(patsubst src/engine/%.c,$(FUZZ_ASAN_DIR)/engine/%.o,$(sort $(wildcard src/engine/*.c)))
+FUZZ_ASAN_ENGINE_OBJS := $(patsubst src/engine/%.c,$(FUZZ_ASAN_DIR)/engine/%.o,$(sort $(wildcard src/engine/*.c))) \
+	$(patsubst kernels/%.c,$(FUZZ_ASAN_DIR)/kernels/%.o,$(sort $(wildcard kernels/*.c)))
 FUZZ_ASAN_UNIT_BINS := $(patsubst test/unit/%.c,$(FUZZ_ASAN_DIR)/%,$(sort $(wildcard test/unit/test_*.c)))
 FUZZ_ASAN_ENV := ASAN_OPTIONS=$(FUZZ_ASAN_OPTIONS) UBSAN_OPTIONS=$(FUZZ_UBSAN_OPTIONS) OMP_NUM_THREADS=2
 
 $(FUZZ_ASAN_DIR)/engine/%.o: src/engine/%.c $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -c -o $@ $<
+
+$(FUZZ_ASAN_DIR)/kernels/%.o: kernels/%.c $(wildcard src/engine/*.h) $(wildcard kernels/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -c -o $@ $<
 
@@ -150,16 +155,18 @@ asan: asan-unit asan-cli
 # ---- valgrind memcheck on one generation ----
 FUZZ_VALGRIND ?= valgrind
 FUZZ_VG_DIR := build/valgrind
-FUZZ_VG_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Isrc/engine -Wno-unused-result
+FUZZ_VG_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Isrc/engine -Ikernels -Wno-unused-result
+# the engine's sources: src/engine and the CUDA backend's C side (kernels/*.c)
+FUZZ_VG_ENGINE_SRCS := $(sort $(wildcard src/engine/*.c)) $(sort $(wildcard kernels/*.c))
 FUZZ_VG_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
 FUZZ_VG_FLAGS := --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
 	--suppressions=$(FUZZ_DIR)/valgrind.supp
 
 # a plain -O1 -g build (no sanitizers: valgrind does the checking)
-$(FUZZ_VG_DIR)/r1: $(TOOL_SRCS) $(sort $(wildcard src/engine/*.c)) $(wildcard src/engine/*.h)
+$(FUZZ_VG_DIR)/r1: $(TOOL_SRCS) $(FUZZ_VG_ENGINE_SRCS) $(wildcard src/engine/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(FUZZ_VG_CFLAGS) -o $@ $(TOOL_SRCS) $(sort $(wildcard src/engine/*.c)) $(TOOL_LIBS) $(FUZZ_VG_LIBS)
+	$(CC) $(FUZZ_VG_CFLAGS) -o $@ $(TOOL_SRCS) $(FUZZ_VG_ENGINE_SRCS) $(TOOL_LIBS) $(FUZZ_VG_LIBS)
 
 valgrind-generate: $(FUZZ_VG_DIR)/r1
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(FUZZ_VALGRIND) $(FUZZ_VG_FLAGS) \
