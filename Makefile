@@ -14,12 +14,12 @@ ENGINE_SRCS := $(sort $(wildcard src/engine/*.c))
 # compiled into every build (backend_cuda.c is empty without R1_WITH_CUDA)
 KERNEL_C_SRCS := $(sort $(wildcard kernels/*.c))
 ENGINE_OBJS := $(patsubst src/%.c,build/%.o,$(ENGINE_SRCS)) $(patsubst kernels/%.c,build/kernels/%.o,$(KERNEL_C_SRCS))
-ENGINE_HDRS := $(wildcard src/engine/*.h) $(wildcard kernels/*.h)
+ENGINE_HDRS := $(wildcard src/engine/*.h) $(wildcard kernels/*.h) src/serve/protocol.h
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(patsubst test/unit/%.c,build/test/%,$(UNIT_SRCS))
 
 ENGINE_CFLAGS := -std=gnu11 -O2 -g -march=x86-64-v3 -fPIC -fopenmp -Wall -Wextra \
-	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine -Ikernels
+	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine -Isrc/serve -Ikernels
 # the build's version (src/engine/version.c): the extension version and the git
 # commit; version.o is rebuilt when either changes
 R1_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" r1_pg.control)
@@ -28,8 +28,10 @@ R1_VERSION_DEFS := -DR1_VERSION='"$(R1_VERSION)"' -DR1_COMMIT='"$(R1_COMMIT)"'
 R1_VERSION_STAMP := build/version-$(R1_VERSION)-$(R1_COMMIT).stamp
 
 ENGINE_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
-# the r1 tool's own modules (r1 pull: fetch.c, pull.c); only bin/r1 links curl and libcrypto
-TOOL_SRCS := $(sort $(wildcard src/tool/*.c))
+# the r1 tool's own modules (r1 pull: fetch.c, pull.c) and the engine host
+# (r1 serve: src/serve, protocol.h shared with the extension); only bin/r1
+# links curl and libcrypto
+TOOL_SRCS := $(sort $(wildcard src/tool/*.c)) $(sort $(wildcard src/serve/*.c))
 TOOL_OBJS := $(patsubst src/%.c,build/%.o,$(TOOL_SRCS))
 TOOL_LIBS := -lcurl -lcrypto
 
@@ -53,7 +55,11 @@ build/engine/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_S
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) $(R1_VERSION_DEFS) -c -o $@ $<
 
-build/tool/%.o: src/tool/%.c $(ENGINE_HDRS) $(wildcard src/tool/*.h)
+build/tool/%.o: src/tool/%.c $(ENGINE_HDRS) $(wildcard src/tool/*.h) $(wildcard src/serve/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+build/serve/%.o: src/serve/%.c $(ENGINE_HDRS) $(wildcard src/serve/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
@@ -107,20 +113,20 @@ include $(PGXS)
 build/pg/%.o: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
 	$(CC) -std=gnu11 -O2 -g -fPIC -Wall -Wno-unused-parameter -Wno-sign-compare \
-		-Isrc/engine -c -o $@ $<
+		-Isrc/engine -Isrc/serve -c -o $@ $<
 
 build/pg/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_STAMP)
 	@mkdir -p build/pg
-	$(CC) -std=gnu11 -O2 -g -fPIC -Wall $(R1_VERSION_DEFS) -Isrc/engine -c -o $@ $<
+	$(CC) -std=gnu11 -O2 -g -fPIC -Wall $(R1_VERSION_DEFS) -Isrc/engine -Isrc/serve -c -o $@ $<
 
 # bitcode for PostgreSQL's JIT inliner, when the server was built with LLVM
 build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
-	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
+	$(COMPILE.c.bc) -Isrc/engine -Isrc/serve -o $@ $<
 
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
 	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o: \
-	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
+	src/r1_pg.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/serve/protocol.h \
 	src/engine/chat.h src/activity.h src/traces.h src/jobs.h src/reasoning.h
 
 installcheck: regress-inputs

@@ -25,7 +25,7 @@ ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 R1_CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
 NVCC_FLAGS := -O3 -std=c++17 $(R1_CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter \
-	-Werror all-warnings -Isrc/engine -Ikernels
+	-Werror all-warnings -Isrc/engine -Isrc/serve -Ikernels
 
 CUDA_SRCS := $(sort $(wildcard kernels/*.cu))
 CUDA_OBJS := $(patsubst kernels/%.cu,build/kernels/%.o,$(CUDA_SRCS))

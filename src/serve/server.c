@@ -1,6 +1,6 @@
 /*
  * server.c - the engine host (`r1 serve`): a resident engine behind a UNIX
- * socket.  See server.h for the protocol.
+ * socket.  See protocol.h for the protocol, server.h for the interface.
  *
  * One thread, the loop, runs the engine: poll() on the listening socket and
  * the client sockets (timeout 0 while the engine has work, so decoding never
@@ -66,7 +66,7 @@ typedef struct r1_client
 {
 	int			fd;				/* -1 once closed */
 	r1_client_state state;
-	unsigned char hdr[4];		/* length prefix being read */
+	unsigned char hdr[R1_PROTO_HEADER_LEN];	/* length prefix being read */
 	size_t		hdr_got;
 	char	   *in;				/* request body [in_len] */
 	size_t		in_len;
@@ -78,7 +78,7 @@ typedef struct r1_client
 	r1_request	req;			/* while QUEUED: the request to submit */
 	int32_t    *ids;			/* while QUEUED: prompt ids (owned) */
 	double		queue_deadline; /* while QUEUED: r1_now_ms() limit */
-	char		tag[64];		/* the caller's name for the request ("" = none) */
+	char		tag[R1_PROTO_MAX_TAG + 1];	/* the caller's name for the request ("" = none) */
 	struct r1_prep *prep;		/* while PREP: the pool's job (the pool owns it) */
 } r1_client;
 
@@ -101,7 +101,7 @@ typedef struct r1_prep
 	r1_request	req;
 	int32_t    *ids;
 	double		queue_timeout_ms;
-	char		tag[64];
+	char		tag[R1_PROTO_MAX_TAG + 1];
 } r1_prep;
 
 typedef struct r1_prep_pool
@@ -258,20 +258,40 @@ r1_srv_respond(r1_client *c, json_t *obj)
 		return;
 	}
 	len = strlen(body);
-	if (len > R1_PROTO_MAX_RESPONSE || (c->out = malloc(len + 4)) == NULL)
+	if (len > R1_PROTO_MAX_RESPONSE || (c->out = malloc(len + R1_PROTO_HEADER_LEN)) == NULL)
 	{
 		free(body);
 		c->state = R1_CLIENT_DONE;
 		return;
 	}
-	c->out[0] = (char) (len >> 24);
-	c->out[1] = (char) (len >> 16);
-	c->out[2] = (char) (len >> 8);
-	c->out[3] = (char) len;
-	memcpy(c->out + 4, body, len);
+	r1_proto_put_len((unsigned char *) c->out, len);
+	memcpy(c->out + R1_PROTO_HEADER_LEN, body, len);
 	free(body);
-	c->out_len = len + 4;
+	c->out_len = len + R1_PROTO_HEADER_LEN;
 	c->out_sent = 0;
+}
+
+/*
+ * "options": the engine options the detail and the hint name (protocol.h),
+ * so that a client can name them its own way.
+ */
+static void
+r1_srv_error_options(json_t *o, const char *detail, const char *hint)
+{
+	json_t	   *options = NULL;
+	const char *name,
+			   *spelling;
+
+	for (int i = 0; r1_proto_option(i, &name, &spelling); i++)
+	{
+		if (!(detail && strstr(detail, spelling)) && !(hint && strstr(hint, spelling)))
+			continue;
+		if (!options)
+			options = json_array();
+		json_array_append_new(options, json_string(name));
+	}
+	if (options)
+		json_object_set_new(o, "options", options);
 }
 
 static json_t *
@@ -286,6 +306,7 @@ r1_srv_error_json(const char *code, const char *error, const char *detail, const
 		json_object_set_new(o, "detail", r1_srv_json_text(detail, strlen(detail)));
 	if (hint)
 		json_object_set_new(o, "hint", json_string(hint));
+	r1_srv_error_options(o, detail, hint);
 	return o;
 }
 
@@ -411,9 +432,9 @@ static void
 r1_prep_encode_failed(r1_prep *p, const r1_error *err)
 {
 	if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
-		r1_prep_fail(p, "57014", "r1 request was cancelled", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_CANCELED, "r1 request was cancelled", NULL, NULL);
 	else
-		r1_prep_fail(p, "22023", err->msg, NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, err->msg, NULL, NULL);
 }
 
 static void
@@ -430,12 +451,12 @@ r1_srv_prepare_tokenize(r1_server *srv, r1_prep *p, json_t *req)
 
 	if (!json_is_string(text))
 	{
-		r1_prep_fail(p, "22023", "\"text\" must be a string", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "\"text\" must be a string", NULL, NULL);
 		return;
 	}
 	if (tok == NULL)
 	{
-		r1_prep_fail(p, "55000", "the served model has no tokenizer",
+		r1_prep_fail(p, R1_SQLSTATE_NOT_READY, "the served model has no tokenizer",
 					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
 					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
 		return;
@@ -568,7 +589,7 @@ r1_srv_repetition_params(r1_prep *p, json_t *req, r1_request *r)
 
 		if (got < 0 || (got > 0 && (v != (double) (int) v || v < 0 || v > 1e9)))
 		{
-			r1_prep_fail(p, "22023", "repetition parameters must be integers >= 0", NULL, NULL);
+			r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "repetition parameters must be integers >= 0", NULL, NULL);
 			return -1;
 		}
 		if (got > 0)
@@ -576,7 +597,7 @@ r1_srv_repetition_params(r1_prep *p, json_t *req, r1_request *r)
 	}
 	if (r1_repetition_validate(&r->repetition, &err) != 0)
 	{
-		r1_prep_fail(p, "22023", err.msg, NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, err.msg, NULL, NULL);
 		return -1;
 	}
 	return 0;
@@ -602,17 +623,17 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 	r1_sampling_defaults(&r.sampling);
 	if (!json_is_string(prompt))
 	{
-		r1_prep_fail(p, "22023", "\"prompt\" must be a string", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "\"prompt\" must be a string", NULL, NULL);
 		return;
 	}
 	if (system != NULL && !json_is_null(system) && !json_is_string(system))
 	{
-		r1_prep_fail(p, "22023", "\"system\" must be a string or null", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "\"system\" must be a string or null", NULL, NULL);
 		return;
 	}
 	if (json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0) > R1_PROTO_MAX_PROMPT)
 	{
-		r1_prep_fail(p, "54000", "prompt is too long", "Prompts are limited to 16 MB.", NULL);
+		r1_prep_fail(p, R1_SQLSTATE_TOO_LONG, "prompt is too long", "Prompts are limited to 16 MB.", NULL);
 		return;
 	}
 
@@ -626,14 +647,14 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 		r1_srv_get_number(req, "timeout_ms", &v) < 0 ||
 		r1_srv_get_number(req, "queue_timeout_ms", &v) < 0)
 	{
-		r1_prep_fail(p, "22023", "sampling parameters must be numbers", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "sampling parameters must be numbers", NULL, NULL);
 		return;
 	}
 	if (r1_srv_get_number(req, "max_tokens", &v) > 0)
 	{
 		if (!(v >= 1))
 		{
-			r1_prep_fail(p, "22023", "max_tokens must be at least 1", NULL, NULL);
+			r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "max_tokens must be at least 1", NULL, NULL);
 			return;
 		}
 		r.max_tokens = v > 1e9 ? 1000000000 : (int) v;
@@ -642,7 +663,7 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 	{
 		if (!(v >= 1))
 		{
-			r1_prep_fail(p, "22023", "max_think_tokens must be at least 1", NULL, NULL);
+			r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "max_think_tokens must be at least 1", NULL, NULL);
 			return;
 		}
 		r.max_think_tokens = v > 1e9 ? 1000000000 : (int) v;
@@ -659,7 +680,7 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 		r.sampling.min_p = (float) v;
 	if (r1_sampling_validate(&r.sampling, &err) != 0)
 	{
-		r1_prep_fail(p, "22023", err.msg, NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, err.msg, NULL, NULL);
 		return;
 	}
 	if (json_is_integer(json_object_get(req, "seed")))
@@ -674,7 +695,7 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 
 		if (!json_is_string(tag) || json_string_length(tag) >= sizeof(p->tag))
 		{
-			r1_prep_fail(p, "22023", "\"tag\" must be a string of at most 63 bytes", NULL, NULL);
+			r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "\"tag\" must be a string of at most 63 bytes", NULL, NULL);
 			return;
 		}
 		memcpy(p->tag, json_string_value(tag), json_string_length(tag) + 1);
@@ -687,7 +708,7 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 	if (r1_engine_tokenizer(srv->engine) == NULL)
 	{
 		/* e.g. a GGUF written by `r1 convert --random-weights` without --tokenizer-from */
-		r1_prep_fail(p, "55000", "the served model has no tokenizer, so it cannot take text prompts",
+		r1_prep_fail(p, R1_SQLSTATE_NOT_READY, "the served model has no tokenizer, so it cannot take text prompts",
 					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
 					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
 		return;
@@ -702,8 +723,8 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 			snprintf(detail, sizeof(detail),
 					 "The prompt has %zu bytes, so at least %zu tokens; the context holds %d, including the generated tokens.",
 					 len, len / (3 * most), ctx);
-			r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
-						 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
+			r1_prep_fail(p, R1_SQLSTATE_TOO_LONG, "prompt is too long for the model's context", detail,
+						 "Shorten the prompt, or raise --max-ctx if the model allows a longer context.");
 			return;
 		}
 	}
@@ -719,7 +740,7 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 	if (n_ids == 0)
 	{
 		free(ids);
-		r1_prep_fail(p, "22023", "prompt is empty", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_INVALID_PARAMETER, "prompt is empty", NULL, NULL);
 		return;
 	}
 	if (n_ids >= (size_t) ctx)
@@ -728,8 +749,8 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 				 "The prompt has %zu tokens; the context holds %d, including the generated tokens.",
 				 n_ids, ctx);
 		free(ids);
-		r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
-					 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
+		r1_prep_fail(p, R1_SQLSTATE_TOO_LONG, "prompt is too long for the model's context", detail,
+					 "Shorten the prompt, or raise --max-ctx if the model allows a longer context.");
 		return;
 	}
 	r.prompt_ids = ids;
@@ -760,15 +781,15 @@ r1_srv_submit(r1_server *srv, r1_client *c, r1_prep *p)
 	if (srv->n_queued == 0 && !r1_srv_is_queue_full(&err))
 	{
 		free(ids);
-		r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, err.msg, NULL, NULL);
 		return;
 	}
 	if (p->queue_timeout_ms <= 0)
 	{
 		free(ids);
-		r1_srv_respond_error(c, "53400", "r1 request queue is full",
+		r1_srv_respond_error(c, R1_SQLSTATE_QUEUE_FULL, "r1 request queue is full",
 							 "Too many requests are queued or running in the engine.",
-							 "Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+							 "Retry later, raise queue_timeout_ms to wait longer, or raise --max-queued.");
 		return;
 	}
 	c->ids = ids;
@@ -809,16 +830,16 @@ r1_srv_drain_queue(r1_server *srv)
 			else
 			{
 				srv->n_queued--;
-				r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
+				r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, err.msg, NULL, NULL);
 				continue;
 			}
 		}
 		if (now >= c->queue_deadline)
 		{
 			srv->n_queued--;
-			r1_srv_respond_error(c, "53400", "r1 request queue is full",
-								 "No slot became free within r1.queue_timeout.",
-								 "Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+			r1_srv_respond_error(c, R1_SQLSTATE_QUEUE_FULL, "r1 request queue is full",
+								 "No slot became free within queue_timeout_ms.",
+								 "Retry later, raise queue_timeout_ms to wait longer, or raise --max-queued.");
 		}
 	}
 }
@@ -877,12 +898,12 @@ r1_srv_prepare(r1_server *srv, r1_prep *p)
 	if (req == NULL || !json_is_object(req))
 	{
 		json_decref(req);
-		r1_prep_fail(p, "08P01", "malformed request", jerr.text, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_PROTOCOL, "malformed request", jerr.text, NULL);
 		return;
 	}
 	op = json_string_value(json_object_get(req, "op"));
 	if (op == NULL)
-		r1_prep_fail(p, "08P01", "request has no \"op\"", NULL, NULL);
+		r1_prep_fail(p, R1_SQLSTATE_PROTOCOL, "request has no \"op\"", NULL, NULL);
 	else if (strcmp(op, "generate") == 0)
 		r1_srv_prepare_generate(srv, p, req);
 	else if (strcmp(op, "tokenize") == 0)
@@ -912,7 +933,7 @@ r1_srv_answer_on_loop(r1_server *srv, r1_client *c, json_t *req)
 		r1_srv_respond(c, o);
 	}
 	else
-		r1_srv_respond_error(c, "08P01", "unknown op", op, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_PROTOCOL, "unknown op", op, NULL);
 }
 
 /* A prepared request back on the loop: answer it, submit it, or drop it. */
@@ -932,7 +953,7 @@ r1_srv_apply(r1_server *srv, r1_client *c, r1_prep *p)
 	else if (p->submit)
 		r1_srv_submit(srv, c, p);
 	else
-		r1_srv_respond_error(c, "XX000", "r1 engine host lost a request", NULL, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, "r1 engine host lost a request", NULL, NULL);
 	r1_prep_free(p);
 }
 
@@ -966,7 +987,7 @@ r1_prep_main(void *arg)
 		pthread_mutex_unlock(&pool->mu);
 
 		if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
-			r1_prep_fail(p, "57014", "r1 request was cancelled", NULL, NULL);
+			r1_prep_fail(p, R1_SQLSTATE_CANCELED, "r1 request was cancelled", NULL, NULL);
 		else
 			r1_srv_prepare(srv, p);
 
@@ -1099,7 +1120,7 @@ r1_srv_handle_request(r1_server *srv, r1_client *c)
 
 	if (p == NULL)
 	{
-		r1_srv_respond_error(c, "53200", "out of memory in the r1 engine host", NULL, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_OUT_OF_MEMORY, "out of memory in the r1 engine host", NULL, NULL);
 		return;
 	}
 	p->in = c->in;
@@ -1131,27 +1152,26 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 		c->state = R1_CLIENT_DONE;
 		return;
 	}
-	if (strcmp(done->finish_reason, "error") == 0)
+	switch (done->finish)
 	{
-		r1_srv_respond_error(c, "XX000", "r1 engine failed", done->error, NULL);
-		return;
-	}
-	if (strcmp(done->finish_reason, "timeout") == 0)
-	{
-		r1_srv_respond_error(c, "57014", "r1 request timed out in the engine", NULL, NULL);
-		return;
-	}
-	if (strcmp(done->finish_reason, "cancelled") == 0)
-	{
-		r1_srv_respond_error(c, "57014", "r1 request was cancelled", NULL, NULL);
-		return;
+		case R1_FINISH_ERROR:
+			r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, "r1 engine failed", done->error, NULL);
+			return;
+		case R1_FINISH_TIMEOUT:
+			r1_srv_respond_error(c, R1_SQLSTATE_CANCELED, "r1 request timed out in the engine", NULL, NULL);
+			return;
+		case R1_FINISH_CANCELLED:
+			r1_srv_respond_error(c, R1_SQLSTATE_CANCELED, "r1 request was cancelled", NULL, NULL);
+			return;
+		default:
+			break;
 	}
 	o = json_object();
 	json_object_set_new(o, "ok", json_true());
 	json_object_set_new(o, "think", r1_srv_json_text(done->think ? done->think : "", done->think ? strlen(done->think) : 0));
 	json_object_set_new(o, "answer", r1_srv_json_text(done->answer, done->answer ? strlen(done->answer) : 0));
 	json_object_set_new(o, "boxed", r1_srv_json_text(done->boxed, done->boxed ? strlen(done->boxed) : 0));
-	json_object_set_new(o, "finish_reason", json_string(done->finish_reason));
+	json_object_set_new(o, "finish_reason", json_string(r1_finish_name(done->finish)));
 	json_object_set_new(o, "prompt_tokens", json_integer(done->prompt_tokens));
 	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
@@ -1197,8 +1217,8 @@ r1_srv_read(r1_server *srv, r1_client *c)
 	{
 		ssize_t		n;
 
-		if (c->hdr_got < 4)
-			n = recv(c->fd, c->hdr + c->hdr_got, 4 - c->hdr_got, 0);
+		if (c->hdr_got < R1_PROTO_HEADER_LEN)
+			n = recv(c->fd, c->hdr + c->hdr_got, R1_PROTO_HEADER_LEN - c->hdr_got, 0);
 		else
 			n = recv(c->fd, c->in + c->in_got, c->in_len - c->in_got, 0);
 		if (n < 0 && errno == EINTR)
@@ -1210,22 +1230,21 @@ r1_srv_read(r1_server *srv, r1_client *c)
 			r1_srv_client_gone(srv, c);
 			return;
 		}
-		if (c->hdr_got < 4)
+		if (c->hdr_got < R1_PROTO_HEADER_LEN)
 		{
 			c->hdr_got += (size_t) n;
-			if (c->hdr_got < 4)
+			if (c->hdr_got < R1_PROTO_HEADER_LEN)
 				continue;
-			c->in_len = ((size_t) c->hdr[0] << 24) | ((size_t) c->hdr[1] << 16) |
-				((size_t) c->hdr[2] << 8) | c->hdr[3];
+			c->in_len = r1_proto_get_len(c->hdr);
 			if (c->in_len > R1_PROTO_MAX_MESSAGE)
 			{
-				r1_srv_respond_error(c, "54000", "request is too large",
+				r1_srv_respond_error(c, R1_SQLSTATE_TOO_LONG, "request is too large",
 										"Requests are limited to 128 MB.", NULL);
 				return;
 			}
 			if ((c->in = malloc(c->in_len + 1)) == NULL)
 			{
-				r1_srv_respond_error(c, "53200", "out of memory in the r1 engine host", NULL, NULL);
+				r1_srv_respond_error(c, R1_SQLSTATE_OUT_OF_MEMORY, "out of memory in the r1 engine host", NULL, NULL);
 				return;
 			}
 		}
@@ -1303,7 +1322,7 @@ r1_srv_accept(r1_server *srv)
 		c->state = R1_CLIENT_READ;
 		srv->clients[srv->n_clients++] = c;
 		if (srv->n_clients > srv->max_clients)
-			r1_srv_respond_error(c, "53300", "too many connections to the r1 engine host", NULL,
+			r1_srv_respond_error(c, R1_SQLSTATE_TOO_MANY_CONNECTIONS, "too many connections to the r1 engine host", NULL,
 								 "Retry later, or lower the number of concurrent callers.");
 	}
 }
@@ -1362,15 +1381,25 @@ r1_srv_listen(const char *path, r1_error *err)
 
 /* ---- main ---- */
 
-static void
+void
+r1_serve_opts_defaults(r1_serve_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	r1_engine_opts_defaults(&o->engine);
+	o->max_clients = 4096;
+	o->status_fd = -1;
+}
+
+void
 r1_serve_usage(FILE *f)
 {
 	fprintf(f,
 			"usage: r1 serve --socket PATH --model DIR [options]\n"
 			"  --socket PATH            UNIX socket to listen on (required)\n"
 			"  --model DIR              checkpoint directory\n"
-			"  --random SHAPE           random weights instead (1.5b, 7b, ..., or a config.json)\n"
-			"  --tokenizer DIR          tokenizer for --random\n"
+			"  --random-weights SHAPE   random weights instead (1.5b, 7b, ..., or a config.json);\n"
+			"                           --random SHAPE is the old spelling\n"
+			"  --tokenizer DIR          tokenizer for --random-weights\n"
 			"  --device cpu|cuda|auto   (default auto)\n"
 			"  --threads N              CPU threads, 0 = all cores\n"
 			"  --max-seqs N             sequences decoded together\n"
@@ -1398,12 +1427,12 @@ r1_srv_is_no_device(const char *device, const char *msg)
 }
 
 int
-r1_serve_main(int argc, char **argv)
+r1_serve(const r1_serve_opts *so)
 {
-	r1_engine_opts opts;
+	r1_engine_opts opts = so->engine;
 	r1_server	srv;
 	r1_error	err;
-	int			status_fd = -1;
+	int			status_fd = so->status_fd;
 	struct pollfd *pfds = NULL;
 	int			cap_pfds = 0;
 	int			rc = 0;
@@ -1412,86 +1441,8 @@ r1_serve_main(int argc, char **argv)
 
 	memset(&srv, 0, sizeof(srv));
 	srv.listen_fd = -1;
-	srv.max_clients = 4096;
-	r1_engine_opts_defaults(&opts);
-	for (int i = 1; i < argc; i++)
-	{
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-		{
-			r1_serve_usage(stdout);
-			return 0;
-		}
-		if (strcmp(a, "--batch-invariant") == 0)
-		{
-			opts.batch_invariant = 1;
-			continue;
-		}
-		if (v == NULL)
-		{
-			fprintf(stderr, "r1 serve: %s needs a value\n", a);
-			return 2;
-		}
-		i++;
-		if (strcmp(a, "--socket") == 0)
-			srv.socket_path = v;
-		else if (strcmp(a, "--model") == 0)
-			opts.model_dir = v;
-		else if (strcmp(a, "--random") == 0)
-			opts.random_shape = v;
-		else if (strcmp(a, "--tokenizer") == 0)
-			opts.tokenizer_dir = v;
-		else if (strcmp(a, "--device") == 0)
-			opts.device = v;
-		else if (strcmp(a, "--threads") == 0)
-			opts.threads = atoi(v);
-		else if (strcmp(a, "--max-seqs") == 0)
-			opts.max_seqs = atoi(v);
-		else if (strcmp(a, "--max-queued") == 0)
-			opts.max_queued = atoi(v);
-		else if (strcmp(a, "--max-ctx") == 0)
-			opts.max_ctx = atoi(v);
-		else if (strcmp(a, "--gpu-memory-fraction") == 0)
-			opts.gpu_memory_fraction = atof(v);
-		else if (strcmp(a, "--cpu-precision") == 0)
-		{
-			if (strcmp(v, "fast") != 0 && strcmp(v, "exact") != 0)
-			{
-				fprintf(stderr, "r1 serve: --cpu-precision must be fast or exact\n");
-				return 2;
-			}
-			opts.cpu_exact = strcmp(v, "exact") == 0;
-		}
-		else if (strcmp(a, "--kv-cache-dtype") == 0)
-		{
-			if (r1_kv_cache_dtype_parse(v, &opts.kv_cache_dtype) != 0)
-			{
-				fprintf(stderr, "r1 serve: --kv-cache-dtype must be f32, f16 or bf16\n");
-				return 2;
-			}
-		}
-		else if (strcmp(a, "--kv-memory") == 0)
-			opts.kv_memory_bytes = (size_t) strtoull(v, NULL, 10) << 20;
-		else if (strcmp(a, "--max-clients") == 0)
-			srv.max_clients = atoi(v) > 0 ? atoi(v) : 1;
-		else if (strcmp(a, "--status-fd") == 0)
-			status_fd = atoi(v);
-		else if (strcmp(a, "--cluster") == 0)
-			;					/* a label for ps: which server's host this is */
-		else
-		{
-			fprintf(stderr, "r1 serve: unknown option %s\n", a);
-			r1_serve_usage(stderr);
-			return 2;
-		}
-	}
-	if (srv.socket_path == NULL || (opts.model_dir == NULL && opts.random_shape == NULL))
-	{
-		r1_serve_usage(stderr);
-		return 2;
-	}
+	srv.socket_path = so->socket_path;
+	srv.max_clients = so->max_clients > 0 ? so->max_clients : 1;
 	if (opts.max_ctx == 0)
 	{
 		/* 0 means the model's own; the engine's defaults apply */
