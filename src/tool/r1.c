@@ -47,7 +47,7 @@ static const char *usage_text =
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
 "             --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
-"  (--model also takes a .gguf file: Qwen2 GGUF files from llama.cpp / Ollama)\n"
+"  (--model also takes a .gguf file: Qwen2 and Llama GGUF files from llama.cpp / Ollama)\n"
 "  pull       ORG/NAME [--revision REV] [--include GLOB] [--dir DIR]\n"
 "             ollama:[NS/]NAME[:TAG] [--dir DIR]\n"
 "                                           download a model (Hugging Face hub, Ollama registry),\n"
