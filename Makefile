@@ -10,12 +10,16 @@
 all: engine
 
 ENGINE_SRCS := $(sort $(wildcard src/engine/*.c))
-ENGINE_OBJS := $(patsubst src/%.c,build/%.o,$(ENGINE_SRCS))
+# the CUDA backend's C side lives with its kernels (kernels/cuda.mk): plain C,
+# compiled into every build (backend_cuda.c is empty without R1_WITH_CUDA)
+KERNEL_C_SRCS := $(sort $(wildcard kernels/*.c))
+ENGINE_OBJS := $(patsubst src/%.c,build/%.o,$(ENGINE_SRCS)) $(patsubst kernels/%.c,build/kernels/%.o,$(KERNEL_C_SRCS))
+ENGINE_HDRS := $(wildcard src/engine/*.h) $(wildcard kernels/*.h) src/serve/protocol.h
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(patsubst test/unit/%.c,build/test/%,$(UNIT_SRCS))
 
 ENGINE_CFLAGS := -std=gnu11 -O2 -g -march=x86-64-v3 -fPIC -fopenmp -Wall -Wextra \
-	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine
+	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine -Isrc/serve -Ikernels
 # the build's version (src/engine/version.c): the extension version and the git
 # commit; version.o is rebuilt when either changes
 R1_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" r1_pg.control)
@@ -24,15 +28,21 @@ R1_VERSION_DEFS := -DR1_VERSION='"$(R1_VERSION)"' -DR1_COMMIT='"$(R1_COMMIT)"'
 R1_VERSION_STAMP := build/version-$(R1_VERSION)-$(R1_COMMIT).stamp
 
 ENGINE_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
-# the r1 tool's own modules (r1 pull: fetch.c, pull.c); only bin/r1 links curl and libcrypto
-TOOL_SRCS := $(sort $(wildcard src/tool/*.c))
+# the r1 tool's own modules (r1 pull: fetch.c, pull.c) and the engine host
+# (r1 serve: src/serve, protocol.h shared with the extension); only bin/r1
+# links curl and libcrypto
+TOOL_SRCS := $(sort $(wildcard src/tool/*.c)) $(sort $(wildcard src/serve/*.c))
 TOOL_OBJS := $(patsubst src/%.c,build/%.o,$(TOOL_SRCS))
 TOOL_LIBS := -lcurl -lcrypto
 
 .PHONY: engine unit clean-engine install-r1 uninstall-r1
 engine: build/libr1engine.a bin/r1
 
-build/%.o: src/%.c $(wildcard src/engine/*.h)
+build/%.o: src/%.c $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+build/kernels/%.o: kernels/%.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
@@ -45,7 +55,11 @@ build/engine/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_S
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) $(R1_VERSION_DEFS) -c -o $@ $<
 
-build/tool/%.o: src/tool/%.c $(wildcard src/engine/*.h) $(wildcard src/tool/*.h)
+build/tool/%.o: src/tool/%.c $(ENGINE_HDRS) $(wildcard src/tool/*.h) $(wildcard src/serve/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+build/serve/%.o: src/serve/%.c $(ENGINE_HDRS) $(wildcard src/serve/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
@@ -98,18 +112,18 @@ include $(PGXS)
 build/pg/%.o: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
 	$(CC) -std=gnu11 -O2 -g -fPIC -Wall -Wno-unused-parameter -Wno-sign-compare \
-		-Isrc/engine -c -o $@ $<
+		-Isrc/engine -Isrc/serve -c -o $@ $<
 
 build/pg/version.o: src/engine/version.c src/engine/version.h $(R1_VERSION_STAMP)
 	@mkdir -p build/pg
-	$(CC) -std=gnu11 -O2 -g -fPIC -Wall $(R1_VERSION_DEFS) -Isrc/engine -c -o $@ $<
+	$(CC) -std=gnu11 -O2 -g -fPIC -Wall $(R1_VERSION_DEFS) -Isrc/engine -Isrc/serve -c -o $@ $<
 
 # bitcode for PostgreSQL's JIT inliner, when the server was built with LLVM
 build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	@mkdir -p build/pg
-	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
+	$(COMPILE.c.bc) -Isrc/engine -Isrc/serve -o $@ $<
 
-$(R1_PG_OBJS): $(wildcard src/*.h) $(wildcard src/engine/*.h)
+$(R1_PG_OBJS): $(wildcard src/*.h) $(wildcard src/engine/*.h) src/serve/protocol.h
 
 installcheck: regress-inputs
 .PHONY: regress-inputs

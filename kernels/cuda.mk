@@ -2,7 +2,7 @@
 #
 # Used when nvcc is found (/usr/local/cuda/bin/nvcc, else on PATH) and R1_CUDA
 # is not 0: kernels/*.cu become build/kernels/*.o in build/libr1engine.a,
-# backend.c and backend_cuda.c are compiled with -DR1_WITH_CUDA, and the
+# src/engine/backend.c and kernels/backend_cuda.c are compiled with -DR1_WITH_CUDA, and the
 # engine's links (bin/r1, the unit tests) get cudart, cuBLAS and cuBLASLt with
 # an rpath.  The PostgreSQL extension (r1_pg.so) links none of it: its objects
 # and SHLIB_LINK are separate.  Otherwise nothing changes and backend.c's stub
@@ -25,20 +25,20 @@ ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 R1_CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
 NVCC_FLAGS := -O3 -std=c++17 $(R1_CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter \
-	-Werror all-warnings -Isrc/engine -Ikernels
+	-Werror all-warnings -Isrc/engine -Isrc/serve -Ikernels
 
 CUDA_SRCS := $(sort $(wildcard kernels/*.cu))
 CUDA_OBJS := $(patsubst kernels/%.cu,build/kernels/%.o,$(CUDA_SRCS))
 
-build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh) src/engine/cuda_plan.h src/engine/quant_blocks.h src/engine/philox.h
+build/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh) kernels/cuda_plan.h src/engine/quant_blocks.h src/engine/philox.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
 
 # the archive rule takes every prerequisite ($^)
 build/libr1engine.a: $(CUDA_OBJS)
 
-build/engine/backend.o build/engine/backend_cuda.o: ENGINE_CFLAGS += -DR1_WITH_CUDA -I$(CUDA_HOME)/include -Ikernels
-build/engine/backend_cuda.o: $(wildcard kernels/*.cuh)
+build/engine/backend.o build/kernels/backend_cuda.o: ENGINE_CFLAGS += -DR1_WITH_CUDA -I$(CUDA_HOME)/include -Ikernels
+build/kernels/backend_cuda.o: $(wildcard kernels/*.cuh)
 
 ENGINE_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++
 

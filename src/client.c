@@ -27,7 +27,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "engine/server.h"
+#include "serve/protocol.h"
 #include "client.h"
 #include "shmem.h"
 
@@ -321,19 +321,16 @@ r1_round_trip(const char *body, size_t len, size_t *resp_len, bool soft)
 	/* from here on, any ERROR (a cancel too) closes the socket: that cancels the request */
 	PG_TRY();
 	{
-		unsigned char hdr[4];
+		unsigned char hdr[R1_PROTO_HEADER_LEN];
 		size_t		n;
 
-		hdr[0] = (unsigned char) (len >> 24);
-		hdr[1] = (unsigned char) (len >> 16);
-		hdr[2] = (unsigned char) (len >> 8);
-		hdr[3] = (unsigned char) len;
-		if (!r1_send_all(fd, (const char *) hdr, 4) || !r1_send_all(fd, body, len) ||
-			!r1_recv_all(fd, (char *) hdr, 4))
+		r1_proto_put_len(hdr, len);
+		if (!r1_send_all(fd, (const char *) hdr, R1_PROTO_HEADER_LEN) || !r1_send_all(fd, body, len) ||
+			!r1_recv_all(fd, (char *) hdr, R1_PROTO_HEADER_LEN))
 			lost = true;
 		else
 		{
-			n = ((size_t) hdr[0] << 24) | ((size_t) hdr[1] << 16) | ((size_t) hdr[2] << 8) | hdr[3];
+			n = r1_proto_get_len(hdr);
 			if (n > R1_PROTO_MAX_RESPONSE)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -464,20 +461,75 @@ r1_response_ok(Jsonb *j)
 	return r1_json_get(j, "ok", &ok) && ok.type == jbvBool && ok.val.boolean;
 }
 
+/* the setting of each engine option the host may name (protocol.h: "options") */
+static const struct
+{
+	const char *option;
+	const char *setting;
+}			r1_option_settings[] = {
+	{"max_ctx", "r1.max_ctx"},
+	{"max_queued", "r1.max_queued"},
+	{"kv_memory", "r1.kv_memory"},
+	{"gpu_memory_fraction", "r1.gpu_memory_fraction"},
+	{"queue_timeout", "r1.queue_timeout"},
+};
+
+/*
+ * A detail or hint of the host as a user of the extension reads it: the
+ * engine options it names (listed in the response's "options", spelt the
+ * host's way, --max-ctx) become the settings that set them (r1.max_ctx).
+ */
+static char *
+r1_host_text(Jsonb *j, text *t)
+{
+	JsonbValue	options;
+	char	   *s;
+
+	if (t == NULL)
+		return NULL;
+	s = text_to_cstring(t);
+	if (!r1_json_get(j, "options", &options) || options.type != jbvBinary)
+		return s;
+	for (int i = 0; i < lengthof(r1_option_settings); i++)
+	{
+		const char *spelling = r1_proto_option_spelling(r1_option_settings[i].option);
+		JsonbValue	name;
+		StringInfoData out;
+		const char *p;
+		const char *hit;
+
+		name.type = jbvString;
+		name.val.string.val = (char *) r1_option_settings[i].option;
+		name.val.string.len = strlen(r1_option_settings[i].option);
+		if (spelling == NULL ||
+			findJsonbValueFromContainer(options.val.binary.data, JB_FARRAY, &name) == NULL)
+			continue;
+		initStringInfo(&out);
+		for (p = s; (hit = strstr(p, spelling)) != NULL; p = hit + strlen(spelling))
+		{
+			appendBinaryStringInfo(&out, p, hit - p);
+			appendStringInfoString(&out, r1_option_settings[i].setting);
+		}
+		appendStringInfoString(&out, p);
+		s = out.data;
+	}
+	return s;
+}
+
 void
 r1_raise_response(Jsonb *j)
 {
 	text	   *code = r1_json_text(j, "code");
 	text	   *error = r1_json_text(j, "error");
-	text	   *detail = r1_json_text(j, "detail");
-	text	   *hint = r1_json_text(j, "hint");
+	char	   *detail = r1_host_text(j, r1_json_text(j, "detail"));
+	char	   *hint = r1_host_text(j, r1_json_text(j, "hint"));
 
 	pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
 	ereport(ERROR,
 			(errcode(r1_sqlstate(code ? text_to_cstring(code) : NULL)),
 			 errmsg("%s", error ? text_to_cstring(error) : "r1 engine error"),
-			 detail ? errdetail("%s", text_to_cstring(detail)) : 0,
-			 hint ? errhint("%s", text_to_cstring(hint)) : 0));
+			 detail ? errdetail("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0));
 }
 
 Jsonb *

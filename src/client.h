@@ -1,6 +1,6 @@
 /*
  * client.h - a backend's side of the engine host's socket protocol
- * (src/engine/server.h).
+ * (src/serve/protocol.h).
  */
 #ifndef R1_CLIENT_H
 #define R1_CLIENT_H

@@ -19,7 +19,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "engine/server.h"
+#include "serve/protocol.h"
 #include "client.h"
 #include "activity.h"
 #include "client_many.h"
@@ -42,7 +42,7 @@ typedef struct R1Conn
 	char	   *out;			/* 4-byte length + body */
 	size_t		out_len,
 				out_sent;
-	unsigned char hdr[4];
+	unsigned char hdr[R1_PROTO_HEADER_LEN];
 	size_t		hdr_got;
 	char	   *in;				/* response body + NUL */
 	size_t		in_len,
@@ -141,14 +141,13 @@ r1_conn_progress(R1Many *m, R1Conn *c)
 		}
 		else if (c->state == R1_CONN_HDR)
 		{
-			k = recv(c->fd, c->hdr + c->hdr_got, 4 - c->hdr_got, 0);
+			k = recv(c->fd, c->hdr + c->hdr_got, R1_PROTO_HEADER_LEN - c->hdr_got, 0);
 			if (k > 0)
 			{
 				c->hdr_got += (size_t) k;
-				if (c->hdr_got == 4)
+				if (c->hdr_got == R1_PROTO_HEADER_LEN)
 				{
-					c->in_len = ((size_t) c->hdr[0] << 24) | ((size_t) c->hdr[1] << 16) |
-						((size_t) c->hdr[2] << 8) | c->hdr[3];
+					c->in_len = r1_proto_get_len(c->hdr);
 					if (c->in_len > R1_PROTO_MAX_RESPONSE)
 						ereport(ERROR,
 								(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -218,13 +217,10 @@ r1_many_fill(R1Many *m)
 		memset(c, 0, sizeof(*c));
 		c->fd = -1;				/* not 0: an ERROR below must not close stdin */
 		c->index = m->next;
-		c->out = MemoryContextAlloc(m->mcxt, len + 4);
-		c->out[0] = (char) (len >> 24);
-		c->out[1] = (char) (len >> 16);
-		c->out[2] = (char) (len >> 8);
-		c->out[3] = (char) len;
-		memcpy(c->out + 4, m->bodies[m->next], len);
-		c->out_len = len + 4;
+		c->out = MemoryContextAlloc(m->mcxt, len + R1_PROTO_HEADER_LEN);
+		r1_proto_put_len((unsigned char *) c->out, len);
+		memcpy(c->out + R1_PROTO_HEADER_LEN, m->bodies[m->next], len);
+		c->out_len = len + R1_PROTO_HEADER_LEN;
 		c->state = R1_CONN_SEND;
 		/* the request text is not needed any more */
 		pfree(m->bodies[m->next]);

@@ -28,7 +28,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-#include "engine/server.h"
+#include "serve/protocol.h"
 #include "activity.h"
 #include "quota.h"
 #include "traces.h"

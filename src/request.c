@@ -17,7 +17,7 @@
 #include "utils/timestamp.h"
 
 #include "engine/repetition.h"
-#include "engine/server.h"
+#include "serve/protocol.h"
 #include "activity.h"
 #include "client.h"
 #include "quota.h"

@@ -1,7 +1,7 @@
 /*
  * request.h - one generate request's parameters, in one place: read and
  * checked from an SQL function's arguments, written into the engine's JSON
- * request (src/engine/server.h), stored as jsonb (r1.jobs.parameters,
+ * request (src/serve/protocol.h), stored as jsonb (r1.jobs.parameters,
  * r1.traces.parameters) and read back from it (job workers, r1_replay).
  *
  * Adding a sampling parameter: a member here, its reading, checking and

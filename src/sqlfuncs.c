@@ -18,7 +18,7 @@
 #include "utils/timestamp.h"
 
 #include "engine/chat.h"
-#include "engine/server.h"
+#include "serve/protocol.h"
 #include "engine/version.h"
 #include "activity.h"
 #include "client.h"

@@ -22,7 +22,7 @@
 
 #include "engine/answer_equal.h"
 #include "engine/repetition.h"
-#include "engine/server.h"
+#include "serve/protocol.h"
 #include "activity.h"
 #include "client.h"
 #include "client_many.h"

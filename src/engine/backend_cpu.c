@@ -1,5 +1,6 @@
 /*
- * backend_cpu.c - the Qwen2 forward pass on the CPU, in float32 arithmetic.
+ * backend_cpu.c - the Qwen2 / Llama forward pass on the CPU, in float32
+ * arithmetic.
  *
  * This is the reference the CUDA backend is checked against, and the fallback
  * where there is no GPU.  Weights stay in their file dtype (F32/F16/BF16, or
@@ -12,7 +13,8 @@
  *    BLAS (sgemm).  This is what the golden fixtures check to 1e-4.
  * The KV cache is one contiguous, growing buffer per slot and layer.
  *
- * Per layer (llama2.c's forward(), with Qwen2's q/k/v biases and the
+ * Per layer (llama2.c's forward(), with Qwen2's q/k/v biases when the model
+ * has them, Llama 3's scaled rope frequencies when it has those, and the
  * half-split "NeoX" rotary layout):
  *   xb = rmsnorm(x) * w;  q,k,v = xb W^T + b;  rope(q, k);  cache k, v;
  *   o = attention(q, cache);  x += o Wo^T;

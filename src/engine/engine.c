@@ -68,7 +68,7 @@ typedef struct req
 	int			rep_span;		/* the loop's period when it stopped the request */
 	double		t_submit,
 				t_first;
-	const char *finish;
+	r1_finish	finish;
 	char		error[R1_ERROR_LEN];
 	struct req *next;			/* waiting or done list */
 } req;
@@ -465,7 +465,7 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 }
 
 static void
-push_done(r1_engine *e, req *r, const char *finish)
+push_done(r1_engine *e, req *r, r1_finish finish)
 {
 	r->state = REQ_DONE;
 	r->finish = finish;
@@ -480,7 +480,7 @@ push_done(r1_engine *e, req *r, const char *finish)
 
 /* take a running request out of the batch */
 static void
-finish_running(r1_engine *e, req *r, const char *finish)
+finish_running(r1_engine *e, req *r, r1_finish finish)
 {
 	e->running[r->slot] = NULL;
 	e->be->release_slot(e->be, r->slot);
@@ -495,7 +495,7 @@ r1_engine_cancel(r1_engine *e, int64_t id)
 	for (int i = 0; i < e->opts.max_seqs; i++)
 		if (e->running[i] && e->running[i]->id == id)
 		{
-			finish_running(e, e->running[i], "cancelled");
+			finish_running(e, e->running[i], R1_FINISH_CANCELLED);
 			return 0;
 		}
 	for (req *r = e->wait_head, *prev = NULL; r; prev = r, r = r->next)
@@ -508,7 +508,7 @@ r1_engine_cancel(r1_engine *e, int64_t id)
 			if (e->wait_tail == r)
 				e->wait_tail = prev;
 			e->n_waiting--;
-			push_done(e, r, "cancelled");
+			push_done(e, r, R1_FINISH_CANCELLED);
 			return 0;
 		}
 	return -1;
@@ -530,7 +530,7 @@ expire_deadlines(r1_engine *e)
 		req		   *r = e->running[i];
 
 		if (r && r->deadline_ms > 0 && now > r->deadline_ms)
-			finish_running(e, r, "timeout");
+			finish_running(e, r, R1_FINISH_TIMEOUT);
 	}
 	for (req *r = e->wait_head, *prev = NULL, *next; r; r = next)
 	{
@@ -544,7 +544,7 @@ expire_deadlines(r1_engine *e)
 			if (e->wait_tail == r)
 				e->wait_tail = prev;
 			e->n_waiting--;
-			push_done(e, r, "timeout");
+			push_done(e, r, R1_FINISH_TIMEOUT);
 		}
 		else
 			prev = r;
@@ -797,9 +797,9 @@ r1_engine_step(r1_engine *e, r1_error *err)
 			y = y ? y : youngest_running(e, 0);
 			snprintf(y->error, sizeof(y->error),
 					 "the KV cache cannot hold this sequence (%d positions) even alone: "
-					 "raise r1.kv_memory (CPU) or r1.gpu_memory_fraction (CUDA), or lower max_tokens",
+					 "raise --kv-memory (CPU) or --gpu-memory-fraction (CUDA), or lower max_tokens",
 					 seq_target(y));
-			finish_running(e, y, "error");
+			finish_running(e, y, R1_FINISH_ERROR);
 		}
 		return 0;
 	}
@@ -824,7 +824,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 			for (int i = 0; i < n; i++)
 			{
 				snprintf(e->b_req[i]->error, sizeof(e->b_req[i]->error), "%s", err->msg);
-				finish_running(e, e->b_req[i], "error");
+				finish_running(e, e->b_req[i], R1_FINISH_ERROR);
 			}
 			return -1;
 		}
@@ -852,18 +852,18 @@ r1_engine_step(r1_engine *e, r1_error *err)
 		if (append_token(e, r, next, err) != 0)
 		{
 			snprintf(r->error, sizeof(r->error), "%s", err->msg);
-			finish_running(e, r, "error");
+			finish_running(e, r, R1_FINISH_ERROR);
 			continue;
 		}
 		if (!r->ignore_eos && (next == e->eos_ids[0] || next == e->eos_ids[1]))
-			finish_running(e, r, r->forced ? "think_budget" : "stop");
+			finish_running(e, r, r->forced ? R1_FINISH_THINK_BUDGET : R1_FINISH_STOP);
 		else if ((r->rep_span = r1_repdet_push(&r->rep, r->out, r->n_out)) > 0)
 		{
 			e->stats.repetitions++;
-			finish_running(e, r, "repetition");
+			finish_running(e, r, R1_FINISH_REPETITION);
 		}
 		else if (r->n_out >= r->max_tokens)
-			finish_running(e, r, "length");
+			finish_running(e, r, R1_FINISH_LENGTH);
 	}
 	return 0;
 }
@@ -885,7 +885,8 @@ r1_engine_poll(r1_engine *e, r1_completion *c)
 		r1_detok_flush(&r->detok, &r->text, &r->text_len, &r->text_cap, &err);
 	c->id = r->id;
 	c->user = r->user;
-	c->finish_reason = r->finish;
+	c->finish = r->finish;
+	c->finish_reason = r1_finish_name(r->finish);
 	c->think_budget_hit = r->forced > 0;
 	c->repetition_span = r->rep_span;
 	memcpy(c->error, r->error, sizeof(c->error));
@@ -982,7 +983,7 @@ r1_engine_run(r1_engine *e, const r1_request *req_in, r1_completion *c, r1_error
 			if (got.id == id)
 			{
 				*c = got;
-				if (strcmp(c->finish_reason, "error") == 0)
+				if (c->finish == R1_FINISH_ERROR)
 					return r1_fail(err, "%s", c->error);
 				return 0;
 			}

@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "model.h"
+#include "protocol.h"			/* r1_finish (src/serve/protocol.h) */
 #include "repetition.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -80,13 +81,15 @@ typedef struct r1_completion
 	int64_t		id;
 	void	   *user;
 	/*
-	 * "stop" (end of sequence), "think_budget" (stopped at the end of
+	 * R1_FINISH_STOP (end of sequence), _THINK_BUDGET (stopped at the end of
 	 * sequence after the engine closed the think section at
-	 * max_think_tokens), "length" (max_tokens or the context ran out; also
-	 * when the budget was hit before: see think_budget_hit), "repetition"
-	 * (loop detection stopped it: see repetition_span), "cancelled",
-	 * "timeout", "error".
+	 * max_think_tokens), _LENGTH (max_tokens or the context ran out; also
+	 * when the budget was hit before: see think_budget_hit), _REPETITION
+	 * (loop detection stopped it: see repetition_span), _CANCELLED,
+	 * _TIMEOUT, _ERROR.  finish_reason is its name: "stop", "think_budget",
+	 * "length", "repetition", "cancelled", "timeout", "error".
 	 */
+	r1_finish	finish;
 	const char *finish_reason;
 	int			think_budget_hit;	/* 1 when max_think_tokens forced </think> */
 	int			repetition_span;	/* "repetition": the period of the loop in tokens */
@@ -141,7 +144,7 @@ int			r1_engine_encode_prompt(r1_engine *e, const char *system, const char *prom
  */
 int			r1_engine_submit(r1_engine *e, const r1_request *req, int64_t *id, r1_error *err);
 
-/* Cancel a queued or running request: it completes with finish_reason "cancelled". */
+/* Cancel a queued or running request: it completes with R1_FINISH_CANCELLED. */
 int			r1_engine_cancel(r1_engine *e, int64_t id);
 
 /* 1 when there is work (waiting or running requests). */

@@ -1,6 +1,6 @@
 /*
- * model.c - binding a Qwen2ForCausalLM checkpoint's tensors, or generating
- * random weights at any shape.
+ * model.c - binding a Qwen2ForCausalLM or LlamaForCausalLM checkpoint's
+ * tensors, or generating random weights at any shape.
  */
 #include "model.h"
 #include "model_fp8.h"

@@ -1,5 +1,6 @@
 /*
- * model.h - a Qwen2ForCausalLM checkpoint: hyper-parameters and weights.
+ * model.h - a Qwen2ForCausalLM or LlamaForCausalLM checkpoint (safetensors,
+ * FP8 safetensors or GGUF): hyper-parameters and weights.
  *
  * Weights stay in the file's dtype (F32, F16 or BF16), memory-mapped from the
  * safetensors files, or in heap memory for generated (random) weights.  Shapes

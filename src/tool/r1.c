@@ -22,7 +22,7 @@
 #include "engine.h"
 #include "gguf_convert.h"
 #include "pull.h"
-#include "server.h"
+#include "server.h"			/* src/serve: r1 serve */
 #include "version.h"
 
 static const char *usage_text =
@@ -47,12 +47,14 @@ static const char *usage_text =
 "  convert    (--model DIR | --random-weights SHAPE [--seed S]) --out FILE.gguf\n"
 "             --type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m [--tokenizer-from DIR]\n"
 "                                           write a checkpoint as GGUF (llama.cpp layout)\n"
-"  (--model also takes a .gguf file: Qwen2 GGUF files from llama.cpp / Ollama)\n"
+"  (--model also takes a .gguf file: Qwen2 and Llama GGUF files from llama.cpp / Ollama)\n"
 "  pull       ORG/NAME [--revision REV] [--include GLOB] [--dir DIR]\n"
 "             ollama:[NS/]NAME[:TAG] [--dir DIR]\n"
 "                                           download a model (Hugging Face hub, Ollama registry),\n"
 "                                           verified, into the cache; prints its path\n"
-"  serve      ...                           the engine host of the r1_pg extension\n"
+"  serve      --socket PATH (--model DIR | --random-weights SHAPE) [OPTIONS]\n"
+"                                           the engine host of the r1_pg extension\n"
+"                                           (r1 serve --help: its options)\n"
 "  --max-think-tokens N  close the think section with </think> after N tokens\n"
 "                        (finish_reason \"think_budget\" when the answer then ends)\n"
 "  --batch-invariant     results bitwise independent of the rest of the batch\n"
@@ -112,6 +114,8 @@ typedef struct opts
 	const char *kv_cache_dtype;
 	const char *positional;
 	const char *answers;		/* demo-model --answers */
+	const char *socket;			/* serve */
+	int			help;			/* --help after the command (serve) */
 	int			raw,
 				ignore_eos,
 				batch_invariant,
@@ -127,6 +131,14 @@ typedef struct opts
 	double		temperature,
 				top_p,
 				min_p;
+	/* serve; -1 = not given (the engine's default) */
+	long		max_seqs,
+				max_queued,
+				max_ctx,
+				kv_memory,
+				max_clients,
+				status_fd;
+	double		gpu_memory_fraction;	/* serve; < 0 = not given */
 	unsigned long long seed;
 	int			has_seed;
 	r1_repetition_opts repetition;	/* generate: loop detection */
@@ -158,10 +170,18 @@ parse_double(const char *name, const char *v)
 	return x;
 }
 
+/*
+ * The options of every command, argv[2...] (argv[1] is the command).  One
+ * table for all: an option means the same to every command that takes it.
+ */
 static void
 parse_opts(int argc, char **argv, opts *o)
 {
+	int			serve = strcmp(argv[1], "serve") == 0;
+
 	memset(o, 0, sizeof(*o));
+	o->max_seqs = o->max_queued = o->max_ctx = o->kv_memory = o->max_clients = o->status_fd = -1;
+	o->gpu_memory_fraction = -1;
 	o->device = "auto";
 	o->max_tokens = 4096;
 	o->temperature = R1_DEFAULT_TEMPERATURE;
@@ -178,7 +198,8 @@ parse_opts(int argc, char **argv, opts *o)
 #define VALUE() (v ? (i++, v) : (usage("option needs a value"), (const char *) NULL))
 		if (strcmp(a, "--model") == 0)
 			o->model = VALUE();
-		else if (strcmp(a, "--random-weights") == 0)
+		else if (strcmp(a, "--random-weights") == 0 ||
+				 (serve && strcmp(a, "--random") == 0))	/* serve's old spelling */
 			o->random = VALUE();
 		else if (strcmp(a, "--device") == 0)
 			o->device = VALUE();
@@ -235,7 +256,7 @@ parse_opts(int argc, char **argv, opts *o)
 		else if (strcmp(a, "--top-k") == 0)
 			o->top_k = parse_long("--top-k", VALUE(), 0, INT_MAX);
 		else if (strcmp(a, "--threads") == 0)
-			o->threads = parse_long("--threads", VALUE(), 0, 1024);
+			o->threads = parse_long("--threads", VALUE(), 0, 4096);	/* r1.threads: 4096 */
 		else if (strcmp(a, "--batch") == 0)
 			o->batch = parse_long("--batch", VALUE(), 1, 4096);
 		else if (strcmp(a, "--prompt-len") == 0)
@@ -248,6 +269,26 @@ parse_opts(int argc, char **argv, opts *o)
 			o->top_p = parse_double("--top-p", VALUE());
 		else if (strcmp(a, "--min-p") == 0)
 			o->min_p = parse_double("--min-p", VALUE());
+		else if (strcmp(a, "--socket") == 0)
+			o->socket = VALUE();
+		else if (strcmp(a, "--max-seqs") == 0)
+			o->max_seqs = parse_long(a, VALUE(), 0, INT_MAX);
+		else if (strcmp(a, "--max-queued") == 0)
+			o->max_queued = parse_long(a, VALUE(), 0, INT_MAX);
+		else if (strcmp(a, "--max-ctx") == 0)
+			o->max_ctx = parse_long(a, VALUE(), 0, INT_MAX);
+		else if (strcmp(a, "--kv-memory") == 0)
+			o->kv_memory = parse_long(a, VALUE(), 0, LONG_MAX >> 20);
+		else if (strcmp(a, "--max-clients") == 0)
+			o->max_clients = parse_long(a, VALUE(), INT_MIN, INT_MAX);
+		else if (strcmp(a, "--status-fd") == 0)
+			o->status_fd = parse_long(a, VALUE(), -1, INT_MAX);
+		else if (strcmp(a, "--gpu-memory-fraction") == 0)
+			o->gpu_memory_fraction = parse_double(a, VALUE());
+		else if (strcmp(a, "--cluster") == 0)
+			(void) VALUE();		/* a label for ps: which server's host this is */
+		else if (serve && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0))
+			o->help = 1;
 		else if (strcmp(a, "--seed") == 0)
 		{
 			const char *s = VALUE();
@@ -357,22 +398,18 @@ json_str_or_null(const char *s)
 	return s ? json_stringn(s, strlen(s)) : json_null();
 }
 
-static r1_engine *
-open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
+/* the engine options every command that runs the model shares */
+static void
+engine_opts(const opts *o, r1_engine_opts *eo_out)
 {
-	r1_engine_opts eo;
-	r1_engine  *e;
-	r1_error	err;
+	r1_engine_opts eo = *eo_out;
 
-	r1_engine_opts_defaults(&eo);
 	if (!o->model && !o->random)
 		usage("--model DIR is required");
 	eo.model_dir = o->model;
 	eo.random_shape = o->model ? NULL : o->random;
 	eo.device = o->device;
 	eo.threads = (int) o->threads;
-	eo.max_seqs = max_seqs;
-	eo.max_ctx = max_ctx;
 	eo.batch_invariant = o->batch_invariant;
 	if (o->cpu_precision)
 	{
@@ -382,8 +419,6 @@ open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
 	}
 	if (o->kv_cache_dtype && r1_kv_cache_dtype_parse(o->kv_cache_dtype, &eo.kv_cache_dtype) != 0)
 		usage("--kv-cache-dtype must be f32, f16 or bf16");
-	if (prefill_chunk > 0)
-		eo.prefill_chunk = prefill_chunk;
 	if (o->dtype)
 	{
 		if (strcmp(o->dtype, "bf16") == 0)
@@ -395,6 +430,22 @@ open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
 		else
 			die("--dtype must be bf16, f16 or f32");
 	}
+	*eo_out = eo;
+}
+
+static r1_engine *
+open_engine(const opts *o, int max_seqs, int max_ctx, int prefill_chunk)
+{
+	r1_engine_opts eo;
+	r1_engine  *e;
+	r1_error	err;
+
+	r1_engine_opts_defaults(&eo);
+	engine_opts(o, &eo);
+	eo.max_seqs = max_seqs;
+	eo.max_ctx = max_ctx;
+	if (prefill_chunk > 0)
+		eo.prefill_chunk = prefill_chunk;
 	if (r1_engine_open(&e, &eo, &err) != 0)
 		die("%s", err.msg);
 	return e;
@@ -953,6 +1004,44 @@ cmd_pull(const opts *o)
 	return 0;
 }
 
+/* the engine host of the r1_pg extension (src/serve) */
+static int
+cmd_serve(const opts *o)
+{
+	r1_serve_opts so;
+
+	if (o->help)
+	{
+		r1_serve_usage(stdout);
+		return 0;
+	}
+	if (!o->socket || (!o->model && !o->random))
+	{
+		r1_serve_usage(stderr);
+		return 2;
+	}
+	if (o->positional)
+		usage("r1 serve takes no arguments");
+	r1_serve_opts_defaults(&so);
+	engine_opts(o, &so.engine);
+	so.engine.tokenizer_dir = o->tokenizer;
+	if (o->max_seqs >= 0)
+		so.engine.max_seqs = (int) o->max_seqs;
+	if (o->max_queued >= 0)
+		so.engine.max_queued = (int) o->max_queued;
+	if (o->max_ctx >= 0)
+		so.engine.max_ctx = (int) o->max_ctx;
+	if (o->kv_memory >= 0)
+		so.engine.kv_memory_bytes = (size_t) o->kv_memory << 20;
+	if (o->gpu_memory_fraction >= 0)
+		so.engine.gpu_memory_fraction = o->gpu_memory_fraction;
+	so.socket_path = o->socket;
+	if (o->max_clients != -1)
+		so.max_clients = o->max_clients > 0 ? (int) o->max_clients : 1;
+	so.status_fd = (int) o->status_fd;
+	return r1_serve(&so);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -972,9 +1061,9 @@ main(int argc, char **argv)
 	if (argc < 2)
 		usage(NULL);
 	cmd = argv[1];
-	if (strcmp(cmd, "serve") == 0)
-		return r1_serve_main(argc - 1, argv + 1);
 	parse_opts(argc, argv, &o);
+	if (strcmp(cmd, "serve") == 0)
+		return cmd_serve(&o);
 	if (strcmp(cmd, "tokenize") == 0)
 		return cmd_tokenize(&o);
 	if (strcmp(cmd, "detokenize") == 0)

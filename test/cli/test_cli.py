@@ -288,7 +288,7 @@ ok(ids == [11, 12, 13, 11, 4], "the Llama GGUF keeps the Llama 3 pre-tokenizer (
 g = run_json("generate on a Llama Q8_0 GGUF", "generate", "--model", os.path.join(tmp, "ll.gguf"), "--raw",
              "--ids", "3", "--temperature", "0", "--max-tokens", "8", "--ignore-eos", "--cpu-precision", "exact")
 q = json.load(open(f"{LT}/llama-tiny-q8_0.golden.json"))["cases"][0]
-ok(g and g["ids"] == q["greedy_ids"], "a Llama Q8_0 GGUF: greedy ids match tools/gguf_golden.py's", g)
+ok(g and g["ids"] == q["greedy_ids"], "a Llama Q8_0 GGUF: greedy ids match test/fixtures/gen/gguf_golden.py's", g)
 b = run_json("bench a llama shape", "bench", "--random-weights", f"{LT}/config.json", "--device", "cpu",
              "--prompt-len", "16", "--gen-len", "4")
 ok(b and b["decode_steps"] == 3, "bench --random-weights takes a Llama config.json", b)
@@ -298,7 +298,7 @@ F8 = f"{FIX}/qwen2-tiny-fp8/channel"
 g = run_json("generate on an FP8 checkpoint", "generate", "--model", F8, "--raw", "--ids", "3",
              "--temperature", "0", "--max-tokens", "8", "--ignore-eos")
 q = json.load(open(f"{F8}/golden.json"))["cases"][0]
-ok(g and g["ids"] == q["greedy_ids"], "an FP8 checkpoint: greedy ids match tools/fp8_fixture.py's golden", g)
+ok(g and g["ids"] == q["greedy_ids"], "an FP8 checkpoint: greedy ids match test/fixtures/gen/fp8_fixture.py's golden", g)
 c = run_json("convert an FP8 checkpoint", "convert", "--model", F8, "--type", "q8_0",
              "--out", os.path.join(tmp, "f8.gguf"))
 ok(c and c["type"] == "q8_0" and os.path.getsize(os.path.join(tmp, "f8.gguf")) == c["bytes"],
@@ -356,7 +356,7 @@ for t in ("q4_0", "q5_0"):
     g = run_json(f"generate on a {t} GGUF", "generate", "--model", f, "--raw", "--ids", "3",
                  "--temperature", "0", "--max-tokens", "8", "--ignore-eos", "--cpu-precision", "exact")
     q = json.load(open(f.replace(".gguf", ".golden.json")))["cases"][0]
-    ok(g and g["ids"] == q["greedy_ids"], f"a {t} GGUF: greedy ids match tools/gguf_golden.py's", g)
+    ok(g and g["ids"] == q["greedy_ids"], f"a {t} GGUF: greedy ids match test/fixtures/gen/gguf_golden.py's", g)
 
 shutil.rmtree(tmp)
 print(f"1..{n}")

@@ -28,7 +28,7 @@ FUZZ_TARGETS := safetensors config tokenizer_json tokenize chat gguf answer_equa
 FUZZ_DIR := test/fuzz
 FUZZ_OUT := build/fuzz
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
-	-Wno-sign-compare -Isrc/engine \
+	-Wno-sign-compare -Isrc/engine -Isrc/serve -Ikernels \
 	-fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_LIBS := -ljansson -lpcre2-8 -lutf8proc -lm -lpthread
 # the engine modules the targets exercise (no forward pass, no OpenMP, no BLAS)
@@ -55,7 +55,7 @@ fuzz-build: $(FUZZ_BINS)
 # keep the objects make sees as intermediate
 .SECONDARY: $(FUZZ_ENGINE_OBJS)
 
-$(FUZZ_OUT)/engine/%.o: src/engine/%.c $(wildcard src/engine/*.h)
+$(FUZZ_OUT)/engine/%.o: src/engine/%.c $(wildcard src/engine/*.h) src/serve/protocol.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -115,17 +115,23 @@ fuzz: fuzz-regressions
 FUZZ_ASAN_CC ?= gcc
 FUZZ_ASAN_DIR := build/asan
 FUZZ_ASAN_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Wall -Wextra \
-	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine \
+	-Wno-unused-parameter -Wno-sign-compare -Isrc/engine -Isrc/serve -Ikernels \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-# the r1 tool's sources and libraries (the top Makefile's, when included from it)
-TOOL_SRCS ?= $(sort $(wildcard src/tool/*.c))
+# the r1 tool's sources (the engine host's too) and libraries (the top
+# Makefile's, when included from it)
+TOOL_SRCS ?= $(sort $(wildcard src/tool/*.c)) $(sort $(wildcard src/serve/*.c))
 TOOL_LIBS ?= -lcurl -lcrypto
 FUZZ_ASAN_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
-FUZZ_ASAN_ENGINE_OBJS := $(patsubst src/engine/%.c,$(FUZZ_ASAN_DIR)/engine/%.o,$(sort $(wildcard src/engine/*.c)))
+FUZZ_ASAN_ENGINE_OBJS := $(patsubst src/engine/%.c,$(FUZZ_ASAN_DIR)/engine/%.o,$(sort $(wildcard src/engine/*.c))) \
+	$(patsubst kernels/%.c,$(FUZZ_ASAN_DIR)/kernels/%.o,$(sort $(wildcard kernels/*.c)))
 FUZZ_ASAN_UNIT_BINS := $(patsubst test/unit/%.c,$(FUZZ_ASAN_DIR)/%,$(sort $(wildcard test/unit/test_*.c)))
 FUZZ_ASAN_ENV := ASAN_OPTIONS=$(FUZZ_ASAN_OPTIONS) UBSAN_OPTIONS=$(FUZZ_UBSAN_OPTIONS) OMP_NUM_THREADS=2
 
 $(FUZZ_ASAN_DIR)/engine/%.o: src/engine/%.c $(wildcard src/engine/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -c -o $@ $<
+
+$(FUZZ_ASAN_DIR)/kernels/%.o: kernels/%.c $(wildcard src/engine/*.h) $(wildcard kernels/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -c -o $@ $<
 
@@ -136,7 +142,7 @@ $(FUZZ_ASAN_DIR)/libr1engine.a: $(FUZZ_ASAN_ENGINE_OBJS)
 $(FUZZ_ASAN_DIR)/test_%: test/unit/test_%.c test/unit/tap.h $(FUZZ_ASAN_DIR)/libr1engine.a
 	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -Itest/unit -o $@ $< $(FUZZ_ASAN_DIR)/libr1engine.a $(FUZZ_ASAN_LIBS)
 
-$(FUZZ_ASAN_DIR)/r1: $(TOOL_SRCS) $(wildcard src/tool/*.h) $(wildcard src/engine/*.h) $(FUZZ_ASAN_DIR)/libr1engine.a
+$(FUZZ_ASAN_DIR)/r1: $(TOOL_SRCS) $(wildcard src/tool/*.h) $(wildcard src/serve/*.h) $(wildcard src/engine/*.h) $(FUZZ_ASAN_DIR)/libr1engine.a
 	$(FUZZ_ASAN_CC) $(FUZZ_ASAN_CFLAGS) -o $@ $(TOOL_SRCS) $(FUZZ_ASAN_DIR)/libr1engine.a $(TOOL_LIBS) $(FUZZ_ASAN_LIBS)
 
 asan-unit: $(FUZZ_ASAN_UNIT_BINS)
@@ -150,16 +156,18 @@ asan: asan-unit asan-cli
 # ---- valgrind memcheck on one generation ----
 FUZZ_VALGRIND ?= valgrind
 FUZZ_VG_DIR := build/valgrind
-FUZZ_VG_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Isrc/engine -Wno-unused-result
+FUZZ_VG_CFLAGS := -std=gnu11 -O1 -g -march=x86-64-v3 -fopenmp -Isrc/engine -Isrc/serve -Ikernels -Wno-unused-result
+# the engine's sources: src/engine and the CUDA backend's C side (kernels/*.c)
+FUZZ_VG_ENGINE_SRCS := $(sort $(wildcard src/engine/*.c)) $(sort $(wildcard kernels/*.c))
 FUZZ_VG_LIBS := -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -fopenmp
 FUZZ_VG_FLAGS := --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	--errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
 	--suppressions=$(FUZZ_DIR)/valgrind.supp
 
 # a plain -O1 -g build (no sanitizers: valgrind does the checking)
-$(FUZZ_VG_DIR)/r1: $(TOOL_SRCS) $(sort $(wildcard src/engine/*.c)) $(wildcard src/engine/*.h)
+$(FUZZ_VG_DIR)/r1: $(TOOL_SRCS) $(FUZZ_VG_ENGINE_SRCS) $(wildcard src/engine/*.h) $(wildcard src/serve/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(FUZZ_VG_CFLAGS) -o $@ $(TOOL_SRCS) $(sort $(wildcard src/engine/*.c)) $(TOOL_LIBS) $(FUZZ_VG_LIBS)
+	$(CC) $(FUZZ_VG_CFLAGS) -o $@ $(TOOL_SRCS) $(FUZZ_VG_ENGINE_SRCS) $(TOOL_LIBS) $(FUZZ_VG_LIBS)
 
 valgrind-generate: $(FUZZ_VG_DIR)/r1
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(FUZZ_VALGRIND) $(FUZZ_VG_FLAGS) \

@@ -1,5 +1,5 @@
 # The engine host (`r1 serve`) on its own, without PostgreSQL: the socket
-# protocol of src/engine/server.h, malformed and oversized messages, long
+# protocol of src/serve/protocol.h, malformed and oversized messages, long
 # results, a slow reader that must not stall others, and a client that hangs
 # up (its request is cancelled).  Needs no PostgreSQL: `prove
 # test/t/002_host_protocol.pl` from the repository root makes the demo model

@@ -540,8 +540,8 @@ check_kv_pressure(void)
 
 		for (int i = 0; i < NKV; i++)
 			failed += n_got[i] == 0 && strstr(errs[i], "KV cache cannot hold this sequence") &&
-				strstr(errs[i], "r1.kv_memory");
-		is_int(failed, NKV, "kv: each request fails alone with a message naming the setting");
+				strstr(errs[i], "--kv-memory");
+		is_int(failed, NKV, "kv: each request fails alone with a message naming the engine option (--kv-memory)");
 	}
 	r1_engine_close(e);
 	/*
@@ -559,7 +559,7 @@ check_kv_pressure(void)
 
 		for (int i = 0; i < NKV; i++)
 			clear += n_ref[i] <= 256 - 1 ||
-				(strstr(errs[i], "KV cache cannot hold this sequence") && strstr(errs[i], "r1.kv_memory"));
+				(strstr(errs[i], "KV cache cannot hold this sequence") && strstr(errs[i], "--kv-memory"));
 		is_int(clear, NKV, "kv: a request longer than the cache fails with the message; shorter ones finish");
 	}
 	r1_engine_close(e);

@@ -5,10 +5,10 @@
  * from GGUF (missing metadata, unknown architectures); the CPU forward pass
  * on the quantised fixtures (test/fixtures/qwen2-tiny-gguf: Q8_0, Q4_K +
  * Q6_K, Q5_K) against float64 goldens computed from the dequantised weights
- * by tools/gguf_golden.py; and GGUF conversions (F32, BF16) of qwen2-tiny
+ * by test/fixtures/gen/gguf_golden.py; and GGUF conversions (F32, BF16) of qwen2-tiny
  * against the Hugging Face goldens of test/fixtures/qwen2-tiny.  Also the
  * other quantised checkpoints: FP8 safetensors (test/fixtures/qwen2-tiny-fp8,
- * channel / tensor / block scales, tools/fp8_fixture.py goldens) and their
+ * channel / tensor / block scales, test/fixtures/gen/fp8_fixture.py goldens) and their
  * errors.
  */
 #include <fcntl.h>
@@ -807,10 +807,10 @@ check_conversion(const char *type, const char *golden)
 
 /*
  * DeepSeek-R1-Distill-Llama's architecture: test/fixtures/llama-tiny (no
- * biases, llama3 rope scaling; tools/llama_fixture.py, float64 golden) from
+ * biases, llama3 rope scaling; test/fixtures/gen/llama_fixture.py, float64 golden) from
  * its safetensors; converted to an F32 GGUF (attn_q/attn_k rows permuted for
  * ggml's rope and back, the scaling as rope_freqs) against the same golden;
- * and the committed Q8_0 GGUF against tools/gguf_golden.py's golden, which
+ * and the committed Q8_0 GGUF against test/fixtures/gen/gguf_golden.py's golden, which
  * reads the file as llama.cpp would (permuted rows, rope on adjacent pairs).
  */
 static void

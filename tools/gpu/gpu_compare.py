@@ -23,15 +23,15 @@ Exit status 1 if any check failed.
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
-from array import array
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIX = os.path.join(ROOT, "test", "fixtures", "qwen2-tiny")
+sys.path.insert(0, os.path.join(ROOT, "test", "fixtures", "gen"))
+from fixturelib import read_safetensors  # noqa: E402
 failures = 0
 
 
@@ -40,27 +40,6 @@ def report(ok, msg):
     if not ok:
         failures += 1
     print(("ok   " if ok else "FAIL ") + msg, flush=True)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        code = {"F32": "f", "I64": "q", "I32": "i"}.get(info["dtype"])
-        if code is None:
-            continue
-        arr = array(code)
-        arr.frombytes(data[a:b])
-        if sys.byteorder != "little":
-            arr.byteswap()
-        out[name] = (info["shape"], arr)
-    return out
 
 
 def rows_of(shape, arr):
@@ -201,8 +180,8 @@ def sampling_checks(args, tmp):
 
 def gguf_checks(args, tmp):
     """Quantised GGUF fixtures (r1k_qgemm decodes the blocks on the GPU) and FP8
-    checkpoints (bf16 on the GPU) against their float64 goldens (tools/gguf_golden.py,
-    tools/fp8_fixture.py) and the CPU backend."""
+    checkpoints (bf16 on the GPU) against their float64 goldens (test/fixtures/gen/gguf_golden.py,
+    test/fixtures/gen/fp8_fixture.py) and the CPU backend."""
     fx = os.path.join(ROOT, "test", "fixtures")
     for rel in ("qwen2-tiny-gguf/qwen2-tiny-q8_0", "qwen2-tiny-gguf/qwen2-tiny-q4_0",
                 "qwen2-tiny-gguf/qwen2-tiny-q5_0", "qwen2-tiny-gguf/w256-q4_k_m",

@@ -1,6 +1,7 @@
 /*
  * server.c - the engine host (`r1 serve`): a resident engine behind a UNIX
- * socket.  See server.h for the protocol.
+ * socket.  See protocol.h for the protocol, server.h for the interface;
+ * prepare.c parses and tokenizes requests.
  *
  * One thread, the loop, runs the engine: poll() on the listening socket and
  * the client sockets (timeout 0 while the engine has work, so decoding never
@@ -22,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include "server.h"
+#include "serve_int.h"
 #include "cpu_features.h"
 
 #include <errno.h>
@@ -48,90 +50,6 @@
 #include "engine.h"
 #include "util.h"
 
-/* requests up to this size are prepared on the loop; larger ones by the pool */
-#define R1_SRV_INLINE_MAX	(64u << 10)
-#define R1_SRV_PREP_THREADS 4
-
-typedef enum r1_client_state
-{
-	R1_CLIENT_READ,				/* reading the request */
-	R1_CLIENT_PREP,				/* parsed and tokenized by a pool thread */
-	R1_CLIENT_QUEUED,			/* engine queue full: waiting for a slot */
-	R1_CLIENT_RUNNING,			/* submitted; waiting for the completion */
-	R1_CLIENT_WRITE,			/* sending the response */
-	R1_CLIENT_DONE				/* to be freed */
-} r1_client_state;
-
-typedef struct r1_client
-{
-	int			fd;				/* -1 once closed */
-	r1_client_state state;
-	unsigned char hdr[4];		/* length prefix being read */
-	size_t		hdr_got;
-	char	   *in;				/* request body [in_len] */
-	size_t		in_len;
-	size_t		in_got;
-	char	   *out;			/* framed response [out_len] */
-	size_t		out_len;
-	size_t		out_sent;
-	int64_t		id;				/* engine request id while RUNNING */
-	r1_request	req;			/* while QUEUED: the request to submit */
-	int32_t    *ids;			/* while QUEUED: prompt ids (owned) */
-	double		queue_deadline; /* while QUEUED: r1_now_ms() limit */
-	char		tag[64];		/* the caller's name for the request ("" = none) */
-	struct r1_prep *prep;		/* while PREP: the pool's job (the pool owns it) */
-} r1_client;
-
-/*
- * A request being parsed and tokenized (r1_srv_prepare), by a pool thread or
- * on the loop.  The outcome is one of: a response to send now (a tokenize
- * result, an error), a generate request to submit, or an op the loop
- * answers itself (status, activity).
- */
-typedef struct r1_prep
-{
-	char	   *in;				/* the request body [in_len] (owned) */
-	size_t		in_len;
-	int			cancel;			/* set by the loop (__atomic) when the client goes away */
-	r1_client  *client;			/* only the loop dereferences it */
-	struct r1_prep *next;		/* in the pool's todo or done list */
-	json_t	   *response;		/* outcome: answer this */
-	json_t	   *loop_req;		/* outcome: the loop answers this request */
-	int			submit;			/* outcome: submit req (prompt ids: ids, owned) */
-	r1_request	req;
-	int32_t    *ids;
-	double		queue_timeout_ms;
-	char		tag[64];
-} r1_prep;
-
-typedef struct r1_prep_pool
-{
-	pthread_mutex_t mu;
-	pthread_cond_t cv;			/* todo has work, or stop */
-	r1_prep    *todo;			/* FIFO: todo .. todo_tail */
-	r1_prep    *todo_tail;
-	r1_prep    *done;			/* prepared, for the loop (any order) */
-	int			stop;
-	int			wake[2];		/* a byte on wake[1] tells the loop that done has jobs */
-	pthread_t	threads[R1_SRV_PREP_THREADS];
-	int			n_threads;
-} r1_prep_pool;
-
-typedef struct r1_server
-{
-	r1_engine  *engine;
-	int			listen_fd;
-	const char *socket_path;
-	r1_client **clients;		/* in accept order */
-	int			n_clients;
-	int			cap_clients;
-	int			max_clients;
-	int			n_queued;		/* clients in R1_CLIENT_QUEUED */
-	pthread_t	checksum_thread;	/* computes the weights checksum after "ready" */
-	int			checksum_started;
-	uint64_t	checksum;		/* 0 until computed; __atomic access */
-	r1_prep_pool pool;
-} r1_server;
 
 static volatile sig_atomic_t r1_srv_stop = 0;
 static volatile sig_atomic_t r1_srv_drain = 0;
@@ -197,48 +115,6 @@ r1_srv_status(int fd, const char *word, const char *rest)
 	free(line);
 }
 
-/*
- * A JSON string for possibly invalid UTF-8 (a think trace cut off by
- * max_tokens may end inside a character): invalid bytes and NULs (which SQL
- * text cannot hold) become U+FFFD.
- */
-static json_t *
-r1_srv_json_text(const char *s, size_t len)
-{
-	char	   *buf;
-	size_t		o = 0;
-	json_t	   *j;
-
-	if (s == NULL)
-		return json_null();
-	if (memchr(s, 0, len) == NULL && r1_utf8_valid(s, len))
-		return json_stringn(s, len);
-	buf = malloc(len * 3 + 1);
-	if (!buf)
-		return NULL;
-	for (size_t i = 0; i < len;)
-	{
-		unsigned char c = (unsigned char) s[i];
-		size_t		n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-
-		if (n > 0 && i + n <= len && c != 0 && r1_utf8_valid(s + i, n))
-		{
-			memcpy(buf + o, s + i, n);
-			o += n;
-			i += n;
-		}
-		else
-		{
-			memcpy(buf + o, "\xEF\xBF\xBD", 3);
-			o += 3;
-			i += 1;
-		}
-	}
-	j = json_stringn(buf, o);
-	free(buf);
-	return j;
-}
-
 /* Frame a JSON object as the client's response (steals obj). */
 static void
 r1_srv_respond(r1_client *c, json_t *obj)
@@ -258,35 +134,17 @@ r1_srv_respond(r1_client *c, json_t *obj)
 		return;
 	}
 	len = strlen(body);
-	if (len > R1_PROTO_MAX_RESPONSE || (c->out = malloc(len + 4)) == NULL)
+	if (len > R1_PROTO_MAX_RESPONSE || (c->out = malloc(len + R1_PROTO_HEADER_LEN)) == NULL)
 	{
 		free(body);
 		c->state = R1_CLIENT_DONE;
 		return;
 	}
-	c->out[0] = (char) (len >> 24);
-	c->out[1] = (char) (len >> 16);
-	c->out[2] = (char) (len >> 8);
-	c->out[3] = (char) len;
-	memcpy(c->out + 4, body, len);
+	r1_proto_put_len((unsigned char *) c->out, len);
+	memcpy(c->out + R1_PROTO_HEADER_LEN, body, len);
 	free(body);
-	c->out_len = len + 4;
+	c->out_len = len + R1_PROTO_HEADER_LEN;
 	c->out_sent = 0;
-}
-
-static json_t *
-r1_srv_error_json(const char *code, const char *error, const char *detail, const char *hint)
-{
-	json_t	   *o = json_object();
-
-	json_object_set_new(o, "ok", json_false());
-	json_object_set_new(o, "code", json_string(code));
-	json_object_set_new(o, "error", r1_srv_json_text(error, strlen(error)));
-	if (detail)
-		json_object_set_new(o, "detail", r1_srv_json_text(detail, strlen(detail)));
-	if (hint)
-		json_object_set_new(o, "hint", json_string(hint));
-	return o;
 }
 
 static void
@@ -294,14 +152,6 @@ r1_srv_respond_error(r1_client *c, const char *code, const char *error,
 					 const char *detail, const char *hint)
 {
 	r1_srv_respond(c, r1_srv_error_json(code, error, detail, hint));
-}
-
-/* A failed preparation: the response is this error. */
-static void
-r1_prep_fail(r1_prep *p, const char *code, const char *error, const char *detail, const char *hint)
-{
-	json_decref(p->response);
-	p->response = r1_srv_error_json(code, error, detail, hint);
 }
 
 static void
@@ -335,20 +185,7 @@ r1_srv_client_free(r1_client *c)
 	free(c);
 }
 
-/* ---- requests ---- */
-
-static int
-r1_srv_get_number(json_t *req, const char *key, double *out)
-{
-	json_t	   *v = json_object_get(req, key);
-
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (!json_is_number(v))
-		return -1;
-	*out = json_number_value(v);
-	return 1;
-}
+/* ---- state ---- */
 
 /* "weights_checksum": hex, or null while the background thread computes it */
 static void
@@ -406,337 +243,10 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	r1_srv_checksum_json(srv, o);
 }
 
-/* An encoding error: the client went away (the loop stops reading it), or bad text. */
-static void
-r1_prep_encode_failed(r1_prep *p, const r1_error *err)
-{
-	if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
-		r1_prep_fail(p, "57014", "r1 request was cancelled", NULL, NULL);
-	else
-		r1_prep_fail(p, "22023", err->msg, NULL, NULL);
-}
-
-static void
-r1_srv_prepare_tokenize(r1_server *srv, r1_prep *p, json_t *req)
-{
-	const r1_tokenizer *tok = r1_engine_tokenizer(srv->engine);
-	json_t	   *text = json_object_get(req, "text");
-	r1_encode_opts opts = {.parse_special = json_is_true(json_object_get(req, "parse_special")),
-	.cancel = &p->cancel};
-	int32_t    *ids = NULL;
-	size_t		n = 0;
-	r1_error	err;
-	json_t	   *o;
-
-	if (!json_is_string(text))
-	{
-		r1_prep_fail(p, "22023", "\"text\" must be a string", NULL, NULL);
-		return;
-	}
-	if (tok == NULL)
-	{
-		r1_prep_fail(p, "55000", "the served model has no tokenizer",
-					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
-					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
-		return;
-	}
-	if (r1_tokenizer_encode_opts(tok, json_string_value(text), json_string_length(text), &opts,
-								 &ids, &n, &err) != 0)
-	{
-		r1_prep_encode_failed(p, &err);
-		return;
-	}
-	o = json_object();
-	json_object_set_new(o, "ok", json_true());
-	if (json_is_true(json_object_get(req, "count_only")))
-		json_object_set_new(o, "n", json_integer((json_int_t) n));
-	else
-	{
-		json_t	   *arr = json_array();
-
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, json_integer(ids[i]));
-		json_object_set_new(o, "ids", arr);
-	}
-	free(ids);
-	p->response = o;
-}
-
-/* Append src[0..n) to *dst (realloc'd), consuming src. */
-static int
-r1_ids_append(int32_t **dst, size_t *n_dst, int32_t *src, size_t n, r1_error *err)
-{
-	int32_t    *d = realloc(*dst, sizeof(int32_t) * (*n_dst + n + 1));
-
-	if (!d)
-	{
-		free(src);
-		return r1_fail(err, "out of memory encoding the prompt");
-	}
-	memcpy(d + *n_dst, src, sizeof(int32_t) * n);
-	*dst = d;
-	*n_dst += n;
-	free(src);
-	return 0;
-}
-
-/*
- * The prompt's ids.  raw: the prompt alone.  Otherwise the chat template
- * (chat.h).  With parse_special the template and the texts are encoded as
- * one string, as `r1 generate` does; without it (the default) only the
- * template's own pieces are parsed for added tokens and the system and
- * prompt texts are encoded as text, so a <｜User｜> or </think> in them
- * cannot fake a turn.  Encoding the pieces apart gives the same ids as the
- * whole string for texts without added tokens: added tokens split the text
- * into pieces that are encoded apart anyway.
- */
-static int
-r1_srv_encode_prompt(const r1_tokenizer *tok, const char *system, const char *prompt, int raw,
-					 const r1_encode_opts *opts, int32_t **ids, size_t *n_ids, r1_error *err)
-{
-	r1_encode_opts tmpl = {.parse_special = 1, .cancel = opts->cancel};
-	const char *pieces[6];
-	int			user_text[6];
-	int			n_pieces = 0;
-
-	*ids = NULL;
-	*n_ids = 0;
-	if (raw)
-		return r1_tokenizer_encode_opts(tok, prompt, strlen(prompt), opts, ids, n_ids, err);
-	if (opts->parse_special)
-	{
-		char	   *text = r1_chat_prompt(system, prompt, err);
-		int			rc;
-
-		if (!text)
-			return -1;
-		rc = r1_tokenizer_encode_opts(tok, text, strlen(text), opts, ids, n_ids, err);
-		free(text);
-		return rc;
-	}
-#define R1_PIECE(s, user) (pieces[n_pieces] = (s), user_text[n_pieces++] = (user))
-	R1_PIECE(R1_BOS_TOKEN, 0);
-	if (system)
-		R1_PIECE(system, 1);
-	R1_PIECE(R1_USER_TOKEN, 0);
-	R1_PIECE(prompt, 1);
-	R1_PIECE(R1_ASSISTANT_TOKEN R1_THINK_OPEN "\n", 0);
-#undef R1_PIECE
-	for (int i = 0; i < n_pieces; i++)
-	{
-		int32_t    *part = NULL;
-		size_t		n = 0;
-
-		if (r1_tokenizer_encode_opts(tok, pieces[i], strlen(pieces[i]), user_text[i] ? opts : &tmpl,
-									 &part, &n, err) != 0 ||
-			r1_ids_append(ids, n_ids, part, n, err) != 0)
-		{
-			free(*ids);
-			*ids = NULL;
-			*n_ids = 0;
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static int
 r1_srv_is_queue_full(const r1_error *err)
 {
 	return strncmp(err->msg, "queue full", 10) == 0;
-}
-
-/*
- * Loop detection (repetition_max_span, repetition_min_repeats,
- * repetition_min_tokens: the defaults of repetition.h when absent;
- * repetition_max_span 0 turns it off).  0, or -1 after an error response.
- */
-static int
-r1_srv_repetition_params(r1_prep *p, json_t *req, r1_request *r)
-{
-	static const char *const keys[3] = {"repetition_max_span", "repetition_min_repeats",
-	"repetition_min_tokens"};
-	int		   *fields[3] = {&r->repetition.max_span, &r->repetition.min_repeats,
-	&r->repetition.min_tokens};
-	r1_error	err;
-
-	r1_repetition_defaults(&r->repetition);
-	for (int i = 0; i < 3; i++)
-	{
-		double		v;
-		int			got = r1_srv_get_number(req, keys[i], &v);
-
-		if (got < 0 || (got > 0 && (v != (double) (int) v || v < 0 || v > 1e9)))
-		{
-			r1_prep_fail(p, "22023", "repetition parameters must be integers >= 0", NULL, NULL);
-			return -1;
-		}
-		if (got > 0)
-			*fields[i] = (int) v;
-	}
-	if (r1_repetition_validate(&r->repetition, &err) != 0)
-	{
-		r1_prep_fail(p, "22023", err.msg, NULL, NULL);
-		return -1;
-	}
-	return 0;
-}
-
-/* Check a generate request and encode its prompt (any thread). */
-static void
-r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
-{
-	json_t	   *prompt = json_object_get(req, "prompt");
-	json_t	   *system = json_object_get(req, "system");
-	r1_request	r;
-	double		v;
-	int32_t    *ids = NULL;
-	size_t		n_ids = 0;
-	int			ctx = r1_engine_ctx(srv->engine);
-	r1_encode_opts opts = {.parse_special = json_is_true(json_object_get(req, "parse_special")),
-	.cancel = &p->cancel};
-	r1_error	err;
-	char		detail[256];
-
-	memset(&r, 0, sizeof(r));
-	r1_sampling_defaults(&r.sampling);
-	if (!json_is_string(prompt))
-	{
-		r1_prep_fail(p, "22023", "\"prompt\" must be a string", NULL, NULL);
-		return;
-	}
-	if (system != NULL && !json_is_null(system) && !json_is_string(system))
-	{
-		r1_prep_fail(p, "22023", "\"system\" must be a string or null", NULL, NULL);
-		return;
-	}
-	if (json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0) > R1_PROTO_MAX_PROMPT)
-	{
-		r1_prep_fail(p, "54000", "prompt is too long", "Prompts are limited to 16 MB.", NULL);
-		return;
-	}
-
-	r.max_tokens = ctx;
-	if (r1_srv_get_number(req, "max_tokens", &v) < 0 ||
-		r1_srv_get_number(req, "temperature", &v) < 0 ||
-		r1_srv_get_number(req, "top_p", &v) < 0 ||
-		r1_srv_get_number(req, "top_k", &v) < 0 ||
-		r1_srv_get_number(req, "min_p", &v) < 0 ||
-		r1_srv_get_number(req, "max_think_tokens", &v) < 0 ||
-		r1_srv_get_number(req, "timeout_ms", &v) < 0 ||
-		r1_srv_get_number(req, "queue_timeout_ms", &v) < 0)
-	{
-		r1_prep_fail(p, "22023", "sampling parameters must be numbers", NULL, NULL);
-		return;
-	}
-	if (r1_srv_get_number(req, "max_tokens", &v) > 0)
-	{
-		if (!(v >= 1))
-		{
-			r1_prep_fail(p, "22023", "max_tokens must be at least 1", NULL, NULL);
-			return;
-		}
-		r.max_tokens = v > 1e9 ? 1000000000 : (int) v;
-	}
-	if (r1_srv_get_number(req, "max_think_tokens", &v) > 0)
-	{
-		if (!(v >= 1))
-		{
-			r1_prep_fail(p, "22023", "max_think_tokens must be at least 1", NULL, NULL);
-			return;
-		}
-		r.max_think_tokens = v > 1e9 ? 1000000000 : (int) v;
-	}
-	if (r1_srv_repetition_params(p, req, &r) != 0)
-		return;
-	if (r1_srv_get_number(req, "temperature", &v) > 0)
-		r.sampling.temperature = (float) v;
-	if (r1_srv_get_number(req, "top_p", &v) > 0)
-		r.sampling.top_p = (float) v;
-	if (r1_srv_get_number(req, "top_k", &v) > 0)
-		r.sampling.top_k = v > 1e9 ? 1000000000 : v < -1 ? -1 : (int) v;
-	if (r1_srv_get_number(req, "min_p", &v) > 0)
-		r.sampling.min_p = (float) v;
-	if (r1_sampling_validate(&r.sampling, &err) != 0)
-	{
-		r1_prep_fail(p, "22023", err.msg, NULL, NULL);
-		return;
-	}
-	if (json_is_integer(json_object_get(req, "seed")))
-		r.sampling.seed = (uint64_t) json_integer_value(json_object_get(req, "seed"));
-	else if (getrandom(&r.sampling.seed, sizeof(r.sampling.seed), 0) != sizeof(r.sampling.seed))
-		r.sampling.seed = (uint64_t) (r1_now_ms() * 1000.0) ^ ((uint64_t) getpid() << 32);
-	r.ignore_eos = json_is_true(json_object_get(req, "ignore_eos"));
-	r.share_prefill = json_is_true(json_object_get(req, "share_prefill"));
-	if (json_object_get(req, "tag") != NULL && !json_is_null(json_object_get(req, "tag")))
-	{
-		json_t	   *tag = json_object_get(req, "tag");
-
-		if (!json_is_string(tag) || json_string_length(tag) >= sizeof(p->tag))
-		{
-			r1_prep_fail(p, "22023", "\"tag\" must be a string of at most 63 bytes", NULL, NULL);
-			return;
-		}
-		memcpy(p->tag, json_string_value(tag), json_string_length(tag) + 1);
-	}
-	if (r1_srv_get_number(req, "timeout_ms", &v) > 0 && v > 0)
-		r.deadline_ms = r1_now_ms() + v;
-	if (r1_srv_get_number(req, "queue_timeout_ms", &v) > 0 && v > 0)
-		p->queue_timeout_ms = v;
-
-	if (r1_engine_tokenizer(srv->engine) == NULL)
-	{
-		/* e.g. a GGUF written by `r1 convert --random-weights` without --tokenizer-from */
-		r1_prep_fail(p, "55000", "the served model has no tokenizer, so it cannot take text prompts",
-					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
-					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
-		return;
-	}
-	/* hopeless without tokenizing (seconds for megabytes): too many bytes for the context */
-	{
-		size_t		len = json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0);
-		size_t		most = r1_tokenizer_max_token_bytes(r1_engine_tokenizer(srv->engine));
-
-		if (most > 0 && len / (3 * most) >= (size_t) ctx)
-		{
-			snprintf(detail, sizeof(detail),
-					 "The prompt has %zu bytes, so at least %zu tokens; the context holds %d, including the generated tokens.",
-					 len, len / (3 * most), ctx);
-			r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
-						 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
-			return;
-		}
-	}
-	if (r1_srv_encode_prompt(r1_engine_tokenizer(srv->engine),
-							 json_is_string(system) ? json_string_value(system) : NULL,
-							 json_string_value(prompt),
-							 json_is_true(json_object_get(req, "raw")),
-							 &opts, &ids, &n_ids, &err) != 0)
-	{
-		r1_prep_encode_failed(p, &err);
-		return;
-	}
-	if (n_ids == 0)
-	{
-		free(ids);
-		r1_prep_fail(p, "22023", "prompt is empty", NULL, NULL);
-		return;
-	}
-	if (n_ids >= (size_t) ctx)
-	{
-		snprintf(detail, sizeof(detail),
-				 "The prompt has %zu tokens; the context holds %d, including the generated tokens.",
-				 n_ids, ctx);
-		free(ids);
-		r1_prep_fail(p, "54000", "prompt is too long for the model's context", detail,
-					 "Shorten the prompt, or raise r1.max_ctx if the model allows a longer context.");
-		return;
-	}
-	r.prompt_ids = ids;
-	r.n_prompt = n_ids;
-	p->req = r;
-	p->ids = ids;
-	p->submit = 1;
 }
 
 /* Submit a prepared generate request (the loop), or queue it for a slot. */
@@ -760,15 +270,15 @@ r1_srv_submit(r1_server *srv, r1_client *c, r1_prep *p)
 	if (srv->n_queued == 0 && !r1_srv_is_queue_full(&err))
 	{
 		free(ids);
-		r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, err.msg, NULL, NULL);
 		return;
 	}
 	if (p->queue_timeout_ms <= 0)
 	{
 		free(ids);
-		r1_srv_respond_error(c, "53400", "r1 request queue is full",
+		r1_srv_respond_error(c, R1_SQLSTATE_QUEUE_FULL, "r1 request queue is full",
 							 "Too many requests are queued or running in the engine.",
-							 "Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+							 "Retry later, raise queue_timeout_ms to wait longer, or raise --max-queued.");
 		return;
 	}
 	c->ids = ids;
@@ -809,16 +319,16 @@ r1_srv_drain_queue(r1_server *srv)
 			else
 			{
 				srv->n_queued--;
-				r1_srv_respond_error(c, "XX000", err.msg, NULL, NULL);
+				r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, err.msg, NULL, NULL);
 				continue;
 			}
 		}
 		if (now >= c->queue_deadline)
 		{
 			srv->n_queued--;
-			r1_srv_respond_error(c, "53400", "r1 request queue is full",
-								 "No slot became free within r1.queue_timeout.",
-								 "Retry later, raise r1.queue_timeout to wait longer, or raise r1.max_queued.");
+			r1_srv_respond_error(c, R1_SQLSTATE_QUEUE_FULL, "r1 request queue is full",
+								 "No slot became free within queue_timeout_ms.",
+								 "Retry later, raise queue_timeout_ms to wait longer, or raise --max-queued.");
 		}
 	}
 }
@@ -864,37 +374,6 @@ r1_srv_activity(r1_server *srv, r1_client *c)
 	r1_srv_respond(c, o);
 }
 
-/* Parse a request and do the work that needs no engine state (any thread). */
-static void
-r1_srv_prepare(r1_server *srv, r1_prep *p)
-{
-	json_error_t jerr;
-	json_t	   *req = json_loadb(p->in, p->in_len, 0, &jerr);
-	const char *op;
-
-	free(p->in);
-	p->in = NULL;
-	if (req == NULL || !json_is_object(req))
-	{
-		json_decref(req);
-		r1_prep_fail(p, "08P01", "malformed request", jerr.text, NULL);
-		return;
-	}
-	op = json_string_value(json_object_get(req, "op"));
-	if (op == NULL)
-		r1_prep_fail(p, "08P01", "request has no \"op\"", NULL, NULL);
-	else if (strcmp(op, "generate") == 0)
-		r1_srv_prepare_generate(srv, p, req);
-	else if (strcmp(op, "tokenize") == 0)
-		r1_srv_prepare_tokenize(srv, p, req);
-	else
-	{
-		p->loop_req = req;		/* status, activity: the engine's state */
-		return;
-	}
-	json_decref(req);
-}
-
 /* The ops that read the engine's or the clients' state, on the loop. */
 static void
 r1_srv_answer_on_loop(r1_server *srv, r1_client *c, json_t *req)
@@ -912,7 +391,7 @@ r1_srv_answer_on_loop(r1_server *srv, r1_client *c, json_t *req)
 		r1_srv_respond(c, o);
 	}
 	else
-		r1_srv_respond_error(c, "08P01", "unknown op", op, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_PROTOCOL, "unknown op", op, NULL);
 }
 
 /* A prepared request back on the loop: answer it, submit it, or drop it. */
@@ -932,7 +411,7 @@ r1_srv_apply(r1_server *srv, r1_client *c, r1_prep *p)
 	else if (p->submit)
 		r1_srv_submit(srv, c, p);
 	else
-		r1_srv_respond_error(c, "XX000", "r1 engine host lost a request", NULL, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, "r1 engine host lost a request", NULL, NULL);
 	r1_prep_free(p);
 }
 
@@ -966,7 +445,7 @@ r1_prep_main(void *arg)
 		pthread_mutex_unlock(&pool->mu);
 
 		if (__atomic_load_n(&p->cancel, __ATOMIC_RELAXED))
-			r1_prep_fail(p, "57014", "r1 request was cancelled", NULL, NULL);
+			r1_prep_fail(p, R1_SQLSTATE_CANCELED, "r1 request was cancelled", NULL, NULL);
 		else
 			r1_srv_prepare(srv, p);
 
@@ -1099,7 +578,7 @@ r1_srv_handle_request(r1_server *srv, r1_client *c)
 
 	if (p == NULL)
 	{
-		r1_srv_respond_error(c, "53200", "out of memory in the r1 engine host", NULL, NULL);
+		r1_srv_respond_error(c, R1_SQLSTATE_OUT_OF_MEMORY, "out of memory in the r1 engine host", NULL, NULL);
 		return;
 	}
 	p->in = c->in;
@@ -1131,27 +610,26 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 		c->state = R1_CLIENT_DONE;
 		return;
 	}
-	if (strcmp(done->finish_reason, "error") == 0)
+	switch (done->finish)
 	{
-		r1_srv_respond_error(c, "XX000", "r1 engine failed", done->error, NULL);
-		return;
-	}
-	if (strcmp(done->finish_reason, "timeout") == 0)
-	{
-		r1_srv_respond_error(c, "57014", "r1 request timed out in the engine", NULL, NULL);
-		return;
-	}
-	if (strcmp(done->finish_reason, "cancelled") == 0)
-	{
-		r1_srv_respond_error(c, "57014", "r1 request was cancelled", NULL, NULL);
-		return;
+		case R1_FINISH_ERROR:
+			r1_srv_respond_error(c, R1_SQLSTATE_INTERNAL, "r1 engine failed", done->error, NULL);
+			return;
+		case R1_FINISH_TIMEOUT:
+			r1_srv_respond_error(c, R1_SQLSTATE_CANCELED, "r1 request timed out in the engine", NULL, NULL);
+			return;
+		case R1_FINISH_CANCELLED:
+			r1_srv_respond_error(c, R1_SQLSTATE_CANCELED, "r1 request was cancelled", NULL, NULL);
+			return;
+		default:
+			break;
 	}
 	o = json_object();
 	json_object_set_new(o, "ok", json_true());
 	json_object_set_new(o, "think", r1_srv_json_text(done->think ? done->think : "", done->think ? strlen(done->think) : 0));
 	json_object_set_new(o, "answer", r1_srv_json_text(done->answer, done->answer ? strlen(done->answer) : 0));
 	json_object_set_new(o, "boxed", r1_srv_json_text(done->boxed, done->boxed ? strlen(done->boxed) : 0));
-	json_object_set_new(o, "finish_reason", json_string(done->finish_reason));
+	json_object_set_new(o, "finish_reason", json_string(r1_finish_name(done->finish)));
 	json_object_set_new(o, "prompt_tokens", json_integer(done->prompt_tokens));
 	json_object_set_new(o, "completion_tokens", json_integer(done->completion_tokens));
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
@@ -1197,8 +675,8 @@ r1_srv_read(r1_server *srv, r1_client *c)
 	{
 		ssize_t		n;
 
-		if (c->hdr_got < 4)
-			n = recv(c->fd, c->hdr + c->hdr_got, 4 - c->hdr_got, 0);
+		if (c->hdr_got < R1_PROTO_HEADER_LEN)
+			n = recv(c->fd, c->hdr + c->hdr_got, R1_PROTO_HEADER_LEN - c->hdr_got, 0);
 		else
 			n = recv(c->fd, c->in + c->in_got, c->in_len - c->in_got, 0);
 		if (n < 0 && errno == EINTR)
@@ -1210,22 +688,21 @@ r1_srv_read(r1_server *srv, r1_client *c)
 			r1_srv_client_gone(srv, c);
 			return;
 		}
-		if (c->hdr_got < 4)
+		if (c->hdr_got < R1_PROTO_HEADER_LEN)
 		{
 			c->hdr_got += (size_t) n;
-			if (c->hdr_got < 4)
+			if (c->hdr_got < R1_PROTO_HEADER_LEN)
 				continue;
-			c->in_len = ((size_t) c->hdr[0] << 24) | ((size_t) c->hdr[1] << 16) |
-				((size_t) c->hdr[2] << 8) | c->hdr[3];
+			c->in_len = r1_proto_get_len(c->hdr);
 			if (c->in_len > R1_PROTO_MAX_MESSAGE)
 			{
-				r1_srv_respond_error(c, "54000", "request is too large",
+				r1_srv_respond_error(c, R1_SQLSTATE_TOO_LONG, "request is too large",
 										"Requests are limited to 128 MB.", NULL);
 				return;
 			}
 			if ((c->in = malloc(c->in_len + 1)) == NULL)
 			{
-				r1_srv_respond_error(c, "53200", "out of memory in the r1 engine host", NULL, NULL);
+				r1_srv_respond_error(c, R1_SQLSTATE_OUT_OF_MEMORY, "out of memory in the r1 engine host", NULL, NULL);
 				return;
 			}
 		}
@@ -1303,7 +780,7 @@ r1_srv_accept(r1_server *srv)
 		c->state = R1_CLIENT_READ;
 		srv->clients[srv->n_clients++] = c;
 		if (srv->n_clients > srv->max_clients)
-			r1_srv_respond_error(c, "53300", "too many connections to the r1 engine host", NULL,
+			r1_srv_respond_error(c, R1_SQLSTATE_TOO_MANY_CONNECTIONS, "too many connections to the r1 engine host", NULL,
 								 "Retry later, or lower the number of concurrent callers.");
 	}
 }
@@ -1362,15 +839,25 @@ r1_srv_listen(const char *path, r1_error *err)
 
 /* ---- main ---- */
 
-static void
+void
+r1_serve_opts_defaults(r1_serve_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	r1_engine_opts_defaults(&o->engine);
+	o->max_clients = 4096;
+	o->status_fd = -1;
+}
+
+void
 r1_serve_usage(FILE *f)
 {
 	fprintf(f,
 			"usage: r1 serve --socket PATH --model DIR [options]\n"
 			"  --socket PATH            UNIX socket to listen on (required)\n"
 			"  --model DIR              checkpoint directory\n"
-			"  --random SHAPE           random weights instead (1.5b, 7b, ..., or a config.json)\n"
-			"  --tokenizer DIR          tokenizer for --random\n"
+			"  --random-weights SHAPE   random weights instead (1.5b, 7b, ..., or a config.json);\n"
+			"                           --random SHAPE is the old spelling\n"
+			"  --tokenizer DIR          tokenizer for --random-weights\n"
 			"  --device cpu|cuda|auto   (default auto)\n"
 			"  --threads N              CPU threads, 0 = all cores\n"
 			"  --max-seqs N             sequences decoded together\n"
@@ -1398,12 +885,12 @@ r1_srv_is_no_device(const char *device, const char *msg)
 }
 
 int
-r1_serve_main(int argc, char **argv)
+r1_serve(const r1_serve_opts *so)
 {
-	r1_engine_opts opts;
+	r1_engine_opts opts = so->engine;
 	r1_server	srv;
 	r1_error	err;
-	int			status_fd = -1;
+	int			status_fd = so->status_fd;
 	struct pollfd *pfds = NULL;
 	int			cap_pfds = 0;
 	int			rc = 0;
@@ -1412,86 +899,8 @@ r1_serve_main(int argc, char **argv)
 
 	memset(&srv, 0, sizeof(srv));
 	srv.listen_fd = -1;
-	srv.max_clients = 4096;
-	r1_engine_opts_defaults(&opts);
-	for (int i = 1; i < argc; i++)
-	{
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-		{
-			r1_serve_usage(stdout);
-			return 0;
-		}
-		if (strcmp(a, "--batch-invariant") == 0)
-		{
-			opts.batch_invariant = 1;
-			continue;
-		}
-		if (v == NULL)
-		{
-			fprintf(stderr, "r1 serve: %s needs a value\n", a);
-			return 2;
-		}
-		i++;
-		if (strcmp(a, "--socket") == 0)
-			srv.socket_path = v;
-		else if (strcmp(a, "--model") == 0)
-			opts.model_dir = v;
-		else if (strcmp(a, "--random") == 0)
-			opts.random_shape = v;
-		else if (strcmp(a, "--tokenizer") == 0)
-			opts.tokenizer_dir = v;
-		else if (strcmp(a, "--device") == 0)
-			opts.device = v;
-		else if (strcmp(a, "--threads") == 0)
-			opts.threads = atoi(v);
-		else if (strcmp(a, "--max-seqs") == 0)
-			opts.max_seqs = atoi(v);
-		else if (strcmp(a, "--max-queued") == 0)
-			opts.max_queued = atoi(v);
-		else if (strcmp(a, "--max-ctx") == 0)
-			opts.max_ctx = atoi(v);
-		else if (strcmp(a, "--gpu-memory-fraction") == 0)
-			opts.gpu_memory_fraction = atof(v);
-		else if (strcmp(a, "--cpu-precision") == 0)
-		{
-			if (strcmp(v, "fast") != 0 && strcmp(v, "exact") != 0)
-			{
-				fprintf(stderr, "r1 serve: --cpu-precision must be fast or exact\n");
-				return 2;
-			}
-			opts.cpu_exact = strcmp(v, "exact") == 0;
-		}
-		else if (strcmp(a, "--kv-cache-dtype") == 0)
-		{
-			if (r1_kv_cache_dtype_parse(v, &opts.kv_cache_dtype) != 0)
-			{
-				fprintf(stderr, "r1 serve: --kv-cache-dtype must be f32, f16 or bf16\n");
-				return 2;
-			}
-		}
-		else if (strcmp(a, "--kv-memory") == 0)
-			opts.kv_memory_bytes = (size_t) strtoull(v, NULL, 10) << 20;
-		else if (strcmp(a, "--max-clients") == 0)
-			srv.max_clients = atoi(v) > 0 ? atoi(v) : 1;
-		else if (strcmp(a, "--status-fd") == 0)
-			status_fd = atoi(v);
-		else if (strcmp(a, "--cluster") == 0)
-			;					/* a label for ps: which server's host this is */
-		else
-		{
-			fprintf(stderr, "r1 serve: unknown option %s\n", a);
-			r1_serve_usage(stderr);
-			return 2;
-		}
-	}
-	if (srv.socket_path == NULL || (opts.model_dir == NULL && opts.random_shape == NULL))
-	{
-		r1_serve_usage(stderr);
-		return 2;
-	}
+	srv.socket_path = so->socket_path;
+	srv.max_clients = so->max_clients > 0 ? so->max_clients : 1;
 	if (opts.max_ctx == 0)
 	{
 		/* 0 means the model's own; the engine's defaults apply */

@@ -1,5 +1,5 @@
 /*
- * backend_cuda.c - the Qwen2 forward pass on one NVIDIA GPU (backend.h).
+ * backend_cuda.c - the Qwen2 / Llama forward pass on one NVIDIA GPU (backend.h).
  *
  * Compiled to something only with R1_WITH_CUDA (kernels/cuda.mk defines it
  * when nvcc is found); otherwise backend.c's stub says "built without CUDA".
