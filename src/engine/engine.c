@@ -38,7 +38,7 @@ enum req_state
 	REQ_DONE
 };
 
-typedef struct req
+typedef struct sched_req
 {
 	int64_t		id;
 	void	   *user;
@@ -70,8 +70,8 @@ typedef struct req
 				t_first;
 	r1_finish	finish;
 	char		error[R1_ERROR_LEN];
-	struct req *next;			/* waiting or done list */
-} req;
+	struct sched_req *next;			/* waiting or done list */
+} sched_req;
 
 struct r1_engine
 {
@@ -86,10 +86,10 @@ struct r1_engine
 	int32_t		think_close[8]; /* the ids forced at max_think_tokens: "</think>" encoded */
 	int			n_think_close;	/* 0: no tokenizer, max_think_tokens is refused */
 	int			sample_vocab;	/* ids sampled from: [0, tokenizer size) with a tokenizer */
-	req		  **running;		/* [max_seqs] by slot */
-	req		   *wait_head,
+	sched_req		  **running;		/* [max_seqs] by slot */
+	sched_req		   *wait_head,
 			   *wait_tail;
-	req		   *done_head,
+	sched_req		   *done_head,
 			   *done_tail;
 	int			n_waiting,
 				n_running;
@@ -101,7 +101,7 @@ struct r1_engine
 			   *b_n;
 	r1_row_sampling *b_samp;	/* device sampling: each row's parameters */
 	int32_t    *b_next;			/* device sampling: the chosen ids */
-	req		  **b_req;
+	sched_req		  **b_req;
 	int32_t    *b_tokens;
 	int			b_tokens_cap;
 	float	   *logits;			/* [max_seqs, vocab] */
@@ -255,14 +255,14 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 	e->be->cpu_exact = e->opts.cpu_exact ? 1 : 0;
 	e->be->kv_dtype = e->opts.kv_cache_dtype;
 
-	e->running = calloc(e->opts.max_seqs, sizeof(req *));
+	e->running = calloc(e->opts.max_seqs, sizeof(sched_req *));
 	e->b_slot = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_pos = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_end = calloc(e->opts.max_seqs, sizeof(int));
 	e->b_samp = calloc(e->opts.max_seqs, sizeof(r1_row_sampling));
 	e->b_next = calloc(e->opts.max_seqs, sizeof(int32_t));
 	e->b_n = calloc(e->opts.max_seqs, sizeof(int));
-	e->b_req = calloc(e->opts.max_seqs, sizeof(req *));
+	e->b_req = calloc(e->opts.max_seqs, sizeof(sched_req *));
 	e->logits = malloc(sizeof(float) * (size_t) e->opts.max_seqs * vocab);
 	e->sample_scratch = malloc(r1_sampler_scratch_size(vocab));
 	if (!e->running || !e->b_slot || !e->b_pos || !e->b_end || !e->b_samp || !e->b_next || !e->b_n || !e->b_req || !e->logits ||
@@ -282,7 +282,7 @@ fail:
 }
 
 static void
-req_free(req *r)
+req_free(sched_req *r)
 {
 	if (!r)
 		return;
@@ -301,12 +301,12 @@ r1_engine_close(r1_engine *e)
 	if (e->running)
 		for (int i = 0; i < e->opts.max_seqs; i++)
 			req_free(e->running[i]);
-	for (req *r = e->wait_head, *n; r; r = n)
+	for (sched_req *r = e->wait_head, *n; r; r = n)
 	{
 		n = r->next;
 		req_free(r);
 	}
-	for (req *r = e->done_head, *n; r; r = n)
+	for (sched_req *r = e->done_head, *n; r; r = n)
 	{
 		n = r->next;
 		req_free(r);
@@ -383,7 +383,7 @@ r1_engine_encode_prompt(r1_engine *e, const char *system, const char *prompt, in
 int
 r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 {
-	req		   *r;
+	sched_req		   *r;
 	int			vocab = e->model->cfg.vocab_size;
 
 	if (rq->n_prompt < 1)
@@ -465,7 +465,7 @@ r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 }
 
 static void
-push_done(r1_engine *e, req *r, r1_finish finish)
+push_done(r1_engine *e, sched_req *r, r1_finish finish)
 {
 	r->state = REQ_DONE;
 	r->finish = finish;
@@ -480,7 +480,7 @@ push_done(r1_engine *e, req *r, r1_finish finish)
 
 /* take a running request out of the batch */
 static void
-finish_running(r1_engine *e, req *r, r1_finish finish)
+finish_running(r1_engine *e, sched_req *r, r1_finish finish)
 {
 	e->running[r->slot] = NULL;
 	e->be->release_slot(e->be, r->slot);
@@ -498,7 +498,7 @@ r1_engine_cancel(r1_engine *e, int64_t id)
 			finish_running(e, e->running[i], R1_FINISH_CANCELLED);
 			return 0;
 		}
-	for (req *r = e->wait_head, *prev = NULL; r; prev = r, r = r->next)
+	for (sched_req *r = e->wait_head, *prev = NULL; r; prev = r, r = r->next)
 		if (r->id == id)
 		{
 			if (prev)
@@ -527,12 +527,12 @@ expire_deadlines(r1_engine *e)
 
 	for (int i = 0; i < e->opts.max_seqs; i++)
 	{
-		req		   *r = e->running[i];
+		sched_req		   *r = e->running[i];
 
 		if (r && r->deadline_ms > 0 && now > r->deadline_ms)
 			finish_running(e, r, R1_FINISH_TIMEOUT);
 	}
-	for (req *r = e->wait_head, *prev = NULL, *next; r; r = next)
+	for (sched_req *r = e->wait_head, *prev = NULL, *next; r; r = next)
 	{
 		next = r->next;
 		if (r->deadline_ms > 0 && now > r->deadline_ms)
@@ -556,7 +556,7 @@ admit_waiting(r1_engine *e)
 {
 	for (int slot = 0; slot < e->opts.max_seqs && e->wait_head; slot++)
 	{
-		req		   *r;
+		sched_req		   *r;
 
 		if (e->running[slot])
 			continue;
@@ -575,7 +575,7 @@ admit_waiting(r1_engine *e)
 }
 
 static int
-append_token(r1_engine *e, req *r, int32_t id, r1_error *err)
+append_token(r1_engine *e, sched_req *r, int32_t id, r1_error *err)
 {
 	if (r->n_out == r->cap_out)
 	{
@@ -616,7 +616,7 @@ append_token(r1_engine *e, req *r, int32_t id, r1_error *err)
 
 /* the token at position p of a request's sequence: prompt, then generated */
 static inline int32_t
-seq_token(const req *r, int p)
+seq_token(const sched_req *r, int p)
 {
 	return p < r->n_prompt ? r->prompt[p] : r->out[p - r->n_prompt];
 }
@@ -628,20 +628,20 @@ seq_token(const req *r, int p)
  * up through prefill chunks.
  */
 static inline int
-seq_target(const req *r)
+seq_target(const sched_req *r)
 {
 	return r->n_prompt + r->n_out;
 }
 
 /* the youngest running request (the highest id), holding cache if holding */
-static req *
+static sched_req *
 youngest_running(r1_engine *e, int holding)
 {
-	req		   *y = NULL;
+	sched_req		   *y = NULL;
 
 	for (int slot = 0; slot < e->opts.max_seqs; slot++)
 	{
-		req		   *r = e->running[slot];
+		sched_req		   *r = e->running[slot];
 
 		if (r && (!holding || r->n_past > 0) && (!y || r->id > y->id))
 			y = r;
@@ -651,7 +651,7 @@ youngest_running(r1_engine *e, int holding)
 
 /* free r's KV cache and put it first in the queue, to recompute when it fits */
 static void
-preempt(r1_engine *e, req *r)
+preempt(r1_engine *e, sched_req *r)
 {
 	e->running[r->slot] = NULL;
 	e->be->release_slot(e->be, r->slot);
@@ -676,7 +676,7 @@ preempt(r1_engine *e, req *r)
  * n is the number of sequences already in this step's batch (kv_fits).
  */
 static int
-share_prefill(r1_engine *e, req *r, int n)
+share_prefill(r1_engine *e, sched_req *r, int n)
 {
 	int			len = r->n_prompt - 1;
 	int			wait = 0;
@@ -686,7 +686,7 @@ share_prefill(r1_engine *e, req *r, int n)
 		return 0;
 	for (int slot = 0; slot < e->opts.max_seqs; slot++)
 	{
-		req		   *d = e->running[slot];
+		sched_req		   *d = e->running[slot];
 
 		if (!d || d == r || !d->share || d->prompt_hash != r->prompt_hash ||
 			d->n_prompt != r->n_prompt || memcmp(d->prompt, r->prompt, sizeof(int32_t) * r->n_prompt) != 0)
@@ -729,7 +729,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 	for (int pass = 0; pass < 2; pass++)
 		for (int slot = 0; slot < e->opts.max_seqs; slot++)
 		{
-			req		   *r = e->running[slot];
+			sched_req		   *r = e->running[slot];
 			int			pending,
 						take;
 
@@ -778,7 +778,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 	 */
 	if (n == 0)
 	{
-		req		   *y = youngest_running(e, 1);
+		sched_req		   *y = youngest_running(e, 1);
 		int			holders = 0;
 
 		for (int slot = 0; slot < e->opts.max_seqs; slot++)
@@ -832,7 +832,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 
 	for (int i = 0; i < n; i++)
 	{
-		req		   *r = e->b_req[i];
+		sched_req		   *r = e->b_req[i];
 		const float *row = e->logits + (size_t) i * e->model->cfg.vocab_size;
 		int32_t		next;
 		int			was_prefill = r->n_past < r->n_prompt;
@@ -871,7 +871,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 int
 r1_engine_poll(r1_engine *e, r1_completion *c)
 {
-	req		   *r = e->done_head;
+	sched_req		   *r = e->done_head;
 	r1_error	err;
 
 	memset(c, 0, sizeof(*c));
@@ -928,7 +928,7 @@ r1_engine_stats_get(const r1_engine *e, r1_engine_stats *s)
 }
 
 static void
-progress_of(const req *r, double now, r1_progress *p)
+progress_of(const sched_req *r, double now, r1_progress *p)
 {
 	double		gen_ms = r->t_first > 0 ? now - r->t_first : 0;
 
@@ -953,7 +953,7 @@ r1_engine_progress(const r1_engine *e, int64_t id, r1_progress *p)
 			progress_of(e->running[i], now, p);
 			return 0;
 		}
-	for (const req *r = e->wait_head; r; r = r->next)
+	for (const sched_req *r = e->wait_head; r; r = r->next)
 	{
 		pos++;
 		if (r->id == id)

@@ -215,11 +215,15 @@ static int
 r1_srv_encode_prompt(const r1_tokenizer *tok, const char *system, const char *prompt, int raw,
 					 const r1_encode_opts *opts, int32_t **ids, size_t *n_ids, r1_error *err)
 {
-	r1_encode_opts tmpl = {.parse_special = 1, .cancel = opts->cancel};
+	r1_encode_opts tmpl;
 	const char *pieces[6];
 	int			user_text[6];
 	int			n_pieces = 0;
 
+	/* the template's own pieces: their added tokens are parsed */
+	memset(&tmpl, 0, sizeof(tmpl));
+	tmpl.parse_special = 1;
+	tmpl.cancel = opts->cancel;
 	*ids = NULL;
 	*n_ids = 0;
 	if (raw)

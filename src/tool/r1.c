@@ -872,16 +872,22 @@ cmd_demo_model(const opts *o)
 
 		for (size_t i = 1; i <= n && o->answers; i++)
 			for (char d = '0'; d <= '9'; d++)
-				if (chain[i] == r1_tokenizer_token_id(tok, (char[]) {d, 0}))
+			{
+				char		digit[2] = {d, 0};
+
+				if (chain[i] == r1_tokenizer_token_id(tok, digit))
 					last_digit = (int) i;
+			}
 		if (o->answers && last_digit < 0)
 			die("--answers needs a text with a digit");
 		for (const char *p = o->answers; p && *p; p++)
 		{
+			char		digit[2] = {*p, 0};
+
 			if (*p < '0' || *p > '9' || n_forks == 10)
 				die("--answers takes up to 10 digits, got \"%s\"", o->answers);
 			fork_at[n_forks] = last_digit;
-			fork_id[n_forks++] = r1_tokenizer_token_id(tok, (char[]) {*p, 0});
+			fork_id[n_forks++] = r1_tokenizer_token_id(tok, digit);
 		}
 		if (r1_demo_model_write_forks(o->out, chain, (int) n + 2, 151936, r1_tokenizer_bos_id(tok), eos,
 									  fork_at, fork_id, n_forks, &err) != 0)
