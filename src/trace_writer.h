@@ -13,6 +13,10 @@
 /* settings (trace_writer.c) */
 extern int	r1_trace_writers;	/* static writer processes (restart to change) */
 extern int	r1_trace_timeout;	/* ms a call waits for its trace to commit */
+extern char *r1_trace_primary_conninfo;	/* a standby's traces go there */
+
+/* r1.trace_primary_conninfo, or primary_conninfo when it is empty ("" when both are) */
+extern const char *r1_trace_primary_conninfo_value(void);
 
 /* the INSERT into r1.traces and its parameter types (traces.c) */
 extern const char r1_trace_insert_sql[];
