@@ -80,7 +80,7 @@ OBJS = src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o \
 	src/client_many.o src/reason_many.o src/quota.o \
 	src/activity.o src/traces.o src/trace_writer.o src/replay.o \
 	src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o src/remote.o \
-	$(R1_PG_ENGINE_OBJS)
+	src/job_servers.o src/jobs_remote.o $(R1_PG_ENGINE_OBJS)
 # libpq, for a standby's traces sent to the primary and job items run on
 # r1.job_servers (src/remote.c), linked as postgres_fdw and dblink do
 PG_CPPFLAGS = -Isrc -I$(libpq_srcdir)
@@ -115,8 +115,9 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 	$(COMPILE.c.bc) -Isrc/engine -o $@ $<
 
 src/r1_pg.o src/shmem.o src/worker.o src/client.o src/sqlfuncs.o src/client_many.o src/reason_many.o src/quota.o \
-	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o src/remote.o: \
-	src/r1_pg.h src/remote.h src/trace_writer.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
+	src/activity.o src/traces.o src/trace_writer.o src/replay.o src/jobs.o src/jobs_launcher.o src/jobs_worker.o src/jobs_sql.o src/vote.o src/remote.o \
+	src/job_servers.o src/jobs_remote.o: \
+	src/r1_pg.h src/remote.h src/trace_writer.h src/job_servers.h src/jobs_remote.h src/shmem.h src/client.h src/client_many.h src/sqlfuncs.h src/quota.h src/engine/server.h \
 	src/engine/chat.h src/activity.h src/traces.h src/jobs.h src/reasoning.h
 
 installcheck: regress-inputs

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -74,8 +75,8 @@ r1_conninfo_has_dbname(const char *conninfo)
 PGconn *
 r1_remote_connect(const char *conninfo, const char *dbname, const char *what, TimestampTz deadline)
 {
-	const char *keys[5];
-	const char *vals[5];
+	const char *keys[6];
+	const char *vals[6];
 	int			n = 0;
 	PGconn	   *conn;
 	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
@@ -94,6 +95,9 @@ r1_remote_connect(const char *conninfo, const char *dbname, const char *what, Ti
 	/* a trace or a result must be durable on the remote side when it answers */
 	keys[n] = "options";
 	vals[n++] = "-c search_path=pg_catalog,pg_temp -c synchronous_commit=on";
+	/* text comes and goes in this database's encoding */
+	keys[n] = "client_encoding";
+	vals[n++] = GetDatabaseEncodingName();
 	keys[n] = NULL;
 	vals[n] = NULL;
 

@@ -3,6 +3,11 @@
 # - audit on the standby: with r1.log_traces on, a call there is recorded in
 #   the primary's r1.traces (its trace writer sends it over libpq) as the role
 #   that called; the call fails clearly when the primary cannot record it.
+# - fan-out: postgres_fdw with async_capable runs per-node r1_reason_many
+#   views on the standby and the node at once (their times overlap).
+# - r1.job_servers: a 60-item job runs on all three servers; the node is
+#   killed (pg_ctl stop -m immediate) midway: all 60 items are done, each
+#   once (one result, one trace), the node's items in flight run elsewhere.
 use strict;
 use warnings;
 use FindBin;
@@ -110,8 +115,107 @@ ok(wait_for('standby engine ready', sub { node_query('standby', 'SELECT state FR
 	is(query(q{SELECT count(*) FROM r1.traces WHERE prompt = 'Standby audit again'}), 1, 'and are recorded');
 }
 
+# ---- an independent node: its own cluster, its own engine
+$node{node} = { dir => "$tmp/scale_node", port => 5437 };
+mkdir $node{node}{dir};
+chmod 0777, $node{node}{dir};
+($rc, $out) = as_server("$pgbin/initdb", '-D', "$node{node}{dir}/data", '-U', 'postgres', '-A', 'trust',
+	'-E', 'UTF8', '--locale=C.UTF-8', '--no-sync');
+is($rc, 0, 'initdb of an independent node') or diag($out);
+open($conf, '>>', "$node{node}{dir}/data/postgresql.conf") or die;
+print $conf "listen_addresses = ''\nunix_socket_directories = '$node{node}{dir}'\nport = $node{node}{port}\n",
+	"shared_preload_libraries = 'r1_pg'\nr1.model = '$model'\nr1.device = 'cpu'\nr1.threads = 1\n",
+	"r1.max_ctx = 4096\nfsync = off\n";
+close $conf;
+ok(node_start('node'), 'the node starts');
+node_query('node', 'CREATE EXTENSION r1_pg');
+ok(wait_for('node engine ready', sub { node_query('node', 'SELECT state FROM r1_status()') eq 'ready' }, 90),
+	'the node runs its own engine');
+
+# ---- fan-out: one query, two nodes at once (postgres_fdw, async_capable)
+{
+	my $view = q{CREATE VIEW scale_fanout AS
+	  SELECT s.t0, r.ord, r.answer, clock_timestamp() AS t1
+	  FROM (SELECT clock_timestamp() AS t0) s,
+	  LATERAL r1_reason_many(CASE WHEN s.t0 IS NOT NULL THEN
+	    ARRAY['Fan-out one', 'Fan-out two', 'Fan-out three', 'Fan-out four'] END,
+	    max_tokens => 48, temperature => 0) r};
+	query($view);    # the standby gets it by replication
+	node_query('node', $view);
+	ok(wait_for('view replicated', sub { node_query('standby', q{SELECT count(*) FROM pg_views WHERE viewname = 'scale_fanout'}) == 1 }, 30),
+		'the view reaches the standby');
+	query('CREATE EXTENSION IF NOT EXISTS postgres_fdw');
+	for my $n ('standby', 'node')
+	{
+		query(qq{CREATE SERVER scale_$n FOREIGN DATA WRAPPER postgres_fdw
+		  OPTIONS (host '$node{$n}{dir}', port '$node{$n}{port}', dbname 'postgres', async_capable 'true', fetch_size '100')});
+		query(qq{CREATE USER MAPPING FOR postgres SERVER scale_$n OPTIONS (user 'postgres')});
+		query(qq{CREATE FOREIGN TABLE scale_fanout_$n (t0 timestamptz, ord int, answer text, t1 timestamptz)
+		  SERVER scale_$n OPTIONS (table_name 'scale_fanout')});
+	}
+	my $fan = q{SELECT 'standby' AS node, min(t0) AS t0, max(t1) AS t1, count(*) AS n FROM scale_fanout_standby
+	  UNION ALL SELECT 'node', min(t0), max(t1), count(*) FROM scale_fanout_node};
+	my $plan = query("EXPLAIN (COSTS OFF) SELECT * FROM scale_fanout_standby UNION ALL SELECT * FROM scale_fanout_node");
+	like($plan, qr/Async Foreign Scan.*Async Foreign Scan/s, 'the plan scans both nodes asynchronously');
+	my $r = query(qq{WITH f AS (SELECT * FROM scale_fanout_standby s UNION ALL SELECT * FROM scale_fanout_node)
+	  SELECT count(*) FROM f});
+	is($r, 8, 'the fan-out returns the 4 rows of each node');
+	# the times each node recorded: its call began before the other's ended
+	my @t = split /\|/, query(qq{WITH f AS MATERIALIZED (SELECT 's' AS n, t0, t1 FROM scale_fanout_standby
+	    UNION ALL SELECT 'n', t0, t1 FROM scale_fanout_node)
+	  SELECT string_agg(format('%s,%s,%s', n, extract(epoch FROM min(t0)), extract(epoch FROM max(t1))), '|' ORDER BY n)
+	  FROM f GROUP BY n}) =~ s/\n/|/gr;
+	my %t = map { my ($n, $a, $b) = split /,/; ($n => [$a, $b]) } @t;
+	ok($t{s} && $t{n} && $t{s}[0] < $t{n}[1] && $t{n}[0] < $t{s}[1],
+		"the two nodes ran at the same time (standby @{$t{s} // []}, node @{$t{n} // []})");
+}
+
+# ---- r1.job_servers: a job over three servers, one killed midway
+{
+	query('CREATE EXTENSION IF NOT EXISTS r1_pg', db => 'r1_jobs');
+	my $standby = "host=$node{standby}{dir} port=$node{standby}{port} dbname=postgres max_running=2";
+	my $nodecs = "host=$node{node}{dir} port=$node{node}{port} dbname=postgres max_running=2";
+	my $label = "$node{node}{dir}:$node{node}{port}";
+	query("ALTER SYSTEM SET r1.job_workers = 2");
+	set_conf("r1.job_servers = '$standby; $nodecs'");
+	is(query('SHOW r1.job_servers'), "$standby; $nodecs", 'r1.job_servers is set');
+	my ($brc, undef, $berr) = psql(q{ALTER SYSTEM SET r1.job_servers = 'host=x max_running=0'});
+	like($berr, qr/invalid max_running/, 'a bad entry is refused, saying why');
+
+	my $job = query(q{SELECT r1_submit_query($$SELECT k, format('Scale item %s: what is %s + %s?', k, k, k)
+	  FROM generate_series(1, 60) k$$, max_tokens => 24, temperature => 0)}, db => 'r1_jobs');
+	ok(wait_for('items on the node', sub {
+		query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND server = '$label' AND state = 'done'",
+			db => 'r1_jobs') >= 3 }, 60), 'items run on the node');
+	my $servers = query("SELECT servers FROM r1_job_status($job)", db => 'r1_jobs');
+	like($servers, qr/"local".*\Q$label\E|\Q$label\E.*"local"/s, "r1_job_status shows the servers: $servers");
+	ok(wait_for('an item running on the node', sub {
+		query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND server = '$label' AND state = 'running'",
+			db => 'r1_jobs') >= 1 }, 30), 'an item is running on the node');
+	node_stop('node', 'immediate');
+	ok(wait_for('job done', sub { query("SELECT state FROM r1.jobs WHERE id = $job", db => 'r1_jobs') eq 'done' }, 120),
+		'the job finishes with the node gone');
+	is(query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND state = 'done' AND answer IS NOT NULL",
+		db => 'r1_jobs'), 60, 'all 60 items are done');
+	is(query("SELECT count(*), count(DISTINCT t.prompt) FROM r1.traces t JOIN r1.job_items i ON i.prompt = t.prompt
+		WHERE i.job_id = $job AND t.source = 'job'", db => 'r1_jobs'), '60|60', 'each traced exactly once');
+	my $moved = query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND server <> '$label'
+		AND last_error LIKE '%job server \Q$label\E%'", db => 'r1_jobs');
+	ok($moved >= 1, "the node's items in flight ran elsewhere ($moved)");
+	is(query("SELECT count(DISTINCT server) FROM r1.job_items WHERE job_id = $job", db => 'r1_jobs'), 3,
+		'items ran on all three servers');
+	is(query("SELECT sum(attempts) FILTER (WHERE last_error IS NULL) = count(*) FILTER (WHERE last_error IS NULL)
+		FROM r1.job_items WHERE job_id = $job", db => 'r1_jobs'), 't', 'undisturbed items ran once');
+	reset_conf('r1.job_servers', 'r1.job_workers');
+	query('DROP EXTENSION r1_pg', db => 'r1_jobs');
+}
+
 node_stop('standby');
-delete $node{standby};
+delete $node{$_} for keys %node;
+query('DROP FOREIGN TABLE scale_fanout_standby, scale_fanout_node');
+query('DROP SERVER scale_standby, scale_node CASCADE');
+query('DROP EXTENSION postgres_fdw');
+query('DROP VIEW scale_fanout');
 reset_conf('r1.log_traces');
 query('DROP ROLE regress_scale_user');
 done_testing();
