@@ -163,8 +163,8 @@ ok(wait_for('node engine ready', sub { node_query('node', 'SELECT state FROM r1_
 	# the times each node recorded: its call began before the other's ended
 	my @t = split /\|/, query(qq{WITH f AS MATERIALIZED (SELECT 's' AS n, t0, t1 FROM scale_fanout_standby
 	    UNION ALL SELECT 'n', t0, t1 FROM scale_fanout_node)
-	  SELECT string_agg(format('%s,%s,%s', n, extract(epoch FROM min(t0)), extract(epoch FROM max(t1))), '|' ORDER BY n)
-	  FROM f GROUP BY n}) =~ s/\n/|/gr;
+	  SELECT string_agg(format('%s,%s,%s', n, extract(epoch FROM t0), extract(epoch FROM t1)), '|' ORDER BY n)
+	  FROM (SELECT n, min(t0) AS t0, max(t1) AS t1 FROM f GROUP BY n) g}) =~ s/\n/|/gr;
 	my %t = map { my ($n, $a, $b) = split /,/; ($n => [$a, $b]) } @t;
 	ok($t{s} && $t{n} && $t{s}[0] < $t{n}[1] && $t{n}[0] < $t{s}[1],
 		"the two nodes ran at the same time (standby @{$t{s} // []}, node @{$t{n} // []})");
