@@ -6,7 +6,7 @@
 #define R1_JOB_SERVERS_H
 
 #define R1_JOB_SERVERS_MAX		16
-#define R1_JOB_SERVER_LABEL		64
+#define R1_JOB_SERVER_LABEL		128
 
 typedef struct R1JobServer
 {

@@ -41,6 +41,7 @@ static PGconn *r1_conn = NULL;
 static int	r1_conn_server = -1;
 static char *r1_conn_nsp = NULL;	/* the extension's schema there, quoted */
 static bool r1_conn_failing = false;	/* an outage is logged once */
+static int	r1_conn_ignore_eos = -1;	/* r1.debug_ignore_eos there (-1: not set yet) */
 static char r1_label[R1_JOB_SERVER_LABEL] = "";
 
 const char *
@@ -101,6 +102,7 @@ r1_jobs_remote_connect(int server, const char *dbname)
 	snprintf(what, sizeof(what), "job server %s", r1_label);
 	r1_conn = r1_remote_connect(conninfo, dbname, what, deadline);
 	r1_conn_server = server;
+	r1_conn_ignore_eos = -1;
 	res = r1_remote_exec(r1_conn,
 						 "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
 						 " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'r1_pg'",
@@ -203,6 +205,7 @@ r1_jobs_remote_call(text *prompt, Jsonb *params)
 	PGresult   *res;
 	StringInfoData buf;
 	Jsonb	   *response;
+	bool		ignore_eos;
 
 	if (r1_conn == NULL)
 		ereport(ERROR,
@@ -220,10 +223,13 @@ r1_jobs_remote_call(text *prompt, Jsonb *params)
 	values[8] = r1_json_get(params, "max_think_tokens", &v) ?
 		psprintf("%lld", (long long) r1_json_int(params, "max_think_tokens")) : NULL;
 	/* ignore_eos (a debugging parameter) is the remote session's r1.debug_ignore_eos */
-	PQclear(r1_remote_exec(r1_conn, "SELECT pg_catalog.set_config('r1.debug_ignore_eos', $1, false)",
-						   1, (Oid[]) {TEXTOID},
-						   (const char *[]) {r1_json_get(params, "ignore_eos", &v) && v.type == jbvBool &&
-							   v.val.boolean ? "on" : "off"}, what, 0));
+	ignore_eos = r1_json_get(params, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean;
+	if (r1_conn_ignore_eos != (int) ignore_eos)
+	{
+		PQclear(r1_remote_exec(r1_conn, "SELECT pg_catalog.set_config('r1.debug_ignore_eos', $1, false)",
+							   1, (Oid[]) {TEXTOID}, (const char *[]) {ignore_eos ? "on" : "off"}, what, 0));
+		r1_conn_ignore_eos = ignore_eos;
+	}
 	sql = psprintf("SELECT r.think, r.answer, r.boxed, r.finish_reason, r.prompt_tokens,"
 				   " r.completion_tokens, r.think_tokens, r.ms, s.model_name, s.weights_checksum"
 				   " FROM %s.r1_reason($1, max_tokens => $2, temperature => $3, top_p => $4, seed => $5,"
