@@ -41,7 +41,27 @@ static PGconn *r1_conn = NULL;
 static int	r1_conn_server = -1;
 static char *r1_conn_nsp = NULL;	/* the extension's schema there, quoted */
 static bool r1_conn_failing = false;	/* an outage is logged once */
-static int	r1_conn_ignore_eos = -1;	/* r1.debug_ignore_eos there (-1: not set yet) */
+
+/*
+ * Parameters of a job that r1_reason() takes from its session's settings
+ * rather than its arguments: set there before the call, only when they
+ * differ from what the session has (a cache per connection; NULL = the
+ * server's own value), so the usual item needs no extra round trip.
+ */
+static const struct
+{
+	const char *key;			/* in the job's parameters */
+	const char *guc;			/* the remote session's setting */
+	bool		boolean;		/* true: "on" when set; false: the number */
+}			r1_session_params[] = {
+	{"ignore_eos", "r1.debug_ignore_eos", true},
+	{"parse_special", "r1.parse_special_tokens", true},
+	{"repetition_max_span", "r1.repetition_max_span", false},
+	{"repetition_min_repeats", "r1.repetition_min_repeats", false},
+	{"repetition_min_tokens", "r1.repetition_min_tokens", false},
+};
+#define R1_SESSION_PARAMS lengthof(r1_session_params)
+static char *r1_conn_sent[R1_SESSION_PARAMS];	/* in TopMemoryContext */
 static char r1_label[R1_JOB_SERVER_LABEL] = "";
 
 const char *
@@ -102,7 +122,12 @@ r1_jobs_remote_connect(int server, const char *dbname)
 	snprintf(what, sizeof(what), "job server %s", r1_label);
 	r1_conn = r1_remote_connect(conninfo, dbname, what, deadline);
 	r1_conn_server = server;
-	r1_conn_ignore_eos = -1;
+	for (int i = 0; i < R1_SESSION_PARAMS; i++)
+	{
+		if (r1_conn_sent[i])
+			pfree(r1_conn_sent[i]);
+		r1_conn_sent[i] = NULL;
+	}
 	res = r1_remote_exec(r1_conn,
 						 "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
 						 " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'r1_pg'",
@@ -193,6 +218,50 @@ r1_json_member_num(StringInfo buf, const char *key, PGresult *res, int col)
 	appendStringInfo(buf, ",\"%s\":%s", key, v);
 }
 
+/* the job's session parameters (r1_session_params) in the remote session */
+static void
+r1_jobs_remote_session_params(Jsonb *params, const char *what)
+{
+	const char *want[R1_SESSION_PARAMS];
+	const char *values[R1_SESSION_PARAMS];
+	Oid			types[R1_SESSION_PARAMS];
+	StringInfoData sql;
+	int			n = 0;
+
+	initStringInfo(&sql);
+	for (int i = 0; i < R1_SESSION_PARAMS; i++)
+	{
+		JsonbValue	v;
+
+		want[i] = NULL;
+		if (r1_json_get(params, r1_session_params[i].key, &v))
+		{
+			if (r1_session_params[i].boolean)
+				want[i] = v.type == jbvBool && v.val.boolean ? "on" : NULL;
+			else
+				want[i] = psprintf("%lld", (long long) r1_json_int(params, r1_session_params[i].key));
+		}
+		if ((want[i] == NULL) == (r1_conn_sent[i] == NULL) &&
+			(want[i] == NULL || strcmp(want[i], r1_conn_sent[i]) == 0))
+			continue;
+		/* NULL: back to the server's own value */
+		appendStringInfo(&sql, "%spg_catalog.set_config('%s', coalesce($%d, (SELECT s.reset_val"
+						 " FROM pg_catalog.pg_settings s WHERE s.name = '%s')), false)",
+						 n ? ", " : "SELECT ", r1_session_params[i].guc, n + 1, r1_session_params[i].guc);
+		types[n] = TEXTOID;
+		values[n++] = want[i];
+	}
+	if (n == 0)
+		return;
+	PQclear(r1_remote_exec(r1_conn, sql.data, n, types, values, what, 0));
+	for (int i = 0; i < R1_SESSION_PARAMS; i++)
+	{
+		if (r1_conn_sent[i])
+			pfree(r1_conn_sent[i]);
+		r1_conn_sent[i] = want[i] ? MemoryContextStrdup(TopMemoryContext, want[i]) : NULL;
+	}
+}
+
 Jsonb *
 r1_jobs_remote_call(text *prompt, Jsonb *params)
 {
@@ -205,7 +274,6 @@ r1_jobs_remote_call(text *prompt, Jsonb *params)
 	PGresult   *res;
 	StringInfoData buf;
 	Jsonb	   *response;
-	bool		ignore_eos;
 
 	if (r1_conn == NULL)
 		ereport(ERROR,
@@ -222,14 +290,7 @@ r1_jobs_remote_call(text *prompt, Jsonb *params)
 	values[7] = psprintf("%.17g", r1_json_float(params, "min_p"));
 	values[8] = r1_json_get(params, "max_think_tokens", &v) ?
 		psprintf("%lld", (long long) r1_json_int(params, "max_think_tokens")) : NULL;
-	/* ignore_eos (a debugging parameter) is the remote session's r1.debug_ignore_eos */
-	ignore_eos = r1_json_get(params, "ignore_eos", &v) && v.type == jbvBool && v.val.boolean;
-	if (r1_conn_ignore_eos != (int) ignore_eos)
-	{
-		PQclear(r1_remote_exec(r1_conn, "SELECT pg_catalog.set_config('r1.debug_ignore_eos', $1, false)",
-							   1, (Oid[]) {TEXTOID}, (const char *[]) {ignore_eos ? "on" : "off"}, what, 0));
-		r1_conn_ignore_eos = ignore_eos;
-	}
+	r1_jobs_remote_session_params(params, what);
 	sql = psprintf("SELECT r.think, r.answer, r.boxed, r.finish_reason, r.prompt_tokens,"
 				   " r.completion_tokens, r.think_tokens, r.ms, s.model_name, s.weights_checksum"
 				   " FROM %s.r1_reason($1, max_tokens => $2, temperature => $3, top_p => $4, seed => $5,"

@@ -75,13 +75,26 @@ r1_conninfo_has_dbname(const char *conninfo)
 PGconn *
 r1_remote_connect(const char *conninfo, const char *dbname, const char *what, TimestampTz deadline)
 {
-	const char *keys[6];
-	const char *vals[6];
+	const char *keys[10];
+	const char *vals[10];
 	int			n = 0;
 	PGconn	   *conn;
 	PostgresPollingStatusType status = PGRES_POLLING_WRITING;
 	char	   *err;
 
+	/*
+	 * Defaults the connection string may override (libpq keeps the last
+	 * value of a key): a server that vanishes from the network is noticed
+	 * within about a minute, not after the kernel's two hours.
+	 */
+	keys[n] = "connect_timeout";
+	vals[n++] = "10";
+	keys[n] = "keepalives_idle";
+	vals[n++] = "30";
+	keys[n] = "keepalives_interval";
+	vals[n++] = "10";
+	keys[n] = "keepalives_count";
+	vals[n++] = "3";
 	/* the first dbname is expanded as a connection string, a second one overrides its dbname */
 	keys[n] = "dbname";
 	vals[n++] = conninfo;

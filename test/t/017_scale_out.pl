@@ -182,7 +182,9 @@ ok(wait_for('node engine ready', sub { node_query('node', 'SELECT state FROM r1_
 	my ($brc, undef, $berr) = psql(q{ALTER SYSTEM SET r1.job_servers = 'host=x max_running=0'});
 	like($berr, qr/invalid max_running/, 'a bad entry is refused, saying why');
 
-	my $job = query(q{SELECT r1_submit_query($$SELECT k, format('Scale item %s: what is %s + %s?', k, k, k)
+	# every item generates max_tokens (r1.debug_ignore_eos goes with the job to the remote session)
+	my $job = query(q{SET r1.debug_ignore_eos = on;
+	  SELECT r1_submit_query($$SELECT k, format('Scale item %s: what is %s + %s?', k, k, k)
 	  FROM generate_series(1, 60) k$$, max_tokens => 24, temperature => 0)}, db => 'r1_jobs');
 	ok(wait_for('items on the node', sub {
 		query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND server = '$label' AND state = 'done'",
@@ -197,6 +199,8 @@ ok(wait_for('node engine ready', sub { node_query('node', 'SELECT state FROM r1_
 		'the job finishes with the node gone');
 	is(query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND state = 'done' AND answer IS NOT NULL",
 		db => 'r1_jobs'), 60, 'all 60 items are done');
+	is(query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND completion_tokens = 24", db => 'r1_jobs'),
+		60, 'each with the job\'s parameters (24 tokens, ignore_eos) wherever it ran');
 	is(query("SELECT count(*), count(DISTINCT t.prompt) FROM r1.traces t JOIN r1.job_items i ON i.prompt = t.prompt
 		WHERE i.job_id = $job AND t.source = 'job'", db => 'r1_jobs'), '60|60', 'each traced exactly once');
 	my $moved = query("SELECT count(*) FROM r1.job_items WHERE job_id = $job AND server <> '$label'
