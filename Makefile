@@ -93,7 +93,10 @@ R1_PG_ENGINE_OBJS = build/pg/chat.o build/pg/util.o build/pg/version.o build/pg/
 # the extension: every C file directly under src/ (the engine's are in subfolders)
 R1_PG_OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 OBJS = $(R1_PG_OBJS) $(R1_PG_ENGINE_OBJS)
-PG_CPPFLAGS = -Isrc
+# libpq, for a standby's traces sent to the primary and job items run on
+# r1.job_servers (src/remote.c), linked as postgres_fdw and dblink do
+PG_CPPFLAGS = -Isrc -I$(libpq_srcdir)
+SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK =
 EXTRA_CLEAN = build/pg build/regress
 

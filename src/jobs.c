@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 
 #include "jobs.h"
+#include "job_servers.h"
 #include "quota.h"
 
 char	   *r1_jobs_database = NULL;
@@ -90,6 +91,8 @@ r1_jobs_define_settings(void)
 							   PGC_SIGHUP,
 							   0,
 							   r1_job_role_max_running_check, r1_job_role_max_running_assign, NULL);
+
+	r1_job_servers_define_gucs();
 }
 
 static Size

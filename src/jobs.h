@@ -47,6 +47,7 @@ typedef struct R1JobsWorkerExtra
 {
 	uint32		generation;
 	char		dbname[NAMEDATALEN];
+	int			server;			/* 0: this server's engine; n: r1.job_servers entry n */
 } R1JobsWorkerExtra;
 
 /* jobs.c */

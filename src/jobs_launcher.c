@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "jobs.h"
+#include "job_servers.h"
 #include "quota.h"
 
 #define R1_JOBS_WORKER_BACKOFF_MS	5000	/* before restarting a stopped worker */
@@ -59,6 +60,26 @@ r1_jobs_database_exists(const char *dbname)
 	return exists;
 }
 
+/*
+ * The engine slot runs on: 0 for this server (the first r1.job_workers
+ * slots), n for r1.job_servers entry n (max_running slots each).
+ */
+static int
+r1_jobs_slot_server(int slot)
+{
+	int			first = r1_job_workers;
+
+	if (slot < first)
+		return 0;
+	for (int i = 0; i < r1_job_servers_list->n; i++)
+	{
+		first += r1_job_servers_list->servers[i].max_running;
+		if (slot < first)
+			return i + 1;
+	}
+	return 0;
+}
+
 static BackgroundWorkerHandle *
 r1_jobs_start_worker(int slot, uint32 generation, const char *dbname)
 {
@@ -79,6 +100,7 @@ r1_jobs_start_worker(int slot, uint32 generation, const char *dbname)
 	memset(&extra, 0, sizeof(extra));
 	extra.generation = generation;
 	strlcpy(extra.dbname, dbname, sizeof(extra.dbname));
+	extra.server = r1_jobs_slot_server(slot);
 	StaticAssertStmt(sizeof(extra) <= BGW_EXTRALEN, "bgw_extra too small");
 	memcpy(worker.bgw_extra, &extra, sizeof(extra));
 
@@ -93,6 +115,7 @@ r1_jobs_launcher_main(Datum main_arg)
 	BackgroundWorkerHandle *handles[R1_JOBS_MAX_WORKERS];
 	TimestampTz next_start[R1_JOBS_MAX_WORKERS];
 	char		dbname[NAMEDATALEN] = "";
+	char	   *servers = pstrdup("");	/* the r1.job_servers the workers were started for */
 	int			nworkers = 0;
 	bool		logged_missing = false;
 	bool		logged_no_slot = false;
@@ -125,7 +148,9 @@ r1_jobs_launcher_main(Datum main_arg)
 		}
 
 		/* a changed setting: stop every worker, start the new set */
-		if (strncmp(dbname, r1_jobs_database, NAMEDATALEN - 1) != 0 || nworkers != r1_job_workers)
+		if (strncmp(dbname, r1_jobs_database, NAMEDATALEN - 1) != 0 ||
+			nworkers != Min(r1_job_workers + r1_job_servers_list->total, R1_JOBS_MAX_WORKERS) ||
+			strcmp(servers, r1_job_servers ? r1_job_servers : "") != 0)
 		{
 			for (int i = 0; i < R1_JOBS_MAX_WORKERS; i++)
 			{
@@ -138,12 +163,19 @@ r1_jobs_launcher_main(Datum main_arg)
 				next_start[i] = 0;
 			}
 			strlcpy(dbname, r1_jobs_database, sizeof(dbname));
-			nworkers = r1_job_workers;
+			/* the local workers, then max_running for each job server */
+			nworkers = Min(r1_job_workers + r1_job_servers_list->total, R1_JOBS_MAX_WORKERS);
+			pfree(servers);
+			servers = pstrdup(r1_job_servers ? r1_job_servers : "");
 			logged_missing = false;
 			if (dbname[0] != '\0' && nworkers > 0)
 				ereport(LOG,
 						(errmsg("r1 jobs: running jobs of database \"%s\" with %d workers",
-								dbname, nworkers)));
+								dbname, nworkers),
+						 r1_job_servers_list->n > 0 ?
+						 errdetail("%d for this server's engine, %d for the %d servers of r1.job_servers.",
+								   r1_job_workers, nworkers - Min(r1_job_workers, nworkers),
+								   r1_job_servers_list->n) : 0));
 		}
 
 		if (dbname[0] != '\0' && nworkers > 0)

@@ -37,6 +37,11 @@
  * claimed at r1.job_max_attempts: an item whose worker died at its last
  * attempt fails instead of running again.
  *
+ * A worker of an r1.job_servers entry (bgw_extra's server) does the same
+ * with another server's engine: it runs r1_reason() there over libpq
+ * (jobs_remote.c) and writes the result and the trace here; the item's
+ * server column says where it ran.
+ *
  * Workers exit only through proc_exit(0/1): SIGTERM, postmaster death, a new
  * launcher.  Every other error is logged, rolled back, and the loop goes on.
  */
@@ -45,6 +50,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
@@ -62,12 +68,15 @@
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "client.h"
 #include "jobs.h"
+#include "job_servers.h"
+#include "jobs_remote.h"
 #include "quota.h"
 #include "request.h"
 #include "traces.h"
@@ -105,6 +114,8 @@ static R1JobItem r1_item;
 static volatile sig_atomic_t r1_stop_requested = false;
 static MemoryContext r1_item_ctx = NULL;
 static bool r1_logged_no_extension = false;
+static int	r1_server = 0;		/* 0: this server's engine; n: r1.job_servers entry n */
+static bool r1_items_have_server = false;	/* r1.job_items.server exists (0.3.0) */
 
 static void
 r1_job_worker_on_exit(int code, Datum arg)
@@ -239,6 +250,14 @@ r1_extension_installed(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("r1_pg", true));
+	if (installed)
+	{
+		Oid			nsp = get_namespace_oid("r1", true);
+		Oid			rel = OidIsValid(nsp) ? get_relname_relid("job_items", nsp) : InvalidOid;
+
+		/* older SQL (before 0.3.0) does not record where an item ran */
+		r1_items_have_server = OidIsValid(rel) && get_attnum(rel, "server") != InvalidAttrNumber;
+	}
 	if (!installed && !r1_logged_no_extension)
 		ereport(LOG,
 				(errmsg("r1 job worker: extension r1_pg is not installed in database \"%s\"; waiting for it",
@@ -481,18 +500,26 @@ r1_claim_item(void)
 		}
 
 		{
-			Oid			ctypes[4] = {INT8OID, INT4OID, INT4OID, TIMESTAMPTZOID};
-			Datum		cvalues[4] = {Int64GetDatum(job_id), Int32GetDatum(item_no),
-			Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp)};
+			Oid			ctypes[5] = {INT8OID, INT4OID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+			Datum		cvalues[5] = {Int64GetDatum(job_id), Int32GetDatum(item_no),
+				Int32GetDatum(MyProcPid), TimestampTzGetDatum(MyStartTimestamp),
+			CStringGetTextDatum(r1_server ? r1_jobs_remote_label() : "local")};
 			char	   *prompt_utf8;
 			size_t		len;
 			R1Params	rparams;
 			MemoryContext old;
 
-			r1_exec("UPDATE r1.job_items SET state = 'running', attempts = attempts + 1,"
-					"  started_at = clock_timestamp(), finished_at = NULL, runner_pid = $3, runner_start = $4"
-					" WHERE job_id = $1 AND item_no = $2",
-					4, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+			if (r1_items_have_server)
+				r1_exec("UPDATE r1.job_items SET state = 'running', attempts = attempts + 1,"
+						"  started_at = clock_timestamp(), finished_at = NULL, runner_pid = $3, runner_start = $4,"
+						"  server = $5"
+						" WHERE job_id = $1 AND item_no = $2",
+						5, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+			else
+				r1_exec("UPDATE r1.job_items SET state = 'running', attempts = attempts + 1,"
+						"  started_at = clock_timestamp(), finished_at = NULL, runner_pid = $3, runner_start = $4"
+						" WHERE job_id = $1 AND item_no = $2",
+						4, ctypes, cvalues, NULL, SPI_OK_UPDATE);
 			r1_exec("UPDATE r1.jobs SET state = 'running' WHERE id = $1 AND state = 'queued'",
 					1, ctypes, cvalues, NULL, SPI_OK_UPDATE);
 
@@ -555,13 +582,17 @@ r1_run_item(void)
 	MemoryContext old = MemoryContextSwitchTo(r1_item_ctx);
 	char		activity[128];
 
-	snprintf(activity, sizeof(activity), "r1 job %lld item %d",
-			 (long long) r1_item.job_id, r1_item.item_no);
+	snprintf(activity, sizeof(activity), "r1 job %lld item %d on %s",
+			 (long long) r1_item.job_id, r1_item.item_no, r1_server ? r1_jobs_remote_label() : "local");
 	pgstat_report_activity(STATE_RUNNING, activity);
-	pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
+	if (r1_server == 0)
+		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);
 	PG_TRY();
 	{
-		r1_item.response = r1_call(r1_item.request.data, r1_item.request.len, false);
+		if (r1_server)
+			r1_item.response = r1_jobs_remote_call(r1_item.prompt, r1_item.params);
+		else
+			r1_item.response = r1_call(r1_item.request.data, r1_item.request.len, false);
 	}
 	PG_CATCH();
 	{
@@ -572,7 +603,14 @@ r1_run_item(void)
 		FlushErrorState();
 		r1_item.response = NULL;
 		strlcpy(r1_item.error, edata->message ? edata->message : "unknown error", sizeof(r1_item.error));
-		r1_item.refund = r1_error_is_refunded(edata->sqlerrcode);
+		if (r1_server)
+		{
+			/* the connection may be mid-query: start afresh before the next claim */
+			r1_jobs_remote_close();
+			r1_item.refund = r1_jobs_remote_refunded(edata->sqlerrcode);
+		}
+		else
+			r1_item.refund = r1_error_is_refunded(edata->sqlerrcode);
 		/* 54000: the prompt never fits the context, or max_tokens is over the limit */
 		r1_item.permanent = edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 		if (r1_stop_requested)
@@ -754,6 +792,7 @@ r1_job_worker_main(Datum main_arg)
 	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
 	if (r1_slot < 0 || r1_slot >= R1_JOBS_MAX_WORKERS)
 		proc_exit(0);
+	r1_server = extra.server;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, r1_job_worker_sigterm);
@@ -787,6 +826,8 @@ r1_job_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		r1_set_slot_job(0);
+		if (r1_server)
+			r1_jobs_remote_close();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (r1_item.held && r1_item.error[0] == '\0' && r1_item.response == NULL)
 		{
@@ -865,7 +906,15 @@ r1_job_worker_main(Datum main_arg)
 			r1_recover_items();
 			next_recover = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), R1_JOBS_RECOVER_MS);
 		}
-		if (!r1_engine_ready())
+		if (r1_server)
+		{
+			/* the launcher restarts the workers when r1.job_servers changes */
+			if (r1_server > r1_job_servers_list->n)
+				proc_exit(0);
+			if (!r1_jobs_remote_ready(r1_server - 1, extra.dbname))
+				continue;
+		}
+		else if (!r1_engine_ready())
 			continue;
 		if (!r1_claim_item())
 		{

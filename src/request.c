@@ -8,6 +8,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -328,6 +329,48 @@ r1_trace_params(R1TraceInfo *t, const R1Params *p, int64 seed_offset)
 	t->parameters = r1_params_jsonb(p, false);
 	t->has_seed = p->has_seed;
 	t->seed = (int64) ((uint64) p->seed + (uint64) seed_offset);
+}
+
+char *
+r1_params_sql_call(const char *nsp, const char *prompt, const R1Params *p, const char **values,
+				   Oid *types)
+{
+	static const Oid t[R1_SQL_CALL_NARGS] = {TEXTOID, INT4OID, FLOAT8OID, FLOAT8OID, INT8OID,
+	TEXTOID, INT4OID, FLOAT8OID, INT4OID};
+
+	memcpy(types, t, sizeof(t));
+	values[0] = prompt;
+	values[1] = psprintf("%d", p->max_tokens);
+	values[2] = psprintf("%.17g", p->temperature);
+	values[3] = psprintf("%.17g", p->top_p);
+	values[4] = p->has_seed ? psprintf(INT64_FORMAT, p->seed) : NULL;
+	values[5] = p->system ? text_to_cstring(p->system) : NULL;
+	values[6] = psprintf("%d", p->top_k);
+	values[7] = psprintf("%.17g", p->min_p);
+	values[8] = p->max_think_tokens > 0 ? psprintf("%d", p->max_think_tokens) : NULL;
+	return psprintf("%s.r1_reason($1, max_tokens => $2, temperature => $3, top_p => $4, seed => $5,"
+					" system => $6, top_k => $7, min_p => $8, max_think_tokens => $9)", nsp);
+}
+
+void
+r1_params_session(const R1Params *p, const char **settings, const char **values)
+{
+	int			i = 0;
+
+	settings[i] = "r1.debug_ignore_eos";
+	values[i++] = p->ignore_eos ? "on" : NULL;
+	settings[i] = "r1.parse_special_tokens";
+	values[i++] = p->parse_special ? "on" : NULL;
+	settings[i] = "r1.repetition_max_span";
+	values[i++] = p->repetition_max_span != R1_REPETITION_MAX_SPAN ?
+		psprintf("%d", p->repetition_max_span) : NULL;
+	settings[i] = "r1.repetition_min_repeats";
+	values[i++] = p->repetition_min_repeats != R1_REPETITION_MIN_REPEATS ?
+		psprintf("%d", p->repetition_min_repeats) : NULL;
+	settings[i] = "r1.repetition_min_tokens";
+	values[i++] = p->repetition_min_tokens != R1_REPETITION_MIN_TOKENS ?
+		psprintf("%d", p->repetition_min_tokens) : NULL;
+	Assert(i == R1_SESSION_NPARAMS);
 }
 
 /* ---- one call ---- */

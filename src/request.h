@@ -97,6 +97,20 @@ extern void r1_trace_params(struct R1TraceInfo *t, const R1Params *p, int64 seed
 extern void r1_build_request(StringInfo req, const char *prompt, const R1Params *p,
 							 int64 seed_offset, int flags);
 
+/*
+ * The same request as an SQL call on another r1_pg server (r1.job_servers):
+ * "NSP.r1_reason($1, max_tokens => $2, ...)" with the prompt and the
+ * parameters as R1_SQL_CALL_NARGS text values (NULL: SQL NULL) and their
+ * types; the rest of the parameters r1_reason takes from its session's
+ * settings: r1_params_session fills R1_SESSION_NPARAMS setting names and
+ * values (NULL: the server's own value).
+ */
+#define R1_SQL_CALL_NARGS	9
+#define R1_SESSION_NPARAMS	5
+extern char *r1_params_sql_call(const char *nsp, const char *prompt, const R1Params *p,
+								const char **values, Oid *types);
+extern void r1_params_session(const R1Params *p, const char **settings, const char **values);
+
 /* Argument checks, each a 22023/54000 ERROR with a hint. */
 extern void r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k,
 							  double min_p);

@@ -79,6 +79,7 @@ int			r1_trace_retention = 0;
 bool		r1_trace_autonomous = true;
 int			r1_trace_writers = 2;
 int			r1_trace_timeout = 10000;
+char	   *r1_trace_primary_conninfo = NULL;
 
 /* loop detection (src/engine/repetition.h) */
 int			r1_repetition_max_span = R1_REPETITION_MAX_SPAN;
@@ -299,6 +300,16 @@ r1_settings_define(void)
 							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("r1.trace_primary_conninfo",
+							   "Connection string a hot standby's trace writers use to record traces on the primary.",
+							   "Empty: the standby's primary_conninfo, with the caller's database. Its role must be "
+							   "allowed to INSERT into r1.traces (and use r1.traces_id_seq) on the primary.",
+							   &r1_trace_primary_conninfo,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("r1.repetition_max_span",
 							"Longest span of tokens loop detection looks for (0 turns it off).",

@@ -27,6 +27,16 @@
  * length) and its bytes at 8-byte alignment: by-value Datums as 8 bytes,
  * varlena and name values as they are in memory.
  *
+ * On a hot standby (RecoveryInProgress()) the writers run too and send the
+ * row to the primary instead, over libpq (src/remote.c): the same
+ * parameterised INSERT, as the role r1.trace_primary_conninfo (by default the
+ * standby's primary_conninfo) connects as, which must be allowed to insert
+ * into r1.traces there.  The role columns are values the standby computed
+ * for the caller, so the primary records the standby's caller, not the
+ * connecting role.  A writer keeps its connection while it serves its
+ * database; the call fails (with the primary's SQLSTATE, or 08001 when it
+ * cannot be reached) when the row is not committed on the primary.
+ *
  * Locking: r1_tw->lock (an LWLock) protects the queue and the writer slots;
  * it is held only to read and change them: no allocation, no ereport, no
  * system call (SetLatch is done after releasing it).
@@ -34,7 +44,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -55,6 +68,7 @@
 
 #include "settings.h"
 #include "trace_table.h"
+#include "remote.h"
 #include "trace_writer.h"
 
 #define R1_TW_LINGER_MS			1000	/* a writer idle this long leaves its database */
@@ -110,6 +124,8 @@ typedef struct R1TraceMsg
 	int			nargs;
 	int			retention;		/* the caller's r1.trace_retention (minutes) */
 	bool		ok;				/* set by the writer */
+	bool		remote;			/* sent to the primary (a standby's writer) */
+	int			sqlerrcode;		/* the writer's error's SQLSTATE */
 	char		error[512];		/* the writer's error message */
 } R1TraceMsg;
 
@@ -122,6 +138,7 @@ typedef struct R1TraceArg
 static R1TraceQueue *r1_tw = NULL;
 
 static int	r1_my_writer = -1;	/* in a writer: its slot */
+static PGconn *r1_primary_conn = NULL;	/* in a standby's writer: to the primary */
 
 #define R1_ALIGN8(n) (((n) + 7) & ~((Size) 7))
 
@@ -140,6 +157,15 @@ r1_arg_len(Oid type, Datum d)
 }
 
 /* ---- settings, shared memory, registration ---- */
+
+/* the connection string a standby sends traces with ("" when none is set) */
+const char *
+r1_trace_primary_conninfo_value(void)
+{
+	if (r1_trace_primary_conninfo && r1_trace_primary_conninfo[0])
+		return r1_trace_primary_conninfo;
+	return PrimaryConnInfo ? PrimaryConnInfo : "";
+}
 
 static Size
 r1_tw_size(void)
@@ -182,7 +208,8 @@ r1_trace_writer_preload(void)
 
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		/* a hot standby's writers send traces to the primary */
+		worker.bgw_start_time = BgWorkerStart_ConsistentState;
 		worker.bgw_restart_time = 0;	/* at once: leaving a database is an exit */
 		strlcpy(worker.bgw_library_name, "r1_pg", BGW_MAXLEN);
 		strlcpy(worker.bgw_function_name, "r1_trace_writer_main", BGW_MAXLEN);
@@ -375,6 +402,17 @@ r1_trace_write_autonomous(Oid owner, int nargs, const Oid *types, const Datum *v
 		char		error[512];
 
 		strlcpy(error, msg->error[0] ? msg->error : "unknown error", sizeof(error));
+		if (msg->remote)
+		{
+			int			code = msg->sqlerrcode ? msg->sqlerrcode : ERRCODE_CONNECTION_FAILURE;
+
+			dsm_detach(seg);
+			ereport(ERROR,
+					(errcode(code),
+					 errmsg("could not record the r1 trace on the primary: %s", error),
+					 errdetail("This server is a standby with r1.log_traces on: its traces are written on the primary, and the call's result is not returned without its trace."),
+					 errhint("Check that the primary is reachable with r1.trace_primary_conninfo (empty: primary_conninfo) and that its role may INSERT into r1.traces there, or have a superuser turn r1.log_traces off on this server.")));
+		}
 		dsm_detach(seg);
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -499,6 +537,53 @@ r1_tw_next_locked(Oid *bind, bool *leave)
 	return -1;
 }
 
+/*
+ * A standby's writer: insert the row on the primary (in a transaction of the
+ * caller's writer, for the output functions' catalog lookups).
+ */
+static void
+r1_tw_send_to_primary(int nargs, const Oid *types, const Datum *values, const char *nulls)
+{
+	static char *conn_for = NULL;	/* the connection string r1_primary_conn used */
+	const char *conninfo = r1_trace_primary_conninfo_value();
+	const char **texts = palloc(sizeof(char *) * nargs);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r1_trace_timeout);
+
+	if (conninfo[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no connection string for the primary"),
+				 errdetail("r1.trace_primary_conninfo and primary_conninfo are both empty.")));
+	for (int i = 0; i < nargs; i++)
+	{
+		Oid			out;
+		bool		varlena;
+
+		texts[i] = NULL;
+		if (nulls[i] == ' ')
+		{
+			getTypeOutputInfo(types[i], &out, &varlena);
+			texts[i] = OidOutputFunctionCall(out, values[i]);
+		}
+	}
+	/* a new connection string (reload), or a connection that broke */
+	if (r1_primary_conn &&
+		(PQstatus(r1_primary_conn) != CONNECTION_OK || conn_for == NULL || strcmp(conn_for, conninfo) != 0))
+	{
+		PQfinish(r1_primary_conn);
+		r1_primary_conn = NULL;
+	}
+	if (r1_primary_conn == NULL)
+	{
+		r1_primary_conn = r1_remote_connect(conninfo, get_database_name(MyDatabaseId), "the primary", deadline);
+		if (conn_for)
+			pfree(conn_for);
+		conn_for = MemoryContextStrdup(TopMemoryContext, conninfo);
+	}
+	PQclear(r1_remote_exec(r1_primary_conn, r1_trace_insert_sql, nargs, types, texts,
+						   "the primary", deadline));
+}
+
 /* Insert one request's row and commit; the verdict goes into the segment. */
 static void
 r1_tw_write(int slot)
@@ -526,7 +611,9 @@ r1_tw_write(int slot)
 	}
 	if (msg != NULL)
 	{
-		pgstat_report_activity(STATE_RUNNING, "r1 trace writer: writing a trace");
+		msg->remote = RecoveryInProgress();
+		pgstat_report_activity(STATE_RUNNING, msg->remote ? "r1 trace writer: sending a trace to the primary" :
+							   "r1 trace writer: writing a trace");
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PG_TRY();
@@ -566,6 +653,14 @@ r1_tw_write(int slot)
 					p += R1_ALIGN8(a->len);
 				}
 			}
+			if (msg->remote)
+			{
+				r1_tw_send_to_primary(nargs, types, values, nulls);
+				CommitTransactionCommand();
+				msg->ok = true;
+			}
+			else
+			{
 			/* as the owner of r1.traces, schema-qualified SQL, nobody else's functions */
 			GetUserIdAndSecContext(&save_user, &save_sec);
 			SetUserIdAndSecContext(msg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
@@ -588,6 +683,7 @@ r1_tw_write(int slot)
 			SetUserIdAndSecContext(save_user, save_sec);
 			CommitTransactionCommand();
 			msg->ok = true;
+			}
 		}
 		PG_CATCH();
 		{
@@ -597,7 +693,14 @@ r1_tw_write(int slot)
 			MemoryContextSwitchTo(oldcxt);
 			ed = CopyErrorData();
 			strlcpy(msg->error, ed->message ? ed->message : "unknown error", sizeof(msg->error));
+			msg->sqlerrcode = ed->sqlerrcode;
 			msg->ok = false;
+			if (msg->remote && r1_primary_conn)
+			{
+				/* the connection may be in any state: start afresh next time */
+				PQfinish(r1_primary_conn);
+				r1_primary_conn = NULL;
+			}
 			EmitErrorReport();
 			FlushErrorState();
 			AbortCurrentTransaction();

@@ -8,6 +8,9 @@
 
 #include "postgres.h"
 
+/* r1.trace_primary_conninfo, or primary_conninfo when it is empty ("" when both are) */
+extern const char *r1_trace_primary_conninfo_value(void);
+
 /*
  * Hand the row (the INSERT's nargs parameters) to a trace writer, which
  * inserts it as owner in a transaction of its own, and wait until it has

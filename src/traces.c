@@ -9,9 +9,12 @@
  * never returned without its trace.  With the setting off, in the caller's
  * transaction through SPI (a rolled-back call then leaves no trace, like any
  * other row it wrote).  Job workers always write in their result's
- * transaction (the trace and the result commit together).  Where a trace
- * cannot be written at all (a standby; a read-only transaction when it would
- * be written there) the call fails before it runs.
+ * transaction (the trace and the result commit together).  On a hot standby
+ * a trace writer sends the row to the primary (whatever
+ * r1.trace_autonomous says: nothing can be written here), and the call fails
+ * when it is not committed there.  Where a trace cannot be written at all (a
+ * standby without a connection string for the primary; a read-only
+ * transaction when it would be written there) the call fails before it runs.
  *
  * As whom: callers need no privilege on r1.traces (only r1_auditor may read
  * it).  The insert runs as the table's owner (the extension's owner), as a
@@ -59,11 +62,21 @@ void
 r1_trace_check_writable(void)
 {
 	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot record an r1 trace during recovery"),
-				 errdetail("r1.log_traces is on, and a standby cannot write r1.traces."),
-				 errhint("Call the model on the primary, or have a superuser turn r1.log_traces off for this server.")));
+	{
+		/* a trace writer sends it to the primary */
+		if (MyBackendType != B_BACKEND)
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("cannot record an r1 trace during recovery"),
+					 errdetail("r1.log_traces is on: only a client session's traces are sent to the primary.")));
+		if (r1_trace_primary_conninfo_value()[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("cannot record an r1 trace during recovery"),
+					 errdetail("r1.log_traces is on: a standby records its traces on the primary, and neither r1.trace_primary_conninfo nor primary_conninfo is set."),
+					 errhint("Have a superuser set r1.trace_primary_conninfo to a connection string for the primary, or turn r1.log_traces off for this server.")));
+		return;
+	}
 	if (XactReadOnly && !(r1_trace_autonomous && MyBackendType == B_BACKEND))
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -118,7 +131,7 @@ r1_trace_record(const R1TraceInfo *t)
 	 * A backend's call: in a transaction of its own, by a trace writer (which
 	 * also prunes); the call fails when it cannot be written.
 	 */
-	if (r1_trace_autonomous && MyBackendType == B_BACKEND)
+	if ((r1_trace_autonomous || RecoveryInProgress()) && MyBackendType == B_BACKEND)
 	{
 		r1_trace_write_autonomous(r1_traces_owner(), R1_TRACE_NARGS, types, values, nulls);
 		return;

@@ -3,7 +3,7 @@
 # Installs only the packages that are missing; does nothing when all are there.
 set -euo pipefail
 pkgs=(make gcc libc6-dev pkg-config
-      postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+      postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libpq-dev
       libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
       libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev python3
       libcurl4-openssl-dev libssl-dev

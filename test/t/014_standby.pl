@@ -24,7 +24,7 @@ my $dir = "$tmp/standby";
 mkdir $dir;
 chmod 0777, $dir;
 my ($rc, $out) = as_server("$pgbin/pg_basebackup", '-D', "$dir/data", '-R', '-X', 'stream',
-	'-h', $sockdir, '-p', $port, '-U', 'postgres', '--no-sync');
+	'-h', $sockdir, '-p', $port, '-U', 'postgres', '--no-sync', '-c', 'fast');
 is($rc, 0, 'pg_basebackup -R makes a standby') or diag($out);
 unlike($out, qr/skipping special file/, 'the base backup met no engine socket');
 open(my $conf, '>>', "$dir/data/postgresql.conf") or die;
