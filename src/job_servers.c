@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "utils/memutils.h"
 #include "utils/guc.h"
 
 #include "jobs.h"
@@ -126,15 +127,23 @@ static bool
 r1_job_servers_check(char **newval, void **extra, GucSource source)
 {
 	char	   *why;
-	R1JobServers *parsed = r1_job_servers_parse(*newval, &why);
+	R1JobServers *parsed;
+	/* the parse's pallocs go with it (the postmaster checks the value at every reload) */
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "r1.job_servers",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
+	parsed = r1_job_servers_parse(*newval, &why);
+	MemoryContextSwitchTo(old);
 	if (parsed == NULL)
 	{
 		GUC_check_errdetail("%s.", why);
 		GUC_check_errhint("List libpq connection strings separated by semicolons, each with an optional max_running=N, "
 						  "e.g. 'host=gpu2 max_running=4; host=gpu3 port=5433'.");
+		MemoryContextDelete(cxt);
 		return false;
 	}
+	MemoryContextDelete(cxt);
 	*extra = parsed;
 	return true;
 }
