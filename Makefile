@@ -128,6 +128,14 @@ build/pg/%.bc: src/engine/%.c $(wildcard src/engine/*.h)
 
 $(R1_PG_OBJS): $(wildcard src/*.h) $(wildcard src/engine/*.h) src/serve/protocol.h
 
+# the C sources in PostgreSQL's layout (pg_bsd_indent as pgindent runs it:
+# tools/format/); tools/test.sh runs format-check
+.PHONY: format format-check
+format:
+	tools/format/format.sh
+format-check:
+	tools/format/format.sh --check
+
 installcheck: regress-inputs
 .PHONY: regress-inputs
 regress-inputs:

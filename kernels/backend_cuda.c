@@ -80,16 +80,23 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#define STAGE_BYTES ((size_t) 64 << 20)	/* each of the two pinned upload buffers */
-#define RESERVE_EXTRA ((size_t) 512 << 20)	/* cuBLAS workspace, context, slack */
-#define R1_CUDA_MAX_TOKENS 4096	/* tokens per device pass: bounds activation memory */
+#define STAGE_BYTES ((size_t) 64 << 20) /* each of the two pinned upload
+										 * buffers */
+#define RESERVE_EXTRA ((size_t) 512 << 20)	/* cuBLAS workspace, context,
+											 * slack */
+#define R1_CUDA_MAX_TOKENS 4096 /* tokens per device pass: bounds activation
+								 * memory */
 #define R1_CUDA_GRAPHS 32		/* decode-step graphs kept (one per shape) */
 #define R1_CUBLAS_WS ((size_t) 32 << 20)	/* cuBLAS workspace */
-#define R1_PA_SCORES ((size_t) 192 << 20)	/* prompt attention: a tile's scores (f32) and P (bf16) */
-#define R1_PA_MIN_T 32			/* prompt attention through cuBLAS from this many tokens */
+#define R1_PA_SCORES ((size_t) 192 << 20)	/* prompt attention: a tile's
+											 * scores (f32) and P (bf16) */
+#define R1_PA_MIN_T 32			/* prompt attention through cuBLAS from this
+								 * many tokens */
 #define R1_PA_MIN_TILE 16		/* fewest queries a tile may have */
-#define R1_SAMPLE_ROWS 64		/* logits rows sampled per launch (scratch: rows x n2 x 8 bytes) */
-#define R1_CUDA_GRAPH_MAX_T 512	/* decode steps of at most this many sequences use graphs */
+#define R1_SAMPLE_ROWS 64		/* logits rows sampled per launch (scratch:
+								 * rows x n2 x 8 bytes) */
+#define R1_CUDA_GRAPH_MAX_T 512 /* decode steps of at most this many sequences
+								 * use graphs */
 
 /* a captured decode step and the shape it was captured for */
 typedef struct cuda_graph
@@ -105,7 +112,8 @@ typedef struct cuda_graph
 typedef struct qmat
 {
 	void	   *p;
-	int			dt;				/* r1_dtype: Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K or BF16 */
+	int			dt;				/* r1_dtype: Q8_0, Q4_0, Q5_0, Q4_K, Q5_K,
+								 * Q6_K or BF16 */
 	size_t		row_bytes;
 } qmat;
 
@@ -133,8 +141,10 @@ typedef struct cuda_state
 	const r1_config *cfg;
 	int			device;
 	int			n_sms;
-	int			batch_invariant;	/* the backend's flag, copied at each forward */
-	int			gemv_off;		/* R1_CUDA_GEMV=0: cuBLAS / r1k_qgemm for decode too */
+	int			batch_invariant;	/* the backend's flag, copied at each
+									 * forward */
+	int			gemv_off;		/* R1_CUDA_GEMV=0: cuBLAS / r1k_qgemm for
+								 * decode too */
 	int			max_ctx;
 	cudaStream_t stream;
 	cublasHandle_t blas;
@@ -143,9 +153,11 @@ typedef struct cuda_state
 	char		broken_msg[256];
 
 	/* weights */
-	int			quant;			/* block-quantised model: qmat matrices, r1k_qgemm */
+	int			quant;			/* block-quantised model: qmat matrices,
+								 * r1k_qgemm */
 	qmat		q_embed,
-				q_lm_head;		/* quantised models (q_lm_head.p == q_embed.p when tied) */
+				q_lm_head;		/* quantised models (q_lm_head.p == q_embed.p
+								 * when tied) */
 	cuda_layer *layers;			/* [n_layers] */
 	uint16_t   *embed;			/* [vocab, H] bf16 */
 	uint16_t   *lm_head;		/* [vocab, H] bf16, == embed when tied */
@@ -171,16 +183,18 @@ typedef struct cuda_state
 	float	   *gu;				/* [T, 2 inter] gate | up */
 	uint16_t   *hbuf;			/* [T, inter] silu(gate) * up (bf16) */
 	float	   *logits;			/* [rows, vocab] */
-	float	   *part_o;			/* [T, nh, max_splits, hd] split partial outputs */
+	float	   *part_o;			/* [T, nh, max_splits, hd] split partial
+								 * outputs */
 	float	   *part_ml;		/* [T, nh, max_splits, 2] split max and sum */
 
 	/* prompt attention through cuBLAS (allocated at creation; NULL: off) */
 	float	   *pa_s;			/* a tile's scores [nh, tq, ld] f32 */
 	uint16_t   *pa_p;			/* its P [nh, tq, ld] bf16 */
 	uint16_t   *pa_k,
-			   *pa_v;			/* one layer's keys, values [n_kv, max_ctx, hd] bf16 */
+			   *pa_v;			/* one layer's keys, values [n_kv, max_ctx,
+								 * hd] bf16 */
 	uint16_t   *pa_q;			/* queries [nh, R1_CUDA_MAX_TOKENS, hd] bf16 */
-	size_t		pa_score_elems;	/* elements of pa_s (and of pa_p) */
+	size_t		pa_score_elems; /* elements of pa_s (and of pa_p) */
 	int32_t    *meta;			/* device metadata of a forward */
 	int32_t    *meta_host;		/* pinned twin */
 	r1_batch_plan plan;
@@ -188,7 +202,8 @@ typedef struct cuda_state
 	size_t		cap_upd;
 
 	/* sampling on the device (allocated at creation, before the KV pool) */
-	int			samp_n2;		/* power of two >= vocab: a row's candidate scratch */
+	int			samp_n2;		/* power of two >= vocab: a row's candidate
+								 * scratch */
 	float	   *cand_p;			/* [R1_SAMPLE_ROWS, samp_n2] */
 	int32_t    *cand_id;		/* [R1_SAMPLE_ROWS, samp_n2] */
 	int32_t    *samp_params;	/* [R1_SAMPLE_ROWS, 8] */
@@ -699,12 +714,14 @@ typedef struct token_range
 {
 	int			t0;				/* first token (index into the plan) */
 	int			T;				/* tokens */
-	int			r0;				/* first logits row of the range (index into the plan's rows) */
+	int			r0;				/* first logits row of the range (index into
+								 * the plan's rows) */
 	int			rows;			/* logits rows of the range */
 	int			max_ctx_len;	/* max pos + 1 over the range */
 	int			part;			/* attention partition size */
 	int			max_splits;
-	int			one_seq;		/* every token of one slot, consecutive positions */
+	int			one_seq;		/* every token of one slot, consecutive
+								 * positions */
 	int			slot;			/* that slot */
 	int			pos0;			/* position of the range's first token */
 } token_range;
@@ -761,7 +778,8 @@ prompt_attn_tile(const cuda_state *st, const token_range *r)
 	size_t		tq;
 
 	if (!st->pa_s || st->batch_invariant || !r->one_seq || r->T < R1_PA_MIN_T)
-		return 0;		/* (no buffers: off, or a head_dim not a multiple of 8) */
+		return 0;				/* (no buffers: off, or a head_dim not a
+								 * multiple of 8) */
 	tq = st->pa_score_elems / ((size_t) c->n_heads * ld);
 	if (tq > (size_t) r->T)
 		tq = r->T;
@@ -796,7 +814,8 @@ prompt_attention(cuda_state *st, const token_range *r, const r1k_kv_args *kv, in
 	for (int t0 = 0; t0 < r->T; t0 += tq)
 	{
 		int			n = r->T - t0 < tq ? r->T - t0 : tq;
-		int			len = r->pos0 + t0 + n;	/* keys this tile's queries can see */
+		int			len = r->pos0 + t0 + n; /* keys this tile's queries can
+											 * see */
 		int			ld = (len + 7) / 8 * 8;
 
 		for (int kh = 0; kh < nkv; kh++)
@@ -867,7 +886,10 @@ device_pass(cuda_state *st, const token_range *r, const r1k_kv_args *kv_in, cons
 		{
 			int			W = qd + 2 * kvd;
 
-			/* the layer of a quantised model: the same steps, unfused matrices */
+			/*
+			 * the layer of a quantised model: the same steps, unfused
+			 * matrices
+			 */
 			CK(r1k_rmsnorm(st->stream, st->xb, st->x, NULL, w->attn_norm, T, H, c->rms_norm_eps));
 			if (qlinear(st, st->qkv, W, st->xb, &w->q, T, qd, H, 0.0f, err) ||
 				qlinear(st, st->qkv + qd, W, st->xb, &w->k, T, kvd, H, 0.0f, err) ||
@@ -1064,7 +1086,10 @@ forward_device(cuda_state *st, const r1_batch *batch, const token_range *r, floa
 	kv.n_kv_heads = c->n_kv_heads;
 	kv.head_dim = hd;
 
-	/* a decode step (a row per token): a graph, captured the first time its shape runs */
+	/*
+	 * a decode step (a row per token): a graph, captured the first time its
+	 * shape runs
+	 */
 	if (!st->graphs_off && T == rows && T <= R1_CUDA_GRAPH_MAX_T)
 	{
 		cuda_graph *g = graph_for(st, r, &kv, md, o_tok, o_rows);
@@ -1128,7 +1153,11 @@ cuda_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		st->upd = u;
 		st->cap_upd = need_upd;
 	}
-	/* scratch for the largest range: everything that can fail for lack of memory, before any block is taken */
+
+	/*
+	 * scratch for the largest range: everything that can fail for lack of
+	 * memory, before any block is taken
+	 */
 	for (int t0 = 0, r0 = 0; t0 < p->n_tokens; t0 += r.T, r0 += r.rows)
 	{
 		size_t		pe;
@@ -1146,7 +1175,11 @@ cuda_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		return -1;
 	if (r1_kv_alloc_reserve(&st->alloc, batch->n_seqs, batch->slot, p->seq_end, st->upd, &n_upd, err) != 0)
 		return -1;
-	/* ranges in token order: a later range's queries read the keys an earlier one cached */
+
+	/*
+	 * ranges in token order: a later range's queries read the keys an earlier
+	 * one cached
+	 */
 	for (int t0 = 0, r0 = 0; t0 < p->n_tokens; t0 += r.T, r0 += r.rows)
 	{
 		next_range(p, t0, r0, st, &r);
@@ -1371,7 +1404,11 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 	}
 	CB(cublasCreate(&st->blas));
 	CB(cublasSetStream(st->blas, st->stream));
-	/* a workspace of our own: nothing for cuBLAS to allocate while a graph is captured */
+
+	/*
+	 * a workspace of our own: nothing for cuBLAS to allocate while a graph is
+	 * captured
+	 */
 	if (dalloc(st, &st->blas_ws, R1_CUBLAS_WS, "the cuBLAS workspace", &st->other_bytes, err) != 0)
 		return -1;
 	CB(cublasSetWorkspace(st->blas, st->blas_ws, R1_CUBLAS_WS));
@@ -1380,7 +1417,8 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 		return -1;
 	if (dalloc(st, (void **) &st->tables, (size_t) max_slots * mbps * 4, "block tables", &st->other_bytes, err))
 		return -1;
-	CK(cudaMemset(st->tables, 0, (size_t) max_slots * mbps * 4));	/* stale entries point at a real block */
+	CK(cudaMemset(st->tables, 0, (size_t) max_slots * mbps * 4));	/* stale entries point
+																	 * at a real block */
 
 	/* the sampler's buffers, before the KV pool takes what is left */
 	for (st->samp_n2 = 1; st->samp_n2 < c->vocab_size; st->samp_n2 <<= 1)
@@ -1393,8 +1431,8 @@ create_on_device(r1_backend *b, cuda_state *st, const r1_model *m, int max_slots
 	CK(cudaMallocHost((void **) &st->samp_host, R1_SAMPLE_ROWS * 9 * 4));
 
 	/*
-	 * Prompt attention's buffers; without them (or with R1_CUDA_PROMPT_ATTN=0)
-	 * prompts take the split-K kernel.
+	 * Prompt attention's buffers; without them (or with
+	 * R1_CUDA_PROMPT_ATTN=0) prompts take the split-K kernel.
 	 */
 	if (c->head_dim % 8 == 0 && !prompt_attn_off)
 	{

@@ -91,11 +91,15 @@ typedef struct r1_kv_alloc
 	int			n_blocks;		/* blocks in the pool */
 	int			max_slots;
 	int			max_ctx;		/* positions a slot may hold */
-	int			max_blocks_per_slot;	/* ceil(max_ctx / R1_KV_BLOCK): a table row's length */
-	int32_t    *free_stack;		/* [n_blocks] free block ids, top at n_free - 1 */
+	int			max_blocks_per_slot;	/* ceil(max_ctx / R1_KV_BLOCK): a
+										 * table row's length */
+	int32_t    *free_stack;		/* [n_blocks] free block ids, top at n_free -
+								 * 1 */
 	int			n_free;
-	int32_t    *table;			/* [max_slots * max_blocks_per_slot], -1 where none */
-	int		   *n_slot_blocks;	/* [max_slots] blocks a slot holds (its table prefix) */
+	int32_t    *table;			/* [max_slots * max_blocks_per_slot], -1 where
+								 * none */
+	int		   *n_slot_blocks;	/* [max_slots] blocks a slot holds (its table
+								 * prefix) */
 } r1_kv_alloc;
 
 /* a block-table entry to copy to the device: table[index] = block */
@@ -159,7 +163,8 @@ typedef struct r1_batch_plan
 	int32_t    *tok_pos;		/* [T] absolute position of each token */
 	int32_t    *tok_slot;		/* [T] KV slot of each token */
 	int32_t    *logit_rows;		/* [rows] token index of each logits row */
-	int		   *seq_end;		/* [n_seqs] pos + n_tokens: positions the slot must hold */
+	int		   *seq_end;		/* [n_seqs] pos + n_tokens: positions the slot
+								 * must hold */
 	int			seq_cap;
 } r1_batch_plan;
 

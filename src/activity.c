@@ -37,10 +37,12 @@
 #include "activity.h"
 #include "client.h"
 
-#define R1_ACTIVITY_PROMPT_LEN	1024	/* bytes of the prompt kept, like track_activity_query_size */
+#define R1_ACTIVITY_PROMPT_LEN	1024	/* bytes of the prompt kept, like
+										 * track_activity_query_size */
 #define R1_TAG_LEN				64
-#define R1_HIST_PER_OCTAVE		4		/* buckets per doubling: at most 19% wide */
-#define R1_HIST_BUCKETS			(40 * R1_HIST_PER_OCTAVE)	/* 1 us .. 2^40 us (12.7 days) */
+#define R1_HIST_PER_OCTAVE		4	/* buckets per doubling: at most 19% wide */
+#define R1_HIST_BUCKETS			(40 * R1_HIST_PER_OCTAVE)	/* 1 us .. 2^40 us (12.7
+															 * days) */
 
 typedef struct R1ActivitySlot
 {
@@ -50,7 +52,7 @@ typedef struct R1ActivitySlot
 	Oid			dbid;
 	TimestampTz started;
 	char		tag[R1_TAG_LEN];
-	char		prompt[R1_ACTIVITY_PROMPT_LEN];	/* server encoding, clipped */
+	char		prompt[R1_ACTIVITY_PROMPT_LEN]; /* server encoding, clipped */
 } R1ActivitySlot;
 
 typedef struct R1Stats
@@ -64,8 +66,9 @@ typedef struct R1Stats
 	pg_atomic_uint64 completion_tokens;
 	pg_atomic_uint64 total_us;	/* latency of completed requests */
 	pg_atomic_uint64 reset_at;	/* TimestampTz */
-	pg_atomic_uint64 repetitions;	/* completed with finish_reason 'repetition' */
-	pg_atomic_uint64 hist[R1_HIST_BUCKETS];	/* completed requests by latency */
+	pg_atomic_uint64 repetitions;	/* completed with finish_reason
+									 * 'repetition' */
+	pg_atomic_uint64 hist[R1_HIST_BUCKETS]; /* completed requests by latency */
 } R1Stats;
 
 typedef struct R1Activity
@@ -522,7 +525,11 @@ pg_r1_stats(PG_FUNCTION_ARGS)
 		values[c++] = Float8GetDatum(q);
 	}
 	values[c++] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&s->reset_at));
-	/* 0.2.0: generations stopped by loop detection (older scripts lack the column) */
+
+	/*
+	 * 0.2.0: generations stopped by loop detection (older scripts lack the
+	 * column)
+	 */
 	values[c++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->repetitions));
 	Assert(c == lengthof(values));
 	if (tupdesc->natts > lengthof(values))

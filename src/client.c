@@ -31,10 +31,12 @@
 #include "client.h"
 #include "shmem.h"
 
-#define R1_POLL_MS				20		/* while the engine loads or restarts */
+#define R1_POLL_MS				20	/* while the engine loads or restarts */
 #define R1_START_WAIT_MS		10000	/* for a worker that has not started */
-#define R1_CONNECT_RETRY_MS		5000	/* for a host that is ready but not there */
-#define R1_HOST_LOST_WAIT_MS	1000	/* for the worker to notice a dead host */
+#define R1_CONNECT_RETRY_MS		5000	/* for a host that is ready but not
+										 * there */
+#define R1_HOST_LOST_WAIT_MS	1000	/* for the worker to notice a dead
+										 * host */
 
 static void
 r1_sleep(long ms)
@@ -318,7 +320,10 @@ r1_round_trip(const char *body, size_t len, size_t *resp_len, bool soft)
 	}
 	generation = snap.host_generation;
 
-	/* from here on, any ERROR (a cancel too) closes the socket: that cancels the request */
+	/*
+	 * from here on, any ERROR (a cancel too) closes the socket: that cancels
+	 * the request
+	 */
 	PG_TRY();
 	{
 		unsigned char hdr[R1_PROTO_HEADER_LEN];

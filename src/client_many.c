@@ -25,7 +25,8 @@
 #include "client_many.h"
 #include "shmem.h"
 
-#define R1_MANY_CONNECT_RETRY_MS	5000	/* for a host that is ready but not there */
+#define R1_MANY_CONNECT_RETRY_MS	5000	/* for a host that is ready but
+											 * not there */
 
 typedef enum R1ConnState
 {
@@ -56,7 +57,8 @@ struct R1Many
 	char	  **bodies;
 	size_t	   *lens;
 	int			next;			/* next request index to send */
-	int			remaining;		/* requests not yet finished (NULL bodies excluded) */
+	int			remaining;		/* requests not yet finished (NULL bodies
+								 * excluded) */
 	int			window;
 	R1Conn	   *conns;			/* [window]; fd -1 = free */
 	int			n_open;
@@ -96,7 +98,8 @@ r1_many_connect(R1Many *m)
 
 		r1_wait_ready(&snap, false);
 		if (m->n_open > 0 && snap.host_generation != m->generation)
-			r1_host_lost(m->generation, false); /* the others went to a host that died */
+			r1_host_lost(m->generation, false); /* the others went to a host
+												 * that died */
 		m->generation = snap.host_generation;
 		fd = r1_connect();
 		if (fd >= 0)
@@ -198,7 +201,7 @@ r1_many_fill(R1Many *m)
 			break;
 		if (m->admit)
 		{
-			R1Admit a = m->admit(m->next, m->n_open, m->admit_arg);
+			R1Admit		a = m->admit(m->next, m->n_open, m->admit_arg);
 
 			if (a == R1_ADMIT_LATER && m->n_open > 0)
 				break;			/* again when one of ours finishes */

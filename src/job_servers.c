@@ -28,7 +28,7 @@
 
 char	   *r1_job_servers = NULL;
 static R1JobServers r1_no_servers;
-const R1JobServers *r1_job_servers_list = &r1_no_servers;
+const		R1JobServers *r1_job_servers_list = &r1_no_servers;
 
 /* Parse value into a malloc'd R1JobServers; NULL and *why when it is wrong. */
 static R1JobServers *
@@ -97,7 +97,7 @@ r1_job_servers_parse(const char *value, char **why)
 				PQfreemem(err);
 			return NULL;
 		}
-		for (PQconninfoOption *o = opts; o->keyword; o++)
+		for (PQconninfoOption * o = opts; o->keyword; o++)
 		{
 			if (strcmp(o->keyword, "host") == 0 && o->val)
 				host = pstrdup(o->val);
@@ -128,7 +128,11 @@ r1_job_servers_check(char **newval, void **extra, GucSource source)
 {
 	char	   *why;
 	R1JobServers *parsed;
-	/* the parse's pallocs go with it (the postmaster checks the value at every reload) */
+
+	/*
+	 * the parse's pallocs go with it (the postmaster checks the value at
+	 * every reload)
+	 */
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "r1.job_servers",
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);

@@ -10,9 +10,11 @@
 
 typedef struct R1JobServer
 {
-	char		label[R1_JOB_SERVER_LABEL];	/* host:port, as r1.job_items.server shows it */
+	char		label[R1_JOB_SERVER_LABEL]; /* host:port, as
+											 * r1.job_items.server shows it */
 	int			max_running;	/* job workers (items at once) for this server */
-	int			conninfo;		/* offset of its connection string in R1JobServers.text */
+	int			conninfo;		/* offset of its connection string in
+								 * R1JobServers.text */
 } R1JobServer;
 
 /* the parsed setting (GUC extra: one malloc'd chunk) */
@@ -21,11 +23,12 @@ typedef struct R1JobServers
 	int			n;
 	int			total;			/* sum of max_running */
 	R1JobServer servers[R1_JOB_SERVERS_MAX];
-	char		text[FLEXIBLE_ARRAY_MEMBER];	/* the connection strings, NUL-separated */
+	char		text[FLEXIBLE_ARRAY_MEMBER];	/* the connection strings,
+												 * NUL-separated */
 } R1JobServers;
 
 extern char *r1_job_servers;
-extern const R1JobServers *r1_job_servers_list;	/* never NULL once defined */
+extern const R1JobServers *r1_job_servers_list; /* never NULL once defined */
 
 extern void r1_job_servers_define_gucs(void);
 

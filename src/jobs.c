@@ -181,7 +181,11 @@ r1_jobs_xact_callback(XactEvent event, void *arg)
 
 		for (int i = 0; i < nlatches; i++)
 			SetLatch(latches[i]);
-		/* a query cancel: the worker's engine call ends, the engine drops the sequence */
+
+		/*
+		 * a query cancel: the worker's engine call ends, the engine drops the
+		 * sequence
+		 */
 		for (int i = 0; i < nvictims; i++)
 			(void) kill(victims[i], SIGINT);
 	}

@@ -12,14 +12,16 @@
 #include "storage/spin.h"
 
 #define R1_JOBS_MAX_WORKERS 64
-#define R1_JOBS_CHANNEL "r1_jobs"	/* NOTIFY channel; the payload is the job id */
+#define R1_JOBS_CHANNEL "r1_jobs"	/* NOTIFY channel; the payload is the job
+									 * id */
 
 /* settings (jobs.c) */
 extern char *r1_jobs_database;
 extern int	r1_job_workers;
 extern int	r1_job_max_attempts;
 extern char *r1_job_role_max_running;
-extern void *r1_job_role_max_running_list;	/* parsed (quota.h: r1_role_list_lookup) */
+extern void *r1_job_role_max_running_list;	/* parsed (quota.h:
+											 * r1_role_list_lookup) */
 
 /*
  * One entry per running job worker, so that backends can wake the workers
@@ -30,12 +32,14 @@ typedef struct R1JobSlot
 	pid_t		pid;			/* 0 when free */
 	Latch	   *latch;
 	int64		job_id;			/* job of the call in flight, 0 when none */
-	Oid			role;			/* the role the held (or being claimed) item is charged to */
+	Oid			role;			/* the role the held (or being claimed) item
+								 * is charged to */
 } R1JobSlot;
 
 typedef struct R1JobsShared
 {
-	slock_t		mutex;			/* protects the slots (and so the running count per role) */
+	slock_t		mutex;			/* protects the slots (and so the running
+								 * count per role) */
 	uint32		launcher_generation;	/* bumped at every launcher start */
 	R1JobSlot	slots[R1_JOBS_MAX_WORKERS];
 } R1JobsShared;
@@ -47,13 +51,15 @@ typedef struct R1JobsWorkerExtra
 {
 	uint32		generation;
 	char		dbname[NAMEDATALEN];
-	int			server;			/* 0: this server's engine; n: r1.job_servers entry n */
+	int			server;			/* 0: this server's engine; n: r1.job_servers
+								 * entry n */
 } R1JobsWorkerExtra;
 
 /* jobs.c */
 extern void r1_jobs_define_settings(void);
 extern void r1_jobs_preload(void);	/* the launcher */
-extern void r1_jobs_shmem_request(void);	/* shared memory (shmem.h says when) */
+extern void r1_jobs_shmem_request(void);	/* shared memory (shmem.h says
+											 * when) */
 extern void r1_jobs_shmem_init(void);
 extern void r1_jobs_wake_at_commit(void);
 extern void r1_jobs_cancel_at_commit(int64 job_id);

@@ -32,8 +32,10 @@
 #include "job_servers.h"
 #include "quota.h"
 
-#define R1_JOBS_WORKER_BACKOFF_MS	5000	/* before restarting a stopped worker */
-#define R1_JOBS_DB_POLL_MS			1000	/* while r1.jobs_database does not exist */
+#define R1_JOBS_WORKER_BACKOFF_MS	5000	/* before restarting a stopped
+											 * worker */
+#define R1_JOBS_DB_POLL_MS			1000	/* while r1.jobs_database does not
+											 * exist */
 
 /*
  * Without a database only shared catalogs can be read, and only with heap
@@ -90,7 +92,8 @@ r1_jobs_start_worker(int slot, uint32 generation, const char *dbname)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts
+													 * it */
 	strlcpy(worker.bgw_library_name, "r1_pg", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "r1_job_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "r1 job worker %d", slot);
@@ -115,7 +118,8 @@ r1_jobs_launcher_main(Datum main_arg)
 	BackgroundWorkerHandle *handles[R1_JOBS_MAX_WORKERS];
 	TimestampTz next_start[R1_JOBS_MAX_WORKERS];
 	char		dbname[NAMEDATALEN] = "";
-	char	   *servers = pstrdup("");	/* the r1.job_servers the workers were started for */
+	char	   *servers = pstrdup("");	/* the r1.job_servers the workers were
+										 * started for */
 	int			nworkers = 0;
 	bool		logged_missing = false;
 	bool		logged_no_slot = false;
@@ -136,7 +140,7 @@ r1_jobs_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		long		timeout = 1000;	/* the quota usage is flushed every second */
+		long		timeout = 1000; /* the quota usage is flushed every second */
 		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();

@@ -38,7 +38,7 @@
 #define R1_REMOTE_CONNECT_MS	30000	/* give up connecting after this */
 #define R1_REMOTE_RETRY_MS		2000	/* then try again after this */
 
-static PGconn *r1_conn = NULL;
+static PGconn * r1_conn = NULL;
 static int	r1_conn_server = -1;
 static char *r1_conn_nsp = NULL;	/* the extension's schema there, quoted */
 static bool r1_conn_failing = false;	/* an outage is logged once */
@@ -69,7 +69,10 @@ r1_jobs_remote_close(void)
 		PGcancel   *c = PQgetCancel(r1_conn);
 		char		err[256];
 
-		/* stop the model there too (a short blocking send, as postgres_fdw does on abort) */
+		/*
+		 * stop the model there too (a short blocking send, as postgres_fdw
+		 * does on abort)
+		 */
 		if (c)
 		{
 			(void) PQcancel(c, err, sizeof(err));
@@ -92,7 +95,11 @@ r1_jobs_remote_refunded(int sqlerrcode)
 		default:
 			break;
 	}
-	/* engine not ready there; a recovery conflict on a standby; a limit of its queue */
+
+	/*
+	 * engine not ready there; a recovery conflict on a standby; a limit of
+	 * its queue
+	 */
 	return sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE ||
 		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
 		sqlerrcode == ERRCODE_CONFIGURATION_LIMIT_EXCEEDED ||
@@ -187,7 +194,7 @@ r1_jobs_remote_ready(int server, const char *dbname)
 }
 
 static void
-r1_json_member_text(StringInfo buf, const char *key, PGresult *res, int col)
+r1_json_member_text(StringInfo buf, const char *key, PGresult * res, int col)
 {
 	appendStringInfo(buf, ",\"%s\":", key);
 	if (PQgetisnull(res, 0, col))
@@ -197,7 +204,7 @@ r1_json_member_text(StringInfo buf, const char *key, PGresult *res, int col)
 }
 
 static void
-r1_json_member_num(StringInfo buf, const char *key, PGresult *res, int col)
+r1_json_member_num(StringInfo buf, const char *key, PGresult * res, int col)
 {
 	const char *v = PQgetisnull(res, 0, col) ? "null" : PQgetvalue(res, 0, col);
 

@@ -150,7 +150,11 @@ r1_job_insert(const R1Params *p, const char *created_by)
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(created_by);
-	/* charged and scheduled as the session user, like r1_reason (SET ROLE does not move it) */
+
+	/*
+	 * charged and scheduled as the session user, like r1_reason (SET ROLE
+	 * does not move it)
+	 */
 	values[1] = CStringGetTextDatum(GetUserNameFromId(r1_quota_role(), false));
 	values[2] = JsonbPGetDatum(r1_params_jsonb(p, true));
 	if (SPI_execute_with_args("INSERT INTO r1.jobs (created_by, session_role, parameters) VALUES ($1, $2, $3)"

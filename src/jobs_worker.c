@@ -85,8 +85,9 @@
 
 #define R1_JOBS_IDLE_MS				5000	/* poll when nothing is queued */
 #define R1_JOBS_RECOVER_MS			5000	/* look for items of ended workers */
-#define R1_JOBS_WAIT_SHORT_MS		200		/* engine loading or restarting */
-#define R1_JOBS_WAIT_LONG_MS		1000	/* no extension, engine not usable, an error */
+#define R1_JOBS_WAIT_SHORT_MS		200 /* engine loading or restarting */
+#define R1_JOBS_WAIT_LONG_MS		1000	/* no extension, engine not
+											 * usable, an error */
 
 /* The item this worker holds: claimed and committed, result not yet written. */
 typedef struct R1JobItem
@@ -101,9 +102,11 @@ typedef struct R1JobItem
 	bool		refund;			/* the failure does not count as an attempt */
 	bool		permanent;		/* no attempt can succeed: fail the item now */
 	Oid			owner;			/* the submitting role (created_by), as traced */
-	Oid			session_role;	/* the submitting session user, charged the tokens */
+	Oid			session_role;	/* the submitting session user, charged the
+								 * tokens */
 	R1QuotaHold hold;			/* its reservation (r1.role_quota) */
-	bool		charged;		/* hold settled (once, even if the write is retried) */
+	bool		charged;		/* hold settled (once, even if the write is
+								 * retried) */
 	text	   *prompt;			/* in r1_item_ctx, for r1.traces */
 	Jsonb	   *params;			/* in r1_item_ctx: the job's parameters */
 	TimestampTz started;
@@ -114,8 +117,10 @@ static R1JobItem r1_item;
 static volatile sig_atomic_t r1_stop_requested = false;
 static MemoryContext r1_item_ctx = NULL;
 static bool r1_logged_no_extension = false;
-static int	r1_server = 0;		/* 0: this server's engine; n: r1.job_servers entry n */
-static bool r1_items_have_server = false;	/* r1.job_items.server exists (0.3.0) */
+static int	r1_server = 0;		/* 0: this server's engine; n: r1.job_servers
+								 * entry n */
+static bool r1_items_have_server = false;	/* r1.job_items.server exists
+											 * (0.3.0) */
 
 static void
 r1_job_worker_on_exit(int code, Datum arg)
@@ -172,7 +177,11 @@ r1_set_slot_role(Oid role, int64 cap)
 				running++;
 		ok = running < cap;
 	}
-	/* a worker being replaced may share its slot with its successor for a moment */
+
+	/*
+	 * a worker being replaced may share its slot with its successor for a
+	 * moment
+	 */
 	if (ok && r1_jobs_shared->slots[r1_slot].pid == MyProcPid)
 		r1_jobs_shared->slots[r1_slot].role = role;
 	SpinLockRelease(&r1_jobs_shared->mutex);
@@ -284,7 +293,11 @@ r1_finish_job(int64 job_id)
 	 * sees the first's commit.
 	 */
 	r1_exec("SELECT FROM r1.jobs WHERE id = $1 FOR UPDATE", 1, types, values, NULL, SPI_OK_SELECT);
-	/* clock_timestamp: later than the (transaction start) times of the items it saw */
+
+	/*
+	 * clock_timestamp: later than the (transaction start) times of the items
+	 * it saw
+	 */
 	r1_exec("UPDATE r1.jobs j SET finished_at = clock_timestamp(),"
 			"  state = CASE WHEN EXISTS (SELECT FROM r1.job_items f WHERE f.job_id = j.id AND f.state = 'failed')"
 			"          THEN 'failed' ELSE 'done' END"
@@ -433,7 +446,7 @@ r1_claim_item(void)
 					system_len = 0;
 		text	   *system;
 		char	   *why;
-		R1QuotaFit fit;
+		R1QuotaFit	fit;
 		int64		cap = r1_role_list_lookup(r1_job_role_max_running_list, roles[k].role, true);
 
 		/* the role's share: publish it first, so concurrent claims count it */
@@ -537,7 +550,11 @@ r1_claim_item(void)
 			initStringInfo(&r1_item.request);
 			prompt_utf8 = r1_text_to_utf8(prompt, &len);
 			r1_params_from_jsonb(params, &rparams);
-			/* a job item has no statement_timeout: no engine deadline either, as before */
+
+			/*
+			 * a job item has no statement_timeout: no engine deadline either,
+			 * as before
+			 */
 			r1_build_request(&r1_item.request, prompt_utf8, &rparams, 0, R1_REQ_NO_DEADLINE);
 			MemoryContextSwitchTo(old);
 			r1_item.response = NULL;
@@ -545,12 +562,20 @@ r1_claim_item(void)
 			r1_item.refund = false;
 			r1_item.permanent = false;
 			r1_item.charged = false;
-			/* published before the commit: a cancel that commits later finds it */
+
+			/*
+			 * published before the commit: a cancel that commits later finds
+			 * it
+			 */
 			r1_set_slot_job(r1_item.job_id);
 			claimed = true;
 		}
 	}
-	/* an ERROR before this: the main loop gives the reservation and the share back */
+
+	/*
+	 * an ERROR before this: the main loop gives the reservation and the share
+	 * back
+	 */
 	r1_commit();
 	r1_item.held = claimed;
 	return claimed;
@@ -569,7 +594,11 @@ r1_error_is_refunded(int sqlerrcode)
 		return true;
 	if (sqlerrcode != ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
 		return false;
-	/* the engine is not usable: not the item's fault (a host that died during the call is) */
+
+	/*
+	 * the engine is not usable: not the item's fault (a host that died during
+	 * the call is)
+	 */
 	r1_shmem_snapshot(&snap);
 	return snap.state == R1_STATE_NOT_CONFIGURED || snap.state == R1_STATE_FAILED ||
 		snap.state == R1_STATE_NO_DEVICE || snap.state == R1_STATE_STARTING;
@@ -605,13 +634,20 @@ r1_run_item(void)
 		strlcpy(r1_item.error, edata->message ? edata->message : "unknown error", sizeof(r1_item.error));
 		if (r1_server)
 		{
-			/* the connection may be mid-query: start afresh before the next claim */
+			/*
+			 * the connection may be mid-query: start afresh before the next
+			 * claim
+			 */
 			r1_jobs_remote_close();
 			r1_item.refund = r1_jobs_remote_refunded(edata->sqlerrcode);
 		}
 		else
 			r1_item.refund = r1_error_is_refunded(edata->sqlerrcode);
-		/* 54000: the prompt never fits the context, or max_tokens is over the limit */
+
+		/*
+		 * 54000: the prompt never fits the context, or max_tokens is over the
+		 * limit
+		 */
 		r1_item.permanent = edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 		if (r1_stop_requested)
 		{
@@ -622,8 +658,8 @@ r1_run_item(void)
 		}
 		else
 			ereport(LOG,
-				(errmsg("r1 job worker: job %lld item %d attempt %d failed: %s",
-						(long long) r1_item.job_id, r1_item.item_no, r1_item.attempts, r1_item.error)));
+					(errmsg("r1 job worker: job %lld item %d attempt %d failed: %s",
+							(long long) r1_item.job_id, r1_item.item_no, r1_item.attempts, r1_item.error)));
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
@@ -710,7 +746,11 @@ r1_write_item(void)
 				" WHERE job_id = $1 AND item_no = $2 AND state = 'running'"
 				"  AND runner_pid = $3 AND runner_start = $4",
 				12, types, values, nulls, SPI_OK_UPDATE);
-		/* the submitting session user pays for the tokens (r1.role_quota), result kept or not */
+
+		/*
+		 * the submitting session user pays for the tokens (r1.role_quota),
+		 * result kept or not
+		 */
 		actual = r1_json_int(r, "prompt_tokens") + r1_json_int(r, "completion_tokens");
 		if (SPI_processed == 1 && r1_log_traces)
 			r1_trace_job_item(r);
@@ -742,9 +782,13 @@ r1_write_item(void)
 		}
 	}
 
-	/* 0 rows: the item was cancelled (or requeued) meanwhile; its result is discarded */
+	/*
+	 * 0 rows: the item was cancelled (or requeued) meanwhile; its result is
+	 * discarded
+	 */
 	if (SPI_processed == 1 && !requeued)
 		r1_finish_job(r1_item.job_id);
+
 	/*
 	 * Settled before the commit, so usage is counted when the result is
 	 * visible; once, even when a failed commit makes the worker write again.
@@ -798,7 +842,11 @@ r1_job_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, r1_job_worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(extra.dbname, NULL, 0);
-	/* the worker is a superuser: resolve nothing through schemas others can create in */
+
+	/*
+	 * the worker is a superuser: resolve nothing through schemas others can
+	 * create in
+	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SpinLockAcquire(&r1_jobs_shared->mutex);
@@ -810,7 +858,10 @@ r1_job_worker_main(Datum main_arg)
 
 	r1_item_ctx = AllocSetContextCreate(TopMemoryContext, "r1 job item", ALLOCSET_DEFAULT_SIZES);
 
-	/* an ERROR anywhere below: log it, roll back, keep the item's error, go on */
+	/*
+	 * an ERROR anywhere below: log it, roll back, keep the item's error, go
+	 * on
+	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
 		ErrorData  *edata;
@@ -819,7 +870,11 @@ r1_job_worker_main(Datum main_arg)
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
-		/* the cancel of a SIGTERM is how a stop interrupts the call: not worth a log line */
+
+		/*
+		 * the cancel of a SIGTERM is how a stop interrupts the call: not
+		 * worth a log line
+		 */
 		if (!(r1_stop_requested && edata->sqlerrcode == ERRCODE_QUERY_CANCELED))
 			EmitErrorReport();
 		AbortCurrentTransaction();
@@ -924,6 +979,7 @@ r1_job_worker_main(Datum main_arg)
 		r1_run_item();
 		r1_write_item();
 		if (r1_item.refund)
-			r1_worker_sleep(R1_JOBS_WAIT_LONG_MS);	/* the engine's trouble: do not spin */
+			r1_worker_sleep(R1_JOBS_WAIT_LONG_MS);	/* the engine's trouble:
+													 * do not spin */
 	}
 }

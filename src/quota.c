@@ -51,10 +51,11 @@
 
 #include "quota.h"
 
-#define R1_QUOTA_MAX_ROLES	1024	/* roles with a quota that can call in one day */
+#define R1_QUOTA_MAX_ROLES	1024	/* roles with a quota that can call in one
+									 * day */
 #define R1_QUOTA_FILE		"pg_stat/r1_quota.stat"
 #define R1_QUOTA_FILE_MAGIC	0x52315131	/* "R1Q1" */
-#define R1_QUOTA_MAX_HOLDS	16		/* roles one process holds reservations for */
+#define R1_QUOTA_MAX_HOLDS	16	/* roles one process holds reservations for */
 
 int			r1_max_tokens_per_call = 0;
 char	   *r1_role_quota = NULL;
@@ -99,7 +100,7 @@ static LWLock *r1_quota_lock = NULL;
 static R1QuotaState *r1_quota_state = NULL;
 static R1LocalHold r1_local_holds[R1_QUOTA_MAX_HOLDS];
 static bool r1_local_exit_registered = false;
-static uint64 r1_quota_flushed = 0;	/* flusher: changes already written */
+static uint64 r1_quota_flushed = 0; /* flusher: changes already written */
 
 
 /* ---- r1.role_quota ---- */
@@ -523,7 +524,10 @@ r1_quota_entry_locked(Oid role, int32 today)
 	e = hash_search(r1_quota_hash, &role, HASH_ENTER_NULL, &found);
 	if (e == NULL)
 	{
-		/* full: forget the entries of earlier days that hold nothing, then try again */
+		/*
+		 * full: forget the entries of earlier days that hold nothing, then
+		 * try again
+		 */
 		HASH_SEQ_STATUS seq;
 		R1QuotaEntry *old;
 
@@ -718,7 +722,7 @@ void
 r1_quota_reserve(R1QuotaHold *hold, Oid role, int64 tokens)
 {
 	char	   *why;
-	R1QuotaFit fit = r1_quota_try_reserve(hold, role, tokens, &why);
+	R1QuotaFit	fit = r1_quota_try_reserve(hold, role, tokens, &why);
 
 	if (fit == R1_QUOTA_FITS)
 		return;

@@ -69,13 +69,15 @@ typedef struct R1QuotaHold
 {
 	Oid			role;
 	int64		tokens;
-	bool		limited;		/* the role had a quota at reserve time: charge it */
+	bool		limited;		/* the role had a quota at reserve time:
+								 * charge it */
 } R1QuotaHold;
 
 typedef enum R1QuotaFit
 {
 	R1_QUOTA_FITS,				/* reserved (or the role has no quota) */
-	R1_QUOTA_WAIT,				/* not now: fits once calls settle or the day turns */
+	R1_QUOTA_WAIT,				/* not now: fits once calls settle or the day
+								 * turns */
 	R1_QUOTA_NEVER				/* more than the whole daily quota */
 } R1QuotaFit;
 

@@ -73,7 +73,7 @@ r1_many_admit(int index, int in_flight, void *arg)
 {
 	R1ManyState *st = (R1ManyState *) arg;
 	char	   *why;
-	R1QuotaFit fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
+	R1QuotaFit	fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
 
 	if (fit == R1_QUOTA_FITS)
 		return R1_ADMIT_SEND;
@@ -257,7 +257,10 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 	funcctx = SRF_PERCALL_SETUP();
 	st = funcctx->user_fctx;
 
-	/* rows for prompts that failed before sending come first: they finished first */
+	/*
+	 * rows for prompts that failed before sending come first: they finished
+	 * first
+	 */
 	while (st->next_error < st->n)
 	{
 		int			i = st->next_error++;
@@ -309,9 +312,9 @@ pg_r1_reason_many(PG_FUNCTION_ARGS)
 		pg_atomic_fetch_add_u64(&r1_shared->errors, 1);
 		r1_stats_count_outcome(R1_OUTCOME_ERROR, 0, 0, 0);
 		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(
-			r1_many_error_row(funcctx, ord,
-							  psprintf("%s: %s", code ? text_to_cstring(code) : "XX000",
-									   error ? text_to_cstring(error) : "r1 engine error"))));
+												   r1_many_error_row(funcctx, ord,
+																	 psprintf("%s: %s", code ? text_to_cstring(code) : "XX000",
+																			  error ? text_to_cstring(error) : "r1 engine error"))));
 	}
 
 	values[0] = Int32GetDatum(index + 1);

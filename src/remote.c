@@ -41,7 +41,7 @@ r1_remote_timeout(TimestampTz deadline)
 
 /* wait for io_flags on the connection's socket or the latch; false at the deadline */
 static bool
-r1_remote_wait(PGconn *conn, int io_flags, TimestampTz deadline)
+r1_remote_wait(PGconn * conn, int io_flags, TimestampTz deadline)
 {
 	long		ms = r1_remote_timeout(deadline);
 	int			rc;
@@ -65,7 +65,7 @@ r1_conninfo_has_dbname(const char *conninfo)
 
 	if (opts == NULL)
 		return false;
-	for (PQconninfoOption *o = opts; o->keyword; o++)
+	for (PQconninfoOption * o = opts; o->keyword; o++)
 		if (strcmp(o->keyword, "dbname") == 0 && o->val && o->val[0])
 			has = true;
 	PQconninfoFree(opts);
@@ -83,9 +83,9 @@ r1_remote_connect(const char *conninfo, const char *dbname, const char *what, Ti
 	char	   *err;
 
 	/*
-	 * Defaults the connection string may override (libpq keeps the last
-	 * value of a key): a server that vanishes from the network is noticed
-	 * within about a minute, not after the kernel's two hours.
+	 * Defaults the connection string may override (libpq keeps the last value
+	 * of a key): a server that vanishes from the network is noticed within
+	 * about a minute, not after the kernel's two hours.
 	 */
 	keys[n] = "connect_timeout";
 	vals[n++] = "10";
@@ -95,7 +95,11 @@ r1_remote_connect(const char *conninfo, const char *dbname, const char *what, Ti
 	vals[n++] = "10";
 	keys[n] = "keepalives_count";
 	vals[n++] = "3";
-	/* the first dbname is expanded as a connection string, a second one overrides its dbname */
+
+	/*
+	 * the first dbname is expanded as a connection string, a second one
+	 * overrides its dbname
+	 */
 	keys[n] = "dbname";
 	vals[n++] = conninfo;
 	if (dbname && !r1_conninfo_has_dbname(conninfo))
@@ -154,7 +158,7 @@ r1_remote_connect(const char *conninfo, const char *dbname, const char *what, Ti
 
 /* an ERROR from a failed result (or the connection's message when res is NULL) */
 static void
-r1_remote_report(PGconn *conn, PGresult *res, const char *what)
+r1_remote_report(PGconn * conn, PGresult * res, const char *what)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *prim = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -182,7 +186,7 @@ r1_remote_report(PGconn *conn, PGresult *res, const char *what)
 }
 
 PGresult *
-r1_remote_exec(PGconn *conn, const char *sql, int nparams, const Oid *types,
+r1_remote_exec(PGconn * conn, const char *sql, int nparams, const Oid *types,
 			   const char *const *values, const char *what, TimestampTz deadline)
 {
 	PGresult   *last = NULL;
@@ -194,7 +198,10 @@ r1_remote_exec(PGconn *conn, const char *sql, int nparams, const Oid *types,
 
 	PG_TRY();
 	{
-		/* send it all, reading what comes meanwhile so that neither side blocks */
+		/*
+		 * send it all, reading what comes meanwhile so that neither side
+		 * blocks
+		 */
 		while ((flush = PQflush(conn)) == 1)
 		{
 			if (!r1_remote_wait(conn, WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE, deadline))

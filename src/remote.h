@@ -19,8 +19,8 @@
  * "job server ...".  The session runs with search_path = pg_catalog,
  * pg_temp and synchronous_commit = on.
  */
-extern PGconn *r1_remote_connect(const char *conninfo, const char *dbname, const char *what,
-								 TimestampTz deadline);
+extern PGconn * r1_remote_connect(const char *conninfo, const char *dbname, const char *what,
+								  TimestampTz deadline);
 
 /*
  * Send sql with text parameters and wait (interruptibly, until deadline)
@@ -29,8 +29,8 @@ extern PGconn *r1_remote_connect(const char *conninfo, const char *dbname, const
  * lost connection, 57014 after the deadline); the connection should then be
  * closed (PQfinish).
  */
-extern PGresult *r1_remote_exec(PGconn *conn, const char *sql, int nparams, const Oid *types,
-								const char *const *values, const char *what, TimestampTz deadline);
+extern PGresult * r1_remote_exec(PGconn * conn, const char *sql, int nparams, const Oid *types,
+								 const char *const *values, const char *what, TimestampTz deadline);
 
 /* conninfo has a dbname of its own */
 extern bool r1_conninfo_has_dbname(const char *conninfo);

@@ -33,13 +33,13 @@
 #define R1_DEFAULT_TOP_P		0.95
 
 const R1ParamArgs r1_reason_args = {
-	.max_tokens = 1, .temperature = 2, .top_p = 3, .seed = 4, .system = 5,
-	.top_k = 6, .min_p = 7, .max_think_tokens = 8
+	.max_tokens = 1,.temperature = 2,.top_p = 3,.seed = 4,.system = 5,
+	.top_k = 6,.min_p = 7,.max_think_tokens = 8
 };
 
 const R1ParamArgs r1_vote_args = {
-	.max_tokens = 2, .temperature = 3, .top_p = 4, .seed = 5, .system = 6,
-	.top_k = 7, .min_p = 8, .max_think_tokens = 9
+	.max_tokens = 2,.temperature = 3,.top_p = 4,.seed = 5,.system = 6,
+	.top_k = 7,.min_p = 8,.max_think_tokens = 9
 };
 
 /* ---- checks ---- */
@@ -59,7 +59,11 @@ r1_check_sampling(int max_tokens, double temperature, double top_p, int top_k, d
 				 errmsg("temperature must be a finite number >= 0"),
 				 errdetail("temperature is %g.", temperature),
 				 errhint("Use 0 for greedy decoding; the models are tuned for 0.5 to 0.7.")));
-	/* the engine samples in single precision: 1e300 would become infinity there */
+
+	/*
+	 * the engine samples in single precision: 1e300 would become infinity
+	 * there
+	 */
 	if (temperature > FLT_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -398,7 +402,11 @@ r1_generate(const R1Call *call)
 
 	if (r1_log_traces)
 		r1_trace_check_writable();
-	/* the most this call can cost, held against the role's quota until it ends */
+
+	/*
+	 * the most this call can cost, held against the role's quota until it
+	 * ends
+	 */
 	r1_quota_reserve(&hold, role, r1_quota_estimate(prompt_len + system_len, p->max_tokens));
 	if (r1_shared != NULL)
 		pg_atomic_fetch_add_u64(&r1_shared->requests, 1);

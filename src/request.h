@@ -85,8 +85,10 @@ struct R1TraceInfo;
 extern void r1_trace_params(struct R1TraceInfo *t, const R1Params *p, int64 seed_offset);
 
 /* r1_build_request's options */
-#define R1_REQ_SHARE_PREFILL	0x01	/* samples of one prompt share a prefill (votes) */
-#define R1_REQ_NO_DEADLINE		0x02	/* no timeout_ms from statement_timeout (job workers) */
+#define R1_REQ_SHARE_PREFILL	0x01	/* samples of one prompt share a
+										 * prefill (votes) */
+#define R1_REQ_NO_DEADLINE		0x02	/* no timeout_ms from
+										 * statement_timeout (job workers) */
 
 /*
  * Append the engine's generate request for prompt (UTF-8) to req: the

@@ -45,11 +45,11 @@ extern bool r1_parse_special_tokens;
 /* the trace audit (traces.c, trace_writer.c) */
 #define R1_TRACE_MAX_WRITERS 16
 extern bool r1_log_traces;
-extern int	r1_trace_retention;	/* minutes; 0 keeps traces forever */
+extern int	r1_trace_retention; /* minutes; 0 keeps traces forever */
 extern bool r1_trace_autonomous;	/* write each trace in its own transaction */
 extern int	r1_trace_writers;	/* static writer processes (restart to change) */
 extern int	r1_trace_timeout;	/* ms a call waits for its trace to commit */
-extern char *r1_trace_primary_conninfo;	/* a standby's traces go there */
+extern char *r1_trace_primary_conninfo; /* a standby's traces go there */
 
 /* loop detection (src/engine/repetition.h) */
 extern int	r1_repetition_max_span;

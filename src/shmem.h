@@ -16,7 +16,7 @@
  * pg_rewind would meet it.  With no socket directory it falls back to the
  * data directory.  The worker chooses it and publishes it here.
  */
-#define R1_SOCKET_FALLBACK "r1_engine.sock"	/* relative to the data directory */
+#define R1_SOCKET_FALLBACK "r1_engine.sock" /* relative to the data directory */
 #define R1_SOCKET_PATH_LEN 108	/* sun_path */
 
 typedef enum R1EngineState
@@ -26,7 +26,8 @@ typedef enum R1EngineState
 	R1_STATE_LOADING,			/* host started, loading the model */
 	R1_STATE_READY,				/* host accepts requests on its socket */
 	R1_STATE_RESTARTING,		/* host died; restart scheduled (backoff) */
-	R1_STATE_FAILED,			/* model could not load; waits for a config change */
+	R1_STATE_FAILED,			/* model could not load; waits for a config
+								 * change */
 	R1_STATE_NO_DEVICE			/* r1.device = cuda and no usable GPU */
 } R1EngineState;
 

@@ -75,10 +75,10 @@ r1_trace_prune(int retention_min, bool all)
 	Datum		cutoff;
 	Oid			type = TIMESTAMPTZOID;
 	const char *sql = all ?
-		"DELETE FROM r1.traces WHERE at < $1" :
-		"DELETE FROM r1.traces WHERE id = ANY (ARRAY("
-		"SELECT id FROM r1.traces WHERE at < $1 LIMIT " CppAsString2(R1_PRUNE_BATCH)
-		" FOR UPDATE SKIP LOCKED))";
+	"DELETE FROM r1.traces WHERE at < $1" :
+	"DELETE FROM r1.traces WHERE id = ANY (ARRAY("
+	"SELECT id FROM r1.traces WHERE at < $1 LIMIT " CppAsString2(R1_PRUNE_BATCH)
+	" FOR UPDATE SKIP LOCKED))";
 
 	if (retention_min <= 0)
 		return 0;
@@ -106,4 +106,3 @@ r1_trace_arg_types(Oid *types, int nargs)
 	Assert(nargs == R1_TRACE_NARGS);
 	memcpy(types, t, sizeof(t));
 }
-

@@ -71,8 +71,10 @@
 #include "remote.h"
 #include "trace_writer.h"
 
-#define R1_TW_LINGER_MS			1000	/* a writer idle this long leaves its database */
-#define R1_TW_PRUNE_INTERVAL_MS	60000	/* retention: prune at most this often per writer */
+#define R1_TW_LINGER_MS			1000	/* a writer idle this long leaves its
+										 * database */
+#define R1_TW_PRUNE_INTERVAL_MS	60000	/* retention: prune at most this often
+										 * per writer */
 #define R1_TW_MAGIC				0x52315457	/* "R1TW" */
 
 
@@ -87,7 +89,8 @@ typedef enum R1TraceReqState
 typedef struct R1TraceRequest
 {
 	R1TraceReqState state;
-	bool		abandoned;		/* the caller gave up: the writer frees the slot */
+	bool		abandoned;		/* the caller gave up: the writer frees the
+								 * slot */
 	Oid			database;
 	dsm_handle	handle;
 	uint64		seq;			/* queue order; also checked in the segment */
@@ -138,7 +141,8 @@ typedef struct R1TraceArg
 static R1TraceQueue *r1_tw = NULL;
 
 static int	r1_my_writer = -1;	/* in a writer: its slot */
-static PGconn *r1_primary_conn = NULL;	/* in a standby's writer: to the primary */
+static PGconn * r1_primary_conn = NULL; /* in a standby's writer: to the
+										 * primary */
 
 #define R1_ALIGN8(n) (((n) + 7) & ~((Size) 7))
 
@@ -210,7 +214,8 @@ r1_trace_writer_preload(void)
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		/* a hot standby's writers send traces to the primary */
 		worker.bgw_start_time = BgWorkerStart_ConsistentState;
-		worker.bgw_restart_time = 0;	/* at once: leaving a database is an exit */
+		worker.bgw_restart_time = 0;	/* at once: leaving a database is an
+										 * exit */
 		strlcpy(worker.bgw_library_name, "r1_pg", BGW_MAXLEN);
 		strlcpy(worker.bgw_function_name, "r1_trace_writer_main", BGW_MAXLEN);
 		snprintf(worker.bgw_name, BGW_MAXLEN, "r1 trace writer %d", i);
@@ -544,7 +549,8 @@ r1_tw_next_locked(Oid *bind, bool *leave)
 static void
 r1_tw_send_to_primary(int nargs, const Oid *types, const Datum *values, const char *nulls)
 {
-	static char *conn_for = NULL;	/* the connection string r1_primary_conn used */
+	static char *conn_for = NULL;	/* the connection string r1_primary_conn
+									 * used */
 	const char *conninfo = r1_trace_primary_conninfo_value();
 	const char **texts = palloc(sizeof(char *) * nargs);
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r1_trace_timeout);
@@ -661,28 +667,31 @@ r1_tw_write(int slot)
 			}
 			else
 			{
-			/* as the owner of r1.traces, schema-qualified SQL, nobody else's functions */
-			GetUserIdAndSecContext(&save_user, &save_sec);
-			SetUserIdAndSecContext(msg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			PushActiveSnapshot(GetTransactionSnapshot());
-			if (SPI_execute_with_args(r1_trace_insert_sql, nargs, types, values, nulls, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "could not insert into r1.traces");
-			if (msg->retention > 0 &&
-				(me->last_prune_db != MyDatabaseId ||
-				 TimestampDifferenceExceeds(me->last_prune, now, R1_TW_PRUNE_INTERVAL_MS)))
-			{
-				me->last_prune = now;
-				me->last_prune_db = MyDatabaseId;
-				(void) r1_trace_prune(msg->retention, false);
-			}
-			SPI_finish();
-			PopActiveSnapshot();
-			SetUserIdAndSecContext(save_user, save_sec);
-			CommitTransactionCommand();
-			msg->ok = true;
+				/*
+				 * as the owner of r1.traces, schema-qualified SQL, nobody
+				 * else's functions
+				 */
+				GetUserIdAndSecContext(&save_user, &save_sec);
+				SetUserIdAndSecContext(msg->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+									   SECURITY_RESTRICTED_OPERATION);
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				PushActiveSnapshot(GetTransactionSnapshot());
+				if (SPI_execute_with_args(r1_trace_insert_sql, nargs, types, values, nulls, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not insert into r1.traces");
+				if (msg->retention > 0 &&
+					(me->last_prune_db != MyDatabaseId ||
+					 TimestampDifferenceExceeds(me->last_prune, now, R1_TW_PRUNE_INTERVAL_MS)))
+				{
+					me->last_prune = now;
+					me->last_prune_db = MyDatabaseId;
+					(void) r1_trace_prune(msg->retention, false);
+				}
+				SPI_finish();
+				PopActiveSnapshot();
+				SetUserIdAndSecContext(save_user, save_sec);
+				CommitTransactionCommand();
+				msg->ok = true;
 			}
 		}
 		PG_CATCH();
@@ -783,7 +792,11 @@ r1_trace_writer_main(Datum main_arg)
 			idle_since = GetCurrentTimestamp();
 			continue;
 		}
-		/* leave the database: exit 1, the postmaster starts this writer again at once */
+
+		/*
+		 * leave the database: exit 1, the postmaster starts this writer again
+		 * at once
+		 */
 		if (connected &&
 			(leave || TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), R1_TW_LINGER_MS)))
 			proc_exit(1);

@@ -105,7 +105,7 @@ r1_trace_record(const R1TraceInfo *t)
 	/* names as the caller is, before becoming the owner */
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->role) ? t->role : GetUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(OidIsValid(t->session_role) ? t->session_role :
-																		  OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
+																		 OidIsValid(t->role) ? t->role : GetSessionUserId(), false))));
 	R1_SET(DirectFunctionCall1(namein, CStringGetDatum(db ? db : "")));
 	R1_SET_TEXT(t->prompt);
 	R1_SET_TEXT(t->system);

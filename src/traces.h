@@ -12,11 +12,13 @@
 /* One finished call, as the caller saw it. */
 typedef struct R1TraceInfo
 {
-	const char *source;			/* "r1_reason", "r1_reason_many", "job", "r1_replay" */
-	Oid			role;			/* when valid, the role the call ran for (a job's
-								 * submitter), recorded as role and session_role */
-	Oid			session_role;	/* when valid, recorded as session_role instead
-								 * (a job's submitting session user) */
+	const char *source;			/* "r1_reason", "r1_reason_many", "job",
+								 * "r1_replay" */
+	Oid			role;			/* when valid, the role the call ran for (a
+								 * job's submitter), recorded as role and
+								 * session_role */
+	Oid			session_role;	/* when valid, recorded as session_role
+								 * instead (a job's submitting session user) */
 	TimestampTz started;		/* when the call began */
 	text	   *prompt;			/* server encoding */
 	text	   *system;			/* NULL when none */
@@ -24,9 +26,9 @@ typedef struct R1TraceInfo
 								 * r1_params_jsonb) */
 	bool		has_seed;
 	int64		seed;
-	Jsonb	   *response;		/* the host's generate response (think, answer,
-								 * boxed, finish_reason, token counts, ms,
-								 * model, weights_checksum) */
+	Jsonb	   *response;		/* the host's generate response (think,
+								 * answer, boxed, finish_reason, token counts,
+								 * ms, model, weights_checksum) */
 } R1TraceInfo;
 
 /*

@@ -96,12 +96,14 @@ typedef struct R1VoteState
 	R1Many	   *many;
 	R1VotePrompt *prompts;
 	Datum	   *prompt_texts;	/* for traces */
-	int			next_ready;		/* SRF: prompts that failed before sending come first */
+	int			next_ready;		/* SRF: prompts that failed before sending
+								 * come first */
 	Oid			role;
 	R1Params	params;
 	TimestampTz started;
 	int64	   *cost;			/* [n_prompts * n] the most a sample can cost */
-	R1QuotaHold *holds;			/* [n_prompts * n] reservations of samples in flight */
+	R1QuotaHold *holds;			/* [n_prompts * n] reservations of samples in
+								 * flight */
 	MemoryContextCallback release;	/* gives unsettled holds back */
 } R1VoteState;
 
@@ -132,7 +134,7 @@ r1_vote_admit(int index, int in_flight, void *arg)
 	R1VoteState *st = (R1VoteState *) arg;
 	R1VotePrompt *vp = &st->prompts[index / st->n];
 	char	   *why;
-	R1QuotaFit fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
+	R1QuotaFit	fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
 
 	if (fit == R1_QUOTA_FITS)
 		return R1_ADMIT_SEND;
@@ -200,7 +202,11 @@ r1_vote_start(FunctionCallInfo fcinfo, bool single)
 				 errmsg("too many samples in one call"),
 				 errdetail("%d prompts with %d samples each.", n_prompts, n),
 				 errhint("Vote over fewer prompts per call.")));
-	/* sample i of prompt p is sampled with seed + p * n + i: that must stay a valid seed */
+
+	/*
+	 * sample i of prompt p is sampled with seed + p * n + i: that must stay a
+	 * valid seed
+	 */
 	if (st->params.has_seed && (int64) n_prompts * n > 1 &&
 		st->params.seed > PG_INT64_MAX - ((int64) n_prompts * n - 1))
 		ereport(ERROR,
@@ -320,7 +326,10 @@ r1_vote_next(R1VoteState *st)
 		s = &vp->samples[i];
 		if (resp == NULL)
 		{
-			/* refused before sending: r1.role_quota has no room (vp->error says so) */
+			/*
+			 * refused before sending: r1.role_quota has no room (vp->error
+			 * says so)
+			 */
 			if (st->strict)
 				ereport(ERROR,
 						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -411,7 +420,8 @@ static void
 r1_vote_values(R1VoteState *st, R1VotePrompt *vp, Datum *values, bool *nulls)
 {
 	int			n = st->n;
-	int		   *group = palloc(sizeof(int) * n);	/* sample -> its group's first sample */
+	int		   *group = palloc(sizeof(int) * n);	/* sample -> its group's
+													 * first sample */
 	int		   *count = palloc0(sizeof(int) * n);	/* by first sample */
 	int			best = -1,
 				n_boxed = 0;

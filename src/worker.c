@@ -88,9 +88,11 @@ static int	r1_status_fd = -1;
 static char r1_status_buf[16384];
 static int	r1_status_len = 0;
 static bool r1_host_ready = false;	/* current host said "ready" */
-static bool r1_host_gave_up = false;	/* current host said "failed"/"no_device" */
+static bool r1_host_gave_up = false;	/* current host said
+										 * "failed"/"no_device" */
 static TimestampTz r1_host_ready_at = 0;
-static bool r1_hold = false;	/* do not start a host until the settings change */
+static bool r1_hold = false;	/* do not start a host until the settings
+								 * change */
 static int	r1_backoff_ms = 0;
 static TimestampTz r1_next_start = 0;
 static bool r1_draining = false;	/* the host was asked to drain (a reload) */
@@ -98,7 +100,7 @@ static TimestampTz r1_drain_deadline = 0;
 static int	r1_stderr_fd = -1;	/* read end of the host's stderr */
 static char r1_stderr_buf[R1_LOG_LINE_MAX + 1];
 static int	r1_stderr_len = 0;
-static char r1_socket_path[R1_SOCKET_PATH_LEN];	/* see shmem.h */
+static char r1_socket_path[R1_SOCKET_PATH_LEN]; /* see shmem.h */
 static TimestampTz r1_socket_touched = 0;
 
 static void r1_config_read(R1HostConfig *c);
@@ -289,7 +291,11 @@ r1_host_start(void)
 	argv[n++] = (char *) r1_cpu_precision_name(r1_config.cpu_precision);
 	argv[n++] = "--status-fd";
 	argv[n++] = "3";
-	/* ps shows which server a host belongs to (several clusters on one machine) */
+
+	/*
+	 * ps shows which server a host belongs to (several clusters on one
+	 * machine)
+	 */
 	argv[n++] = "--cluster";
 	argv[n++] = (cluster_name && cluster_name[0]) ? cluster_name : DataDir;
 	argv[n] = NULL;
@@ -480,7 +486,11 @@ r1_relay_line(char *line)
 		line[--len] = '\0';
 	if (len == 0)
 		return;
-	/* the host's own prefix "r1 engine host[pid]: " says nothing the log line does not */
+
+	/*
+	 * the host's own prefix "r1 engine host[pid]: " says nothing the log line
+	 * does not
+	 */
 	if (strncmp(line, "r1 engine host[", 15) == 0)
 	{
 		const char *p = strstr(line, "]: ");
@@ -591,7 +601,10 @@ r1_host_reap(bool block)
 	r1_describe_exit(status, how, sizeof(how));
 	if (r1_draining)
 	{
-		/* a reload: the old host answered its calls and left; start the new one now */
+		/*
+		 * a reload: the old host answered its calls and left; start the new
+		 * one now
+		 */
 		r1_draining = false;
 		r1_next_start = 0;
 		ereport(LOG,
@@ -696,7 +709,8 @@ r1_host_replace(void)
 	if (r1_host_pid == 0)
 		return;
 	if (r1_draining)
-		return;					/* already on its way out; the newest settings win */
+		return;					/* already on its way out; the newest settings
+								 * win */
 	if (r1_host_ready && r1_reload_timeout > 0)
 	{
 		r1_draining = true;
@@ -829,7 +843,8 @@ r1_engine_worker_main(Datum main_arg)
 	/* a host of a previous worker incarnation died with it (PDEATHSIG) */
 	r1_choose_socket_path();
 	unlink(r1_socket_path);
-	unlink(R1_SOCKET_FALLBACK);	/* left by a build that kept it in the data directory */
+	unlink(R1_SOCKET_FALLBACK); /* left by a build that kept it in the data
+								 * directory */
 	r1_config_read(&r1_config);
 	r1_publish_config();
 

@@ -7,7 +7,7 @@ pkgs=(make gcc libc6-dev pkg-config
       libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
       libjansson-dev libpcre2-dev libutf8proc-dev libopenblas-dev python3
       libcurl4-openssl-dev libssl-dev
-      clang libclang-rt-14-dev valgrind
+      clang libclang-rt-14-dev valgrind pg-bsd-indent
       dpkg-dev debhelper postgresql-server-dev-all)
 missing=()
 for p in "${pkgs[@]}"; do

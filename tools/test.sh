@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 make -j2
+echo "== the C sources are in PostgreSQL's layout (make format)"
+make -s format-check
 echo "== engine unit and golden tests"
 make unit
 echo "== r1 tool interface tests"

@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define R1_AE_MAX_DEPTH		8		/* nested lists looked into */
-#define R1_AE_MAX_ITEMS		256		/* elements of one set or tuple */
-#define R1_AE_EXPR_DEPTH	64		/* nesting of a numeric expression */
+#define R1_AE_MAX_DEPTH		8	/* nested lists looked into */
+#define R1_AE_MAX_ITEMS		256 /* elements of one set or tuple */
+#define R1_AE_EXPR_DEPTH	64	/* nesting of a numeric expression */
 #define R1_AE_BUDGET		(4L << 20)	/* bytes normalised per top-level call */
-#define R1_AE_REL_TOL		1e-4	/* relative tolerance of non-integer values */
+#define R1_AE_REL_TOL		1e-4	/* relative tolerance of non-integer
+									 * values */
 
 /* ---- helpers ---- */
 

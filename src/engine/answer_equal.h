@@ -22,7 +22,8 @@
 
 #include <stddef.h>
 
-#define R1_ANSWER_MAX_LEN	16384	/* longer answers are compared byte for byte */
+#define R1_ANSWER_MAX_LEN	16384	/* longer answers are compared byte for
+									 * byte */
 
 /* 1 when a and b (UTF-8, not NUL-terminated) are the same answer, else 0. */
 int			r1_answers_equal(const char *a, size_t a_len, const char *b, size_t b_len);

@@ -19,22 +19,28 @@
 typedef struct r1_row_sampling
 {
 	r1_sampling sp;
-	uint64_t	position;		/* the position of the token being chosen (the RNG counter) */
+	uint64_t	position;		/* the position of the token being chosen (the
+								 * RNG counter) */
 } r1_row_sampling;
 
 typedef struct r1_batch
 {
 	int			n_seqs;
 	const int  *slot;			/* [n_seqs] KV cache slot of each sequence */
-	const int  *pos;			/* [n_seqs] position of the sequence's first token in this batch */
-	const int  *n_tokens;		/* [n_seqs] tokens of the sequence in this batch, >= 1 */
-	const int32_t *tokens;		/* [sum n_tokens] the tokens, sequence after sequence */
-	int			all_logits;		/* 1: a row of logits per token; 0: a row per sequence (its last token) */
+	const int  *pos;			/* [n_seqs] position of the sequence's first
+								 * token in this batch */
+	const int  *n_tokens;		/* [n_seqs] tokens of the sequence in this
+								 * batch, >= 1 */
+	const int32_t *tokens;		/* [sum n_tokens] the tokens, sequence after
+								 * sequence */
+	int			all_logits;		/* 1: a row of logits per token; 0: a row per
+								 * sequence (its last token) */
+
 	/*
 	 * Optional, for a backend with can_sample and all_logits 0: the sampling
-	 * of each row; the backend then writes the chosen ids to next[rows]
-	 * (as r1_sample over the first sample_vocab logits would choose them)
-	 * instead of the logits.
+	 * of each row; the backend then writes the chosen ids to next[rows] (as
+	 * r1_sample over the first sample_vocab logits would choose them) instead
+	 * of the logits.
 	 */
 	const r1_row_sampling *sample;
 	int32_t    *next;
@@ -69,12 +75,15 @@ struct r1_backend
 
 	/*
 	 * CPU backend, set before the first forward (it holds while any slot has
-	 * positions): the KV cache's element type, R1_F32 (the zero value), R1_F16
-	 * or R1_BF16.  The CUDA backend keeps its own (bf16).
+	 * positions): the KV cache's element type, R1_F32 (the zero value),
+	 * R1_F16 or R1_BF16.  The CUDA backend keeps its own (bf16).
 	 */
 	r1_dtype	kv_dtype;
 
-	/* the backend can choose tokens itself (r1_batch.sample): the CUDA backend */
+	/*
+	 * the backend can choose tokens itself (r1_batch.sample): the CUDA
+	 * backend
+	 */
 	int			can_sample;
 
 	/*
@@ -89,19 +98,21 @@ struct r1_backend
 	 * and write float32 logits [rows, vocab] to logits (host memory).
 	 */
 	int			(*forward) (r1_backend *b, const r1_batch *batch, float *logits, r1_error *err);
+
 	/*
 	 * Would the KV cache hold positions [0, ends[i]) of every slots[i] (n
-	 * distinct slots) if that batch ran now?  1 yes, 0 no.  The scheduler asks
-	 * before each step, so a full cache makes sequences wait (or be
+	 * distinct slots) if that batch ran now?  1 yes, 0 no.  The scheduler
+	 * asks before each step, so a full cache makes sequences wait (or be
 	 * preempted) instead of failing a forward.
 	 */
 	int			(*kv_fits) (r1_backend *b, int n, const int *slots, const int *ends);
 	/* Forget a slot's cache (the slot will be reused from position 0). */
 	void		(*release_slot) (r1_backend *b, int slot);
+
 	/*
 	 * Copy positions [0, n) of slot src's cache into slot dst, which holds
-	 * nothing (released or never used); dst then continues at position n.
-	 * The prefill of a prompt shared by several sequences (engine.c,
+	 * nothing (released or never used); dst then continues at position n. The
+	 * prefill of a prompt shared by several sequences (engine.c,
 	 * share_prefill).  The caller checks kv_fits first.  NULL: not supported.
 	 */
 	int			(*copy_kv) (r1_backend *b, int src, int dst, int n, r1_error *err);

@@ -46,8 +46,10 @@
 
 typedef struct cpu_slot
 {
-	void	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after RoPE), in kv_dt */
-	void	  **v;				/* [n_layers] -> [cap, kv_dim] values, in kv_dt */
+	void	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after
+								 * RoPE), in kv_dt */
+	void	  **v;				/* [n_layers] -> [cap, kv_dim] values, in
+								 * kv_dt */
 	int			cap;			/* positions allocated */
 } cpu_slot;
 
@@ -68,16 +70,21 @@ typedef struct cpu_state
 	float	   *ob;				/* [T, hidden] sublayer output */
 	float	   *hg;				/* [T, intermediate] gate, then silu(gate)*up */
 	float	   *hu;				/* [T, intermediate] up */
-	float	   *widen;			/* [threads, WIDEN_BLOCK_ROWS, widest] widened weight rows */
-	int			widest;			/* max(hidden, intermediate, q dim): longest weight row */
+	float	   *widen;			/* [threads, WIDEN_BLOCK_ROWS, widest] widened
+								 * weight rows */
+	int			widest;			/* max(hidden, intermediate, q dim): longest
+								 * weight row */
 	r1_cpu_path path;			/* the kernel path (cpu_features.h) */
 	int			fast;			/* !cpu_exact of the forward running */
-	int8_t	   *aq;				/* [T, widest] a linear layer's input as 8-bit codes (qdot.h) */
+	int8_t	   *aq;				/* [T, widest] a linear layer's input as 8-bit
+								 * codes (qdot.h) */
 	float	   *ad;				/* [T, widest / 32] their block scales */
 	int16_t    *absum;			/* [T, widest / 16] their sums of 16 */
-	uint16_t   *abf;			/* [T, widest] a linear layer's input rounded to bf16 (bf16dot.h) */
+	uint16_t   *abf;			/* [T, widest] a linear layer's input rounded
+								 * to bf16 (bf16dot.h) */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
-	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when the first slot grew */
+	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when
+								 * the first slot grew */
 	size_t		scratch_bytes;
 } cpu_state;
 
@@ -144,7 +151,7 @@ load8(const void *w, r1_dtype dt, int i)
 {
 	if (dt == R1_BF16)
 		return _mm256_castsi256_ps(_mm256_slli_epi32(
-			_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i))), 16));
+													 _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i))), 16));
 	if (dt == R1_F16)
 		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) w + i)));
 	return _mm256_loadu_ps((const float *) w + i);
@@ -316,7 +323,10 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 	if (L.block)
 	{
 		L.qf = r1_qdot_kernel(st->path, w->dtype);
-		L.qx = (r1_qx) {st->aq, st->ad, st->absum, n_in};
+		L.qx.q = st->aq;
+		L.qx.d = st->ad;
+		L.qx.bsum = st->absum;
+		L.qx.n = n_in;
 	}
 	else
 		L.xb = st->abf;
@@ -408,7 +418,10 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 							x, n_in, wf, n_in, 0.0f, out + r0, n_out);
 			else
 			{
-				/* token groups outside, so four tokens' inputs stay in L1 over the block */
+				/*
+				 * token groups outside, so four tokens' inputs stay in L1
+				 * over the block
+				 */
 				int			t = 0;
 
 				for (; t + 4 <= T; t += 4)
@@ -424,7 +437,10 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 	}
 	else
 	{
-		/* each weight row is read once for all T tokens: decode is memory-bound */
+		/*
+		 * each weight row is read once for all T tokens: decode is
+		 * memory-bound
+		 */
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
 			dot_tokens((const char *) w->data + (size_t) r * row_bytes, w->dtype, x, T, n_in,
@@ -474,7 +490,7 @@ kv_load8(r1_dtype dt, const void *cache, size_t i)
 		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i)));
 	if (dt == R1_BF16)
 		return _mm256_castsi256_ps(_mm256_slli_epi32(
-			_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i))), 16));
+													 _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) ((const uint16_t *) cache + i))), 16));
 	return _mm256_loadu_ps((const float *) cache + i);
 }
 
@@ -1031,7 +1047,8 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	for (int i = 0; i < c->head_dim / 2; i++)
 		st->inv_freq[i] = r1_rope_inv_freq(c, i);
 	omp_set_num_threads(st->threads);
-	openblas_set_num_threads(1);	/* BLAS runs inside our threads, never beside them */
+	openblas_set_num_threads(1);	/* BLAS runs inside our threads, never
+									 * beside them */
 	*out = b;
 	return 0;
 }

@@ -9,7 +9,8 @@
 
 #include "util.h"
 
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline))
+void
 bf16dot_nt(const uint16_t *w, const uint16_t *x, int n, int nt, float *out, size_t stride)
 {
 	__m512		a[4],

@@ -12,10 +12,13 @@
 char *
 r1_chat_prompt(const char *system, const char *prompt, r1_error *err)
 {
-	/* the model card's advice: no system prompt by default; <think>\n opens the trace */
+	/*
+	 * the model card's advice: no system prompt by default; <think>\n opens
+	 * the trace
+	 */
 	const char *sys = system ? system : "";
 	size_t		n = strlen(R1_BOS_TOKEN) + strlen(sys) + strlen(R1_USER_TOKEN) + strlen(prompt) +
-		strlen(R1_ASSISTANT_TOKEN) + strlen(R1_THINK_OPEN) + 2;
+	strlen(R1_ASSISTANT_TOKEN) + strlen(R1_THINK_OPEN) + 2;
 	char	   *out = r1_malloc(n, err);
 
 	if (!out)
@@ -205,7 +208,7 @@ r1_utf8_valid(const char *str, size_t len)
 			n = 3, cp = c & 0x07;
 		else
 			return 0;
-		if (i + n >= len)	/* continuation bytes run past the end */
+		if (i + n >= len)		/* continuation bytes run past the end */
 			return 0;
 		for (size_t k = 1; k <= n; k++)
 		{

@@ -173,7 +173,7 @@ parse_quantization(r1_config *c, json_t *q, const char *what, r1_error *err)
 {
 	const char *method = json_string_value(json_object_get(q, "quant_method"));
 	const char *hint = "supported: FP8 weights (compressed-tensors float-quantized, or quant_method fp8), "
-		"or a GGUF file for 4- to 8-bit formats";
+	"or a GGUF file for 4- to 8-bit formats";
 
 	if (!json_is_object(q) || !method)
 		return r1_fail(err, "%s: quantization_config needs a quant_method", what);
@@ -282,7 +282,11 @@ r1_config_parse(r1_config *c, const char *json, size_t len, const char *what, r1
 				what, arch);
 		goto done;
 	}
-	/* Qwen2 always has q/k/v biases; Llama has them when attention_bias is true */
+
+	/*
+	 * Qwen2 always has q/k/v biases; Llama has them when attention_bias is
+	 * true
+	 */
 	c->attn_bias = c->arch == R1_ARCH_QWEN2;
 	if (c->arch == R1_ARCH_LLAMA)
 	{
@@ -416,7 +420,10 @@ r1_config_preset(r1_config *c, const char *shape, r1_error *err)
 			}
 			else
 			{
-				/* DeepSeek-R1-Distill-Llama's config.json (Llama 3.1's rope scaling) */
+				/*
+				 * DeepSeek-R1-Distill-Llama's config.json (Llama 3.1's rope
+				 * scaling)
+				 */
 				c->rope_theta = 500000.0f;
 				c->rms_norm_eps = 1e-5f;
 				c->bos_id = 128000;

@@ -27,12 +27,14 @@ typedef struct r1_config
 	int			n_kv_heads;		/* key/value heads (grouped-query attention) */
 	int			head_dim;		/* hidden_size / n_heads */
 	int			max_position;	/* max_position_embeddings */
-	float		rope_theta;		/* top-level rope_theta or rope_parameters.rope_theta */
+	float		rope_theta;		/* top-level rope_theta or
+								 * rope_parameters.rope_theta */
 	float		rms_norm_eps;
 	int			tie_embeddings; /* lm_head shares embed_tokens */
 	int			bos_id;			/* -1 if absent */
 	int			eos_id;			/* -1 if absent (first of a list) */
 	char		torch_dtype[16];	/* as written, "" if absent */
+
 	/*
 	 * Rope scaling: frequency i is theta^(-2i/head_dim) / rope_factor[i]
 	 * (llama3 scaling from config.json, or a GGUF's rope_freqs tensor).

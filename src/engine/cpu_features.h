@@ -31,11 +31,13 @@ typedef enum r1_cpu_path
 typedef struct r1_cpu_info
 {
 	int			avx2,			/* AVX2 + FMA + F16C */
-				avx512,			/* AVX-512 F, BW, DQ and VL (and the OS saves zmm) */
+				avx512,			/* AVX-512 F, BW, DQ and VL (and the OS saves
+								 * zmm) */
 				avx512_vnni,
 				avx512_bf16;
 	r1_cpu_path best;			/* the widest path the hardware runs */
-	r1_cpu_path path;			/* the path in use (best, or lower by R1_CPU_PATH) */
+	r1_cpu_path path;			/* the path in use (best, or lower by
+								 * R1_CPU_PATH) */
 } r1_cpu_info;
 
 /* Asked once; thread-safe after the first call. */

@@ -90,7 +90,11 @@ r1_demo_model_write_forks(const char *dir, const int32_t *chain, int n, int voca
 		embed[(size_t) chain[i] * H + i] = r1_f32_to_bf16(1.0f);
 		head[(size_t) chain[i + 1] * H + i] = r1_f32_to_bf16(DEMO_LOGIT_SCALE);
 	}
-	/* a fork: as likely a successor of chain[at - 1] as chain[at], then continues like it */
+
+	/*
+	 * a fork: as likely a successor of chain[at - 1] as chain[at], then
+	 * continues like it
+	 */
 	for (int f = 0; f < n_forks; f++)
 	{
 		int			at = fork_at[f];

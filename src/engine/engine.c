@@ -65,12 +65,13 @@ typedef struct sched_req
 	int			share;			/* share_prefill */
 	uint64_t	prompt_hash;	/* of prompt[], to find sharers */
 	r1_repdet	rep;			/* loop detection over out[] */
-	int			rep_span;		/* the loop's period when it stopped the request */
+	int			rep_span;		/* the loop's period when it stopped the
+								 * request */
 	double		t_submit,
 				t_first;
 	r1_finish	finish;
 	char		error[R1_ERROR_LEN];
-	struct sched_req *next;			/* waiting or done list */
+	struct sched_req *next;		/* waiting or done list */
 } sched_req;
 
 struct r1_engine
@@ -82,14 +83,18 @@ struct r1_engine
 	char		note[512];
 	int			ctx;
 	int32_t		eos_ids[2];
-	int32_t		think_close_id; /* id of "</think>", -1 if the tokenizer has none */
-	int32_t		think_close[8]; /* the ids forced at max_think_tokens: "</think>" encoded */
-	int			n_think_close;	/* 0: no tokenizer, max_think_tokens is refused */
-	int			sample_vocab;	/* ids sampled from: [0, tokenizer size) with a tokenizer */
-	sched_req		  **running;		/* [max_seqs] by slot */
-	sched_req		   *wait_head,
+	int32_t		think_close_id; /* id of "</think>", -1 if the tokenizer has
+								 * none */
+	int32_t		think_close[8]; /* the ids forced at max_think_tokens:
+								 * "</think>" encoded */
+	int			n_think_close;	/* 0: no tokenizer, max_think_tokens is
+								 * refused */
+	int			sample_vocab;	/* ids sampled from: [0, tokenizer size) with
+								 * a tokenizer */
+	sched_req **running;		/* [max_seqs] by slot */
+	sched_req  *wait_head,
 			   *wait_tail;
-	sched_req		   *done_head,
+	sched_req  *done_head,
 			   *done_tail;
 	int			n_waiting,
 				n_running;
@@ -101,7 +106,7 @@ struct r1_engine
 			   *b_n;
 	r1_row_sampling *b_samp;	/* device sampling: each row's parameters */
 	int32_t    *b_next;			/* device sampling: the chosen ids */
-	sched_req		  **b_req;
+	sched_req **b_req;
 	int32_t    *b_tokens;
 	int			b_tokens_cap;
 	float	   *logits;			/* [max_seqs, vocab] */
@@ -119,6 +124,7 @@ r1_engine_opts_defaults(r1_engine_opts *o)
 	o->max_queued = 1024;
 	o->prefill_chunk = 512;
 	o->gpu_memory_fraction = 0.9;
+
 	/*
 	 * f16 keys and values on the CPU: half the bytes attention streams, 11
 	 * significant bits (bf16 keeps 8; keys and values are far below f16's
@@ -216,6 +222,7 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 			goto fail;
 		}
 	}
+
 	/*
 	 * The embedding is padded past the tokenizer (151936 rows for 151665
 	 * tokens): ids there have no text, so they are never sampled.
@@ -232,7 +239,10 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 		size_t		n = 0;
 		r1_error	ignored;
 
-		/* no single token: force its spelling (a model without one rarely closes it anyway) */
+		/*
+		 * no single token: force its spelling (a model without one rarely
+		 * closes it anyway)
+		 */
 		if (r1_tokenizer_encode(e->tok, R1_THINK_CLOSE, strlen(R1_THINK_CLOSE), &ids, &n, &ignored) == 0 &&
 			n >= 1 && n <= 8)
 		{
@@ -383,7 +393,7 @@ r1_engine_encode_prompt(r1_engine *e, const char *system, const char *prompt, in
 int
 r1_engine_submit(r1_engine *e, const r1_request *rq, int64_t *id, r1_error *err)
 {
-	sched_req		   *r;
+	sched_req  *r;
 	int			vocab = e->model->cfg.vocab_size;
 
 	if (rq->n_prompt < 1)
@@ -527,7 +537,7 @@ expire_deadlines(r1_engine *e)
 
 	for (int i = 0; i < e->opts.max_seqs; i++)
 	{
-		sched_req		   *r = e->running[i];
+		sched_req  *r = e->running[i];
 
 		if (r && r->deadline_ms > 0 && now > r->deadline_ms)
 			finish_running(e, r, R1_FINISH_TIMEOUT);
@@ -556,7 +566,7 @@ admit_waiting(r1_engine *e)
 {
 	for (int slot = 0; slot < e->opts.max_seqs && e->wait_head; slot++)
 	{
-		sched_req		   *r;
+		sched_req  *r;
 
 		if (e->running[slot])
 			continue;
@@ -603,7 +613,10 @@ append_token(r1_engine *e, sched_req *r, int32_t id, r1_error *err)
 				r->think_tokens = r->n_out;
 			else if (e->think_close_id < 0)
 			{
-				/* no single </think> token: look for the text around the new bytes */
+				/*
+				 * no single </think> token: look for the text around the new
+				 * bytes
+				 */
 				size_t		from = before > 8 ? before - 8 : 0;
 
 				if (r->text && strstr(r->text + from, R1_THINK_CLOSE))
@@ -637,11 +650,11 @@ seq_target(const sched_req *r)
 static sched_req *
 youngest_running(r1_engine *e, int holding)
 {
-	sched_req		   *y = NULL;
+	sched_req  *y = NULL;
 
 	for (int slot = 0; slot < e->opts.max_seqs; slot++)
 	{
-		sched_req		   *r = e->running[slot];
+		sched_req  *r = e->running[slot];
 
 		if (r && (!holding || r->n_past > 0) && (!y || r->id > y->id))
 			y = r;
@@ -686,7 +699,7 @@ share_prefill(r1_engine *e, sched_req *r, int n)
 		return 0;
 	for (int slot = 0; slot < e->opts.max_seqs; slot++)
 	{
-		sched_req		   *d = e->running[slot];
+		sched_req  *d = e->running[slot];
 
 		if (!d || d == r || !d->share || d->prompt_hash != r->prompt_hash ||
 			d->n_prompt != r->n_prompt || memcmp(d->prompt, r->prompt, sizeof(int32_t) * r->n_prompt) != 0)
@@ -705,7 +718,8 @@ share_prefill(r1_engine *e, sched_req *r, int n)
 			return 0;
 		}
 		if (d->id < r->id)
-			wait = 1;			/* an older sharer is prefilling: wait for its cache */
+			wait = 1;			/* an older sharer is prefilling: wait for its
+								 * cache */
 	}
 	return wait;
 }
@@ -729,7 +743,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 	for (int pass = 0; pass < 2; pass++)
 		for (int slot = 0; slot < e->opts.max_seqs; slot++)
 		{
-			sched_req		   *r = e->running[slot];
+			sched_req  *r = e->running[slot];
 			int			pending,
 						take;
 
@@ -772,13 +786,15 @@ r1_engine_step(r1_engine *e, r1_error *err)
 			T += take;
 			n++;
 		}
+
 	/*
 	 * Nothing fits: give the youngest holder's cache back to the others; when
-	 * no other sequence holds cache, the youngest cannot fit at all and fails.
+	 * no other sequence holds cache, the youngest cannot fit at all and
+	 * fails.
 	 */
 	if (n == 0)
 	{
-		sched_req		   *y = youngest_running(e, 1);
+		sched_req  *y = youngest_running(e, 1);
 		int			holders = 0;
 
 		for (int slot = 0; slot < e->opts.max_seqs; slot++)
@@ -832,7 +848,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 
 	for (int i = 0; i < n; i++)
 	{
-		sched_req		   *r = e->b_req[i];
+		sched_req  *r = e->b_req[i];
 		const float *row = e->logits + (size_t) i * e->model->cfg.vocab_size;
 		int32_t		next;
 		int			was_prefill = r->n_past < r->n_prompt;
@@ -841,11 +857,16 @@ r1_engine_step(r1_engine *e, r1_error *err)
 		if (was_prefill)
 			e->stats.prompt_tokens += e->b_n[i];
 		if (r->n_past < seq_target(r))
-			continue;			/* more prompt to go: this row's logits are unused */
+			continue;			/* more prompt to go: this row's logits are
+								 * unused */
 		/* the position of the token being chosen keys its random draw */
 		next = e->be->can_sample ? e->b_next[i]
 			: r1_sample(row, e->sample_vocab, &r->sp, (uint64_t) (r->n_prompt + r->n_out), e->sample_scratch);
-		/* think budget spent without </think>: close it ourselves, one token a step */
+
+		/*
+		 * think budget spent without </think>: close it ourselves, one token
+		 * a step
+		 */
 		if (r->max_think > 0 && !r->think_tokens && r->n_out - r->forced >= r->max_think &&
 			r->forced < e->n_think_close)
 			next = e->think_close[r->forced++];
@@ -871,7 +892,7 @@ r1_engine_step(r1_engine *e, r1_error *err)
 int
 r1_engine_poll(r1_engine *e, r1_completion *c)
 {
-	sched_req		   *r = e->done_head;
+	sched_req  *r = e->done_head;
 	r1_error	err;
 
 	memset(c, 0, sizeof(*c));
@@ -991,7 +1012,8 @@ r1_engine_run(r1_engine *e, const r1_request *req_in, r1_completion *c, r1_error
 		}
 		if (failed)
 		{
-			r1_engine_cancel(e, id);	/* a step failed before it reached this request */
+			r1_engine_cancel(e, id);	/* a step failed before it reached
+										 * this request */
 			return -1;
 		}
 	}

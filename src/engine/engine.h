@@ -22,25 +22,36 @@
 
 typedef struct r1_engine_opts
 {
-	const char *model_dir;		/* checkpoint directory, or NULL with random_shape */
-	const char *random_shape;	/* "1.5b", "7b", "14b", "32b" or a config.json path */
+	const char *model_dir;		/* checkpoint directory, or NULL with
+								 * random_shape */
+	const char *random_shape;	/* "1.5b", "7b", "14b", "32b" or a config.json
+								 * path */
 	r1_dtype	random_dtype;	/* dtype of random weights (default R1_BF16) */
 	uint64_t	random_seed;
-	const char *tokenizer_dir;	/* tokenizer for random weights; default model_dir */
+	const char *tokenizer_dir;	/* tokenizer for random weights; default
+								 * model_dir */
 	const char *device;			/* "cpu", "cuda", "auto" (default "auto") */
 	int			threads;		/* CPU threads, 0 = all cores */
 	int			max_seqs;		/* sequences decoded together (default 16) */
-	int			max_ctx;		/* positions per sequence (default min(max_position, 32768)) */
-	int			max_queued;		/* waiting + running requests accepted (default 1024) */
-	int			prefill_chunk;	/* prompt tokens per step per sequence (default 512) */
-	double		gpu_memory_fraction;	/* CUDA KV pool share of free memory (default 0.9) */
-	int			batch_invariant;	/* 1: a request's tokens do not depend on the rest of
-									 * the batch (bitwise; see backend.h); default 0 */
-	size_t		kv_memory_bytes;	/* CPU: most bytes of KV cache, 0 = no limit */
-	int			cpu_exact;		/* CPU: 1 = float32 activations (the reference arithmetic);
-								 * 0 (default) = 8-bit activations for quantised weights,
-								 * bf16 for bf16 weights (backend.h: cpu_exact) */
-	r1_dtype	kv_cache_dtype;	/* CPU KV cache: R1_F16 (default), R1_BF16 or R1_F32 */
+	int			max_ctx;		/* positions per sequence (default
+								 * min(max_position, 32768)) */
+	int			max_queued;		/* waiting + running requests accepted
+								 * (default 1024) */
+	int			prefill_chunk;	/* prompt tokens per step per sequence
+								 * (default 512) */
+	double		gpu_memory_fraction;	/* CUDA KV pool share of free memory
+										 * (default 0.9) */
+	int			batch_invariant;	/* 1: a request's tokens do not depend on
+									 * the rest of the batch (bitwise; see
+									 * backend.h); default 0 */
+	size_t		kv_memory_bytes;	/* CPU: most bytes of KV cache, 0 = no
+									 * limit */
+	int			cpu_exact;		/* CPU: 1 = float32 activations (the reference
+								 * arithmetic); 0 (default) = 8-bit
+								 * activations for quantised weights, bf16 for
+								 * bf16 weights (backend.h: cpu_exact) */
+	r1_dtype	kv_cache_dtype; /* CPU KV cache: R1_F16 (default), R1_BF16 or
+								 * R1_F32 */
 } r1_engine_opts;
 
 void		r1_engine_opts_defaults(r1_engine_opts *o);
@@ -53,25 +64,30 @@ typedef struct r1_request
 	const int32_t *prompt_ids;	/* copied by submit */
 	size_t		n_prompt;
 	r1_sampling sampling;
-	int			max_tokens;		/* >= 1; clamped to the context left after the prompt */
+	int			max_tokens;		/* >= 1; clamped to the context left after the
+								 * prompt */
 	int			ignore_eos;
-	int			max_think_tokens;	/* 0 = no limit; N >= 1: after N generated tokens
-									 * without </think> the engine emits </think> itself
-									 * (as if sampled) and the model goes on to answer */
-	double		deadline_ms;	/* r1_now_ms() time after which it is cancelled; 0 = none */
+	int			max_think_tokens;	/* 0 = no limit; N >= 1: after N generated
+									 * tokens without </think> the engine
+									 * emits </think> itself (as if sampled)
+									 * and the model goes on to answer */
+	double		deadline_ms;	/* r1_now_ms() time after which it is
+								 * cancelled; 0 = none */
 	void	   *user;			/* returned with the completion */
+
 	/*
 	 * Loop detection (repetition.h): max_span 0 (the zeroed default) is off.
 	 * A request that ignores EOS runs to max_tokens: no loop detection.
 	 */
 	r1_repetition_opts repetition;
+
 	/*
 	 * 1: requests with the same prompt ids that all set this compute the
 	 * prompt once (n samples of one prompt: voting).  The first one admitted
-	 * prefills; the others wait in the batch until its prompt is cached,
-	 * copy its KV cache (backend copy_kv) but for the last prompt position,
-	 * and feed that one token themselves.  Results are unchanged (bitwise on
-	 * the CPU with batch_invariant).
+	 * prefills; the others wait in the batch until its prompt is cached, copy
+	 * its KV cache (backend copy_kv) but for the last prompt position, and
+	 * feed that one token themselves.  Results are unchanged (bitwise on the
+	 * CPU with batch_invariant).
 	 */
 	int			share_prefill;
 } r1_request;
@@ -80,30 +96,36 @@ typedef struct r1_completion
 {
 	int64_t		id;
 	void	   *user;
+
 	/*
 	 * R1_FINISH_STOP (end of sequence), _THINK_BUDGET (stopped at the end of
 	 * sequence after the engine closed the think section at
 	 * max_think_tokens), _LENGTH (max_tokens or the context ran out; also
 	 * when the budget was hit before: see think_budget_hit), _REPETITION
-	 * (loop detection stopped it: see repetition_span), _CANCELLED,
-	 * _TIMEOUT, _ERROR.  finish_reason is its name: "stop", "think_budget",
-	 * "length", "repetition", "cancelled", "timeout", "error".
+	 * (loop detection stopped it: see repetition_span), _CANCELLED, _TIMEOUT,
+	 * _ERROR.  finish_reason is its name: "stop", "think_budget", "length",
+	 * "repetition", "cancelled", "timeout", "error".
 	 */
 	r1_finish	finish;
 	const char *finish_reason;
 	int			think_budget_hit;	/* 1 when max_think_tokens forced </think> */
-	int			repetition_span;	/* "repetition": the period of the loop in tokens */
+	int			repetition_span;	/* "repetition": the period of the loop in
+									 * tokens */
 	char		error[R1_ERROR_LEN];	/* with "error" */
-	char	   *text;			/* everything generated, decoded (EOS not included) */
+	char	   *text;			/* everything generated, decoded (EOS not
+								 * included) */
 	size_t		text_len;
 	char	   *think;			/* text before </think> (see r1_split_think) */
 	char	   *answer;			/* text after </think>, NULL if none */
-	char	   *boxed;			/* last \boxed{...} of the answer, NULL if none (or no answer) */
-	int32_t    *ids;			/* generated ids (EOS included when it stopped there) */
+	char	   *boxed;			/* last \boxed{...} of the answer, NULL if
+								 * none (or no answer) */
+	int32_t    *ids;			/* generated ids (EOS included when it stopped
+								 * there) */
 	int			n_ids;
 	int			prompt_tokens;
 	int			completion_tokens;
-	int			think_tokens;	/* generated tokens up to and including </think> */
+	int			think_tokens;	/* generated tokens up to and including
+								 * </think> */
 	double		ms;				/* submit to finish */
 	double		ttft_ms;		/* submit to first token */
 } r1_completion;
@@ -115,9 +137,11 @@ typedef struct r1_engine_stats
 	uint64_t	tokens_generated;
 	uint64_t	prompt_tokens;
 	uint64_t	requests_done;
-	uint64_t	preemptions;	/* sequences sent back to wait for a full KV cache */
+	uint64_t	preemptions;	/* sequences sent back to wait for a full KV
+								 * cache */
 	uint64_t	repetitions;	/* requests stopped by loop detection */
-	uint64_t	prefill_shared; /* prompt tokens copied instead of computed (share_prefill) */
+	uint64_t	prefill_shared; /* prompt tokens copied instead of computed
+								 * (share_prefill) */
 	size_t		memory_used;	/* backend bytes */
 	size_t		weight_bytes;
 } r1_engine_stats;
@@ -130,7 +154,8 @@ void		r1_engine_close(r1_engine *e);
 const r1_model *r1_engine_model(const r1_engine *e);
 const r1_tokenizer *r1_engine_tokenizer(const r1_engine *e);	/* NULL when none */
 const char *r1_engine_device(const r1_engine *e);	/* "cpu" or "cuda" */
-const char *r1_engine_note(const r1_engine *e);		/* e.g. why auto fell back to the CPU */
+const char *r1_engine_note(const r1_engine *e); /* e.g. why auto fell back to
+												 * the CPU */
 int			r1_engine_ctx(const r1_engine *e);	/* positions per sequence */
 
 /* Template (unless raw) and tokenize a prompt; *ids malloc'd. */
@@ -170,7 +195,8 @@ typedef struct r1_progress
 	int			queue_position; /* 1 = next to be admitted; 0 when running */
 	int			prompt_tokens;
 	int			completion_tokens;	/* generated so far */
-	double		tokens_per_s;	/* generated tokens per second since the first one */
+	double		tokens_per_s;	/* generated tokens per second since the first
+								 * one */
 	double		ms;				/* since submit */
 } r1_progress;
 

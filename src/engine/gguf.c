@@ -360,10 +360,11 @@ r1_gguf_open(r1_gguf *g, const char *path, r1_error *err)
 				(unsigned long long) n_tensors);
 		goto fail;
 	}
+
 	/*
 	 * Keys and names are copied with a NUL each: never more than the file,
-	 * nor than the longest keys and names allowed (a 40 GB file must not
-	 * ask for 40 GB here).
+	 * nor than the longest keys and names allowed (a 40 GB file must not ask
+	 * for 40 GB here).
 	 */
 	names_cap = (size_t) n_kv * (MAX_KEY_BYTES + 1) + (size_t) n_tensors * (MAX_NAME_BYTES + 1);
 	if (names_cap > g->map.size)

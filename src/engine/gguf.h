@@ -62,9 +62,12 @@ typedef struct r1_gguf_kv
 	const char *key;			/* NUL-terminated copy */
 	uint32_t	type;			/* R1_GGUF_* */
 	uint32_t	arr_type;		/* element type of an array */
-	uint64_t	n;				/* elements of an array (1 for a scalar or string) */
-	const uint8_t *data;		/* the value: a scalar, a string's bytes, an array's first element */
-	uint64_t	len;			/* bytes at data (a string's length; all of an array's elements) */
+	uint64_t	n;				/* elements of an array (1 for a scalar or
+								 * string) */
+	const uint8_t *data;		/* the value: a scalar, a string's bytes, an
+								 * array's first element */
+	uint64_t	len;			/* bytes at data (a string's length; all of an
+								 * array's elements) */
 } r1_gguf_kv;
 
 typedef struct r1_gguf_str
@@ -80,7 +83,8 @@ typedef struct r1_gguf
 	uint32_t	version;
 	r1_gguf_kv *kv;
 	int			n_kv;
-	r1_tensor  *tensors;		/* shape in Hugging Face order: [ne[n-1], ..., ne[0]] */
+	r1_tensor  *tensors;		/* shape in Hugging Face order: [ne[n-1], ...,
+								 * ne[0]] */
 	int			n_tensors;
 	char	   *names;			/* storage for keys and tensor names */
 	size_t		alignment;
@@ -106,12 +110,15 @@ int			r1_gguf_get_float(const r1_gguf *g, const char *key, double *out, int requ
 							  r1_error *err);
 int			r1_gguf_get_str(const r1_gguf *g, const char *key, r1_gguf_str *out, int required,
 							r1_error *err);
+
 /* an array of elem_type (any integer type when elem_type is R1_GGUF_INT64) */
 int			r1_gguf_get_array(const r1_gguf *g, const char *key, uint32_t elem_type,
 							  const r1_gguf_kv **out, int required, r1_error *err);
+
 /* the strings of a string array, malloc'd, pointing into the mapping */
 int			r1_gguf_array_strings(const r1_gguf *g, const r1_gguf_kv *kv, r1_gguf_str **out,
 								  r1_error *err);
+
 /* element i (< kv->n) of an integer array */
 int64_t		r1_gguf_array_int(const r1_gguf_kv *kv, uint64_t i);
 
@@ -138,6 +145,7 @@ void		r1_gguf_w_bool(r1_gguf_writer *w, const char *key, int v);
 void		r1_gguf_w_str(r1_gguf_writer *w, const char *key, const char *s);
 void		r1_gguf_w_str_array(r1_gguf_writer *w, const char *key, const r1_gguf_str *s, size_t n);
 void		r1_gguf_w_i32_array(r1_gguf_writer *w, const char *key, const int32_t *v, size_t n);
+
 /* a tensor: shape in Hugging Face order, data of dtype (kept until written) */
 void		r1_gguf_w_tensor(r1_gguf_writer *w, const char *name, r1_dtype dt, int ndim,
 							 const int64_t *shape, const void *data, size_t nbytes);

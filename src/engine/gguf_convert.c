@@ -59,7 +59,7 @@ matrix_type(const conv *c, const char *name, int layer, int64_t n_in)
 	{
 		int			n = c->n_layers;
 		int			more_bits = layer >= 0 &&
-			(layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2);
+		(layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2);
 
 		dt = R1_Q4_K;
 		if (strcmp(name, "output.weight") == 0 ||
@@ -74,9 +74,11 @@ matrix_type(const conv *c, const char *name, int layer, int64_t n_in)
 /* what a tensor of the file is made from, at write time */
 typedef struct conv_src
 {
-	const r1_tensor *t;			/* the model's tensor (mapped, in memory, or on demand) */
+	const r1_tensor *t;			/* the model's tensor (mapped, in memory, or
+								 * on demand) */
 	r1_dtype	dt;				/* the file's type */
-	int			head_dim;		/* > 0: a Llama q/k tensor, rows in llama.cpp's rope order */
+	int			head_dim;		/* > 0: a Llama q/k tensor, rows in
+								 * llama.cpp's rope order */
 	int64_t		rows,
 				n_in;
 	size_t		row_out;
@@ -92,7 +94,10 @@ make_tensor(void *ctx, void *buf, size_t nbytes, r1_error *err)
 
 	if (s->t->ndim == 1)
 	{
-		/* a vector (norm, bias): read whole, permuted element-wise for a Llama q/k bias */
+		/*
+		 * a vector (norm, bias): read whole, permuted element-wise for a
+		 * Llama q/k bias
+		 */
 		float	   *v = r1_malloc(sizeof(float) * s->t->shape[0], err),
 				   *o = r1_malloc(sizeof(float) * s->t->shape[0], err);
 		int			rc = -1;
@@ -280,7 +285,8 @@ add_tokenizer(conv *c, const char *tokdir, const r1_config *cfg, r1_error *err)
 	int			vocab_size = cfg->vocab_size;
 	r1_arch		arch = cfg->arch;
 
-	if (r1_tokenizer_load(&tok, tokdir, err) != 0)	/* validates it, and gives bos/eos */
+	if (r1_tokenizer_load(&tok, tokdir, err) != 0)	/* validates it, and gives
+													 * bos/eos */
 		return -1;
 	if (r1_tokenizer_n_tokens(tok) > vocab_size)
 	{
@@ -457,7 +463,11 @@ r1_gguf_convert(const r1_model *m, const char *tokdir, const char *path, const c
 	r1_gguf_w_str(c.w, "general.architecture", arch);
 	r1_gguf_w_str(c.w, "general.name", m->name);
 	r1_gguf_w_u32(c.w, "general.alignment", R1_GGUF_DEFAULT_ALIGNMENT);
-	/* llama.cpp's llama_ftype of the whole file, and ggml's quantisation format version (2) */
+
+	/*
+	 * llama.cpp's llama_ftype of the whole file, and ggml's quantisation
+	 * format version (2)
+	 */
 	r1_gguf_w_u32(c.w, "general.file_type", file_type(type));
 	r1_gguf_w_u32(c.w, "general.quantization_version", 2);
 #define KEY(suffix) (snprintf(name, sizeof(name), "%s.%s", arch, suffix), name)

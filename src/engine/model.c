@@ -365,7 +365,8 @@ hash32(uint32_t x)
 static inline void
 uniform_params(float mean, float std, float *lo, float *scale)
 {
-	float		half_width = std * 1.7320508f;	/* uniform on [-a, a] has std a/sqrt(3) */
+	float		half_width = std * 1.7320508f;	/* uniform on [-a, a] has std
+												 * a/sqrt(3) */
 
 	*scale = 2.0f * half_width / 16777216.0f;
 	*lo = mean - half_width;

@@ -15,13 +15,17 @@
 typedef struct r1_layer_weights
 {
 	r1_tensor	attn_norm;		/* input_layernorm.weight [hidden] */
-	r1_tensor	wq;				/* self_attn.q_proj.weight [n_heads*head_dim, hidden] */
+	r1_tensor	wq;				/* self_attn.q_proj.weight [n_heads*head_dim,
+								 * hidden] */
 	r1_tensor	bq;				/* self_attn.q_proj.bias [n_heads*head_dim] */
-	r1_tensor	wk;				/* self_attn.k_proj.weight [n_kv_heads*head_dim, hidden] */
+	r1_tensor	wk;				/* self_attn.k_proj.weight
+								 * [n_kv_heads*head_dim, hidden] */
 	r1_tensor	bk;				/* self_attn.k_proj.bias [n_kv_heads*head_dim] */
-	r1_tensor	wv;				/* self_attn.v_proj.weight [n_kv_heads*head_dim, hidden] */
+	r1_tensor	wv;				/* self_attn.v_proj.weight
+								 * [n_kv_heads*head_dim, hidden] */
 	r1_tensor	bv;				/* self_attn.v_proj.bias [n_kv_heads*head_dim] */
-	r1_tensor	wo;				/* self_attn.o_proj.weight [hidden, n_heads*head_dim] */
+	r1_tensor	wo;				/* self_attn.o_proj.weight [hidden,
+								 * n_heads*head_dim] */
 	r1_tensor	ffn_norm;		/* post_attention_layernorm.weight [hidden] */
 	r1_tensor	w_gate;			/* mlp.gate_proj.weight [intermediate, hidden] */
 	r1_tensor	w_up;			/* mlp.up_proj.weight [intermediate, hidden] */
@@ -33,12 +37,15 @@ typedef struct r1_model
 	r1_config	cfg;
 	char		name[256];		/* directory base name, or "random-<shape>" */
 	char		path[4096];		/* checkpoint directory, "" for random weights */
-	r1_dtype	dtype;			/* dtype of the matrices (of the FFN's for a GGUF mix) */
-	int			quantized;		/* some matrix is block-quantised (GGUF; CPU only) */
+	r1_dtype	dtype;			/* dtype of the matrices (of the FFN's for a
+								 * GGUF mix) */
+	int			quantized;		/* some matrix is block-quantised (GGUF; CPU
+								 * only) */
 	r1_tensor	embed;			/* model.embed_tokens.weight [vocab, hidden] */
 	r1_layer_weights *layers;	/* [n_layers] */
 	r1_tensor	final_norm;		/* model.norm.weight [hidden] */
-	r1_tensor	lm_head;		/* lm_head.weight [vocab, hidden] (= embed when tied) */
+	r1_tensor	lm_head;		/* lm_head.weight [vocab, hidden] (= embed
+								 * when tied) */
 	size_t		weight_bytes;	/* total bytes of all weights */
 	/* storage */
 	r1_safetensors *files;

@@ -30,7 +30,7 @@ shape_str(const r1_tensor *t, char *buf, size_t n)
 /* the scale tensor's dtype, shape (model_fp8.h) and values (finite, >= 0) */
 static int
 check_scale(const r1_tensor *w, const r1_tensor *scale, int block_r, int block_c, const char *file,
-				   const char *name, r1_error *err)
+			const char *name, r1_error *err)
 {
 	int64_t		rows = w->shape[0],
 				cols = w->shape[1];

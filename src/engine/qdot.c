@@ -272,7 +272,11 @@ ref_k(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 			}
 			for (int s = 0; s < 16; s++)
 				M += mn16[s] * bs[16 * i + s];
-			/* Q4_K/Q5_K repeat each 32-group's min on both of its 16s: one min per bsum */
+
+			/*
+			 * Q4_K/Q5_K repeat each 32-group's min on both of its 16s: one
+			 * min per bsum
+			 */
 			accm = fmaf(dm * dx[i], (float) M, accm);
 		}
 		out[t * stride] = hsum8_ref(acc) - accm;

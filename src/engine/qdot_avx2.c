@@ -8,7 +8,8 @@
 
 #include "qdot.h"
 
-static inline __attribute__((always_inline)) __m256i
+static inline __attribute__((always_inline))
+__m256i
 qd_dot_s8(__m256i c, __m256i a)
 {
 	__m256i		p = _mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(a, c));

@@ -12,7 +12,8 @@
 
 #include "qdot.h"
 
-static inline __attribute__((always_inline)) __m256i
+static inline __attribute__((always_inline))
+__m256i
 qd_dot_s8(__m256i c, __m256i a)
 {
 	return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(c, c), _mm256_sign_epi8(a, c));
@@ -70,7 +71,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 			uint8_t		sm[16];
 			const uint8_t *ql = b + (slot == 3 ? 16 : 48);
 			__m512i		qh = slot == 4 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (b + 16)))
-				: _mm512_setzero_si512();
+			: _mm512_setzero_si512();
 
 			d = qd_half(b);
 			dm = qd_half(b + 2);
@@ -80,14 +81,21 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 
 				mw = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
 			}
-			/* the 8 scales as int16, then per j: sub-block 2j's in the low half, 2j + 1's in the high */
+
+			/*
+			 * the 8 scales as int16, then per j: sub-block 2j's in the low
+			 * half, 2j + 1's in the high
+			 */
 			__m512i		s8 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm)));
 
 			for (int j = 0; j < 4; j++)
 			{
-				/* low half: sub-block 2j (low nibbles), high half: 2j + 1 (high nibbles) */
+				/*
+				 * low half: sub-block 2j (low nibbles), high half: 2j + 1
+				 * (high nibbles)
+				 */
 				__m512i		u = _mm512_and_si512(_mm512_srlv_epi16(
-					_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (ql + 32 * j))), sh04), m4);
+																   _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (ql + 32 * j))), sh04), m4);
 				__m512i		sc = _mm512_permutexvar_epi16(qd_pair16(2 * j, 2 * j + 1), s8);
 
 				if (slot == 4)
@@ -100,7 +108,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 					const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 64 * j;
 
 					sumi[t] = _mm512_add_epi32(sumi[t], _mm512_madd_epi16(
-						_mm512_maddubs_epi16(u, _mm512_loadu_si512(q)), sc));
+																		  _mm512_maddubs_epi16(u, _mm512_loadu_si512(q)), sc));
 				}
 			}
 		}
@@ -114,31 +122,34 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 			for (int h = 0; h < 2; h++)
 			{
 				const uint8_t *ql = b + 64 * h;
-				__m512i		ac = _mm512_loadu_si512(ql),	/* ql[0..31] | ql[32..63] */
+				__m512i		ac = _mm512_loadu_si512(ql),	/* ql[0..31] |
+															 * ql[32..63] */
 							qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h)));
+
 				/* groups 0 | 1 and 2 | 3 of this half */
 				__m512i		u01 = _mm512_or_si512(_mm512_and_si512(ac, m4),
 												  _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh02), m3), 4));
 				__m512i		u23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ac, 4), m4),
 												  _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh46), m3), 4));
+
 				/* a scale per 16 weights: one per 128-bit quarter */
 				__m512i		s8 = _mm512_castsi128_si512(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *) (sc + 8 * h))));
 				__m512i		s01 = _mm512_permutexvar_epi16(_mm512_set_epi64(0x0003000300030003, 0x0003000300030003,
-																		   0x0002000200020002, 0x0002000200020002,
-																		   0x0001000100010001, 0x0001000100010001,
-																		   0, 0), s8);
+																			0x0002000200020002, 0x0002000200020002,
+																			0x0001000100010001, 0x0001000100010001,
+																			0, 0), s8);
 				__m512i		s23 = _mm512_permutexvar_epi16(_mm512_set_epi64(0x0007000700070007, 0x0007000700070007,
-																		   0x0006000600060006, 0x0006000600060006,
-																		   0x0005000500050005, 0x0005000500050005,
-																		   0x0004000400040004, 0x0004000400040004), s8);
+																			0x0006000600060006, 0x0006000600060006,
+																			0x0005000500050005, 0x0005000500050005,
+																			0x0004000400040004, 0x0004000400040004), s8);
 
 				for (int t = 0; t < nt; t++)
 				{
 					const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 128 * h;
 
 					sumi[t] = _mm512_add_epi32(sumi[t], _mm512_add_epi32(
-						_mm512_madd_epi16(_mm512_maddubs_epi16(u01, _mm512_loadu_si512(q)), s01),
-						_mm512_madd_epi16(_mm512_maddubs_epi16(u23, _mm512_loadu_si512(q + 64)), s23)));
+																		 _mm512_madd_epi16(_mm512_maddubs_epi16(u01, _mm512_loadu_si512(q)), s01),
+																		 _mm512_madd_epi16(_mm512_maddubs_epi16(u23, _mm512_loadu_si512(q + 64)), s23)));
 				}
 			}
 		}

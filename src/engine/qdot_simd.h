@@ -144,7 +144,11 @@ qd_scales_k4(const uint8_t *p, uint8_t *sm)
 		u[2] = a;
 	}
 	u[0] &= 0x3f3f3f3f;
-	/* now bytes 0-3 scales 0-3, 4-7 scales 4-7 (u[1]), 8-11 mins 0-3 (u[2]), 12-15 mins 4-7 (u[3]) */
+
+	/*
+	 * now bytes 0-3 scales 0-3, 4-7 scales 4-7 (u[1]), 8-11 mins 0-3 (u[2]),
+	 * 12-15 mins 4-7 (u[3])
+	 */
 	memcpy(sm, u, 16);
 }
 
@@ -207,7 +211,10 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 
 				if (slot == 4)
 				{
-					/* the fifth bit of sub-block 2j is bit 2j of qh, of 2j + 1 bit 2j + 1 */
+					/*
+					 * the fifth bit of sub-block 2j is bit 2j of qh, of 2j +
+					 * 1 bit 2j + 1
+					 */
 					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, m1), 4));
 					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), m1), 4));
 					qh = _mm256_srli_epi16(qh, 2);
@@ -247,7 +254,10 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
 				for (int g = 0; g < 4; g++)
 				{
-					/* bytes 0-15 (int16 lanes 0-7) take one scale, bytes 16-31 the next */
+					/*
+					 * bytes 0-15 (int16 lanes 0-7) take one scale, bytes
+					 * 16-31 the next
+					 */
 					__m256i		sv = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * g + 1]),
 													  _mm_set1_epi16(sc[8 * h + 2 * g]));
 
@@ -256,7 +266,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 						const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 128 * h + 32 * g;
 
 						sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(
-							_mm256_maddubs_epi16(u[g], _mm256_loadu_si256((const __m256i *) q)), sv));
+																			  _mm256_maddubs_epi16(u[g], _mm256_loadu_si256((const __m256i *) q)), sv));
 					}
 				}
 			}

@@ -768,7 +768,10 @@ kdot_avx2(r1_dtype dt, const uint8_t *w, const float *x, int n, int nt, float *o
 
 				if (dt == R1_Q5_K)
 				{
-					/* the fifth bit of sub-block j is bit j of qh, of j + 1 bit j + 1 */
+					/*
+					 * the fifth bit of sub-block j is bit j of qh, of j + 1
+					 * bit j + 1
+					 */
 					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), m1), 4));
 					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j + 1), m1), 4));
 				}

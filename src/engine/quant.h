@@ -32,8 +32,10 @@
 
 /* Weights per block (1 for F32/F16/BF16), 0 for a dtype that holds no weights. */
 int			r1_dtype_block_elems(r1_dtype dt);
+
 /* Bytes per block (the element size for F32/F16/BF16), 0 as above. */
 size_t		r1_dtype_block_bytes(r1_dtype dt);
+
 /* A block-quantised dtype (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K). */
 int			r1_dtype_is_quant(r1_dtype dt);
 

@@ -27,7 +27,8 @@
 
 typedef struct r1_repetition_opts
 {
-	int			max_span;		/* longest period looked for; 0 turns detection off */
+	int			max_span;		/* longest period looked for; 0 turns
+								 * detection off */
 	int			min_repeats;	/* >= 2: copies of the span back to back */
 	int			min_tokens;		/* >= 1: tokens the periodic tail must cover */
 } r1_repetition_opts;
@@ -35,7 +36,8 @@ typedef struct r1_repetition_opts
 typedef struct r1_repdet
 {
 	r1_repetition_opts o;
-	int		   *run;			/* [max_span + 1]: run[L] = tokens equal to the one L before */
+	int		   *run;			/* [max_span + 1]: run[L] = tokens equal to
+								 * the one L before */
 } r1_repdet;
 
 /* the defaults above */

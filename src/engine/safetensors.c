@@ -99,10 +99,11 @@ parse_entry(r1_safetensors *st, const char *name, json_t *v, const uint8_t *data
 	if (!r1_mul_size(numel, esize, &nbytes) || nbytes != (size_t) (end - begin))
 		return r1_fail(err, "%s: tensor \"%s\": data_offsets [%lld, %lld] hold %lld bytes, shape and dtype need %zu",
 					   file, name, (long long) begin, (long long) end, (long long) (end - begin), nbytes);
+
 	/*
 	 * The backends read elements in place, so each tensor must start on a
-	 * multiple of its element size (files from the safetensors library do:
-	 * it pads the header to 8 bytes and orders tensors by dtype size).
+	 * multiple of its element size (files from the safetensors library do: it
+	 * pads the header to 8 bytes and orders tensors by dtype size).
 	 */
 	if (nbytes && (uintptr_t) (data + begin) % esize != 0)
 		return r1_fail(err, "%s: tensor \"%s\": data at offset %lld is not aligned to its %zu-byte elements (rewrite the file with the safetensors library)",
@@ -234,7 +235,11 @@ r1_st_write(const char *path, const r1_tensor *entries, int n, r1_error *err)
 
 	if (!hdr)
 		return r1_fail(err, "%s: out of memory", path);
-	/* data in order of element size, largest first, so every tensor is aligned */
+
+	/*
+	 * data in order of element size, largest first, so every tensor is
+	 * aligned
+	 */
 	order = malloc(sizeof(int) * (n > 0 ? n : 1));
 	if (!order)
 	{
@@ -299,7 +304,8 @@ r1_st_write(const char *path, const r1_tensor *entries, int n, r1_error *err)
 		return r1_fail(err, "%s: cannot format the header", path);
 	}
 	hlen = strlen(hjson);
-	pad = (8 - hlen % 8) % 8;	/* data starts 8-byte aligned, as the format recommends */
+	pad = (8 - hlen % 8) % 8;	/* data starts 8-byte aligned, as the format
+								 * recommends */
 	for (int i = 0; i < 8; i++)
 		len8[i] = (uint8_t) ((uint64_t) (hlen + pad) >> (8 * i));
 	f = fopen(path, "wb");

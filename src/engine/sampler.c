@@ -93,6 +93,7 @@ r1_sample(const float *logits, int n, const r1_sampling *s, uint64_t position, v
 	maxl = logits[r1_argmax(logits, n)];
 	{
 		float		inv_t = 1.0f / s->temperature;
+
 		/* min_p keeps tokens whose probability is >= min_p * p(best) */
 		float		floor_logit = s->min_p > 0.0f ? maxl + s->temperature * logf(s->min_p) : -INFINITY;
 
@@ -112,6 +113,7 @@ r1_sample(const float *logits, int n, const r1_sampling *s, uint64_t position, v
 			m++;
 		}
 	}
+
 	/*
 	 * Only sort what top-k/top-p can keep: with top_p < 1 a partial selection
 	 * would do, but a full sort of the survivors is simple and exact.

@@ -110,4 +110,3 @@ r1_tensor_get_f32(const r1_tensor *t, size_t i)
 			return 0.0f;
 	}
 }
-

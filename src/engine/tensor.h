@@ -16,14 +16,18 @@ typedef enum r1_dtype
 	R1_BF16,
 	R1_I64,
 	R1_I32,
-	R1_Q8_0,					/* ggml block formats (GGUF files), see quant.h */
+	R1_Q8_0,					/* ggml block formats (GGUF files), see
+								 * quant.h */
 	R1_Q4_K,
 	R1_Q5_K,
 	R1_Q6_K,
-	R1_Q4_0,					/* ggml's first formats, still in many GGUF files */
+	R1_Q4_0,					/* ggml's first formats, still in many GGUF
+								 * files */
 	R1_Q5_0,
-	R1_F8_E4M3,					/* FP8 checkpoints (weights with scales, see model.c) */
-	R1_DTYPE_OTHER				/* a dtype the engine does not compute with (e.g. F64, I8) */
+	R1_F8_E4M3,					/* FP8 checkpoints (weights with scales, see
+								 * model.c) */
+	R1_DTYPE_OTHER				/* a dtype the engine does not compute with
+								 * (e.g. F64, I8) */
 } r1_dtype;
 
 #define R1_MAX_DIMS 8
@@ -44,7 +48,8 @@ typedef struct r1_tensor
 } r1_tensor;
 
 const char *r1_dtype_name(r1_dtype dt);
-size_t		r1_dtype_size(r1_dtype dt);	/* 0 for R1_DTYPE_OTHER and block formats */
+size_t		r1_dtype_size(r1_dtype dt); /* 0 for R1_DTYPE_OTHER and block
+										 * formats */
 
 /* Number of elements of a tensor (product of its shape). */
 int64_t		r1_tensor_numel(const r1_tensor *t);

@@ -250,7 +250,8 @@ typedef struct added_token
 {
 	char	   *content;		/* as in tokenizer.json */
 	size_t		len;
-	char	   *match;			/* what is searched for: NFC of content if normalized */
+	char	   *match;			/* what is searched for: NFC of content if
+								 * normalized */
 	size_t		match_len;
 	int32_t		id;
 	bool		special;
@@ -275,7 +276,10 @@ struct r1_tokenizer
 	int32_t		bos_id;
 	int32_t		eos_id;
 
-	/* bytes of each id: tok_bytes + tok_off[id], tok_len[id] (UINT32_MAX: no token) */
+	/*
+	 * bytes of each id: tok_bytes + tok_off[id], tok_len[id] (UINT32_MAX: no
+	 * token)
+	 */
 	char	   *tok_bytes;
 	uint32_t   *tok_off;
 	uint32_t   *tok_len;
@@ -290,7 +294,8 @@ struct r1_tokenizer
 	bool		ignore_merges;
 
 	int32_t		byte_id[256];	/* id of each byte's byte-level character */
-	char		byte_chr[256][3];	/* UTF-8 of each byte's byte-level character */
+	char		byte_chr[256][3];	/* UTF-8 of each byte's byte-level
+									 * character */
 	uint8_t		byte_chr_len[256];
 
 	added_token *added;
@@ -301,8 +306,10 @@ struct r1_tokenizer
 	bool		nfc;
 	pcre2_code **split_re;		/* applied in sequence; behaviour Isolated */
 	int			n_split;
-	pcre2_code *ws_re;			/* one White_Space char (Rust's char::is_whitespace) */
-	pcre2_code *word_re;		/* one alphanumeric-or-_ char (for single_word) */
+	pcre2_code *ws_re;			/* one White_Space char (Rust's
+								 * char::is_whitespace) */
+	pcre2_code *word_re;		/* one alphanumeric-or-_ char (for
+								 * single_word) */
 };
 
 /* GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the
@@ -315,7 +322,7 @@ bytes_to_unicode(int32_t cp_of_byte[256])
 	for (int b = 0; b < 256; b++)
 	{
 		bool		printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) ||
-			(b >= 0xae && b <= 0xff);
+		(b >= 0xae && b <= 0xff);
 
 		cp_of_byte[b] = printable ? b : 256 + n++;
 	}
@@ -328,7 +335,8 @@ bytes_to_unicode(int32_t cp_of_byte[256])
 enum
 {
 	U8_COMPLETE,				/* a whole valid character of *n bytes */
-	U8_INCOMPLETE,				/* all len bytes are a valid but unfinished prefix */
+	U8_INCOMPLETE,				/* all len bytes are a valid but unfinished
+								 * prefix */
 	U8_INVALID					/* *n bytes form a maximal invalid subpart */
 };
 
@@ -530,7 +538,7 @@ parse_pre_tokenizer(r1_tokenizer *tok, json_t *pt, const char *path, r1_error *e
 		{
 			/* the GPT-2 split the library builds in */
 			static const char gpt2[] =
-				"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+			"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 			pcre2_code **nre = realloc(tok->split_re, sizeof(pcre2_code *) * (tok->n_split + 1));
 
 			if (!nre)
@@ -1265,7 +1273,8 @@ typedef struct enc_ctx
 	heap_item  *heap;
 	size_t		n_heap;
 	size_t		cap_heap;
-	char	   *str;			/* byte-level string of a piece (ignore_merges) */
+	char	   *str;			/* byte-level string of a piece
+								 * (ignore_merges) */
 	size_t		cap_str;
 } enc_ctx;
 
@@ -1541,7 +1550,10 @@ re_match(enc_ctx *cx, const pcre2_code *re, const char *s, size_t len, size_t po
 								 cx->md, cx->mctx);
 	PCRE2_SIZE *ov;
 
-	/* the JIT's default stack is small; the interpreter keeps its state on the heap */
+	/*
+	 * the JIT's default stack is small; the interpreter keeps its state on
+	 * the heap
+	 */
 	if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
 		rc = pcre2_match(re, (PCRE2_SPTR) s, len, pos, opts | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
 						 cx->md, cx->mctx);
@@ -1685,7 +1697,7 @@ find_added(enc_ctx *cx, const match_set *set, const char *s, size_t len, split_l
 		if (hit->single_word)
 		{
 			bool		start_space = start == 0 ||
-				!char_is(cx, tok->word_re, s, len, char_start_before(s, start));
+			!char_is(cx, tok->word_re, s, len, char_start_before(s, start));
 			bool		stop_space = stop == len || !char_is(cx, tok->word_re, s, len, stop);
 
 			if (!start_space || !stop_space)
@@ -1988,7 +2000,8 @@ r1_detok_push(r1_detok *st, const r1_tokenizer *tok, int32_t id,
 {
 	size_t		n,
 				i = 0,
-				run = 0;		/* start of the run of valid bytes not yet copied */
+				run = 0;		/* start of the run of valid bytes not yet
+								 * copied */
 	const unsigned char *b = (const unsigned char *) r1_tokenizer_token_bytes(tok, id, &n);
 
 	if (!b)

@@ -59,7 +59,8 @@ typedef struct r1_tok_def
 	size_t		n_added;
 	int			nfc;			/* NFC-normalise text before splitting */
 	int			ignore_merges;
-	const char *const *split_regex;	/* PCRE2 patterns, applied in order, behaviour Isolated */
+	const char *const *split_regex; /* PCRE2 patterns, applied in order,
+									 * behaviour Isolated */
 	int			n_split;
 	int32_t		bos_id,
 				eos_id;			/* -1 when unknown */
@@ -89,20 +90,22 @@ int			r1_tokenizer_encode(const r1_tokenizer *tok, const char *text, size_t len,
 typedef struct r1_encode_opts
 {
 	/*
-	 * 1: added tokens in the text (<｜User｜>, </think>, <｜begin▁of▁sentence｜>,
-	 * ...) become their ids, as Hugging Face's encode() does.  0: the text is
-	 * only text, every added token is spelt with ordinary tokens (stricter than
-	 * the library's split_special_tokens, which skips only tokens marked
-	 * "special": the chat-turn tokens of these models are not marked).  Text
-	 * from users is encoded with 0, so it cannot fake a chat turn.
+	 * 1: added tokens in the text (<｜User｜>, </think>,
+	 * <｜begin▁of▁sentence｜>, ...) become their ids, as Hugging Face's
+	 * encode() does.  0: the text is only text, every added token is spelt
+	 * with ordinary tokens (stricter than the library's split_special_tokens,
+	 * which skips only tokens marked "special": the chat-turn tokens of these
+	 * models are not marked).  Text from users is encoded with 0, so it
+	 * cannot fake a chat turn.
 	 */
 	int			parse_special;
 
 	/*
 	 * When not NULL: another thread may set *cancel to non-zero (with
 	 * __atomic_store_n) and encoding stops soon after, failing with
-	 * R1_ENCODE_CANCELLED as the message.  Checked between pre-tokens and every
-	 * few thousand BPE merges, so a 16 MB text stops within milliseconds.
+	 * R1_ENCODE_CANCELLED as the message.  Checked between pre-tokens and
+	 * every few thousand BPE merges, so a 16 MB text stops within
+	 * milliseconds.
 	 */
 	const int  *cancel;
 } r1_encode_opts;

@@ -193,7 +193,11 @@ r1_f16_to_f32(uint16_t h)
 	uint32_t	sign = (uint32_t) (h & 0x8000) << 16;
 	uint32_t	exp = (h >> 10) & 0x1f;
 	uint32_t	mant = h & 0x3ff;
-	union { uint32_t u; float f; } v;
+	union
+	{
+		uint32_t	u;
+		float		f;
+	}			v;
 
 	if (exp == 0)
 	{
@@ -212,8 +216,14 @@ r1_f16_to_f32(uint16_t h)
 uint16_t
 r1_f32_to_f16(float f)
 {
-	union { uint32_t u; float f; } v;
-	uint32_t	sign, exp, mant;
+	union
+	{
+		uint32_t	u;
+		float		f;
+	}			v;
+	uint32_t	sign,
+				exp,
+				mant;
 
 	v.f = f;
 	sign = (v.u >> 16) & 0x8000;
@@ -229,7 +239,10 @@ r1_f32_to_f16(float f)
 		if (e <= 0)
 		{
 			/* subnormal half: round to nearest even */
-			uint32_t	m, shift, r, half;
+			uint32_t	m,
+						shift,
+						r,
+						half;
 
 			if (e < -10)
 				return (uint16_t) sign;

@@ -49,7 +49,12 @@ double		r1_now_ms(void);
 static inline float
 r1_bf16_to_f32(uint16_t h)
 {
-	union { uint32_t u; float f; } v;
+	union
+	{
+		uint32_t	u;
+		float		f;
+	}			v;
+
 	v.u = (uint32_t) h << 16;
 	return v.f;
 }
@@ -57,7 +62,12 @@ r1_bf16_to_f32(uint16_t h)
 static inline uint16_t
 r1_f32_to_bf16(float f)			/* round to nearest even, NaN stays NaN */
 {
-	union { uint32_t u; float f; } v;
+	union
+	{
+		uint32_t	u;
+		float		f;
+	}			v;
+
 	v.f = f;
 	if ((v.u & 0x7fffffff) > 0x7f800000)
 		return (uint16_t) ((v.u >> 16) | 0x40);

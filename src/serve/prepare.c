@@ -405,13 +405,20 @@ r1_srv_prepare_generate(r1_server *srv, r1_prep *p, json_t *req)
 
 	if (r1_engine_tokenizer(srv->engine) == NULL)
 	{
-		/* e.g. a GGUF written by `r1 convert --random-weights` without --tokenizer-from */
+		/*
+		 * e.g. a GGUF written by `r1 convert --random-weights` without
+		 * --tokenizer-from
+		 */
 		r1_prep_fail(p, R1_SQLSTATE_NOT_READY, "the served model has no tokenizer, so it cannot take text prompts",
 					 "Neither the checkpoint directory (tokenizer.json) nor the GGUF file (tokenizer.ggml.*) holds one.",
 					 "Serve a model with a tokenizer: r1 convert --tokenizer-from DIR writes it into a GGUF file.");
 		return;
 	}
-	/* hopeless without tokenizing (seconds for megabytes): too many bytes for the context */
+
+	/*
+	 * hopeless without tokenizing (seconds for megabytes): too many bytes for
+	 * the context
+	 */
 	{
 		size_t		len = json_string_length(prompt) + (json_is_string(system) ? json_string_length(system) : 0);
 		size_t		most = r1_tokenizer_max_token_bytes(r1_engine_tokenizer(srv->engine));

@@ -110,11 +110,14 @@
 
 /* ---- limits ---- */
 
-#define R1_PROTO_HEADER_LEN		4		/* the big-endian length before each message */
-#define R1_PROTO_MAX_MESSAGE	(128u << 20)	/* bytes of JSON in one request */
-#define R1_PROTO_MAX_RESPONSE	(512u << 20)	/* bytes of JSON in one response */
-#define R1_PROTO_MAX_PROMPT		(16u << 20)		/* bytes of prompt + system text */
-#define R1_PROTO_MAX_TAG		63		/* bytes of a request's "tag" */
+#define R1_PROTO_HEADER_LEN		4	/* the big-endian length before each
+									 * message */
+#define R1_PROTO_MAX_MESSAGE	(128u << 20)	/* bytes of JSON in one
+												 * request */
+#define R1_PROTO_MAX_RESPONSE	(512u << 20)	/* bytes of JSON in one
+												 * response */
+#define R1_PROTO_MAX_PROMPT		(16u << 20) /* bytes of prompt + system text */
+#define R1_PROTO_MAX_TAG		63	/* bytes of a request's "tag" */
 
 /* ---- framing: a 4-byte big-endian length, then that many bytes ---- */
 
@@ -151,11 +154,13 @@ typedef enum r1_finish
 {
 	R1_FINISH_STOP,				/* the end-of-sequence token */
 	R1_FINISH_LENGTH,			/* max_tokens or the context ran out */
-	R1_FINISH_THINK_BUDGET,		/* ended after max_think_tokens closed the trace */
+	R1_FINISH_THINK_BUDGET,		/* ended after max_think_tokens closed the
+								 * trace */
 	R1_FINISH_REPETITION,		/* loop detection stopped it */
 	R1_FINISH_CANCELLED,		/* the client went away, or r1_engine_cancel */
 	R1_FINISH_TIMEOUT,			/* the request's deadline passed */
-	R1_FINISH_ERROR,			/* the engine failed it (the completion's error) */
+	R1_FINISH_ERROR,			/* the engine failed it (the completion's
+								 * error) */
 	R1_FINISH_N
 } r1_finish;
 

@@ -33,7 +33,7 @@ typedef struct r1_client
 {
 	int			fd;				/* -1 once closed */
 	r1_client_state state;
-	unsigned char hdr[R1_PROTO_HEADER_LEN];	/* length prefix being read */
+	unsigned char hdr[R1_PROTO_HEADER_LEN]; /* length prefix being read */
 	size_t		hdr_got;
 	char	   *in;				/* request body [in_len] */
 	size_t		in_len;
@@ -45,8 +45,10 @@ typedef struct r1_client
 	r1_request	req;			/* while QUEUED: the request to submit */
 	int32_t    *ids;			/* while QUEUED: prompt ids (owned) */
 	double		queue_deadline; /* while QUEUED: r1_now_ms() limit */
-	char		tag[R1_PROTO_MAX_TAG + 1];	/* the caller's name for the request ("" = none) */
-	struct r1_prep *prep;		/* while PREP: the pool's job (the pool owns it) */
+	char		tag[R1_PROTO_MAX_TAG + 1];	/* the caller's name for the
+											 * request ("" = none) */
+	struct r1_prep *prep;		/* while PREP: the pool's job (the pool owns
+								 * it) */
 } r1_client;
 
 /*
@@ -59,12 +61,14 @@ typedef struct r1_prep
 {
 	char	   *in;				/* the request body [in_len] (owned) */
 	size_t		in_len;
-	int			cancel;			/* set by the loop (__atomic) when the client goes away */
+	int			cancel;			/* set by the loop (__atomic) when the client
+								 * goes away */
 	r1_client  *client;			/* only the loop dereferences it */
 	struct r1_prep *next;		/* in the pool's todo or done list */
 	json_t	   *response;		/* outcome: answer this */
 	json_t	   *loop_req;		/* outcome: the loop answers this request */
-	int			submit;			/* outcome: submit req (prompt ids: ids, owned) */
+	int			submit;			/* outcome: submit req (prompt ids: ids,
+								 * owned) */
 	r1_request	req;
 	int32_t    *ids;
 	double		queue_timeout_ms;
@@ -79,7 +83,8 @@ typedef struct r1_prep_pool
 	r1_prep    *todo_tail;
 	r1_prep    *done;			/* prepared, for the loop (any order) */
 	int			stop;
-	int			wake[2];		/* a byte on wake[1] tells the loop that done has jobs */
+	int			wake[2];		/* a byte on wake[1] tells the loop that done
+								 * has jobs */
 	pthread_t	threads[R1_SRV_PREP_THREADS];
 	int			n_threads;
 } r1_prep_pool;
@@ -94,7 +99,8 @@ typedef struct r1_server
 	int			cap_clients;
 	int			max_clients;
 	int			n_queued;		/* clients in R1_CLIENT_QUEUED */
-	pthread_t	checksum_thread;	/* computes the weights checksum after "ready" */
+	pthread_t	checksum_thread;	/* computes the weights checksum after
+									 * "ready" */
 	int			checksum_started;
 	uint64_t	checksum;		/* 0 until computed; __atomic access */
 	r1_prep_pool pool;

@@ -73,7 +73,7 @@ r1_srv_on_drain(int sig)
 }
 
 static void
-r1_srv_log(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+			r1_srv_log(const char *fmt,...) __attribute__((format(printf, 1, 2)));
 
 static void
 r1_srv_log(const char *fmt,...)
@@ -224,7 +224,11 @@ r1_srv_status_json(r1_server *srv, json_t *o)
 	json_object_set_new(o, "model", json_string(m->name));
 	json_object_set_new(o, "path", json_string(m->path));
 	json_object_set_new(o, "device", json_string(r1_engine_device(srv->engine)));
-	/* the CPU kernel path chosen at start (cpu_features.h), whatever the device */
+
+	/*
+	 * the CPU kernel path chosen at start (cpu_features.h), whatever the
+	 * device
+	 */
 	json_object_set_new(o, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
 	json_object_set_new(o, "cpu_features", json_string(r1_cpu_features_string()));
 	json_object_set_new(o, "note", json_string(note ? note : ""));
@@ -354,7 +358,10 @@ r1_srv_activity(r1_server *srv, r1_client *c)
 		memset(&p, 0, sizeof(p));
 		if (x->state == R1_CLIENT_QUEUED)
 		{
-			/* behind everything the engine holds and the earlier queued clients */
+			/*
+			 * behind everything the engine holds and the earlier queued
+			 * clients
+			 */
 			p.queue_position = st.waiting + ++queued;
 			p.prompt_tokens = (int) x->req.n_prompt;
 		}
@@ -423,7 +430,10 @@ r1_prep_main(void *arg)
 	r1_server  *srv = arg;
 	r1_prep_pool *pool = &srv->pool;
 
-	/* the decode threads come first: a long tokenization yields the CPU to them */
+	/*
+	 * the decode threads come first: a long tokenization yields the CPU to
+	 * them
+	 */
 	(void) setpriority(PRIO_PROCESS, (id_t) gettid(), 10);
 	for (;;)
 	{
@@ -635,7 +645,11 @@ r1_srv_deliver(r1_server *srv, r1_completion *done)
 	json_object_set_new(o, "think_tokens", json_integer(done->think_tokens));
 	json_object_set_new(o, "think_budget_hit", json_boolean(done->think_budget_hit));
 	json_object_set_new(o, "repetition_span", json_integer(done->repetition_span));
-	/* milliseconds to the microsecond: more digits are noise, and read as such */
+
+	/*
+	 * milliseconds to the microsecond: more digits are noise, and read as
+	 * such
+	 */
 	json_object_set_new(o, "ms", json_real(round(done->ms * 1000.0) / 1000.0));
 	json_object_set_new(o, "model", json_string(r1_engine_model(srv->engine)->name));
 	r1_srv_checksum_json(srv, o);
@@ -697,7 +711,7 @@ r1_srv_read(r1_server *srv, r1_client *c)
 			if (c->in_len > R1_PROTO_MAX_MESSAGE)
 			{
 				r1_srv_respond_error(c, R1_SQLSTATE_TOO_LONG, "request is too large",
-										"Requests are limited to 128 MB.", NULL);
+									 "Requests are limited to 128 MB.", NULL);
 				return;
 			}
 			if ((c->in = malloc(c->in_len + 1)) == NULL)
@@ -756,7 +770,8 @@ r1_srv_accept(r1_server *srv)
 		r1_client  *c;
 
 		if (fd < 0)
-			return;				/* EAGAIN, or a transient error: try at the next poll */
+			return;				/* EAGAIN, or a transient error: try at the
+								 * next poll */
 		if (srv->n_clients == srv->cap_clients)
 		{
 			int			cap = srv->cap_clients ? srv->cap_clients * 2 : 64;
@@ -949,7 +964,10 @@ r1_serve(const r1_serve_opts *so)
 
 		if (r1_srv_drain && srv.listen_fd >= 0)
 		{
-			/* new calls wait for the next host, which creates the socket again */
+			/*
+			 * new calls wait for the next host, which creates the socket
+			 * again
+			 */
 			close(srv.listen_fd);
 			srv.listen_fd = -1;
 			unlink(srv.socket_path);
@@ -965,7 +983,10 @@ r1_serve(const r1_serve_opts *so)
 		int			n_pfds = 0;
 		int			n;
 
-		/* poll set: the listening socket, the pool's wake-ups, every open client */
+		/*
+		 * poll set: the listening socket, the pool's wake-ups, every open
+		 * client
+		 */
 		if (cap_pfds < srv.n_clients + 2)
 		{
 			struct pollfd *p = realloc(pfds, (size_t) (srv.n_clients + 64) * sizeof(*p));
@@ -1053,7 +1074,10 @@ r1_serve(const r1_serve_opts *so)
 		{
 			if (r1_engine_step(srv.engine, &err) != 0)
 			{
-				/* the engine failed the batch; a sticky device fault needs a fresh process */
+				/*
+				 * the engine failed the batch; a sticky device fault needs a
+				 * fresh process
+				 */
 				r1_srv_log("engine step failed: %s", err.msg);
 				rc = 3;
 			}
@@ -1075,7 +1099,8 @@ r1_serve(const r1_serve_opts *so)
 				r1_srv_write(&srv, srv.clients[i]);
 		r1_srv_reap(&srv);
 		if (rc == 3)
-			break;				/* waiting clients see EOF; the supervisor restarts us */
+			break;				/* waiting clients see EOF; the supervisor
+								 * restarts us */
 	}
 
 	if (r1_srv_stop)
@@ -1091,7 +1116,8 @@ r1_serve(const r1_serve_opts *so)
 	free(srv.clients);
 	free(pfds);
 	if (srv.checksum_started && __atomic_load_n(&srv.checksum, __ATOMIC_ACQUIRE) == 0)
-		return rc;				/* still hashing: the exit unmaps the weights under it */
+		return rc;				/* still hashing: the exit unmaps the weights
+								 * under it */
 	if (srv.checksum_started)
 		pthread_join(srv.checksum_thread, NULL);
 	r1_engine_close(srv.engine);

@@ -19,10 +19,13 @@
 
 typedef struct r1_serve_opts
 {
-	r1_engine_opts engine;		/* --model, --random-weights, --device, --max-ctx, ... */
+	r1_engine_opts engine;		/* --model, --random-weights, --device,
+								 * --max-ctx, ... */
 	const char *socket_path;	/* --socket (required) */
-	int			max_clients;	/* --max-clients: open connections (default 4096) */
-	int			status_fd;		/* --status-fd: state lines for a supervisor; -1 = none */
+	int			max_clients;	/* --max-clients: open connections (default
+								 * 4096) */
+	int			status_fd;		/* --status-fd: state lines for a supervisor;
+								 * -1 = none */
 } r1_serve_opts;
 
 void		r1_serve_opts_defaults(r1_serve_opts *o);

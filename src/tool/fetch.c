@@ -187,11 +187,14 @@ typedef struct xfer
 	/* a file */
 	r1_fetch_file *f;
 	int			fd;
-	int64_t		offset;			/* bytes already in the partial file at the start */
+	int64_t		offset;			/* bytes already in the partial file at the
+								 * start */
 	int64_t		written;		/* bytes in the partial file now */
 	digest		d;
-	int			started;		/* the first body byte of the final response came */
-	int			error_body;		/* the final response is an error: body to err_buf */
+	int			started;		/* the first body byte of the final response
+								 * came */
+	int			error_body;		/* the final response is an error: body to
+								 * err_buf */
 	char		err_buf[ERROR_BODY_MAX + 1];
 	size_t		err_len;
 	int			write_errno;	/* a failed write(2) */
@@ -442,7 +445,11 @@ new_handle(const char *url, const char *bearer, const char *accept, struct curl_
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, (long) R1_FETCH_MAX_REDIRECTS);
-	/* CURLOPT_UNRESTRICTED_AUTH stays 0: the token never follows a redirect to another host */
+
+	/*
+	 * CURLOPT_UNRESTRICTED_AUTH stays 0: the token never follows a redirect
+	 * to another host
+	 */
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
@@ -481,7 +488,10 @@ fill_reply(xfer *x, CURLcode rc, const char *body, r1_http_reply *reply)
 		json_t	   *j = json_loads(body, 0, NULL);
 		json_t	   *e = j ? json_object_get(j, "error") : NULL;
 
-		/* the hub: {"error": "..."}; a registry: {"errors": [{"code", "message"}]} */
+		/*
+		 * the hub: {"error": "..."}; a registry: {"errors": [{"code",
+		 * "message"}]}
+		 */
 		if (!json_is_string(e) && j)
 		{
 			json_t	   *es = json_object_get(j, "errors");
@@ -708,7 +718,11 @@ r1_fetch(r1_fetch_file *f, r1_http_reply *reply, r1_error *err)
 				"resume", f->label, x.written, f->size);
 	else
 		ret = finish_file(&x, err);
-	/* a 416 means the partial file does not fit the server's: start again next time */
+
+	/*
+	 * a 416 means the partial file does not fit the server's: start again
+	 * next time
+	 */
 	if (ret != 0 && reply->status == 416)
 		unlink(f->partial);
 out:

@@ -28,16 +28,21 @@
 typedef struct r1_http_reply
 {
 	long		status;			/* final HTTP status; 0 when none came */
-	int			unreachable;	/* no connection at all (DNS, refused, connect timeout) */
-	char		error_code[64];	/* X-Error-Code header (the Hugging Face hub), or "" */
-	char		error_message[256]; /* X-Error-Message header or a JSON body's "error", or "" */
+	int			unreachable;	/* no connection at all (DNS, refused, connect
+								 * timeout) */
+	char		error_code[64]; /* X-Error-Code header (the Hugging Face hub),
+								 * or "" */
+	char		error_message[256]; /* X-Error-Message header or a JSON body's
+									 * "error", or "" */
 } r1_http_reply;
 
 /* digests a file is checked against */
 typedef enum r1_digest_kind
 {
-	R1_DIGEST_SHA256,			/* sha256 of the content (LFS files, Ollama blobs) */
-	R1_DIGEST_GIT_SHA1			/* git blob id: sha1("blob <size>\0" + content) */
+	R1_DIGEST_SHA256,			/* sha256 of the content (LFS files, Ollama
+								 * blobs) */
+	R1_DIGEST_GIT_SHA1			/* git blob id: sha1("blob <size>\0" +
+								 * content) */
 } r1_digest_kind;
 
 /* one file to download */

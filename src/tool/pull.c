@@ -54,7 +54,8 @@
 
 /* ---------- small helpers ---------- */
 
-static int	__attribute__((format(printf, 4, 5)))
+static int
+__attribute__((format(printf, 4, 5)))
 fmt_path(char *buf, size_t cap, r1_error *err, const char *fmt,...)
 {
 	va_list		ap;
@@ -509,17 +510,17 @@ index_complete(const char *dir, const char *index, r1_error *err)
 		ok = r1_fail(err, "%s: no weight_map", path);
 	else
 		json_object_foreach(map, k, v)
-		{
-			int64_t		sz;
+	{
+		int64_t		sz;
 
-			if (!json_is_string(v) || !is_safe_relpath(json_string_value(v)) ||
-				fmt_path(path, sizeof(path), err, "%s/%s", dir, json_string_value(v)) != 0 ||
-				file_size(path, &sz) != 0)
-			{
-				ok = r1_fail(err, "%s: shard %s is missing", dir, json_is_string(v) ? json_string_value(v) : "?");
-				break;
-			}
+		if (!json_is_string(v) || !is_safe_relpath(json_string_value(v)) ||
+			fmt_path(path, sizeof(path), err, "%s/%s", dir, json_string_value(v)) != 0 ||
+			file_size(path, &sz) != 0)
+		{
+			ok = r1_fail(err, "%s: shard %s is missing", dir, json_is_string(v) ? json_string_value(v) : "?");
+			break;
 		}
+	}
 	json_decref(j);
 	return ok;
 }
@@ -812,7 +813,10 @@ pull_hub(const r1_pull_opts *o, char *out, size_t outsize, r1_error *err)
 		return rc;
 	}
 
-	/* the commit, and every file's size and digest (a revision with '/' is one path segment) */
+	/*
+	 * the commit, and every file's size and digest (a revision with '/' is
+	 * one path segment)
+	 */
 	{
 		char	   *e = curl_easy_escape(NULL, h.rev, 0);
 
@@ -865,9 +869,9 @@ typedef struct ollama
 	char		ns[128],
 				name[128],
 				tag[128];
-	char		registry[1024];	/* scheme://host[:port], no trailing slash */
+	char		registry[1024]; /* scheme://host[:port], no trailing slash */
 	char		host[256];
-	char		root[PATH_CAP];	/* $OLLAMA_MODELS */
+	char		root[PATH_CAP]; /* $OLLAMA_MODELS */
 } ollama;
 
 /* "[ns/]name[:tag]" */

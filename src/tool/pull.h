@@ -26,8 +26,10 @@ typedef struct r1_pull_opts
 {
 	const char *spec;			/* "org/name" or "ollama:name[:tag]" */
 	const char *revision;		/* hub branch, tag or commit; NULL: main */
-	const char *dir;			/* cache root instead of the default; NULL: default */
-	const char *include;		/* glob of the files to pull instead of r1's choice; NULL */
+	const char *dir;			/* cache root instead of the default; NULL:
+								 * default */
+	const char *include;		/* glob of the files to pull instead of r1's
+								 * choice; NULL */
 } r1_pull_opts;
 
 /*

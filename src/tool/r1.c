@@ -22,7 +22,7 @@
 #include "engine.h"
 #include "gguf_convert.h"
 #include "pull.h"
-#include "server.h"			/* src/serve: r1 serve */
+#include "server.h"				/* src/serve: r1 serve */
 #include "version.h"
 
 static const char *usage_text =
@@ -67,7 +67,8 @@ static const char *usage_text =
 "                        multiplies quantised weights with 8-bit activations and bf16 weights\n"
 "                        with bf16 activations (llama.cpp's way); exact keeps float32\n";
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
+static void
+__attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt,...)
 {
 	va_list		ap;
@@ -81,7 +82,8 @@ die(const char *fmt,...)
 }
 
 /* a usage error is one line too; the full text only for --help */
-static void __attribute__((noreturn))
+static void
+__attribute__((noreturn))
 usage(const char *msg)
 {
 	if (msg)
@@ -199,7 +201,7 @@ parse_opts(int argc, char **argv, opts *o)
 		if (strcmp(a, "--model") == 0)
 			o->model = VALUE();
 		else if (strcmp(a, "--random-weights") == 0 ||
-				 (serve && strcmp(a, "--random") == 0))	/* serve's old spelling */
+				 (serve && strcmp(a, "--random") == 0)) /* serve's old spelling */
 			o->random = VALUE();
 		else if (strcmp(a, "--device") == 0)
 			o->device = VALUE();
@@ -256,7 +258,7 @@ parse_opts(int argc, char **argv, opts *o)
 		else if (strcmp(a, "--top-k") == 0)
 			o->top_k = parse_long("--top-k", VALUE(), 0, INT_MAX);
 		else if (strcmp(a, "--threads") == 0)
-			o->threads = parse_long("--threads", VALUE(), 0, 4096);	/* r1.threads: 4096 */
+			o->threads = parse_long("--threads", VALUE(), 0, 4096); /* r1.threads: 4096 */
 		else if (strcmp(a, "--batch") == 0)
 			o->batch = parse_long("--batch", VALUE(), 1, 4096);
 		else if (strcmp(a, "--prompt-len") == 0)
@@ -516,7 +518,11 @@ cmd_detokenize(const opts *o)
 		die("%s", err.msg);
 	if (r1_tokenizer_decode(tok, ids, n, &text, &len, &err) != 0)
 		die("%s", err.msg);
-	/* a split character cannot be JSON: show it as U+FFFD like `tokenizers` does */
+
+	/*
+	 * a split character cannot be JSON: show it as U+FFFD like `tokenizers`
+	 * does
+	 */
 	s = r1_utf8_valid(text, len) ? json_stringn(text, len) : NULL;
 	if (!s)
 	{
@@ -735,8 +741,8 @@ cmd_bench(const opts *o)
 	/*
 	 * A warm-up sequence of the same prompt length, two tokens, run to its
 	 * end first: the first pass of a process pays one-time costs (the CUDA
-	 * driver loading kernels on first use, library heuristics) that a
-	 * serving engine pays before its first request.  It is timed apart
+	 * driver loading kernels on first use, library heuristics) that a serving
+	 * engine pays before its first request.  It is timed apart
 	 * (first_prefill_ms); prefill_ms and the decode figures are warm.
 	 */
 	bench_submit(e, prompt, plen, vocab, 99, 2);
@@ -771,7 +777,7 @@ cmd_bench(const opts *o)
 	json_object_set_new(j, "cpu_path", json_string(r1_cpu_path_name(r1_cpu()->path)));
 	json_object_set_new(j, "cpu_features", json_string(r1_cpu_features_string()));
 	json_object_set_new(j, "kv_cache_dtype", json_string(strcmp(r1_engine_device(e), "cpu") != 0 ? "bf16" :
-														  o->kv_cache_dtype ? o->kv_cache_dtype : "f16"));
+														 o->kv_cache_dtype ? o->kv_cache_dtype : "f16"));
 	json_object_set_new(j, "cpu_precision", json_string(o->cpu_precision && strcmp(o->cpu_precision, "exact") == 0 ? "exact" : "fast"));
 	json_object_set_new(j, "batch", json_integer(batch));
 	json_object_set_new(j, "prompt_len", json_integer(plen));
@@ -783,7 +789,11 @@ cmd_bench(const opts *o)
 	json_object_set_new(j, "decode_steps", json_integer(steps));
 	json_object_set_new(j, "ms_per_step", json_real(steps ? (t_end - t_prefilled) / steps : 0));
 	json_object_set_new(j, "decode_tok_s", json_real(steps ? batch * (double) steps / decode_s : 0));
-	/* bytes a decode step must read: every weight once, plus the KV cache so far */
+
+	/*
+	 * bytes a decode step must read: every weight once, plus the KV cache so
+	 * far
+	 */
 	{
 		double		avg_ctx = plen + glen / 2.0;
 		double		bytes = (double) st.weight_bytes + batch * avg_ctx * kv_bytes_per_pos;
@@ -848,13 +858,21 @@ cmd_demo_model(const opts *o)
 	eos = r1_tokenizer_eos_id(tok);
 	if (nl < 0 || eos < 0)
 		die("%s: the tokenizer lacks a newline token or an eos token", tokdir);
-	/* the chat template ends with "<think>\n": the chain starts at that newline */
+
+	/*
+	 * the chat template ends with "<think>\n": the chain starts at that
+	 * newline
+	 */
 	chain = malloc(sizeof(int32_t) * (n + 2));
 	if (!chain)
 		die("out of memory");
 	chain[0] = nl;
 	memcpy(chain + 1, ids, sizeof(int32_t) * n);
-	/* --loop: the last token maps to itself, so output never ends (long-result tests) */
+
+	/*
+	 * --loop: the last token maps to itself, so output never ends
+	 * (long-result tests)
+	 */
 	if (o->loop && n < 1)
 		die("--loop needs a non-empty text");
 	/* --cycle: the last token leads back to the first, so the text repeats */
@@ -937,7 +955,10 @@ cmd_convert(const opts *o)
 	{
 		r1_config	cfg;
 
-		/* made row by row as the file is written: 70B fits in no memory at once */
+		/*
+		 * made row by row as the file is written: 70B fits in no memory at
+		 * once
+		 */
 		if (r1_config_preset(&cfg, o->random, &err) != 0 ||
 			r1_model_random_lazy(&m, &cfg, o->seed, &err) != 0)
 			die("%s", err.msg);
