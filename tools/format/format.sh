@@ -23,20 +23,27 @@ trap 'rm -rf "$tmp"' EXIT
 files=$(git ls-files 'src/*.c' 'src/*.h' 'kernels/*.c' 'kernels/*.h')
 python3 tools/format/typedefs.py "$PG_INC" "$tmp/lists" $files
 
-changed=0
+# every file through pg_bsd_indent, then the fixes on all of them at once
+mkdir -p "$tmp/out"
 for f in $files; do
-	"$INDENT" $OPTS -U"$tmp/lists/${f//\//__}.list" "$f" "$tmp/out" 2>"$tmp/err" || true
+	out="$tmp/out/${f//\//__}"
+	"$INDENT" $OPTS -U"$tmp/lists/${f//\//__}.list" "$f" "$out" 2>"$tmp/err" || true
 	if [ -s "$tmp/err" ]; then
 		echo "format: $f: pg_bsd_indent: $(head -c 300 "$tmp/err")" >&2
 		exit 2
 	fi
-	python3 tools/format/postfix.py "$tmp/out"
-	if ! cmp -s "$f" "$tmp/out"; then
+done
+python3 tools/format/postfix.py "$tmp"/out/*
+
+changed=0
+for f in $files; do
+	out="$tmp/out/${f//\//__}"
+	if ! cmp -s "$f" "$out"; then
 		changed=$((changed + 1))
 		if [ $check = 1 ]; then
-			diff -u "$f" "$tmp/out" | sed "s|$tmp/out|$f (formatted)|" || true
+			diff -u "$f" "$out" | sed "s|$out|$f (formatted)|" || true
 		else
-			cp "$tmp/out" "$f"
+			cp "$out" "$f"
 			echo "formatted $f"
 		fi
 	fi
