@@ -222,6 +222,16 @@ r1_host_exec(const char *path, char **argv, int fd, int errfd, pid_t parent, con
 		for (int i = 4; i < 65536; i++)
 			close(i);
 
+	/*
+	 * The engine's OpenMP threads wait for each other without spinning,
+	 * unless the server's environment says otherwise: on a busy database
+	 * server libgomp's default spin-waiting keeps a core from the thread that
+	 * is late (1.5B Q8_0 on 2 cores beside two busy processes: 2.0 decode
+	 * tokens/s spinning, 6 to 8 passive; BENCHMARKS.md).
+	 */
+	if (getenv("OMP_WAIT_POLICY") == NULL && getenv("GOMP_SPINCOUNT") == NULL)
+		setenv("OMP_WAIT_POLICY", "passive", 1);
+
 	execv(path, argv);
 
 	/* tell the worker why, as a "failed" line */
