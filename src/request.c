@@ -169,7 +169,8 @@ r1_params_from_args(FunctionCallInfo fcinfo, const R1ParamArgs *a, R1Params *p, 
 	r1_check_max_tokens(p->max_tokens, R1_ARG_ISNULL(a->max_tokens));
 	if (p->system != NULL)
 	{
-		(void) r1_text_to_utf8(p->system, &len);
+		p->system_utf8 = r1_text_to_utf8(p->system, &len);
+		p->system_len = len;
 		r1_check_prompt_size(len);
 	}
 	if (system_len)
@@ -308,7 +309,7 @@ r1_build_request(StringInfo req, const char *prompt, const R1Params *p, int64 se
 		size_t		len;
 
 		appendStringInfoString(req, ",\"system\":");
-		escape_json(req, r1_text_to_utf8(p->system, &len));
+		escape_json(req, p->system_utf8 ? p->system_utf8 : r1_text_to_utf8(p->system, &len));
 	}
 	/* %.17g: the engine reads back the same double */
 	appendStringInfo(req, ",\"max_tokens\":%d,\"temperature\":%.17g,\"top_p\":%.17g,"
@@ -394,7 +395,9 @@ r1_generate(const R1Call *call)
 
 	r1_quota_check(role);
 	prompt = r1_text_to_utf8(call->prompt, &prompt_len);
-	if (p->system)
+	if (p->system_utf8)
+		system_len = p->system_len;
+	else if (p->system)
 		(void) r1_text_to_utf8(p->system, &system_len);
 	r1_check_prompt_size(prompt_len + system_len);
 	initStringInfo(&req);

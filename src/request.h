@@ -25,6 +25,9 @@ typedef struct R1Params
 	int64		seed;
 	int			max_think_tokens;	/* 0: no thinking budget */
 	text	   *system;			/* server encoding; NULL when none */
+	const char *system_utf8;	/* system in UTF-8 when already converted
+								 * (r1_params_from_args), else NULL */
+	size_t		system_len;		/* its bytes, with system_utf8 */
 	/* from the session's settings when read from arguments */
 	bool		ignore_eos;		/* r1.debug_ignore_eos (superuser only) */
 	bool		parse_special;	/* r1.parse_special_tokens (superuser only) */
