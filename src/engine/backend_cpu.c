@@ -25,6 +25,7 @@
 #include "bf16dot.h"
 #include "cpu_features.h"
 #include "qdot.h"
+#include "qgemm.h"
 #include "quant.h"
 
 #include <math.h>
@@ -82,6 +83,10 @@ typedef struct cpu_state
 	int16_t    *absum;			/* [T, widest / 16] their sums of 16 */
 	uint16_t   *abf;			/* [T, widest] a linear layer's input rounded
 								 * to bf16 (bf16dot.h) */
+	void	   *qpack;			/* the prompt GEMM's packed activations
+								 * (qgemm.h), for cap_tokens */
+	void	   *qunpack;		/* [threads, QROW_BLOCK] unpacked weight rows
+								 * of the prompt GEMM */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
 	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when
 								 * the first slot grew */
@@ -345,6 +350,27 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
 			lowp_row(&L, wd + (size_t) r * row_bytes, 0, T, n_in, out + r, n_out);
+		return;
+	}
+	if (L.qf && r1_qgemm_takes(st->path, w->dtype, n_in))
+	{
+		r1_qxp		P;
+		int			tiles = (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
+
+#pragma omp parallel for schedule(static)
+		for (int tile = 0; tile < tiles; tile++)
+			r1_qgemm_pack(w->dtype, &L.qx, T, st->qpack, tile, tile + 1, &P);
+		r1_qgemm_pack(w->dtype, &L.qx, T, st->qpack, 0, 0, &P);
+#pragma omp parallel for schedule(dynamic)
+		for (int blk = 0; blk < nblocks; blk++)
+		{
+			int			r0 = blk * QROW_BLOCK;
+			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+
+			r1_qgemm_rows(w->dtype, wd, row_bytes, r0, nr, &P, out, n_out,
+						  (uint8_t *) st->qunpack
+						  + (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in));
+		}
 		return;
 	}
 #pragma omp parallel for schedule(dynamic)
@@ -618,6 +644,22 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 			return r1_fail(err, "out of memory for activations of %d tokens", T);
 		st->scratch_bytes += (size_t) T * st->widest * (3 + 4.0 / 32 + 2.0 / 16);
 	}
+	if (st->path == R1_CPU_AVX512_VNNI)
+	{
+		size_t		pb = r1_qgemm_pack_bytes(T, st->widest),
+					ub = (size_t) st->threads * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(st->widest);
+
+		free(st->qpack);
+		st->qpack = aligned_alloc(64, pb);
+		if (!st->qunpack)
+		{
+			st->qunpack = aligned_alloc(64, ub);
+			st->scratch_bytes += ub;
+		}
+		if (!st->qpack || !st->qunpack)
+			return r1_fail(err, "out of memory for activations of %d tokens", T);
+		st->scratch_bytes += pb;
+	}
 	st->cap_tokens = T;
 	return 0;
 }
@@ -794,6 +836,8 @@ cpu_destroy(r1_backend *b)
 		free(st->ad);
 		free(st->absum);
 		free(st->abf);
+		free(st->qpack);
+		free(st->qunpack);
 		free(st);
 	}
 	free(b);

@@ -8,6 +8,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "util.h"
 
@@ -68,14 +71,63 @@ r1_qdot_quantize(const float *x, int n, int block, int8_t *q, float *d, int16_t 
 		int8_t	   *qb = q + (size_t) b * block;
 		float		amax = 0.0f,
 					id;
+#ifdef __AVX2__
 
+		/*
+		 * the same numbers as the scalar loop: max is exact, x * id rounds
+		 * once, vcvtps2dq rounds to nearest even as lrintf does
+		 */
+		__m256		vm = _mm256_setzero_ps();
+		const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+
+		for (int i = 0; i < block; i += 8)
+			vm = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xb + i), abs), vm);
+		{
+			__m128		m = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+
+			m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+			m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+			amax = _mm_cvtss_f32(m);
+		}
+		d[b] = amax / 127.0f;
+		id = amax > 0.0f ? 127.0f / amax : 0.0f;
+		{
+			const __m256 vid = _mm256_set1_ps(id);
+			const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+
+			for (int i = 0; i < block; i += 32)
+			{
+				__m256i		a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i), vid)),
+							c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8), vid)),
+							e = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 16), vid)),
+							f = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), vid));
+				__m256i		v = _mm256_packs_epi16(_mm256_packs_epi32(a, c), _mm256_packs_epi32(e, f));
+
+				_mm256_storeu_si256((__m256i *) (qb + i), _mm256_permutevar8x32_epi32(v, order));
+			}
+		}
+#else
 		for (int i = 0; i < block; i++)
 			amax = fmaxf(amax, fabsf(xb[i]));
 		d[b] = amax / 127.0f;
 		id = amax > 0.0f ? 127.0f / amax : 0.0f;
 		for (int i = 0; i < block; i++)
 			qb[i] = (int8_t) lrintf(xb[i] * id);
+#endif
 	}
+#ifdef __AVX2__
+	for (int s = 0; s < n / 16; s += 2)
+	{
+		__m256i		v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1),
+															   _mm256_loadu_si256((const __m256i *) (q + 16 * s))),
+										  _mm256_set1_epi16(1));
+
+		v = _mm256_hadd_epi32(v, v);
+		v = _mm256_hadd_epi32(v, v);
+		bsum[s] = (int16_t) _mm256_extract_epi32(v, 0);
+		bsum[s + 1] = (int16_t) _mm256_extract_epi32(v, 4);
+	}
+#else
 	for (int s = 0; s < n / 16; s++)
 	{
 		int			sum = 0;
@@ -84,6 +136,7 @@ r1_qdot_quantize(const float *x, int n, int block, int8_t *q, float *d, int16_t 
 			sum += q[16 * s + i];
 		bsum[s] = (int16_t) sum;
 	}
+#endif
 }
 
 /* ---------- the reference ---------- */

@@ -3,7 +3,10 @@
  * processor has, each kernel gives bitwise the reference's result (the plain
  * C that states the arithmetic), for one to four tokens, and a token's result
  * does not depend on the tokens beside it; the reference itself is checked
- * against the float64 dot of the dequantised weights and activations.
+ * against the float64 dot of the dequantised weights and activations.  The
+ * prompt GEMM (qgemm.h) gives the reference's bits for every row and token
+ * of a prompt, whatever the tile and padding, and packs its tiles as it
+ * says.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 
 #include "cpu_features.h"
 #include "qdot.h"
+#include "qgemm.h"
 #include "quant.h"
 #include "tap.h"
 
@@ -180,6 +184,130 @@ test_quantize(void)
 	ok(good, "activation quantisation: bsum holds the sum of each 16 codes");
 }
 
+/*
+ * Rows [r0, r0 + nr) of nrows random rows against T tokens: the GEMM's
+ * outputs are the reference's, one token at a time, bit for bit.
+ */
+static void
+test_gemm(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
+{
+	int			block = r1_qdot_block(dt);
+	size_t		rb = 0;
+	float	   *w = malloc(sizeof(float) * n),
+			   *xf = malloc(sizeof(float) * n * T),
+			   *got = malloc(sizeof(float) * nrows * T);
+	uint8_t    *wq;
+	void	   *pack = aligned_alloc(64, r1_qgemm_pack_bytes(T, n)),
+			   *unp = aligned_alloc(64, (size_t) nr * R1_QGEMM_UNPACK_BYTES(n));
+	acts		a;
+	r1_qxp		P;
+	uint32_t	s = 11 + (uint32_t) n * 3 + (uint32_t) T * 7 + (uint32_t) dt;
+	int			same = 1,
+				untouched = 1;
+
+	r1_dtype_row_bytes(dt, n, &rb);
+	wq = malloc(rb * nrows);
+	for (int r = 0; r < nrows; r++)
+	{
+		for (int i = 0; i < n; i++)
+			w[i] = frand(&s) * (i % 89 == 0 ? 4.0f : 1.0f) * (r + 1) * 0.1f;
+		r1_quantize_row(dt, w, wq + rb * r, n);
+	}
+	for (int i = 0; i < n * T; i++)
+		xf[i] = frand(&s) * (i % 53 == 0 ? 10.0f : 1.0f);
+	make_acts(&a, xf, n, T, block);
+	for (int i = 0; i < nrows * T; i++)
+		got[i] = -12345.0f;
+	/* two tiles packed by separate calls, as threads do */
+	r1_qgemm_pack(dt, &a.x, T, pack, 0, 1, &P);
+	r1_qgemm_pack(dt, &a.x, T, pack, 1, P.tiles, &P);
+	r1_qgemm_rows(dt, wq, rb, r0, nr, &P, got, nrows, unp);
+	for (int t = 0; t < T; t++)
+		for (int r = 0; r < nrows; r++)
+		{
+			r1_qx		one = a.x;
+			float		want;
+
+			if (r < r0 || r >= r0 + nr)
+			{
+				untouched &= got[(size_t) t * nrows + r] == -12345.0f;
+				continue;
+			}
+			one.q += (size_t) t * n;
+			one.d += (size_t) t * (n / block);
+			one.bsum += (size_t) t * (n / 16);
+			r1_qdot_ref[r1_qdot_slot(dt)] (wq + rb * r, &one, 1, &want, 1);
+			if (memcmp(&want, &got[(size_t) t * nrows + r], sizeof(float)) != 0)
+			{
+				if (same)
+					diag("%s n=%d T=%d: row %d token %d got %.9g, reference %.9g", r1_dtype_name(dt), n, T,
+						 r, t, got[(size_t) t * nrows + r], want);
+				same = 0;
+			}
+		}
+	ok(same && untouched, "%s n=%d, rows %d..%d of %d, %d tokens: the prompt GEMM is bitwise the reference",
+	   r1_dtype_name(dt), n, r0, r0 + nr - 1, nrows, T);
+	free_acts(&a);
+	free(w);
+	free(xf);
+	free(got);
+	free(wq);
+	free(pack);
+	free(unp);
+}
+
+/* the packed layout of qgemm.h, checked by index on any processor */
+static void
+test_pack_layout(void)
+{
+	const int	n = 512,
+				T = 11;
+	float	   *xf = malloc(sizeof(float) * n * T);
+	void	   *pack = aligned_alloc(64, r1_qgemm_pack_bytes(T, n));
+	acts		a;
+	r1_qxp		P;
+	uint32_t	s = 5;
+	int			good = 1;
+
+	for (int i = 0; i < n * T; i++)
+		xf[i] = frand(&s);
+	make_acts(&a, xf, n, T, 256);
+	r1_qgemm_pack(R1_Q4_K, &a.x, T, pack, 0, 2, &P);
+	good &= P.tiles == 2 && P.block == 256;
+	for (int t = 0; t < 16; t++)
+		for (int i = 0; i < n; i++)
+		{
+			int8_t		want = t < T ? a.q[(size_t) t * n + i] : 0;
+
+			good &= (int8_t) P.q[((size_t) (t / 2) * (n / 32) + i / 32) * 64 + 32 * (t % 2) + i % 32] == want;
+		}
+	for (int t = 0; t < 16; t++)
+		for (int sb = 0; sb < 2; sb++)
+		{
+			float		d = t < T ? a.d[t * 2 + sb] : 0.0f;
+
+			for (int l = 0; l < 8; l++)
+				good &= P.dxv[((size_t) (t / 2) * 2 + sb) * 16 + 8 * (t % 2) + l] == d;
+			good &= P.dx8[((size_t) (t / 8) * 2 + sb) * 8 + t % 8] == d;
+			for (int sx = 0; sx < 16; sx++)
+				good &= P.bs[(((size_t) (t / 8) * 2 + sb) * 8 + sx / 2) * 16 + 2 * (t % 8) + sx % 2] ==
+					(t < T ? a.bsum[(size_t) t * (n / 16) + 16 * sb + sx] : 0);
+		}
+	ok(good, "prompt GEMM packing: tokens paired by 32-byte group, scales spread, sums of 16 by token, padding zero");
+	r1_qgemm_pack(R1_Q8_0, &a.x, T, pack, 0, 2, &P);
+	good = P.block == 32 && P.bs == NULL;
+	for (int i = 0; i < n; i++)
+		good &= P.q[(size_t) (i / 32) * 64 + i % 32] == (uint8_t) (a.q[i] + 128) &&
+			P.q[((size_t) 5 * (n / 32) + i / 32) * 64 + 32 + i % 32] == 128;
+	ok(good, "prompt GEMM packing: 32-weight blocks hold codes + 128, padding tokens 128");
+	ok(r1_qgemm_takes(R1_CPU_AVX512_VNNI, R1_Q4_K, 1536) && !r1_qgemm_takes(R1_CPU_AVX2, R1_Q4_K, 1536) &&
+	   !r1_qgemm_takes(R1_CPU_AVX512_VNNI, R1_Q4_K, 224) && !r1_qgemm_takes(R1_CPU_AVX512_VNNI, R1_BF16, 1536),
+	   "prompt GEMM: only the AVX-512 VNNI path, only whole blocks of a quantised type");
+	free_acts(&a);
+	free(xf);
+	free(pack);
+}
+
 int
 main(void)
 {
@@ -194,5 +322,17 @@ main(void)
 		test_type(types[k], 1536, 0.05f);
 		test_type(types[k], 8960, 0.02f);
 	}
+	test_pack_layout();
+	if (r1_cpu()->best >= R1_CPU_AVX512_VNNI)
+		for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++)
+		{
+			int			b = r1_qdot_block(types[k]);
+
+			test_gemm(types[k], b == 32 ? 224 : 256, 5, 0, 5, 5);
+			test_gemm(types[k], b == 32 ? 1568 : 1536, 7, 1, 5, 17);
+			test_gemm(types[k], 1536, 4, 0, 4, 16);
+		}
+	else
+		diag("skipped: the prompt GEMM needs AVX-512 VNNI, which this processor lacks");
 	return done_testing();
 }

@@ -1,0 +1,105 @@
+/*
+ * qgemm.c - which weights the prompt GEMM serves, and the packing of a
+ * prompt's activations into its tiles (qgemm.h has the layout).  Plain C:
+ * the index logic is the part a unit test checks on every machine; the
+ * kernels are in qgemm_avx512.c.
+ */
+#include "qgemm.h"
+
+#include <string.h>
+
+static size_t
+align64(size_t v)
+{
+	return (v + 63) & ~(size_t) 63;
+}
+
+size_t
+r1_qgemm_pack_bytes(int T, int n)
+{
+	size_t		tiles = (size_t) (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
+
+	/* q 8n, dxv at most 4 pairs * n/32 * 64 = 8n, bs n, dx8 n/8, a tile */
+	return tiles * (18 * (size_t) n) + 4 * 64;
+}
+
+int
+r1_qgemm_takes(r1_cpu_path path, r1_dtype dt, int n)
+{
+	int			block = r1_qdot_block(dt);
+
+	return path == R1_CPU_AVX512_VNNI && block && n % block == 0 && n > 0;
+}
+
+void
+r1_qgemm_pack(r1_dtype dt, const r1_qx *x, int T, void *buf, int tile0, int tile1, r1_qxp *out)
+{
+	const int	n = x->n,
+				block = r1_qdot_block(dt),
+				nb = n / block,
+				ng = n / 32;
+	const int	k = block == 256;
+	const uint8_t flip = k ? 0 : 0x80;	/* 32-weight blocks: codes + 128 */
+	uint8_t    *p = buf;
+
+	out->n = n;
+	out->block = block;
+	out->T = T;
+	out->tiles = (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
+	out->q = p;
+	p += align64((size_t) out->tiles * R1_QGEMM_TILE * n);
+	out->dxv = (float *) p;
+	p += align64((size_t) out->tiles * 4 * nb * 16 * sizeof(float));
+	out->bs = k ? (int16_t *) p : NULL;
+	p += k ? align64((size_t) out->tiles * (n / 256) * 128 * sizeof(int16_t)) : 0;
+	out->dx8 = k ? (float *) p : NULL;
+
+	for (int tile = tile0; tile < tile1; tile++)
+	{
+		for (int pr = 4 * tile; pr < 4 * tile + 4; pr++)
+		{
+			uint8_t    *q = out->q + (size_t) pr * ng * 64;
+			float	   *dv = out->dxv + (size_t) pr * nb * 16;
+
+			for (int h = 0; h < 2; h++)
+			{
+				int			t = 2 * pr + h;
+				const int8_t *src = x->q + (size_t) t * n;
+
+				for (int g = 0; g < ng; g++)
+				{
+					uint8_t    *dst = q + (size_t) g * 64 + 32 * h;
+
+					if (t < T)
+						for (int i = 0; i < 32; i++)
+							dst[i] = (uint8_t) src[32 * g + i] ^ flip;
+					else
+						memset(dst, flip, 32);
+				}
+				for (int b = 0; b < nb; b++)
+					for (int i = 0; i < 8; i++)
+						dv[(size_t) b * 16 + 8 * h + i] = t < T ? x->d[(size_t) t * nb + b] : 0.0f;
+			}
+		}
+		if (!k)
+			continue;
+		for (int sb = 0; sb < n / 256; sb++)
+		{
+			int16_t    *bs = out->bs + ((size_t) tile * (n / 256) + sb) * 128;
+			float	   *d8 = out->dx8 + ((size_t) tile * (n / 256) + sb) * 8;
+
+			for (int tt = 0; tt < R1_QGEMM_TILE; tt++)
+			{
+				int			t = tile * R1_QGEMM_TILE + tt;
+				const int16_t *s = x->bsum + (size_t) t * (n / 16) + 16 * sb;
+
+				d8[tt] = t < T ? x->d[(size_t) t * nb + sb] : 0.0f;
+				for (int j = 0; j < 8; j++)
+				{
+					bs[16 * j + 2 * tt] = t < T ? s[2 * j] : 0;
+					bs[16 * j + 2 * tt + 1] = t < T ? s[2 * j + 1] : 0;
+				}
+			}
+		}
+	}
+}

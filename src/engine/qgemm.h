@@ -1,0 +1,73 @@
+/*
+ * qgemm.h - the prompt GEMM of quantised weights against 8-bit activations:
+ * the arithmetic of qdot.h (every output bitwise the reference's, so a token
+ * is the same in a prompt, alone in decode and in any batch), laid out so a
+ * block of weight rows is unpacked once for every token and the integer
+ * work runs on 512-bit VNNI instructions.
+ *
+ * Two steps per linear layer:
+ *   1. r1_qgemm_pack lays the tokens' activations (r1_qdot_quantize's q, d,
+ *      bsum) out in tiles of 8 tokens: tokens 2p and 2p + 1 side by side by
+ *      32-byte group (one zmm is a group of two tokens), each pair's scales
+ *      spread over the 8 lanes of each token, and the sums of 16 that the
+ *      K-quant mins term needs, token by token.
+ *   2. r1_qgemm_rows runs rows [r0, r0 + nr) of W against every token: it
+ *      unpacks the rows' blocks into codes, scale vectors and mins (into a
+ *      buffer the caller gives, R1_QGEMM_UNPACK_BYTES(n) a row) and then
+ *      runs two rows against eight tokens at a time.
+ * Only for the AVX-512 VNNI path (cpu_features.h); r1_qgemm_takes says
+ * which weights it serves.
+ */
+#ifndef R1_QGEMM_H
+#define R1_QGEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu_features.h"
+#include "qdot.h"
+#include "tensor.h"
+
+/* tokens per tile */
+#define R1_QGEMM_TILE 8
+
+/* bytes of one unpacked weight row of n inputs (either block size) */
+#define R1_QGEMM_UNPACK_BYTES(n) (((size_t) (n) + 255) / 256 * 640 + 64)
+
+/* the activations of a prompt, packed (all pointers into one buffer) */
+typedef struct r1_qxp
+{
+	int			n;				/* inputs per token */
+	int			block;			/* 32 or 256 (r1_qdot_block) */
+	int			T;				/* tokens */
+	int			tiles;			/* ceil(T / 8); padding tokens are zeros */
+	uint8_t    *q;				/* [tiles*4 pairs][n/32][64]: int8 codes (K-quants) or
+								 * codes + 128 as uint8 (32-weight blocks) */
+	float	   *dxv;			/* [pairs][n/block][16]: token 2p's block scale x8, 2p+1's x8 */
+	int16_t    *bs;				/* K-quants: [tiles][n/256][8][8 tokens][2] sums of 16 (s = 2j, 2j+1) */
+	float	   *dx8;			/* K-quants: [tiles][n/256][8 tokens] block scales */
+} r1_qxp;
+
+/* Bytes r1_qgemm_pack needs for T tokens of n inputs. */
+size_t		r1_qgemm_pack_bytes(int T, int n);
+
+/* Does the GEMM serve weights of dt with n inputs on this path? */
+int			r1_qgemm_takes(r1_cpu_path path, r1_dtype dt, int n);
+
+/*
+ * Lay tiles [tile0, tile1) of T tokens' quantised activations x (token t at
+ * x->q + t*n, ...) out in buf (r1_qgemm_pack_bytes(T, n), 64-byte aligned)
+ * for weights of dt; every call fills *out the same way, so tiles can be
+ * packed by several threads.
+ */
+void		r1_qgemm_pack(r1_dtype dt, const r1_qx *x, int T, void *buf, int tile0, int tile1, r1_qxp *out);
+
+/*
+ * out[t * ldo + r] = dot(row r of w, token t) for r in [r0, r0 + nr), every
+ * token t < T: the same float as r1_qdot_kernel's for that row and token.
+ * unpack: nr * R1_QGEMM_UNPACK_BYTES(n) bytes, 64-byte aligned.
+ */
+void		r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
+						  const r1_qxp *x, float *out, size_t ldo, void *unpack);
+
+#endif							/* R1_QGEMM_H */

@@ -1,0 +1,405 @@
+/*
+ * qgemm_avx512.c - the prompt GEMM of qgemm.h on AVX-512 with VNNI.
+ *
+ * A row's blocks are unpacked once per call (unpack_k, unpack_32) into
+ * codes in weight order and ready-made scale vectors; then two rows meet a
+ * tile of eight tokens, four zmm of token pairs.  Per 32-weight group and
+ * pair of tokens the integer work is
+ *   K-quants:          vpmaddubsw (unsigned codes x signed activations) and
+ *                      vpdpwssd (x the 16-weight scales, summed into L_k);
+ *   32-weight blocks:  one vpdpbusd (activations + 128 x signed codes) on
+ *                      top of -128 * the codes' sums, which gives L_k.
+ * The float steps are qdot.h's, lane for lane and in its order (the two
+ * halves of a zmm are two tokens), so the result is the reference's bit for
+ * bit.  The K-quants' mins term is computed for the eight tokens at once
+ * (vpdpwssd over the sums of 16, token by token).
+ */
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")
+#include <immintrin.h>
+#include <math.h>
+
+#include "qgemm.h"
+#include "qdot_simd_helpers.h"
+
+/* ---------- a row unpacked ---------- */
+
+/*
+ * K-quants, n inputs: codes[n] (uint8, weight order), sv[n/32][16] (int16:
+ * the scale of each 16 weights, 8 lanes each), mp[n/256][8] (int32: two
+ * int16 mins-term weights, for the sums of 16 2j and 2j + 1), dd[n/256][2]
+ * (d, dm).  32-weight blocks: codes[n] (int8), corr[n/32][8] (int32: -128 x
+ * the sum of each 4 codes), dw[n/32].
+ */
+typedef struct urow
+{
+	const uint8_t *codes;
+	const int16_t *sv;
+	const int32_t *mp;
+	const float *dd;
+	const int32_t *corr;
+	const float *dw;
+} urow;
+
+static size_t
+ustride(int n)
+{
+	return (R1_QGEMM_UNPACK_BYTES(n) + 63) & ~(size_t) 63;
+}
+
+static void
+urow_at(int k, int n, uint8_t *buf, urow *u)
+{
+	u->codes = buf;
+	if (k)
+	{
+		u->sv = (const int16_t *) (buf + n);
+		u->mp = (const int32_t *) (buf + 2 * (size_t) n);
+		u->dd = (const float *) (buf + 2 * (size_t) n + n / 8);
+	}
+	else
+	{
+		u->corr = (const int32_t *) (buf + n);
+		u->dw = (const float *) (buf + 2 * (size_t) n);
+	}
+}
+
+static inline int32_t
+pair16(int lo, int hi)
+{
+	return (int32_t) ((uint32_t) (uint16_t) (int16_t) lo | ((uint32_t) (uint16_t) (int16_t) hi << 16));
+}
+
+static void
+unpack_k(int slot, const uint8_t *w, int n, uint8_t *buf)
+{
+	const size_t bb = slot == 3 ? 144 : slot == 4 ? 176 : 210;
+	const __m256i m4 = _mm256_set1_epi8(0x0F),
+				m1 = _mm256_set1_epi8(0x01),
+				m3 = _mm256_set1_epi8(0x03);
+	uint8_t    *codes = buf;
+	int16_t    *sv = (int16_t *) (buf + n);
+	int32_t    *mp = (int32_t *) (buf + 2 * (size_t) n);
+	float	   *dd = (float *) (buf + 2 * (size_t) n + n / 8);
+
+	for (int i = 0; i < n / 256; i++)
+	{
+		const uint8_t *b = w + (size_t) i * bb;
+		uint8_t    *c = codes + 256 * (size_t) i;
+		int16_t    *s = sv + 128 * (size_t) i;
+
+		if (slot != 5)
+		{
+			uint8_t		sm[16];
+			const uint8_t *ql = b + (slot == 3 ? 16 : 48);
+			__m256i		qh = slot == 4 ? _mm256_loadu_si256((const __m256i *) (b + 16)) : _mm256_setzero_si256();
+
+			dd[2 * i] = qd_half(b);
+			dd[2 * i + 1] = qd_half(b + 2);
+			qd_scales_k4(b + 4, sm);
+			for (int j = 0; j < 4; j++)
+			{
+				__m256i		raw = _mm256_loadu_si256((const __m256i *) (ql + 32 * j));
+				__m256i		lo = _mm256_and_si256(raw, m4),
+							hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+
+				if (slot == 4)
+				{
+					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, m1), 4));
+					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), m1), 4));
+					qh = _mm256_srli_epi16(qh, 2);
+				}
+				_mm256_storeu_si256((__m256i *) (c + 64 * j), lo);
+				_mm256_storeu_si256((__m256i *) (c + 64 * j + 32), hi);
+			}
+			for (int g = 0; g < 8; g++)
+			{
+				_mm256_storeu_si256((__m256i *) (s + 16 * g), _mm256_set1_epi16(sm[g]));
+				mp[8 * i + g] = pair16(sm[8 + g], sm[8 + g]);
+			}
+		}
+		else
+		{
+			const int8_t *sc = (const int8_t *) (b + 192);
+
+			dd[2 * i] = dd[2 * i + 1] = qd_half(b + 208);
+			for (int h = 0; h < 2; h++)
+			{
+				const uint8_t *ql = b + 64 * h;
+				__m256i		a = _mm256_loadu_si256((const __m256i *) ql),
+							cc = _mm256_loadu_si256((const __m256i *) (ql + 32)),
+							qh = _mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h));
+				uint8_t    *ch = c + 128 * h;
+
+				_mm256_storeu_si256((__m256i *) ch,
+									_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)));
+				_mm256_storeu_si256((__m256i *) (ch + 32),
+									_mm256_or_si256(_mm256_and_si256(cc, m4),
+													_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)));
+				_mm256_storeu_si256((__m256i *) (ch + 64),
+									_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+													_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)));
+				_mm256_storeu_si256((__m256i *) (ch + 96),
+									_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(cc, 4), m4),
+													_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)));
+			}
+			for (int g = 0; g < 8; g++)
+				_mm256_storeu_si256((__m256i *) (s + 16 * g),
+									_mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g])));
+			for (int j = 0; j < 8; j++)
+				mp[8 * i + j] = pair16(32 * sc[2 * j], 32 * sc[2 * j + 1]);
+		}
+	}
+}
+
+static void
+unpack_32(int slot, const uint8_t *w, int n, uint8_t *buf)
+{
+	const size_t bb = slot == 0 ? 34 : slot == 1 ? 18 : 22;
+	int8_t	   *codes = (int8_t *) buf;
+	int32_t    *corr = (int32_t *) (buf + n);
+	float	   *dw = (float *) (buf + 2 * (size_t) n);
+
+	for (int i = 0; i < n / 32; i++)
+	{
+		const uint8_t *b = w + (size_t) i * bb;
+		__m256i		c = qd_codes32(slot, b);
+		__m256i		s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char) 0x80), c);
+
+		_mm256_storeu_si256((__m256i *) (codes + 32 * (size_t) i), c);
+		_mm256_storeu_si256((__m256i *) (corr + 8 * (size_t) i), _mm256_sub_epi32(_mm256_setzero_si256(), s));
+		dw[i] = qd_half(b);
+	}
+}
+
+/* ---------- two rows (or one) against a tile of eight tokens ---------- */
+
+#define QG_INLINE static inline __attribute__((always_inline))
+
+QG_INLINE __m512i
+bcast256(const void *p)
+{
+	return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) p));
+}
+
+/* res[r][tt]: row r, token tt of the tile */
+QG_INLINE void
+tile_k(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
+{
+	const int	nsb = n / 256,
+				ng = n / 32;
+	const uint8_t *xq = x->q + (size_t) tile * 4 * ng * 64;
+	__m512		acc[2][4];
+	__m256		accm[2];
+
+	#pragma GCC unroll 8
+	for (int r = 0; r < NR; r++)
+	{
+		accm[r] = _mm256_setzero_ps();
+		#pragma GCC unroll 8
+		for (int p = 0; p < 4; p++)
+			acc[r][p] = _mm512_setzero_ps();
+	}
+	for (int i = 0; i < nsb; i++)
+	{
+		__m512i		s[2][4];
+
+		#pragma GCC unroll 8
+		for (int r = 0; r < NR; r++)
+			#pragma GCC unroll 8
+			for (int p = 0; p < 4; p++)
+				s[r][p] = _mm512_setzero_si512();
+		#pragma GCC unroll 8
+		for (int g = 0; g < 8; g++)
+		{
+			__m512i		uv[2],
+						sv[2];
+
+			#pragma GCC unroll 8
+			for (int r = 0; r < NR; r++)
+			{
+				uv[r] = bcast256(u[r].codes + 256 * (size_t) i + 32 * g);
+				sv[r] = bcast256(u[r].sv + 16 * (8 * (size_t) i + g));
+			}
+			#pragma GCC unroll 8
+			for (int p = 0; p < 4; p++)
+			{
+				__m512i		a = _mm512_loadu_si512(xq + ((size_t) p * ng + 8 * i + g) * 64);
+
+				#pragma GCC unroll 8
+				for (int r = 0; r < NR; r++)
+					s[r][p] = _mm512_dpwssd_epi32(s[r][p], _mm512_maddubs_epi16(uv[r], a), sv[r]);
+			}
+		}
+		#pragma GCC unroll 8
+		for (int p = 0; p < 4; p++)
+		{
+			__m512		dxv = _mm512_loadu_ps(x->dxv + ((size_t) (4 * tile + p) * nsb + i) * 16);
+
+			#pragma GCC unroll 8
+			for (int r = 0; r < NR; r++)
+				acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(u[r].dd[2 * i]), dxv),
+											_mm512_cvtepi32_ps(s[r][p]), acc[r][p]);
+		}
+		{
+			const int16_t *bs = x->bs + ((size_t) tile * nsb + i) * 128;
+			__m256		dx8 = _mm256_loadu_ps(x->dx8 + ((size_t) tile * nsb + i) * 8);
+
+			#pragma GCC unroll 8
+			for (int r = 0; r < NR; r++)
+			{
+				__m256i		M = _mm256_setzero_si256();
+
+				#pragma GCC unroll 8
+				for (int j = 0; j < 8; j++)
+					M = _mm256_dpwssd_epi32(M, _mm256_loadu_si256((const __m256i *) (bs + 16 * j)),
+											_mm256_set1_epi32(u[r].mp[8 * (size_t) i + j]));
+				accm[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(u[r].dd[2 * i + 1]), dx8),
+										  _mm256_cvtepi32_ps(M), accm[r]);
+			}
+		}
+	}
+	#pragma GCC unroll 8
+	for (int r = 0; r < NR; r++)
+	{
+		float		m[8];
+
+		_mm256_storeu_ps(m, accm[r]);
+		#pragma GCC unroll 8
+		for (int p = 0; p < 4; p++)
+		{
+			res[r][2 * p] = qd_hsum8(_mm512_castps512_ps256(acc[r][p])) - m[2 * p];
+			res[r][2 * p + 1] = qd_hsum8(_mm512_extractf32x8_ps(acc[r][p], 1)) - m[2 * p + 1];
+		}
+	}
+}
+
+/* one 32-weight block i into acc (qdot.h's acc_(i%2)) */
+QG_INLINE void
+step_32(const int NR, const urow *u, int nb, const uint8_t *xq, const float *dxv, int i, __m512 acc[2][4])
+{
+	__m512i		cv[2],
+				kv[2];
+	__m512		wv[2];
+
+	#pragma GCC unroll 8
+	for (int r = 0; r < NR; r++)
+	{
+		cv[r] = bcast256(u[r].codes + 32 * (size_t) i);
+		kv[r] = bcast256(u[r].corr + 8 * (size_t) i);
+		wv[r] = _mm512_set1_ps(u[r].dw[i]);
+	}
+	#pragma GCC unroll 8
+	for (int p = 0; p < 4; p++)
+	{
+		__m512i		a = _mm512_loadu_si512(xq + ((size_t) p * nb + i) * 64);
+		__m512		dx = _mm512_loadu_ps(dxv + ((size_t) p * nb + i) * 16);
+
+		#pragma GCC unroll 8
+		for (int r = 0; r < NR; r++)
+			acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(wv[r], dx),
+										_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(kv[r], a, cv[r])), acc[r][p]);
+	}
+}
+
+QG_INLINE void
+tile_32(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
+{
+	const int	nb = n / 32;
+	const uint8_t *xq = x->q + (size_t) tile * 4 * nb * 64;
+	const float *dxv = x->dxv + (size_t) tile * 4 * nb * 16;
+	__m512		acc0[2][4],
+				acc1[2][4];
+	int			i = 0;
+
+	#pragma GCC unroll 8
+	for (int r = 0; r < NR; r++)
+		#pragma GCC unroll 8
+		for (int p = 0; p < 4; p++)
+			acc0[r][p] = acc1[r][p] = _mm512_setzero_ps();
+	for (; i + 2 <= nb; i += 2)
+	{
+		step_32(NR, u, nb, xq, dxv, i, acc0);
+		step_32(NR, u, nb, xq, dxv, i + 1, acc1);
+	}
+	if (i < nb)
+		step_32(NR, u, nb, xq, dxv, i, acc0);
+	#pragma GCC unroll 8
+	for (int r = 0; r < NR; r++)
+		#pragma GCC unroll 8
+		for (int p = 0; p < 4; p++)
+		{
+			__m512		v = _mm512_add_ps(acc0[r][p], acc1[r][p]);
+
+			res[r][2 * p] = qd_hsum8(_mm512_castps512_ps256(v));
+			res[r][2 * p + 1] = qd_hsum8(_mm512_extractf32x8_ps(v, 1));
+		}
+}
+
+static void
+tile_k2(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
+{
+	tile_k(2, u, n, x, tile, res);
+}
+
+static void
+tile_k1(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
+{
+	tile_k(1, u, n, x, tile, res);
+}
+
+static void
+tile_322(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
+{
+	tile_32(2, u, n, x, tile, res);
+}
+
+static void
+tile_321(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
+{
+	tile_32(1, u, n, x, tile, res);
+}
+
+void
+r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
+			  const r1_qxp *x, float *out, size_t ldo, void *unpack)
+{
+	const int	slot = r1_qdot_slot(dt),
+				k = slot >= 3,
+				n = x->n;
+	const size_t us = ustride(n);
+	uint8_t    *ub = unpack;
+
+
+	for (int r = 0; r < nr; r++)
+	{
+		const uint8_t *row = w + (size_t) (r0 + r) * row_bytes;
+
+		if (k)
+			unpack_k(slot, row, n, ub + (size_t) r * us);
+		else
+			unpack_32(slot, row, n, ub + (size_t) r * us);
+	}
+	for (int tile = 0; tile < x->tiles; tile++)
+		for (int r = 0; r < nr; r += 2)
+		{
+			int			two = r + 1 < nr;
+			urow		u[2];
+			float		res[2][8];
+
+			urow_at(k, n, ub + (size_t) r * us, &u[0]);
+			if (two)
+				urow_at(k, n, ub + (size_t) (r + 1) * us, &u[1]);
+			if (k)
+				(two ? tile_k2 : tile_k1) (u, n, x, tile, res);
+			else
+				(two ? tile_322 : tile_321) (u, n, x, tile, res);
+			for (int h = 0; h <= two; h++)
+				for (int tt = 0; tt < R1_QGEMM_TILE; tt++)
+				{
+					int			t = tile * R1_QGEMM_TILE + tt;
+
+					if (t < x->T)
+						out[(size_t) t * ldo + r0 + r + h] = res[h][tt];
+				}
+		}
+}
