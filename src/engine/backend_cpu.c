@@ -373,6 +373,18 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 		}
 		return;
 	}
+	if (!L.qf)
+	{
+#pragma omp parallel for schedule(dynamic)
+		for (int blk = 0; blk < nblocks; blk++)
+		{
+			int			r0 = blk * QROW_BLOCK;
+			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+
+			r1_bf16_gemm_rows((const uint16_t *) (wd + (size_t) r0 * row_bytes), nr, L.xb, T, n_in, out + r0, n_out);
+		}
+		return;
+	}
 #pragma omp parallel for schedule(dynamic)
 	for (int blk = 0; blk < nblocks; blk++)
 	{

@@ -20,4 +20,12 @@
 /* out[t * stride] = dot(w, x + t * n) for t < nt (1..4); only where cpu_features saw avx512_bf16 */
 void		r1_bf16dot_avx512(const uint16_t *w, const uint16_t *x, int n, int nt, float *out, size_t stride);
 
+/*
+ * The prompt form: out[t * ldo + r] = dot(row r, token t) for nr rows of n
+ * weights at w (row r at w + r*n) and T tokens at x (token t at x + t*n),
+ * each the float r1_bf16dot_avx512 gives, three rows by four tokens at a
+ * time.
+ */
+void		r1_bf16_gemm_rows(const uint16_t *w, int nr, const uint16_t *x, int T, int n, float *out, size_t ldo);
+
 #endif							/* R1_BF16DOT_H */

@@ -41,11 +41,15 @@ typedef struct r1_qxp
 	int			block;			/* 32 or 256 (r1_qdot_block) */
 	int			T;				/* tokens */
 	int			tiles;			/* ceil(T / 8); padding tokens are zeros */
-	uint8_t    *q;				/* [tiles*4 pairs][n/32][64]: int8 codes (K-quants) or
-								 * codes + 128 as uint8 (32-weight blocks) */
-	float	   *dxv;			/* [pairs][n/block][16]: token 2p's block scale x8, 2p+1's x8 */
-	int16_t    *bs;				/* K-quants: [tiles][n/256][8][8 tokens][2] sums of 16 (s = 2j, 2j+1) */
-	float	   *dx8;			/* K-quants: [tiles][n/256][8 tokens] block scales */
+	uint8_t    *q;				/* [tiles*4 pairs][n/32][64]: int8 codes
+								 * (K-quants) or codes + 128 as uint8
+								 * (32-weight blocks) */
+	float	   *dxv;			/* [pairs][n/block][16]: token 2p's block
+								 * scale x8, 2p+1's x8 */
+	int16_t    *bs;				/* K-quants: [tiles][n/256][8][8 tokens][2]
+								 * sums of 16 (s = 2j, 2j+1) */
+	float	   *dx8;			/* K-quants: [tiles][n/256][8 tokens] block
+								 * scales */
 } r1_qxp;
 
 /* Bytes r1_qgemm_pack needs for T tokens of n inputs. */

@@ -191,11 +191,11 @@ tile_k(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res[
 	__m512		acc[2][4];
 	__m256		accm[2];
 
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int r = 0; r < NR; r++)
 	{
 		accm[r] = _mm256_setzero_ps();
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int p = 0; p < 4; p++)
 			acc[r][p] = _mm512_setzero_ps();
 	}
@@ -203,39 +203,39 @@ tile_k(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res[
 	{
 		__m512i		s[2][4];
 
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int r = 0; r < NR; r++)
-			#pragma GCC unroll 8
+#pragma GCC unroll 8
 			for (int p = 0; p < 4; p++)
 				s[r][p] = _mm512_setzero_si512();
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int g = 0; g < 8; g++)
 		{
 			__m512i		uv[2],
 						sv[2];
 
-			#pragma GCC unroll 8
+#pragma GCC unroll 8
 			for (int r = 0; r < NR; r++)
 			{
 				uv[r] = bcast256(u[r].codes + 256 * (size_t) i + 32 * g);
 				sv[r] = bcast256(u[r].sv + 16 * (8 * (size_t) i + g));
 			}
-			#pragma GCC unroll 8
+#pragma GCC unroll 8
 			for (int p = 0; p < 4; p++)
 			{
 				__m512i		a = _mm512_loadu_si512(xq + ((size_t) p * ng + 8 * i + g) * 64);
 
-				#pragma GCC unroll 8
+#pragma GCC unroll 8
 				for (int r = 0; r < NR; r++)
 					s[r][p] = _mm512_dpwssd_epi32(s[r][p], _mm512_maddubs_epi16(uv[r], a), sv[r]);
 			}
 		}
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int p = 0; p < 4; p++)
 		{
 			__m512		dxv = _mm512_loadu_ps(x->dxv + ((size_t) (4 * tile + p) * nsb + i) * 16);
 
-			#pragma GCC unroll 8
+#pragma GCC unroll 8
 			for (int r = 0; r < NR; r++)
 				acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(u[r].dd[2 * i]), dxv),
 											_mm512_cvtepi32_ps(s[r][p]), acc[r][p]);
@@ -244,12 +244,12 @@ tile_k(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res[
 			const int16_t *bs = x->bs + ((size_t) tile * nsb + i) * 128;
 			__m256		dx8 = _mm256_loadu_ps(x->dx8 + ((size_t) tile * nsb + i) * 8);
 
-			#pragma GCC unroll 8
+#pragma GCC unroll 8
 			for (int r = 0; r < NR; r++)
 			{
 				__m256i		M = _mm256_setzero_si256();
 
-				#pragma GCC unroll 8
+#pragma GCC unroll 8
 				for (int j = 0; j < 8; j++)
 					M = _mm256_dpwssd_epi32(M, _mm256_loadu_si256((const __m256i *) (bs + 16 * j)),
 											_mm256_set1_epi32(u[r].mp[8 * (size_t) i + j]));
@@ -258,13 +258,13 @@ tile_k(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res[
 			}
 		}
 	}
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int r = 0; r < NR; r++)
 	{
 		float		m[8];
 
 		_mm256_storeu_ps(m, accm[r]);
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int p = 0; p < 4; p++)
 		{
 			res[r][2 * p] = qd_hsum8(_mm512_castps512_ps256(acc[r][p])) - m[2 * p];
@@ -281,20 +281,20 @@ step_32(const int NR, const urow *u, int nb, const uint8_t *xq, const float *dxv
 				kv[2];
 	__m512		wv[2];
 
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int r = 0; r < NR; r++)
 	{
 		cv[r] = bcast256(u[r].codes + 32 * (size_t) i);
 		kv[r] = bcast256(u[r].corr + 8 * (size_t) i);
 		wv[r] = _mm512_set1_ps(u[r].dw[i]);
 	}
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int p = 0; p < 4; p++)
 	{
 		__m512i		a = _mm512_loadu_si512(xq + ((size_t) p * nb + i) * 64);
 		__m512		dx = _mm512_loadu_ps(dxv + ((size_t) p * nb + i) * 16);
 
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int r = 0; r < NR; r++)
 			acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(wv[r], dx),
 										_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(kv[r], a, cv[r])), acc[r][p]);
@@ -311,9 +311,9 @@ tile_32(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res
 				acc1[2][4];
 	int			i = 0;
 
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int r = 0; r < NR; r++)
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int p = 0; p < 4; p++)
 			acc0[r][p] = acc1[r][p] = _mm512_setzero_ps();
 	for (; i + 2 <= nb; i += 2)
@@ -323,9 +323,9 @@ tile_32(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res
 	}
 	if (i < nb)
 		step_32(NR, u, nb, xq, dxv, i, acc0);
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int r = 0; r < NR; r++)
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int p = 0; p < 4; p++)
 		{
 			__m512		v = _mm512_add_ps(acc0[r][p], acc1[r][p]);
