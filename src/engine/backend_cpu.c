@@ -42,6 +42,8 @@
 #define WIDEN_BLOCK_ROWS 64
 /* from this many tokens on, a linear layer goes through BLAS */
 #define GEMM_MIN_TOKENS 8
+/* element-wise work (norms, activations, residuals) runs on every thread from this many elements on */
+#define PAR_MIN_ELEMS 4096
 /* weight rows per block of the integer prompt GEMM: 16 rows stay in L1/L2 while every token passes */
 #define QROW_BLOCK 16
 
@@ -485,9 +487,20 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 					   out + r, n_out);
 	}
 	if (bias)
+	{
+#pragma omp parallel for schedule(static) if ((size_t) T * n_out >= PAR_MIN_ELEMS)
 		for (int t = 0; t < T; t++)
-			for (int r = 0; r < n_out; r++)
-				out[(size_t) t * n_out + r] += r1_tensor_get_f32(bias, (size_t) r);
+		{
+			float	   *o = out + (size_t) t * n_out;
+
+			if (bias->dtype == R1_F32)
+				for (int r = 0; r < n_out; r++)
+					o[r] += ((const float *) bias->data)[r];
+			else
+				for (int r = 0; r < n_out; r++)
+					o[r] += r1_tensor_get_f32(bias, (size_t) r);
+		}
+	}
 }
 
 /* ---------- the KV cache in f32, f16 or bf16 ---------- */
@@ -587,16 +600,28 @@ rmsnorm(float *out, const float *x, const r1_tensor *w, int n, float eps)
 }
 
 /* rotate one head in place: pairs (i, i + d/2), NeoX layout */
+/* cos and sin of a position's angles, cs[2i], cs[2i + 1], in double then rounded, once per token */
 static void
-rope_head(float *h, int head_dim, int pos, const double *inv_freq)
+rope_angles(float *cs, int head_dim, int pos, const double *inv_freq)
+{
+	for (int i = 0; i < head_dim / 2; i++)
+	{
+		double		ang = (double) pos * inv_freq[i];
+
+		cs[2 * i] = (float) cos(ang);
+		cs[2 * i + 1] = (float) sin(ang);
+	}
+}
+
+static void
+rope_head(float *h, int head_dim, const float *cs)
 {
 	int			half = head_dim / 2;
 
 	for (int i = 0; i < half; i++)
 	{
-		double		ang = (double) pos * inv_freq[i];
-		float		c = (float) cos(ang),
-					s = (float) sin(ang);
+		float		c = cs[2 * i],
+					s = cs[2 * i + 1];
 		float		a = h[i],
 					b = h[i + half];
 
@@ -906,6 +931,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 	int			T;
 	int		   *tok_seq,
 			   *tok_pos;
+	float	   *rope_cs;		/* [T, hd] each token's cos and sin pairs */
 	int			rows;
 
 	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
@@ -917,10 +943,11 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 			return r1_fail(err, "the CPU KV cache holds f32, f16 or bf16, not %s", r1_dtype_name(b->kv_dtype));
 		st->kv_dt = b->kv_dtype;	/* fixed while any slot holds positions */
 	}
-	tok_seq = malloc(sizeof(int) * (T * 2 + batch->n_seqs));
+	tok_seq = malloc(sizeof(int) * (T * 2 + batch->n_seqs) + sizeof(float) * (size_t) T * hd);
 	if (!tok_seq)
 		return r1_fail(err, "out of memory");
 	tok_pos = tok_seq + T;
+	rope_cs = (float *) (tok_pos + T + batch->n_seqs);
 	if (b->max_kv_bytes)
 	{
 		int		   *ends = tok_pos + T;
@@ -949,14 +976,18 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		}
 	}
 
-	/* embedding rows */
+	/* embedding rows, and each token's rotation angles */
 	{
 		size_t		row_bytes = 0;
 
 		(void) r1_dtype_row_bytes(m->embed.dtype, H, &row_bytes);
+#pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
+		{
+			rope_angles(rope_cs + (size_t) t * hd, hd, tok_pos[t], st->inv_freq);
 			r1_dequantize_row(m->embed.dtype, (const char *) m->embed.data + (size_t) batch->tokens[t] * row_bytes,
 							  st->x + (size_t) t * H, H);
+		}
 	}
 
 	for (int l = 0; l < c->n_layers; l++)
@@ -964,19 +995,22 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		const r1_layer_weights *w = &m->layers[l];
 
 		/* attention block */
+#pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->attn_norm, H, c->rms_norm_eps);
 		linear(st, st->q, st->xb, T, &w->wq, w->bq.data ? &w->bq : NULL, qd, H, b->batch_invariant);
 		linear(st, st->k, st->xb, T, &w->wk, w->bk.data ? &w->bk : NULL, kvd, H, b->batch_invariant);
 		linear(st, st->v, st->xb, T, &w->wv, w->bv.data ? &w->bv : NULL, kvd, H, b->batch_invariant);
+		/* tokens write their own rows and cache positions: no two the same */
+#pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
 		{
 			cpu_slot   *s = &st->slots[batch->slot[tok_seq[t]]];
 
 			for (int h = 0; h < nh; h++)
-				rope_head(st->q + (size_t) t * qd + h * hd, hd, tok_pos[t], st->inv_freq);
+				rope_head(st->q + (size_t) t * qd + h * hd, hd, rope_cs + (size_t) t * hd);
 			for (int h = 0; h < nkv; h++)
-				rope_head(st->k + (size_t) t * kvd + h * hd, hd, tok_pos[t], st->inv_freq);
+				rope_head(st->k + (size_t) t * kvd + h * hd, hd, rope_cs + (size_t) t * hd);
 			kv_store(st->kv_dt, s->k[l], (size_t) tok_pos[t] * kvd, st->k + (size_t) t * kvd, kvd);
 			kv_store(st->kv_dt, s->v[l], (size_t) tok_pos[t] * kvd, st->v + (size_t) t * kvd, kvd);
 		}
@@ -1018,17 +1052,21 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 			free(sc);
 		}
 		linear(st, st->ob, st->att, T, &w->wo, NULL, H, qd, b->batch_invariant);
+#pragma omp parallel for schedule(static) if ((size_t) T * H >= PAR_MIN_ELEMS)
 		for (size_t i = 0; i < (size_t) T * H; i++)
 			st->x[i] += st->ob[i];
 
 		/* feed-forward block (SwiGLU) */
+#pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->ffn_norm, H, c->rms_norm_eps);
 		linear(st, st->hg, st->xb, T, &w->w_gate, NULL, inter, H, b->batch_invariant);
 		linear(st, st->hu, st->xb, T, &w->w_up, NULL, inter, H, b->batch_invariant);
+#pragma omp parallel for schedule(static) if ((size_t) T * inter >= PAR_MIN_ELEMS)
 		for (size_t i = 0; i < (size_t) T * inter; i++)
 			st->hg[i] = silu(st->hg[i]) * st->hu[i];
 		linear(st, st->ob, st->hg, T, &w->w_down, NULL, H, inter, b->batch_invariant);
+#pragma omp parallel for schedule(static) if ((size_t) T * H >= PAR_MIN_ELEMS)
 		for (size_t i = 0; i < (size_t) T * H; i++)
 			st->x[i] += st->ob[i];
 	}
