@@ -503,6 +503,70 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 	}
 }
 
+/*
+ * Linear layers that read the same input (q, k, v; gate, up): for a few
+ * tokens (decode) in the fast arithmetic, the input is quantised once and
+ * every row of every layer is shared out among the threads in one parallel
+ * loop, instead of one loop (and one wait for the slowest thread) a layer.
+ * Each output is the one linear() computes.
+ */
+static void
+linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *ws,
+			 const r1_tensor *const *biases, const int *n_outs, const float *x, int T, int n_in, int invariant)
+{
+	lowp		L[3] = {{0}};
+	size_t		rbytes[3] = {0};
+	int			start[4] = {0};
+	int			block = r1_qdot_block(ws[0]->dtype);
+
+	for (int j = 0; j < nw; j++)
+		if (T > 4 || nw > 3 || !lowp_takes(st, ws[j], n_in) || r1_qdot_block(ws[j]->dtype) != block)
+		{
+			for (int k = 0; k < nw; k++)
+				linear(st, outs[k], x, T, ws[k], biases[k], n_outs[k], n_in, invariant);
+			return;
+		}
+	for (int t = 0; t < T; t++)
+	{
+		if (block)
+			r1_qdot_quantize(x + (size_t) t * n_in, n_in, block, st->aq + (size_t) t * n_in,
+							 st->ad + (size_t) t * (n_in / block), st->absum + (size_t) t * (n_in / 16));
+		else
+			for (int i = 0; i < n_in; i++)
+				st->abf[(size_t) t * n_in + i] = r1_f32_to_bf16(x[(size_t) t * n_in + i]);
+	}
+	for (int j = 0; j < nw; j++)
+	{
+		L[j].block = block;
+		if (block)
+		{
+			L[j].qf = r1_qdot_kernel(st->path, ws[j]->dtype);
+			L[j].qx.q = st->aq;
+			L[j].qx.d = st->ad;
+			L[j].qx.bsum = st->absum;
+			L[j].qx.n = n_in;
+		}
+		else
+			L[j].xb = st->abf;
+		(void) r1_dtype_row_bytes(ws[j]->dtype, n_in, &rbytes[j]);
+		start[j + 1] = start[j] + n_outs[j];
+	}
+#pragma omp parallel for schedule(static)
+	for (int r = 0; r < start[nw]; r++)
+	{
+		int			j = r >= start[1] ? (r >= start[2] && nw > 2 ? 2 : 1) : 0;
+		int			row = r - start[j];
+
+		lowp_row(&L[j], (const uint8_t *) ws[j]->data + (size_t) row * rbytes[j], 0, T, n_in, outs[j] + row,
+				 n_outs[j]);
+	}
+	for (int j = 0; j < nw; j++)
+		if (biases[j])
+			for (int t = 0; t < T; t++)
+				for (int r = 0; r < n_outs[j]; r++)
+					outs[j][(size_t) t * n_outs[j] + r] += r1_tensor_get_f32(biases[j], (size_t) r);
+}
+
 /* ---------- the KV cache in f32, f16 or bf16 ---------- */
 
 /*
@@ -998,9 +1062,15 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 #pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->attn_norm, H, c->rms_norm_eps);
-		linear(st, st->q, st->xb, T, &w->wq, w->bq.data ? &w->bq : NULL, qd, H, b->batch_invariant);
-		linear(st, st->k, st->xb, T, &w->wk, w->bk.data ? &w->bk : NULL, kvd, H, b->batch_invariant);
-		linear(st, st->v, st->xb, T, &w->wv, w->bv.data ? &w->bv : NULL, kvd, H, b->batch_invariant);
+		{
+			float	   *outs[3] = {st->q, st->k, st->v};
+			const r1_tensor *ws[3] = {&w->wq, &w->wk, &w->wv};
+			const r1_tensor *bs[3] = {w->bq.data ? &w->bq : NULL, w->bk.data ? &w->bk : NULL,
+			w->bv.data ? &w->bv : NULL};
+			int			ns[3] = {qd, kvd, kvd};
+
+			linear_group(st, 3, outs, ws, bs, ns, st->xb, T, H, b->batch_invariant);
+		}
 		/* tokens write their own rows and cache positions: no two the same */
 #pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
@@ -1060,8 +1130,14 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 #pragma omp parallel for schedule(static) if (T >= 4)
 		for (int t = 0; t < T; t++)
 			rmsnorm(st->xb + (size_t) t * H, st->x + (size_t) t * H, &w->ffn_norm, H, c->rms_norm_eps);
-		linear(st, st->hg, st->xb, T, &w->w_gate, NULL, inter, H, b->batch_invariant);
-		linear(st, st->hu, st->xb, T, &w->w_up, NULL, inter, H, b->batch_invariant);
+		{
+			float	   *outs[2] = {st->hg, st->hu};
+			const r1_tensor *ws[2] = {&w->w_gate, &w->w_up};
+			const r1_tensor *bs[2] = {NULL, NULL};
+			int			ns[2] = {inter, inter};
+
+			linear_group(st, 2, outs, ws, bs, ns, st->xb, T, H, b->batch_invariant);
+		}
 #pragma omp parallel for schedule(static) if ((size_t) T * inter >= PAR_MIN_ELEMS)
 		for (size_t i = 0; i < (size_t) T * inter; i++)
 			st->hg[i] = silu(st->hg[i]) * st->hu[i];
