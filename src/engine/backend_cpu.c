@@ -7,7 +7,9 @@
  * GGUF's Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K blocks).  Two arithmetics:
  *  - fast (the default): quantised weights meet 8-bit activations in integer
  *    dot products (qdot.h, on the processor's path: cpu_features.h), for
- *    decode and, as a blocked GEMM over the stored blocks, for prompts;
+ *    decode and, for prompts, as a GEMM over the stored blocks (qgemm.h on
+ *    AVX-512 VNNI, else the decode kernels four tokens a call); bf16 weights
+ *    meet bf16 activations (bf16dot.h);
  *  - exact (cpu_exact): float32 activations; blocks are decoded inside float
  *    dot products (quant.c), and prompts widen blocks of rows to float32 for
  *    BLAS (sgemm).  This is what the golden fixtures check to 1e-4.
