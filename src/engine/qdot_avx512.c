@@ -51,6 +51,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 	__m256		acc[4];
 	float		accm[4];
 
+#pragma GCC unroll 8
 	for (int t = 0; t < nt; t++)
 	{
 		acc[t] = _mm256_setzero_ps();
@@ -64,6 +65,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 		float		d,
 					dm;
 
+#pragma GCC unroll 8
 		for (int t = 0; t < nt; t++)
 			sumi[t] = _mm512_setzero_si512();
 		if (slot != 5)
@@ -88,6 +90,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 			 */
 			__m512i		s8 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm)));
 
+#pragma GCC unroll 8
 			for (int j = 0; j < 4; j++)
 			{
 				/*
@@ -103,6 +106,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 					u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh01), m1), 4));
 					qh = _mm512_srli_epi16(qh, 2);
 				}
+#pragma GCC unroll 8
 				for (int t = 0; t < nt; t++)
 				{
 					const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 64 * j;
@@ -119,6 +123,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 			d = qd_half(b + 208);
 			dm = d;
 			mw = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) sc)), 5);
+#pragma GCC unroll 8
 			for (int h = 0; h < 2; h++)
 			{
 				const uint8_t *ql = b + 64 * h;
@@ -143,6 +148,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 																			0x0005000500050005, 0x0005000500050005,
 																			0x0004000400040004, 0x0004000400040004), s8);
 
+#pragma GCC unroll 8
 				for (int t = 0; t < nt; t++)
 				{
 					const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 128 * h;
@@ -153,6 +159,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 				}
 			}
 		}
+#pragma GCC unroll 8
 		for (int t = 0; t < nt; t++)
 		{
 			float		dx = x->d[(size_t) t * nb + i];
@@ -163,6 +170,7 @@ qd_kq512(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t 
 			accm[t] = fmaf(dm * dx, (float) M, accm[t]);
 		}
 	}
+#pragma GCC unroll 8
 	for (int t = 0; t < nt; t++)
 		out[t * stride] = qd_hsum8(acc[t]) - accm[t];
 }
@@ -204,7 +212,7 @@ qd_kq512_sb(int slot, const uint8_t *b, const int8_t *q, const int16_t *bsum, __
 			mw = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
 		}
 		s8 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 		for (int j = 0; j < 4; j++)
 		{
 			__m512i		u = _mm512_and_si512(_mm512_srlv_epi16(

@@ -27,6 +27,7 @@ qd_k32(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t st
 				acc1[4];
 	int			i = 0;
 
+#pragma GCC unroll 8
 	for (int t = 0; t < nt; t++)
 		acc0[t] = acc1[t] = _mm256_setzero_ps();
 	/* even blocks into acc0, odd into acc1 */
@@ -39,6 +40,7 @@ qd_k32(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t st
 		float		d0 = qd_half(b0),
 					d1 = qd_half(b1);
 
+#pragma GCC unroll 8
 		for (int t = 0; t < nt; t++)
 		{
 			const int8_t *q = x->q + (size_t) t * n + 32 * (size_t) i;
@@ -56,6 +58,7 @@ qd_k32(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t st
 		__m256i		c0 = qd_codes32(slot, b0);
 		float		d0 = qd_half(b0);
 
+#pragma GCC unroll 8
 		for (int t = 0; t < nt; t++)
 		{
 			const int8_t *q = x->q + (size_t) t * n + 32 * (size_t) i;
@@ -64,6 +67,7 @@ qd_k32(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t st
 			acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x->d[(size_t) t * nb + i]), _mm256_cvtepi32_ps(L0), acc0[t]);
 		}
 	}
+#pragma GCC unroll 8
 	for (int t = 0; t < nt; t++)
 		out[t * stride] = qd_hsum8(_mm256_add_ps(acc0[t], acc1[t]));
 }
@@ -87,6 +91,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 	__m256		acc[4];
 	float		accm[4];
 
+#pragma GCC unroll 8
 	for (int t = 0; t < nt; t++)
 	{
 		acc[t] = _mm256_setzero_ps();
@@ -100,6 +105,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 		float		d,
 					dm;
 
+#pragma GCC unroll 8
 		for (int t = 0; t < nt; t++)
 			sumi[t] = _mm256_setzero_si256();
 		if (slot != 5)
@@ -117,6 +123,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 				/* each 32-group's min on both of its 16s: 0,0,1,1,...,7,7 */
 				mw = _mm256_set_m128i(_mm_unpackhi_epi16(mn, mn), _mm_unpacklo_epi16(mn, mn));
 			}
+#pragma GCC unroll 8
 			for (int j = 0; j < 4; j++)
 			{
 				__m256i		raw = _mm256_loadu_si256((const __m256i *) (ql + 32 * j));
@@ -135,6 +142,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), m1), 4));
 					qh = _mm256_srli_epi16(qh, 2);
 				}
+#pragma GCC unroll 8
 				for (int t = 0; t < nt; t++)
 				{
 					const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 64 * j;
@@ -153,6 +161,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 			d = qd_half(b + 208);
 			dm = d;
 			mw = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) sc)), 5);
+#pragma GCC unroll 8
 			for (int h = 0; h < 2; h++)
 			{
 				const uint8_t *ql = b + 64 * h;
@@ -168,6 +177,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
 				u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
 									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+#pragma GCC unroll 8
 				for (int g = 0; g < 4; g++)
 				{
 					/*
@@ -177,6 +187,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 					__m256i		sv = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * g + 1]),
 													  _mm_set1_epi16(sc[8 * h + 2 * g]));
 
+#pragma GCC unroll 8
 					for (int t = 0; t < nt; t++)
 					{
 						const int8_t *q = x->q + (size_t) t * n + 256 * (size_t) i + 128 * h + 32 * g;
@@ -187,6 +198,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 				}
 			}
 		}
+#pragma GCC unroll 8
 		for (int t = 0; t < nt; t++)
 		{
 			float		dx = x->d[(size_t) t * nb + i];
@@ -196,6 +208,7 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 			accm[t] = fmaf(dm * dx, (float) M, accm[t]);
 		}
 	}
+#pragma GCC unroll 8
 	for (int t = 0; t < nt; t++)
 		out[t * stride] = qd_hsum8(acc[t]) - accm[t];
 }
