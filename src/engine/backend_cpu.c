@@ -755,13 +755,10 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 		free(st->qpack);
 		st->qpack = aligned_alloc(64, pb);
 		if (!st->qunpack)
-		{
 			st->qunpack = aligned_alloc(64, ub);
-			st->scratch_bytes += ub;
-		}
 		if (!st->qpack || !st->qunpack)
 			return r1_fail(err, "out of memory for activations of %d tokens", T);
-		st->scratch_bytes += pb;
+		st->scratch_bytes += pb + ub;
 	}
 	st->cap_tokens = T;
 	return 0;

@@ -19,8 +19,11 @@ r1_qgemm_pack_bytes(int T, int n)
 {
 	size_t		tiles = (size_t) (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
 
-	/* q 8n, dxv at most 4 pairs * n/32 * 64 = 8n, bs n, dx8 n/8, a tile */
-	return tiles * (18 * (size_t) n) + 4 * 64;
+	/*
+	 * q 8n, dxv at most 4 pairs * n/32 * 64 = 8n, bs n, dx8 n/8 a tile; a
+	 * multiple of 64 for aligned_alloc
+	 */
+	return align64(tiles * (18 * (size_t) n) + 4 * 64);
 }
 
 int

@@ -335,29 +335,14 @@ tile_32(const int NR, const urow *u, int n, const r1_qxp *x, int tile, float res
 		}
 }
 
-static void
-tile_k2(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
-{
-	tile_k(2, u, n, x, tile, res);
-}
-
-static void
-tile_k1(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
-{
-	tile_k(1, u, n, x, tile, res);
-}
-
-static void
-tile_322(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
-{
-	tile_32(2, u, n, x, tile, res);
-}
-
-static void
-tile_321(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8])
-{
-	tile_32(1, u, n, x, tile, res);
-}
+/* one function per kernel and row count: NR a constant inside */
+#define QG_TILE(name, kern, nr) \
+static void name(const urow *u, int n, const r1_qxp *x, int tile, float res[2][8]) \
+{ kern(nr, u, n, x, tile, res); }
+QG_TILE(tile_k2, tile_k, 2)
+QG_TILE(tile_k1, tile_k, 1)
+QG_TILE(tile_322, tile_32, 2)
+QG_TILE(tile_321, tile_32, 1)
 
 void
 r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,

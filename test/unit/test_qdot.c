@@ -294,11 +294,15 @@ test_pack_layout(void)
 					(t < T ? a.bsum[(size_t) t * (n / 16) + 16 * sb + sx] : 0);
 		}
 	ok(good, "prompt GEMM packing: tokens paired by 32-byte group, scales spread, sums of 16 by token, padding zero");
+	free_acts(&a);
+	make_acts(&a, xf, n, T, 32);
 	r1_qgemm_pack(R1_Q8_0, &a.x, T, pack, 0, 2, &P);
 	good = P.block == 32 && P.bs == NULL;
 	for (int i = 0; i < n; i++)
 		good &= P.q[(size_t) (i / 32) * 64 + i % 32] == (uint8_t) (a.q[i] + 128) &&
-			P.q[((size_t) 5 * (n / 32) + i / 32) * 64 + 32 + i % 32] == 128;
+			P.q[((size_t) 5 * (n / 32) + i / 32) * 64 + 32 + i % 32] == 128 &&
+			P.dxv[(size_t) (i / 32) * 16 + 8 + i % 8] == a.d[n / 32 + i / 32] &&
+			P.dxv[((size_t) 5 * (n / 32) + i / 32) * 16 + 8 + i % 8] == 0.0f;
 	ok(good, "prompt GEMM packing: 32-weight blocks hold codes + 128, padding tokens 128");
 	ok(r1_qgemm_takes(R1_CPU_AVX512_VNNI, R1_Q4_K, 1536) && !r1_qgemm_takes(R1_CPU_AVX2, R1_Q4_K, 1536) &&
 	   !r1_qgemm_takes(R1_CPU_AVX512_VNNI, R1_Q4_K, 224) && !r1_qgemm_takes(R1_CPU_AVX512_VNNI, R1_BF16, 1536),
