@@ -314,6 +314,58 @@ lowp_takes(const cpu_state *st, const r1_tensor *w, int n_in)
 }
 
 /*
+ * The fast arithmetic for weights of dt with n_in inputs: the kernel and
+ * where the activations go (st->aq/ad/absum, or st->abf for bf16), and the
+ * activations x[T, n_in] put there, each token on its own.
+ */
+static void
+lowp_prepare(cpu_state *st, lowp *L, r1_dtype dt, const float *x, int T, int n_in)
+{
+	memset(L, 0, sizeof(*L));
+	L->block = r1_qdot_block(dt);
+	if (L->block)
+	{
+		L->qf = r1_qdot_kernel(st->path, dt);
+		L->qx.q = st->aq;
+		L->qx.d = st->ad;
+		L->qx.bsum = st->absum;
+		L->qx.n = n_in;
+	}
+	else
+		L->xb = st->abf;
+	if (!x)
+		return;
+#pragma omp parallel for schedule(static) if (T > 4)
+	for (int t = 0; t < T; t++)
+	{
+		if (L->block)
+			r1_qdot_quantize(x + (size_t) t * n_in, n_in, L->block, st->aq + (size_t) t * n_in,
+							 st->ad + (size_t) t * (n_in / L->block), st->absum + (size_t) t * (n_in / 16));
+		else
+			for (int i = 0; i < n_in; i++)
+				st->abf[(size_t) t * n_in + i] = r1_f32_to_bf16(x[(size_t) t * n_in + i]);
+	}
+}
+
+/* out[T, n_out] += bias */
+static void
+add_bias(float *out, int T, const r1_tensor *bias, int n_out)
+{
+#pragma omp parallel for schedule(static) if ((size_t) T * n_out >= PAR_MIN_ELEMS)
+	for (int t = 0; t < T; t++)
+	{
+		float	   *o = out + (size_t) t * n_out;
+
+		if (bias->dtype == R1_F32)
+			for (int r = 0; r < n_out; r++)
+				o[r] += ((const float *) bias->data)[r];
+		else
+			for (int r = 0; r < n_out; r++)
+				o[r] += r1_tensor_get_f32(bias, (size_t) r);
+	}
+}
+
+/*
  * out[T, n_out] = x[T, n_in] W^T in the fast arithmetic.  A few tokens
  * (decode): every weight row is read once for all of them.  More (prompts):
  * a blocked GEMM over the stored weights, QROW_BLOCK rows a thread at a
@@ -324,31 +376,11 @@ static void
 linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
 			size_t row_bytes)
 {
-	lowp		L = {0};
+	lowp		L;
 	const uint8_t *wd = w->data;
 	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
 
-	L.block = r1_qdot_block(w->dtype);
-	if (L.block)
-	{
-		L.qf = r1_qdot_kernel(st->path, w->dtype);
-		L.qx.q = st->aq;
-		L.qx.d = st->ad;
-		L.qx.bsum = st->absum;
-		L.qx.n = n_in;
-	}
-	else
-		L.xb = st->abf;
-#pragma omp parallel for schedule(static) if (T > 4)
-	for (int t = 0; t < T; t++)
-	{
-		if (L.block)
-			r1_qdot_quantize(x + (size_t) t * n_in, n_in, L.block, st->aq + (size_t) t * n_in,
-							 st->ad + (size_t) t * (n_in / L.block), st->absum + (size_t) t * (n_in / 16));
-		else
-			for (int i = 0; i < n_in; i++)
-				st->abf[(size_t) t * n_in + i] = r1_f32_to_bf16(x[(size_t) t * n_in + i]);
-	}
+	lowp_prepare(st, &L, w->dtype, x, T, n_in);
 	if (T <= 4)
 	{
 #pragma omp parallel for schedule(static)
@@ -361,10 +393,10 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 		r1_qxp		P;
 		int			tiles = (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
 
+		r1_qgemm_layout(w->dtype, n_in, T, st->qpack, &P);
 #pragma omp parallel for schedule(static)
 		for (int tile = 0; tile < tiles; tile++)
-			r1_qgemm_pack(w->dtype, &L.qx, T, st->qpack, tile, tile + 1, &P);
-		r1_qgemm_pack(w->dtype, &L.qx, T, st->qpack, 0, 0, &P);
+			r1_qgemm_pack(&L.qx, &P, tile, tile + 1);
 #pragma omp parallel for schedule(dynamic)
 		for (int blk = 0; blk < nblocks; blk++)
 		{
@@ -489,20 +521,7 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 					   out + r, n_out);
 	}
 	if (bias)
-	{
-#pragma omp parallel for schedule(static) if ((size_t) T * n_out >= PAR_MIN_ELEMS)
-		for (int t = 0; t < T; t++)
-		{
-			float	   *o = out + (size_t) t * n_out;
-
-			if (bias->dtype == R1_F32)
-				for (int r = 0; r < n_out; r++)
-					o[r] += ((const float *) bias->data)[r];
-			else
-				for (int r = 0; r < n_out; r++)
-					o[r] += r1_tensor_get_f32(bias, (size_t) r);
-		}
-	}
+		add_bias(out, T, bias, n_out);
 }
 
 /*
@@ -516,7 +535,7 @@ static void
 linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *ws,
 			 const r1_tensor *const *biases, const int *n_outs, const float *x, int T, int n_in, int invariant)
 {
-	lowp		L[3] = {{0}};
+	lowp		L[3];
 	size_t		rbytes[3] = {0};
 	int			start[4] = {0};
 	int			block = r1_qdot_block(ws[0]->dtype);
@@ -528,28 +547,10 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 				linear(st, outs[k], x, T, ws[k], biases[k], n_outs[k], n_in, invariant);
 			return;
 		}
-	for (int t = 0; t < T; t++)
-	{
-		if (block)
-			r1_qdot_quantize(x + (size_t) t * n_in, n_in, block, st->aq + (size_t) t * n_in,
-							 st->ad + (size_t) t * (n_in / block), st->absum + (size_t) t * (n_in / 16));
-		else
-			for (int i = 0; i < n_in; i++)
-				st->abf[(size_t) t * n_in + i] = r1_f32_to_bf16(x[(size_t) t * n_in + i]);
-	}
+	/* one block size, so the activations are put in place once, for all */
 	for (int j = 0; j < nw; j++)
 	{
-		L[j].block = block;
-		if (block)
-		{
-			L[j].qf = r1_qdot_kernel(st->path, ws[j]->dtype);
-			L[j].qx.q = st->aq;
-			L[j].qx.d = st->ad;
-			L[j].qx.bsum = st->absum;
-			L[j].qx.n = n_in;
-		}
-		else
-			L[j].xb = st->abf;
+		lowp_prepare(st, &L[j], ws[j]->dtype, j == 0 ? x : NULL, T, n_in);
 		(void) r1_dtype_row_bytes(ws[j]->dtype, n_in, &rbytes[j]);
 		start[j + 1] = start[j] + n_outs[j];
 	}
@@ -564,9 +565,7 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 	}
 	for (int j = 0; j < nw; j++)
 		if (biases[j])
-			for (int t = 0; t < T; t++)
-				for (int r = 0; r < n_outs[j]; r++)
-					outs[j][(size_t) t * n_outs[j] + r] += r1_tensor_get_f32(biases[j], (size_t) r);
+			add_bias(outs[j], T, biases[j], n_outs[j]);
 }
 
 /* ---------- the KV cache in f32, f16 or bf16 ---------- */

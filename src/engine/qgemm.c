@@ -35,14 +35,10 @@ r1_qgemm_takes(r1_cpu_path path, r1_dtype dt, int n)
 }
 
 void
-r1_qgemm_pack(r1_dtype dt, const r1_qx *x, int T, void *buf, int tile0, int tile1, r1_qxp *out)
+r1_qgemm_layout(r1_dtype dt, int n, int T, void *buf, r1_qxp *out)
 {
-	const int	n = x->n,
-				block = r1_qdot_block(dt),
-				nb = n / block,
-				ng = n / 32;
-	const int	k = block == 256;
-	const uint8_t flip = k ? 0 : 0x80;	/* 32-weight blocks: codes + 128 */
+	const int	block = r1_qdot_block(dt),
+				k = block == 256;
 	uint8_t    *p = buf;
 
 	out->n = n;
@@ -52,10 +48,21 @@ r1_qgemm_pack(r1_dtype dt, const r1_qx *x, int T, void *buf, int tile0, int tile
 	out->q = p;
 	p += align64((size_t) out->tiles * R1_QGEMM_TILE * n);
 	out->dxv = (float *) p;
-	p += align64((size_t) out->tiles * 4 * nb * 16 * sizeof(float));
+	p += align64((size_t) out->tiles * 4 * (n / block) * 16 * sizeof(float));
 	out->bs = k ? (int16_t *) p : NULL;
 	p += k ? align64((size_t) out->tiles * (n / 256) * 128 * sizeof(int16_t)) : 0;
 	out->dx8 = k ? (float *) p : NULL;
+}
+
+void
+r1_qgemm_pack(const r1_qx *x, const r1_qxp *out, int tile0, int tile1)
+{
+	const int	n = out->n,
+				T = out->T,
+				nb = n / out->block,
+				ng = n / 32;
+	const int	k = out->block == 256;
+	const uint8_t flip = k ? 0 : 0x80;	/* 32-weight blocks: codes + 128 */
 
 	for (int tile = tile0; tile < tile1; tile++)
 	{

@@ -6,7 +6,7 @@
  * work runs on 512-bit VNNI instructions.
  *
  * Two steps per linear layer:
- *   1. r1_qgemm_pack lays the tokens' activations (r1_qdot_quantize's q, d,
+ *   1. r1_qgemm_layout and r1_qgemm_pack lay the tokens' activations (r1_qdot_quantize's q, d,
  *      bsum) out in tiles of 8 tokens: tokens 2p and 2p + 1 side by side by
  *      32-byte group (one zmm is a group of two tokens), each pair's scales
  *      spread over the 8 lanes of each token, and the sums of 16 that the
@@ -59,12 +59,16 @@ size_t		r1_qgemm_pack_bytes(int T, int n);
 int			r1_qgemm_takes(r1_cpu_path path, r1_dtype dt, int n);
 
 /*
- * Lay tiles [tile0, tile1) of T tokens' quantised activations x (token t at
- * x->q + t*n, ...) out in buf (r1_qgemm_pack_bytes(T, n), 64-byte aligned)
- * for weights of dt; every call fills *out the same way, so tiles can be
- * packed by several threads.
+ * Where each part of the packed activations of T tokens of n inputs, for
+ * weights of dt, lies in buf (r1_qgemm_pack_bytes(T, n), 64-byte aligned).
  */
-void		r1_qgemm_pack(r1_dtype dt, const r1_qx *x, int T, void *buf, int tile0, int tile1, r1_qxp *out);
+void		r1_qgemm_layout(r1_dtype dt, int n, int T, void *buf, r1_qxp *out);
+
+/*
+ * Lay tiles [tile0, tile1) of the quantised activations x (token t at x->q +
+ * t*n, ...) out as p says; calls for different tiles may run at once.
+ */
+void		r1_qgemm_pack(const r1_qx *x, const r1_qxp *p, int tile0, int tile1);
 
 /*
  * out[t * ldo + r] = dot(row r of w, token t) for r in [r0, r0 + nr), every

@@ -219,8 +219,9 @@ test_gemm(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 	for (int i = 0; i < nrows * T; i++)
 		got[i] = -12345.0f;
 	/* two tiles packed by separate calls, as threads do */
-	r1_qgemm_pack(dt, &a.x, T, pack, 0, 1, &P);
-	r1_qgemm_pack(dt, &a.x, T, pack, 1, P.tiles, &P);
+	r1_qgemm_layout(dt, n, T, pack, &P);
+	r1_qgemm_pack(&a.x, &P, 0, 1);
+	r1_qgemm_pack(&a.x, &P, 1, P.tiles);
 	r1_qgemm_rows(dt, wq, rb, r0, nr, &P, got, nrows, unp);
 	for (int t = 0; t < T; t++)
 		for (int r = 0; r < nrows; r++)
@@ -272,7 +273,8 @@ test_pack_layout(void)
 	for (int i = 0; i < n * T; i++)
 		xf[i] = frand(&s);
 	make_acts(&a, xf, n, T, 256);
-	r1_qgemm_pack(R1_Q4_K, &a.x, T, pack, 0, 2, &P);
+	r1_qgemm_layout(R1_Q4_K, n, T, pack, &P);
+	r1_qgemm_pack(&a.x, &P, 0, 2);
 	good &= P.tiles == 2 && P.block == 256;
 	for (int t = 0; t < 16; t++)
 		for (int i = 0; i < n; i++)
@@ -296,7 +298,8 @@ test_pack_layout(void)
 	ok(good, "prompt GEMM packing: tokens paired by 32-byte group, scales spread, sums of 16 by token, padding zero");
 	free_acts(&a);
 	make_acts(&a, xf, n, T, 32);
-	r1_qgemm_pack(R1_Q8_0, &a.x, T, pack, 0, 2, &P);
+	r1_qgemm_layout(R1_Q8_0, n, T, pack, &P);
+	r1_qgemm_pack(&a.x, &P, 0, 2);
 	good = P.block == 32 && P.bs == NULL;
 	for (int i = 0; i < n; i++)
 		good &= P.q[(size_t) (i / 32) * 64 + i % 32] == (uint8_t) (a.q[i] + 128) &&
