@@ -85,9 +85,6 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 	const size_t bb = slot == 3 ? 144 : slot == 4 ? 176 : 210;
 	const int	n = x->n,
 				nb = n / 256;
-	const __m256i m4 = _mm256_set1_epi8(0x0F),
-				m1 = _mm256_set1_epi8(0x01),
-				m3 = _mm256_set1_epi8(0x03);
 	__m256		acc[4];
 	float		accm[4];
 
@@ -126,22 +123,12 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 #pragma GCC unroll 8
 			for (int j = 0; j < 4; j++)
 			{
-				__m256i		raw = _mm256_loadu_si256((const __m256i *) (ql + 32 * j));
-				__m256i		lo = _mm256_and_si256(raw, m4),
-							hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+				__m256i		lo,
+							hi;
 				__m256i		s0 = _mm256_set1_epi16(sm[2 * j]),
 							s1 = _mm256_set1_epi16(sm[2 * j + 1]);
 
-				if (slot == 4)
-				{
-					/*
-					 * the fifth bit of sub-block 2j is bit 2j of qh, of 2j +
-					 * 1 bit 2j + 1
-					 */
-					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, m1), 4));
-					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), m1), 4));
-					qh = _mm256_srli_epi16(qh, 2);
-				}
+				qd_codes_k45(slot == 4, ql, qh, j, &lo, &hi);
 #pragma GCC unroll 8
 				for (int t = 0; t < nt; t++)
 				{
@@ -164,19 +151,9 @@ qd_kq(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t str
 #pragma GCC unroll 8
 			for (int h = 0; h < 2; h++)
 			{
-				const uint8_t *ql = b + 64 * h;
-				__m256i		a = _mm256_loadu_si256((const __m256i *) ql),
-							c = _mm256_loadu_si256((const __m256i *) (ql + 32)),
-							qh = _mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h));
 				__m256i		u[4];
 
-				u[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-				u[1] = _mm256_or_si256(_mm256_and_si256(c, m4),
-									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
-				u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
-									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
-				u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
-									   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+				qd_codes_q6(b, h, u);
 #pragma GCC unroll 8
 				for (int g = 0; g < 4; g++)
 				{

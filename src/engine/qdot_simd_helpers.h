@@ -95,4 +95,47 @@ qd_scales_k4(const uint8_t *p, uint8_t *sm)
 	memcpy(sm, u, 16);
 }
 
+/*
+ * The unsigned codes of sub-blocks 2j (*lo) and 2j + 1 (*hi) of a Q4_K
+ * block's nibbles ql, or with q5 of a Q5_K block's, whose fifth bits qh (32
+ * bytes) hold sub-block s's bit at bit s.
+ */
+QD_INLINE void
+qd_codes_k45(int q5, const uint8_t *ql, __m256i qh, int j, __m256i *lo, __m256i *hi)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F),
+				m1 = _mm256_set1_epi8(0x01);
+	__m256i		raw = _mm256_loadu_si256((const __m256i *) (ql + 32 * j));
+
+	*lo = _mm256_and_si256(raw, m4);
+	*hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+	if (q5)
+	{
+		__m256i		b = _mm256_srli_epi16(qh, 2 * j);
+
+		*lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(b, m1), 4));
+		*hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(b, 1), m1), 4));
+	}
+}
+
+/* the unsigned codes of 32-weight groups 4h..4h + 3 (weights 128h..128h + 127) of a Q6_K block */
+QD_INLINE void
+qd_codes_q6(const uint8_t *b, int h, __m256i u[4])
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F),
+				m3 = _mm256_set1_epi8(0x03);
+	const uint8_t *ql = b + 64 * h;
+	__m256i		a = _mm256_loadu_si256((const __m256i *) ql),
+				c = _mm256_loadu_si256((const __m256i *) (ql + 32)),
+				qh = _mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h));
+
+	u[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+	u[1] = _mm256_or_si256(_mm256_and_si256(c, m4),
+						   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+	u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
+						   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+	u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4),
+						   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+}
+
 #endif							/* R1_QDOT_SIMD_HELPERS_H */

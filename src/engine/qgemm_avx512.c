@@ -73,9 +73,6 @@ static void
 unpack_k(int slot, const uint8_t *w, int n, uint8_t *buf)
 {
 	const size_t bb = slot == 3 ? 144 : slot == 4 ? 176 : 210;
-	const __m256i m4 = _mm256_set1_epi8(0x0F),
-				m1 = _mm256_set1_epi8(0x01),
-				m3 = _mm256_set1_epi8(0x03);
 	uint8_t    *codes = buf;
 	int16_t    *sv = (int16_t *) (buf + n);
 	int32_t    *mp = (int32_t *) (buf + 2 * (size_t) n);
@@ -98,16 +95,10 @@ unpack_k(int slot, const uint8_t *w, int n, uint8_t *buf)
 			qd_scales_k4(b + 4, sm);
 			for (int j = 0; j < 4; j++)
 			{
-				__m256i		raw = _mm256_loadu_si256((const __m256i *) (ql + 32 * j));
-				__m256i		lo = _mm256_and_si256(raw, m4),
-							hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+				__m256i		lo,
+							hi;
 
-				if (slot == 4)
-				{
-					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, m1), 4));
-					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), m1), 4));
-					qh = _mm256_srli_epi16(qh, 2);
-				}
+				qd_codes_k45(slot == 4, ql, qh, j, &lo, &hi);
 				_mm256_storeu_si256((__m256i *) (c + 64 * j), lo);
 				_mm256_storeu_si256((__m256i *) (c + 64 * j + 32), hi);
 			}
@@ -124,23 +115,11 @@ unpack_k(int slot, const uint8_t *w, int n, uint8_t *buf)
 			dd[2 * i] = dd[2 * i + 1] = qd_half(b + 208);
 			for (int h = 0; h < 2; h++)
 			{
-				const uint8_t *ql = b + 64 * h;
-				__m256i		a = _mm256_loadu_si256((const __m256i *) ql),
-							cc = _mm256_loadu_si256((const __m256i *) (ql + 32)),
-							qh = _mm256_loadu_si256((const __m256i *) (b + 128 + 32 * h));
-				uint8_t    *ch = c + 128 * h;
+				__m256i		u[4];
 
-				_mm256_storeu_si256((__m256i *) ch,
-									_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)));
-				_mm256_storeu_si256((__m256i *) (ch + 32),
-									_mm256_or_si256(_mm256_and_si256(cc, m4),
-													_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)));
-				_mm256_storeu_si256((__m256i *) (ch + 64),
-									_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4),
-													_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)));
-				_mm256_storeu_si256((__m256i *) (ch + 96),
-									_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(cc, 4), m4),
-													_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)));
+				qd_codes_q6(b, h, u);
+				for (int g = 0; g < 4; g++)
+					_mm256_storeu_si256((__m256i *) (c + 128 * h + 32 * g), u[g]);
 			}
 			for (int g = 0; g < 8; g++)
 				_mm256_storeu_si256((__m256i *) (s + 16 * g),
