@@ -27,6 +27,7 @@ my $repo = "$FindBin::Bin/../..";
 my %released = (
 	'0.1.0' => '19bfd5f5ab671c3c7874233334e8b8272d871b0b9c40f6a42cf128ec3920e873',
 	'0.2.0' => '56ef1285ba80749eb042f0889329e37084d7adfc03c6c9fc7a5e8b3f2368739a',   # released at stop 22
+	'0.3.0' => '5bb33b5a07eeac03817962f978fe17ff030144b618b2c18253cd5f7da2f060f5',   # released at stop 23
 );
 for my $v (sort keys %released)
 {
