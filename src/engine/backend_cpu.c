@@ -28,6 +28,7 @@
 #include "cpu_features.h"
 #include "qdot.h"
 #include "qgemm.h"
+#include "repack.h"
 #include "quant.h"
 
 #include <math.h>
@@ -91,6 +92,9 @@ typedef struct cpu_state
 								 * (qgemm.h), for cap_tokens */
 	void	   *qunpack;		/* [threads, QROW_BLOCK] unpacked weight rows
 								 * of the prompt GEMM */
+	r1_repack_set x8;			/* x8 copies of the K-quant weights (repack.h) */
+	uint8_t    *x8rows;			/* [threads, QROW_BLOCK, widest row] rows put
+								 * back from x8 for the prompt GEMM */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
 	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when
 								 * the first slot grew */
@@ -365,6 +369,13 @@ add_bias(float *out, int T, const r1_tensor *bias, int n_out)
 	}
 }
 
+/* w's x8 copy (repack.h) when the fast arithmetic runs on it, else NULL */
+static const uint8_t *
+weight_x8(const cpu_state *st, const r1_tensor *w)
+{
+	return st->fast && st->x8.n ? r1_repack_find(&st->x8, w) : NULL;
+}
+
 /*
  * out[T, n_out] = x[T, n_in] W^T in the fast arithmetic.  A few tokens
  * (decode): every weight row is read once for all of them.  More (prompts):
@@ -378,9 +389,19 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 {
 	lowp		L;
 	const uint8_t *wd = w->data;
+	const uint8_t *x8 = weight_x8(st, w);
 	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
 
 	lowp_prepare(st, &L, w->dtype, x, T, n_in);
+	if (T <= 4 && x8)
+	{
+		r1_qdot8_fn f8 = r1_qdot8_kernel(st->path, w->dtype);
+
+#pragma omp parallel for schedule(static)
+		for (int g = 0; g < n_out / R1_REPACK_ROWS; g++)
+			f8(x8 + (size_t) g * R1_REPACK_ROWS * row_bytes, &L.qx, T, out + (size_t) g * R1_REPACK_ROWS, n_out);
+		return;
+	}
 	if (T <= 4)
 	{
 #pragma omp parallel for schedule(static)
@@ -402,10 +423,24 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 		{
 			int			r0 = blk * QROW_BLOCK;
 			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+			uint8_t    *unpack = (uint8_t *) st->qunpack
+			+ (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in);
 
-			r1_qgemm_rows(w->dtype, wd, row_bytes, r0, nr, &P, out, n_out,
-						  (uint8_t *) st->qunpack
-						  + (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in));
+			if (x8)
+			{
+				/*
+				 * the block's rows put back in the file's layout (8 | r0 and
+				 * nr)
+				 */
+				uint8_t    *rows = st->x8rows + (size_t) omp_get_thread_num() * QROW_BLOCK * row_bytes;
+
+				for (int r = 0; r < nr; r++)
+					r1_repack_row_back(w->dtype, x8 + (size_t) (r0 + r) / R1_REPACK_ROWS * R1_REPACK_ROWS * row_bytes,
+									   n_in, (r0 + r) % R1_REPACK_ROWS, rows + (size_t) r * row_bytes);
+				r1_qgemm_rows(w->dtype, rows, row_bytes, 0, nr, &P, out + r0, n_out, unpack);
+			}
+			else
+				r1_qgemm_rows(w->dtype, wd, row_bytes, r0, nr, &P, out, n_out, unpack);
 		}
 		return;
 	}
@@ -539,6 +574,8 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 	size_t		rbytes[3] = {0};
 	int			start[4] = {0};
 	int			block = r1_qdot_block(ws[0]->dtype);
+	const uint8_t *x8[3] = {NULL};
+	int			eights = 1;
 
 	for (int j = 0; j < nw; j++)
 		if (T > 4 || nw > 3 || !lowp_takes(st, ws[j], n_in) || r1_qdot_block(ws[j]->dtype) != block)
@@ -554,15 +591,40 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 		(void) r1_dtype_row_bytes(ws[j]->dtype, n_in, &rbytes[j]);
 		start[j + 1] = start[j] + n_outs[j];
 	}
-#pragma omp parallel for schedule(static)
-	for (int r = 0; r < start[nw]; r++)
+	for (int j = 0; j < nw; j++)
 	{
-		int			j = r >= start[1] ? (r >= start[2] && nw > 2 ? 2 : 1) : 0;
-		int			row = r - start[j];
-
-		lowp_row(&L[j], (const uint8_t *) ws[j]->data + (size_t) row * rbytes[j], 0, T, n_in, outs[j] + row,
-				 n_outs[j]);
+		x8[j] = weight_x8(st, ws[j]);
+		eights &= n_outs[j] % R1_REPACK_ROWS == 0;
 	}
+	if (eights)
+	{
+		/* units of eight rows, through the x8 kernel where a layer has one */
+#pragma omp parallel for schedule(static)
+		for (int u = 0; u < start[nw] / R1_REPACK_ROWS; u++)
+		{
+			int			r = u * R1_REPACK_ROWS;
+			int			j = r >= start[1] ? (r >= start[2] && nw > 2 ? 2 : 1) : 0;
+			int			row = r - start[j];
+
+			if (x8[j])
+				r1_qdot8_kernel(st->path, ws[j]->dtype) (x8[j] + (size_t) row * rbytes[j], &L[j].qx, T,
+														 outs[j] + row, n_outs[j]);
+			else
+				for (int k = 0; k < R1_REPACK_ROWS; k++)
+					lowp_row(&L[j], (const uint8_t *) ws[j]->data + (size_t) (row + k) * rbytes[j], 0, T, n_in,
+							 outs[j] + row + k, n_outs[j]);
+		}
+	}
+	else
+#pragma omp parallel for schedule(static)
+		for (int r = 0; r < start[nw]; r++)
+		{
+			int			j = r >= start[1] ? (r >= start[2] && nw > 2 ? 2 : 1) : 0;
+			int			row = r - start[j];
+
+			lowp_row(&L[j], (const uint8_t *) ws[j]->data + (size_t) row * rbytes[j], 0, T, n_in, outs[j] + row,
+					 n_outs[j]);
+		}
 	for (int j = 0; j < nw; j++)
 		if (biases[j])
 			add_bias(outs[j], T, biases[j], n_outs[j]);
@@ -902,7 +964,7 @@ cpu_memory_used(r1_backend *b)
 {
 	cpu_state  *st = b->impl;
 
-	return st->kv_bytes + st->scratch_bytes +
+	return st->kv_bytes + st->scratch_bytes + st->x8.bytes +
 		(size_t) st->threads * WIDEN_BLOCK_ROWS * st->widest * sizeof(float);
 }
 
@@ -937,6 +999,8 @@ cpu_destroy(r1_backend *b)
 		free(st->abf);
 		free(st->qpack);
 		free(st->qunpack);
+		free(st->x8rows);
+		r1_repack_free(&st->x8);
 		free(st);
 	}
 	free(b);
@@ -1217,6 +1281,24 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	omp_set_num_threads(st->threads);
 	openblas_set_num_threads(1);	/* BLAS runs inside our threads, never
 									 * beside them */
+	if (r1_repack_model(&st->x8, st->path, m, err) != 0)
+	{
+		cpu_destroy(b);
+		return -1;
+	}
+	if (st->x8.n)
+	{
+		size_t		rb = 0;
+
+		/* the longest K-quant row: widest inputs at 210 bytes a 256 (Q6_K) */
+		rb = (size_t) (widest + 255) / 256 * 210;
+		st->x8rows = malloc((size_t) st->threads * QROW_BLOCK * rb);
+		if (!st->x8rows)
+		{
+			cpu_destroy(b);
+			return r1_fail(err, "out of memory creating the CPU backend");
+		}
+	}
 	*out = b;
 	return 0;
 }
