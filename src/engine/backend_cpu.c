@@ -1281,7 +1281,13 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	omp_set_num_threads(st->threads);
 	openblas_set_num_threads(1);	/* BLAS runs inside our threads, never
 									 * beside them */
-	if (r1_repack_model(&st->x8, st->path, m, err) != 0)
+
+	/*
+	 * R1_CPU_REPACK=0: read the file's blocks in place (no copy: hosts short
+	 * of memory, A/B runs)
+	 */
+	if (!(getenv("R1_CPU_REPACK") && strcmp(getenv("R1_CPU_REPACK"), "0") == 0) &&
+		r1_repack_model(&st->x8, st->path, m, err) != 0)
 	{
 		cpu_destroy(b);
 		return -1;

@@ -38,6 +38,7 @@ q8_scales4(__m512i v16, __m512i sv[4])
 {
 	const __m512i lane = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
 										  15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+
 	/* lane l -> 2 (l / 4) + 16 pp + e */
 	const __m512i base = _mm512_and_si512(_mm512_srli_epi16(lane, 1), _mm512_set1_epi16(~1));
 
@@ -153,7 +154,10 @@ q6k8_block(const uint8_t *b, const r1_qx *x, int i, int nt, __m512 acc[][4], __m
 		float		dx = x->d[(size_t) t * (n / 256) + i];
 		__m256		ddx = _mm256_mul_ps(dv, _mm256_set1_ps(dx));
 
-		/* the mins term: M_r = 32 sum_s sc[r][s] bsum[s] (the codes' offset of 32) */
+		/*
+		 * the mins term: M_r = 32 sum_s sc[r][s] bsum[s] (the codes' offset
+		 * of 32)
+		 */
 		{
 			__m512i		bs = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (x->bsum + (size_t) t * (n / 16) + 16 * (size_t) i)));
 			__m512i		mv = _mm512_setzero_si512();
@@ -214,7 +218,7 @@ q8_finish(__m512 acc[4], __m256 accm, float *out)
 	__m512		z = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
 	__m512		pair = _mm512_add_ps(z, _mm512_permute_ps(z, 0xB1));
 	__m256		r = _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0,
-																				 14, 12, 10, 8, 6, 4, 2, 0), pair));
+																				  14, 12, 10, 8, 6, 4, 2, 0), pair));
 
 	_mm256_storeu_ps(out, _mm256_sub_ps(r, accm));
 }

@@ -234,6 +234,23 @@ g = run_json("generate on a Q4_K_M GGUF", "generate", "--model", f"{GG}/w256-q4_
              "--temperature", "0", "--max-tokens", "8", "--ignore-eos", "--cpu-precision", "exact")
 w = json.load(open(f"{GG}/w256-q4_k_m.golden.json"))["cases"][0]
 ok(g and g["ids"] == w["greedy_ids"] and g["device"] == "cpu", "GGUF Q4_K_M greedy ids match the golden, on the CPU", g)
+# the x8 copies of Q4_K/Q6_K rows (src/engine/repack.h, AVX-512 VNNI path) give the file layout's bits:
+# decode (3 tokens: the x8 kernels) and a prompt (9: the GEMM over rows put back), and they take memory
+x8_env = dict(os.environ, R1_CPU_REPACK="0")
+for ids in ("3,1,4", "3,1,4,1,5,9,2,6,5"):
+    a = run("logits", "--model", f"{GG}/w256-q4_k_m.gguf", "--device", "cpu", "--ids", ids)
+    p = subprocess.run([R1, "logits", "--model", f"{GG}/w256-q4_k_m.gguf", "--device", "cpu", "--ids", ids],
+                       capture_output=True, timeout=600, env=x8_env)
+    ok(a[0] == 0 and p.returncode == 0 and a[1] == p.stdout.decode() and a[1].startswith("[["),
+       f"Q4_K_M logits of {len(ids.split(','))} tokens: bitwise the same with the x8 copies and without (R1_CPU_REPACK=0)")
+bench_x8 = [json.loads(subprocess.run([R1, "bench", "--model", f"{GG}/w256-q4_k_m.gguf", "--device", "cpu",
+                                       "--prompt-len", "8", "--gen-len", "2"], capture_output=True, timeout=600,
+                                      env=dict(os.environ, R1_CPU_REPACK=v)).stdout or b"null") for v in ("1", "0")]
+if bench_x8[0] and bench_x8[0]["cpu_path"] == "avx512_vnni":
+    ok(bench_x8[1] and bench_x8[0]["backend_memory_bytes"] > bench_x8[1]["backend_memory_bytes"],
+       "on the AVX-512 VNNI path the backend holds x8 copies of the K-quant weights (its memory counts them)", bench_x8)
+else:
+    ok(bench_x8[0] is not None, "x8 copies: not on this processor's path (skipped)", bench_x8)
 fails("quantised GGUF on cuda without a GPU", "CUDA", "generate", "--model", f"{GG}/w256-q4_k_m.gguf", "--ids", "1",
       "--device", "cuda") if not shutil.which("nvidia-smi") else ok(True, "cuda device present: skipped")
 conv = run_json("convert to f32", "convert", "--model", TINY, "--out", os.path.join(tmp, "t.gguf"), "--type", "f32")
