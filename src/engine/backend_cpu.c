@@ -92,7 +92,8 @@ typedef struct cpu_state
 								 * (qgemm.h), for cap_tokens */
 	void	   *qunpack;		/* [threads, QROW_BLOCK] unpacked weight rows
 								 * of the prompt GEMM */
-	r1_repack_set x8;			/* x8 copies of the K-quant weights (repack.h) */
+	r1_repack_set x8;			/* x8 copies of Q8_0/K-quant weights
+								 * (repack.h) */
 	uint8_t    *x8rows;			/* [threads, QROW_BLOCK, widest row] rows put
 								 * back from x8 for the prompt GEMM */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
@@ -1294,10 +1295,12 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	}
 	if (st->x8.n)
 	{
-		size_t		rb = 0;
+		/*
+		 * the longest x8 type's row: Q8_0's 34 bytes a 32 (Q6_K's 210 a 256
+		 * are fewer)
+		 */
+		size_t		rb = (size_t) (widest + 31) / 32 * 34;
 
-		/* the longest K-quant row: widest inputs at 210 bytes a 256 (Q6_K) */
-		rb = (size_t) (widest + 255) / 256 * 210;
 		st->x8rows = malloc((size_t) st->threads * QROW_BLOCK * rb);
 		if (!st->x8rows)
 		{

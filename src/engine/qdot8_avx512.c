@@ -223,6 +223,66 @@ q8_finish(__m512 acc[4], __m256 accm, float *out)
 	_mm256_storeu_ps(out, _mm256_sub_ps(r, accm));
 }
 
+/*
+ * Q8_0 x8 rows against nt tokens: qdot.h's 32-weight arithmetic, block i
+ * into accumulator pair i % 2.  The codes are stored + 128, so vpdpbusd of
+ * them with the activations gives L + 128 * (the activations' sum), and a
+ * second vpdpbusd of 128s takes that sum away (exact int32).
+ */
+Q8_INLINE void
+q8_0_rows(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
+{
+	const __m512i k80 = _mm512_set1_epi8((char) 0x80);
+	const int	n = x->n,
+				nb = n / 32;
+	__m512		acc[4][2][4];
+
+#pragma GCC unroll 4
+	for (int t = 0; t < nt; t++)
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+			for (int c = 0; c < 4; c++)
+				acc[t][h][c] = _mm512_setzero_ps();
+	for (int i = 0; i < nb; i++)
+	{
+		const uint8_t *b = grp + (size_t) i * 272;
+		__m256		dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) b));
+		__m512i		z[4];
+
+#pragma GCC unroll 4
+		for (int c = 0; c < 4; c++)
+			z[c] = _mm512_loadu_si512(b + 16 + 64 * c);
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+		{
+			const int8_t *q = x->q + (size_t) t * n + 32 * (size_t) i;
+			__m512		dd = _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
+												   _mm512_castps256_ps512(_mm256_mul_ps(dv, _mm256_set1_ps(x->d[(size_t) t * nb + i]))));
+
+#pragma GCC unroll 4
+			for (int c = 0; c < 4; c++)
+			{
+				__m512i		a = q8_bcast64(q + 8 * c);
+				__m512i		L = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), z[c], a),
+												 _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, a));
+
+				acc[t][i % 2][c] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(L), acc[t][i % 2][c]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < nt; t++)
+	{
+		__m512		v[4];
+
+#pragma GCC unroll 4
+		for (int c = 0; c < 4; c++)
+			v[c] = _mm512_add_ps(acc[t][0][c], acc[t][1][c]);
+		q8_finish(v, _mm256_setzero_ps(), out + (size_t) t * stride);
+	}
+}
+
 Q8_INLINE void
 q8_rows(int q6, const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
 {
@@ -262,4 +322,24 @@ static void name(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t 
 Q8_INST(q4k8_fn, 0)
 Q8_INST(q6k8_fn, 1)
 
-const r1_qdot8_fn r1_qdot8_avx512[3] = {q4k8_fn, NULL, q6k8_fn};
+static void
+q8_0_fn(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
+{
+	switch (nt)
+	{
+		case 1:
+			q8_0_rows(grp, x, 1, out, stride);
+			break;
+		case 2:
+			q8_0_rows(grp, x, 2, out, stride);
+			break;
+		case 3:
+			q8_0_rows(grp, x, 3, out, stride);
+			break;
+		default:
+			q8_0_rows(grp, x, 4, out, stride);
+			break;
+	}
+}
+
+const r1_qdot8_fn r1_qdot8_avx512[4] = {q4k8_fn, NULL, q6k8_fn, q8_0_fn};

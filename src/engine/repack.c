@@ -12,6 +12,8 @@
 
 #define Q4K_BYTES 144
 #define Q4K_X8 (R1_REPACK_ROWS * Q4K_BYTES)
+#define Q8_BYTES 34
+#define Q8_X8 (R1_REPACK_ROWS * Q8_BYTES)
 #define Q6K_BYTES 210
 #define Q6K_X8 (R1_REPACK_ROWS * Q6K_BYTES)
 #define X8_HUGE ((size_t) 2 << 20)	/* a transparent huge page */
@@ -19,7 +21,10 @@
 int
 r1_repack_takes(r1_cpu_path path, r1_dtype dt, int64_t rows, int n)
 {
-	return r1_qdot8_kernel(path, dt) != NULL && rows > 0 && rows % R1_REPACK_ROWS == 0 && n > 0 && n % 256 == 0;
+	int			block = r1_qdot_block(dt);
+
+	return r1_qdot8_kernel(path, dt) != NULL && rows > 0 && rows % R1_REPACK_ROWS == 0 && n > 0 && block > 0 &&
+		n % block == 0;
 }
 
 r1_qdot8_fn
@@ -29,6 +34,8 @@ r1_qdot8_kernel(r1_cpu_path path, r1_dtype dt)
 		return NULL;
 	switch (dt)
 	{
+		case R1_Q8_0:
+			return r1_qdot8_avx512[3];
 		case R1_Q4_K:
 			return r1_qdot8_avx512[0];
 		case R1_Q6_K:
@@ -186,10 +193,57 @@ q6k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
 	}
 }
 
+/* Q8_0: d of the eight rows, then their codes + 128 (as unsigned bytes) in 8-byte chunks */
+static void
+q8_group(const uint8_t *src, size_t row_bytes, int nb, uint8_t *dst)
+{
+	for (int i = 0; i < nb; i++)
+	{
+		uint8_t    *o = dst + (size_t) i * Q8_X8;
+
+		for (int r = 0; r < R1_REPACK_ROWS; r++)
+		{
+			const uint8_t *b = src + (size_t) r * row_bytes + (size_t) i * Q8_BYTES;
+
+			memcpy(o + 2 * r, b, 2);
+			for (int c = 0; c < 4; c++)
+			{
+				uint64_t	v;
+
+				memcpy(&v, b + 2 + 8 * c, 8);
+				v ^= UINT64_C(0x8080808080808080);
+				memcpy(o + 16 + 64 * c + 8 * r, &v, 8);
+			}
+		}
+	}
+}
+
+static void
+q8_row_back(const uint8_t *grp, int nb, int r, uint8_t *row)
+{
+	for (int i = 0; i < nb; i++)
+	{
+		const uint8_t *o = grp + (size_t) i * Q8_X8;
+		uint8_t    *b = row + (size_t) i * Q8_BYTES;
+
+		memcpy(b, o + 2 * r, 2);
+		for (int c = 0; c < 4; c++)
+		{
+			uint64_t	v;
+
+			memcpy(&v, o + 16 + 64 * c + 8 * r, 8);
+			v ^= UINT64_C(0x8080808080808080);
+			memcpy(b + 2 + 8 * c, &v, 8);
+		}
+	}
+}
+
 void
 r1_repack_group(r1_dtype dt, const uint8_t *src, size_t row_bytes, int n, uint8_t *dst)
 {
-	if (dt == R1_Q4_K)
+	if (dt == R1_Q8_0)
+		q8_group(src, row_bytes, n / 32, dst);
+	else if (dt == R1_Q4_K)
 		q4k_group(src, row_bytes, n / 256, dst);
 	else if (dt == R1_Q6_K)
 		q6k_group(src, row_bytes, n / 256, dst);
@@ -198,7 +252,9 @@ r1_repack_group(r1_dtype dt, const uint8_t *src, size_t row_bytes, int n, uint8_
 void
 r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row)
 {
-	if (dt == R1_Q4_K)
+	if (dt == R1_Q8_0)
+		q8_row_back(grp, n / 32, r, row);
+	else if (dt == R1_Q4_K)
 		q4k_row_back(grp, n / 256, r, row);
 	else if (dt == R1_Q6_K)
 		q6k_row_back(grp, n / 256, r, row);
@@ -237,6 +293,18 @@ repack_one(r1_repack_set *set, const r1_tensor *w, uint8_t *x8)
 	int			n = (int) w->shape[1];
 
 	(void) r1_dtype_row_bytes(w->dtype, n, &row_bytes);
+#ifdef MADV_POPULATE_READ
+	{
+		/*
+		 * map the file's pages in one call, not one fault (a VM exit) per 4
+		 * kB page
+		 */
+		uintptr_t	p0 = (uintptr_t) w->data & ~(uintptr_t) 4095,
+					p1 = (uintptr_t) w->data + row_bytes * (size_t) w->shape[0];
+
+		(void) madvise((void *) p0, p1 - p0, MADV_POPULATE_READ);
+	}
+#endif
 #pragma omp parallel for schedule(static)
 	for (int64_t g = 0; g < w->shape[0] / R1_REPACK_ROWS; g++)
 		r1_repack_group(w->dtype, (const uint8_t *) w->data + (size_t) g * R1_REPACK_ROWS * row_bytes, row_bytes, n,

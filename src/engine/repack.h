@@ -1,5 +1,5 @@
 /*
- * repack.h - K-quant weights regrouped eight rows at a time for decode (the
+ * repack.h - Q8_0 and K-quant weights regrouped eight rows at a time for decode (the
  * way llama.cpp's CPU_REPACK does): each super-block of eight consecutive
  * rows becomes one block of the same size in which the rows' codes lie side
  * by side, 8 bytes of each row in turn.  One 64-byte load then holds the same
@@ -17,6 +17,11 @@
  *   [128, 1152) qs: 64-byte chunk (j, c) = 4j + c (j, c < 4) holds bytes
  *               32j + 8c .. 32j + 8c + 7 of each row's 128 code bytes, row 0
  *               first (low nibbles: sub-block 2j, high: 2j + 1)
+ * Q8_0 x8 block (272 bytes, 32-weight block i):
+ *   [0, 16)      d of rows 0..7 (f16)
+ *   [16, 272)    chunk c (< 4) holds codes 8c .. 8c + 7 of each row, row 0
+ *                first, as code + 128 (unsigned: vpdpbusd's first operand)
+ *
  * Q6_K x8 block (1680 bytes):
  *   [0, 16)      d of rows 0..7 (f16)
  *   [16, 144)    the int8 scales: byte u = 16p + 2r + e holds row r's scale
@@ -47,8 +52,7 @@
 
 /*
  * out[t * stride + r] = dot(row r of the group, token t) for the group's
- * eight rows, tokens t < nt (1..4); grp: the group's first x8 block, nsb =
- * n / 256 blocks in a row.
+ * eight rows, tokens t < nt (1..4); grp: the group's first x8 block.
  */
 typedef void (*r1_qdot8_fn) (const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride);
 
@@ -96,7 +100,7 @@ const uint8_t *r1_repack_find(const r1_repack_set *set, const r1_tensor *w);
 
 void		r1_repack_free(r1_repack_set *set);
 
-/* the AVX-512 VNNI kernels (qdot8_avx512.c); index: r1_qdot_slot - 3 */
-extern const r1_qdot8_fn r1_qdot8_avx512[3];
+/* the AVX-512 VNNI kernels (qdot8_avx512.c): Q4_K, Q5_K (none), Q6_K, Q8_0 */
+extern const r1_qdot8_fn r1_qdot8_avx512[4];
 
 #endif							/* R1_REPACK_H */

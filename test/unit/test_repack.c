@@ -1,5 +1,5 @@
 /*
- * test_repack.c - the x8 layouts of repack.h: every row comes back bit for
+ * test_repack.c - the x8 layouts of repack.h (Q8_0, Q4_K, Q6_K): every row comes back bit for
  * bit from its group (on any processor), and where the processor has the
  * x8 kernels, each row's result for one to four tokens is bitwise the
  * reference's (qdot.h) on the row as stored in the file.
@@ -27,7 +27,7 @@ frand(uint32_t *s)
 	return (float) (next(s) / 16777216.0 * 2.0 - 1.0);
 }
 
-static const r1_dtype types[] = {R1_Q4_K, R1_Q6_K};
+static const r1_dtype types[] = {R1_Q8_0, R1_Q4_K, R1_Q6_K};
 
 /*
  * rows x n weights of dt: quantised from floats (raw = 0), or raw bytes with
@@ -38,7 +38,8 @@ make_rows(r1_dtype dt, int rows, int n, int raw, uint32_t *s, size_t *rb)
 {
 	uint8_t    *w;
 	float	   *f = malloc(sizeof(float) * n);
-	size_t		bb = dt == R1_Q4_K ? 144 : 210;
+	size_t		bb = dt == R1_Q8_0 ? 34 : dt == R1_Q4_K ? 144 : 210;
+	int			block = r1_qdot_block(dt);
 
 	r1_dtype_row_bytes(dt, n, rb);
 	w = malloc(*rb * rows);
@@ -53,13 +54,15 @@ make_rows(r1_dtype dt, int rows, int n, int raw, uint32_t *s, size_t *rb)
 			continue;
 		for (size_t k = 0; k < *rb; k++)
 			row[k] = (uint8_t) next(s);
-		for (int i = 0; i < n / 256; i++)
+		for (int i = 0; i < n / block; i++)
 		{
 			uint8_t    *b = row + (size_t) i * bb;
 			uint16_t	h1 = r1_f32_to_f16(0.001f * (1 + (int) (next(s) % 50))),
 						h2 = r1_f32_to_f16(0.0005f * (1 + (int) (next(s) % 50)));
 
-			if (dt == R1_Q4_K)
+			if (dt == R1_Q8_0)
+				memcpy(b, &h1, 2);
+			else if (dt == R1_Q4_K)
 			{
 				memcpy(b, &h1, 2);
 				memcpy(b + 2, &h2, 2);
@@ -117,7 +120,8 @@ test_kernel(r1_dtype dt, int n, int raw)
 			   *x8 = malloc(rb * 8);
 	float	   *xf = malloc(sizeof(float) * n * 4);
 	int8_t	   *q = malloc((size_t) n * 4);
-	float	   *d = malloc(sizeof(float) * (n / 256) * 4);
+	int			block = r1_qdot_block(dt);
+	float	   *d = malloc(sizeof(float) * (n / block) * 4);
 	int16_t    *bs = malloc(sizeof(int16_t) * (n / 16) * 4);
 	r1_qx		x = {q, d, bs, n};
 	int			same = 1;
@@ -125,7 +129,7 @@ test_kernel(r1_dtype dt, int n, int raw)
 	for (int i = 0; i < n * 4; i++)
 		xf[i] = frand(&s) * (i % 53 == 0 ? 10.0f : 1.0f);
 	for (int t = 0; t < 4; t++)
-		r1_qdot_quantize(xf + (size_t) t * n, n, 256, q + (size_t) t * n, d + (size_t) t * (n / 256),
+		r1_qdot_quantize(xf + (size_t) t * n, n, block, q + (size_t) t * n, d + (size_t) t * (n / block),
 						 bs + (size_t) t * (n / 16));
 	r1_repack_group(dt, w, rb, n, x8);
 	for (int nt = 1; nt <= 4; nt++)
@@ -142,7 +146,7 @@ test_kernel(r1_dtype dt, int n, int raw)
 
 				if (t < nt && r < 8)
 				{
-					r1_qx		one = {q + (size_t) t * n, d + (size_t) t * (n / 256), bs + (size_t) t * (n / 16), n};
+					r1_qx		one = {q + (size_t) t * n, d + (size_t) t * (n / block), bs + (size_t) t * (n / 16), n};
 
 					ref(w + rb * r, &one, 1, &want, 1);
 				}
@@ -168,7 +172,8 @@ test_kernel(r1_dtype dt, int n, int raw)
 int
 main(void)
 {
-	int			ns[] = {256, 1536, 8960};
+	int			ns[] = {256, 1536, 8960},
+				ns32[] = {32, 224, 1536};
 
 	for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++)
 	{
@@ -176,11 +181,11 @@ main(void)
 			continue;
 		for (int i = 0; i < 3; i++)
 			for (int raw = 0; raw < 2; raw++)
-				test_layout(types[k], ns[i], raw);
+				test_layout(types[k], types[k] == R1_Q8_0 ? ns32[i] : ns[i], raw);
 		if (r1_cpu()->best >= R1_CPU_AVX512_VNNI)
 			for (int i = 0; i < 3; i++)
 				for (int raw = 0; raw < 2; raw++)
-					test_kernel(types[k], ns[i], raw);
+					test_kernel(types[k], types[k] == R1_Q8_0 ? ns32[i] : ns[i], raw);
 		else
 			diag("skipped: the x8 kernels need AVX-512 VNNI, which this processor lacks");
 	}
@@ -188,7 +193,10 @@ main(void)
 	   !r1_repack_takes(R1_CPU_AVX2, R1_Q4_K, 1536, 1536) &&
 	   !r1_repack_takes(R1_CPU_AVX512_VNNI, R1_Q4_K, 1532, 1536) &&
 	   !r1_repack_takes(R1_CPU_AVX512_VNNI, R1_Q4_K, 1536, 1000) &&
-	   !r1_repack_takes(R1_CPU_AVX512_VNNI, R1_Q8_0, 1536, 1536),
-	   "x8 repacking: only the AVX-512 VNNI path, rows in eights, whole super-blocks, a K-quant");
+	   r1_repack_takes(R1_CPU_AVX512_VNNI, R1_Q8_0, 1536, 224) &&
+	   !r1_repack_takes(R1_CPU_AVX512_VNNI, R1_Q8_0, 1536, 240) &&
+	   !r1_repack_takes(R1_CPU_AVX512_VNNI, R1_Q4_0, 1536, 1536) &&
+	   !r1_repack_takes(R1_CPU_AVX512_VNNI, R1_BF16, 1536, 1536),
+	   "x8 repacking: only the AVX-512 VNNI path, rows in eights, whole blocks, Q8_0 and the K-quants it has kernels for");
 	return done_testing();
 }
