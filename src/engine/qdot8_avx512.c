@@ -48,6 +48,22 @@ q8_scales4(__m512i v16, __m512i sv[4])
 }
 
 /*
+ * acc[c] lane (r, e) += d_r * (float) s[c] lane (r, e): qdot.h's
+ * acc[k] = fmaf(d * d_x, (float) L_k, acc[k]) for the eight rows, ddx their
+ * d * d_x
+ */
+Q8_INLINE void
+q8_acc(__m512 acc[4], __m256 ddx, const __m512i s[4])
+{
+	__m512		dd = _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
+										   _mm512_castps256_ps512(ddx));
+
+#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++)
+		acc[c] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(s[c]), acc[c]);
+}
+
+/*
  * One Q4_K x8 block against nt tokens (qx: token t's codes at q + t*n, one
  * d per 256, sums of 16 at bsum + t*n/16, all for this super-block i).
  */
@@ -117,14 +133,7 @@ q4k8_block(const uint8_t *b, const r1_qx *x, int i, int nt, __m512 acc[][4], __m
 				s[c] = _mm512_dpwssd_epi32(s[c], _mm512_maddubs_epi16(hi, q8_bcast64(q + 64 * j + 32 + 8 * c)),
 										   scv[2 * j + 1]);
 			}
-		{
-			__m512		dd = _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
-												   _mm512_castps256_ps512(_mm256_mul_ps(dv, _mm256_set1_ps(dx))));
-
-#pragma GCC unroll 4
-			for (int c = 0; c < 4; c++)
-				acc[t][c] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(s[c]), acc[t][c]);
-		}
+		q8_acc(acc[t], _mm256_mul_ps(dv, _mm256_set1_ps(dx)), s);
 	}
 }
 
@@ -200,14 +209,7 @@ q6k8_block(const uint8_t *b, const r1_qx *x, int i, int nt, __m512 acc[][4], __m
 											   scv[2 * ghi + c / 2]);
 				}
 			}
-		{
-			__m512		dd = _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
-												   _mm512_castps256_ps512(ddx));
-
-#pragma GCC unroll 4
-			for (int c = 0; c < 4; c++)
-				acc[t][c] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(s[c]), acc[t][c]);
-		}
+		q8_acc(acc[t], ddx, s);
 	}
 }
 
@@ -257,18 +259,17 @@ q8_0_rows(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
 		for (int t = 0; t < nt; t++)
 		{
 			const int8_t *q = x->q + (size_t) t * n + 32 * (size_t) i;
-			__m512		dd = _mm512_permutexvar_ps(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0),
-												   _mm512_castps256_ps512(_mm256_mul_ps(dv, _mm256_set1_ps(x->d[(size_t) t * nb + i]))));
+			__m512i		L[4];
 
 #pragma GCC unroll 4
 			for (int c = 0; c < 4; c++)
 			{
 				__m512i		a = q8_bcast64(q + 8 * c);
-				__m512i		L = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), z[c], a),
-												 _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, a));
 
-				acc[t][i % 2][c] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(L), acc[t][i % 2][c]);
+				L[c] = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), z[c], a),
+										_mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, a));
 			}
+			q8_acc(acc[t][i % 2], _mm256_mul_ps(dv, _mm256_set1_ps(x->d[(size_t) t * nb + i])), L);
 		}
 	}
 #pragma GCC unroll 4
@@ -308,38 +309,32 @@ q8_rows(int q6, const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t s
 		q8_finish(acc[t], accm[t], out + (size_t) t * stride);
 }
 
-#define Q8_INST(name, q6) \
+Q8_INLINE void
+q4k8_rows(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
+{
+	q8_rows(0, grp, x, nt, out, stride);
+}
+
+Q8_INLINE void
+q6k8_rows(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
+{
+	q8_rows(1, grp, x, nt, out, stride);
+}
+
+/* one function per type, the token count a constant in each case */
+#define Q8_INST(name, rows) \
 static void name(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride) \
 { \
 	switch (nt) \
 	{ \
-		case 1: q8_rows(q6, grp, x, 1, out, stride); break; \
-		case 2: q8_rows(q6, grp, x, 2, out, stride); break; \
-		case 3: q8_rows(q6, grp, x, 3, out, stride); break; \
-		default: q8_rows(q6, grp, x, 4, out, stride); break; \
+		case 1: rows(grp, x, 1, out, stride); break; \
+		case 2: rows(grp, x, 2, out, stride); break; \
+		case 3: rows(grp, x, 3, out, stride); break; \
+		default: rows(grp, x, 4, out, stride); break; \
 	} \
 }
-Q8_INST(q4k8_fn, 0)
-Q8_INST(q6k8_fn, 1)
-
-static void
-q8_0_fn(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
-{
-	switch (nt)
-	{
-		case 1:
-			q8_0_rows(grp, x, 1, out, stride);
-			break;
-		case 2:
-			q8_0_rows(grp, x, 2, out, stride);
-			break;
-		case 3:
-			q8_0_rows(grp, x, 3, out, stride);
-			break;
-		default:
-			q8_0_rows(grp, x, 4, out, stride);
-			break;
-	}
-}
+Q8_INST(q4k8_fn, q4k8_rows)
+Q8_INST(q6k8_fn, q6k8_rows)
+Q8_INST(q8_0_fn, q8_0_rows)
 
 const r1_qdot8_fn r1_qdot8_avx512[4] = {q4k8_fn, NULL, q6k8_fn, q8_0_fn};
