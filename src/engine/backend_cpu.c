@@ -50,6 +50,15 @@
 /* weight rows per block of the integer prompt GEMM: 16 rows stay in L1/L2 while every token passes */
 #define QROW_BLOCK 16
 
+/*
+ * up to this many tokens, x8 weights (repack.h) go through the x8 kernels,
+ * four tokens a call while a group of eight rows is in L1; more take the
+ * prompt GEMM over rows put back.  Measured on the 2-core VM: batch 16 and
+ * 32 decode 1.7x faster for Q4_K_M, Q8_0 even at 32; a 128-token prompt
+ * ~15% slower than the GEMM.
+ */
+#define X8_MAX_TOKENS 32
+
 typedef struct cpu_slot
 {
 	void	  **k;				/* [n_layers] -> [cap, kv_dim] keys (after
@@ -378,11 +387,13 @@ weight_x8(const cpu_state *st, const r1_tensor *w)
 }
 
 /*
- * out[T, n_out] = x[T, n_in] W^T in the fast arithmetic.  A few tokens
- * (decode): every weight row is read once for all of them.  More (prompts):
- * a blocked GEMM over the stored weights, QROW_BLOCK rows a thread at a
- * time, four tokens a kernel call, so a block of rows (unpacked in registers)
- * serves every token while it is in cache.
+ * out[T, n_out] = x[T, n_in] W^T in the fast arithmetic.  Weights with an
+ * x8 copy and up to X8_MAX_TOKENS tokens: eight rows at a time, every token
+ * in fours against them.  A few tokens (decode): every weight row is read
+ * once for all of them.  More (prompts): a blocked GEMM over the stored
+ * weights, QROW_BLOCK rows a thread at a time, four tokens a kernel call, so
+ * a block of rows (unpacked in registers) serves every token while it is in
+ * cache.
  */
 static void
 linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
@@ -394,13 +405,20 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
 
 	lowp_prepare(st, &L, w->dtype, x, T, n_in);
-	if (T <= 4 && x8)
+	if (x8 && T <= X8_MAX_TOKENS)
 	{
 		r1_qdot8_fn f8 = r1_qdot8_kernel(st->path, w->dtype);
 
 #pragma omp parallel for schedule(static)
 		for (int g = 0; g < n_out / R1_REPACK_ROWS; g++)
-			f8(x8 + (size_t) g * R1_REPACK_ROWS * row_bytes, &L.qx, T, out + (size_t) g * R1_REPACK_ROWS, n_out);
+			for (int t0 = 0; t0 < T; t0 += 4)
+			{
+				r1_qx		sub = {L.qx.q + (size_t) t0 * n_in, L.qx.d + (size_t) t0 * (n_in / L.block),
+				L.qx.bsum + (size_t) t0 * (n_in / 16), n_in};
+
+				f8(x8 + (size_t) g * R1_REPACK_ROWS * row_bytes, &sub, T - t0 < 4 ? T - t0 : 4,
+				   out + (size_t) t0 * n_out + (size_t) g * R1_REPACK_ROWS, n_out);
+			}
 		return;
 	}
 	if (T <= 4)

@@ -235,10 +235,11 @@ g = run_json("generate on a Q4_K_M GGUF", "generate", "--model", f"{GG}/w256-q4_
 w = json.load(open(f"{GG}/w256-q4_k_m.golden.json"))["cases"][0]
 ok(g and g["ids"] == w["greedy_ids"] and g["device"] == "cpu", "GGUF Q4_K_M greedy ids match the golden, on the CPU", g)
 # the x8 copies of Q8_0/Q4_K/Q6_K rows (src/engine/repack.h, AVX-512 VNNI path) give the file layout's bits:
-# decode (3 tokens: the x8 kernels) and a prompt (9: the GEMM over rows put back), and they take memory
+# 3 and 9 tokens (the x8 kernels, four tokens a call) and 40 (the prompt GEMM over rows put back), and
+# they take memory
 x8_env = dict(os.environ, R1_CPU_REPACK="0")
 for f in ("w256-q4_k_m", "qwen2-tiny-q8_0"):
-    for ids in ("3,1,4", "3,1,4,1,5,9,2,6,5"):
+    for ids in ("3,1,4", "3,1,4,1,5,9,2,6,5", ",".join(str((7 * i + 3) % 200) for i in range(40))):
         a = run("logits", "--model", f"{GG}/{f}.gguf", "--device", "cpu", "--ids", ids)
         p = subprocess.run([R1, "logits", "--model", f"{GG}/{f}.gguf", "--device", "cpu", "--ids", ids],
                            capture_output=True, timeout=600, env=x8_env)
