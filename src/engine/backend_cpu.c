@@ -594,6 +594,7 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 	int			start[4] = {0};
 	int			block = r1_qdot_block(ws[0]->dtype);
 	const uint8_t *x8[3] = {NULL};
+	r1_qdot8_fn f8[3] = {NULL};
 	int			eights = 1;
 
 	for (int j = 0; j < nw; j++)
@@ -613,6 +614,7 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 	for (int j = 0; j < nw; j++)
 	{
 		x8[j] = weight_x8(st, ws[j]);
+		f8[j] = x8[j] ? r1_qdot8_kernel(st->path, ws[j]->dtype) : NULL;
 		eights &= n_outs[j] % R1_REPACK_ROWS == 0;
 	}
 	if (eights)
@@ -626,8 +628,7 @@ linear_group(cpu_state *st, int nw, float *const *outs, const r1_tensor *const *
 			int			row = r - start[j];
 
 			if (x8[j])
-				r1_qdot8_kernel(st->path, ws[j]->dtype) (x8[j] + (size_t) row * rbytes[j], &L[j].qx, T,
-														 outs[j] + row, n_outs[j]);
+				f8[j] (x8[j] + (size_t) row * rbytes[j], &L[j].qx, T, outs[j] + row, n_outs[j]);
 			else
 				for (int k = 0; k < R1_REPACK_ROWS; k++)
 					lowp_row(&L[j], (const uint8_t *) ws[j]->data + (size_t) (row + k) * rbytes[j], 0, T, n_in,

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #endif
 
+#include "quant.h"
 #include "util.h"
 
 int
@@ -212,22 +213,6 @@ ref_32(int slot, const uint8_t *w, const r1_qx *x, int nt, float *out, size_t st
 	}
 }
 
-/* 6-bit scale and min of sub-block j of a Q4_K/Q5_K block's 12 packed bytes */
-static inline void
-scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
-{
-	if (j < 4)
-	{
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
-	}
-	else
-	{
-		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-	}
-}
-
 /*
  * A K-quant super-block as unsigned codes u[256] in weight order, the scale
  * of each 16 weights sc16[16], the mins term's integer weights (mn16[16],
@@ -272,7 +257,7 @@ unpack_k(int slot, const uint8_t *b, uint8_t *u, int *sc16, int *mn16, float *d,
 					m;
 		const uint8_t *q = b + (slot == 3 ? 16 : 48) + 32 * (j / 2);
 
-		scale_min_k4(j, b + 4, &sc, &m);
+		r1_q4k_scale_min(j, b + 4, &sc, &m);
 		sc16[2 * j] = sc16[2 * j + 1] = sc;
 		mn16[2 * j] = mn16[2 * j + 1] = m;
 		for (int l = 0; l < 32; l++)

@@ -104,22 +104,6 @@ r1_dtype_row_bytes(r1_dtype dt, int64_t n, size_t *out)
 
 /* ---------- decoding one block ---------- */
 
-/* 6-bit scale and min of sub-block j of a Q4_K/Q5_K block's 12 packed bytes */
-static inline void
-scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
-{
-	if (j < 4)
-	{
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
-	}
-	else
-	{
-		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-	}
-}
-
 static void
 decode_q8_0(const uint8_t *b, float *y)
 {
@@ -182,10 +166,10 @@ decode_q4_k(const uint8_t *b, float *y)
 					d2,
 					m2;
 
-		scale_min_k4(j, scales, &sc, &m);
+		r1_q4k_scale_min(j, scales, &sc, &m);
 		d1 = d * sc;
 		m1 = dmin * m;
-		scale_min_k4(j + 1, scales, &sc, &m);
+		r1_q4k_scale_min(j + 1, scales, &sc, &m);
 		d2 = d * sc;
 		m2 = dmin * m;
 		for (int l = 0; l < 32; l++)
@@ -216,10 +200,10 @@ decode_q5_k(const uint8_t *b, float *y)
 		uint8_t		u1 = (uint8_t) (1u << j),
 					u2 = (uint8_t) (2u << j);
 
-		scale_min_k4(j, scales, &sc, &m);
+		r1_q4k_scale_min(j, scales, &sc, &m);
 		d1 = d * sc;
 		m1 = dmin * m;
-		scale_min_k4(j + 1, scales, &sc, &m);
+		r1_q4k_scale_min(j + 1, scales, &sc, &m);
 		d2 = d * sc;
 		m2 = dmin * m;
 		for (int l = 0; l < 32; l++)
@@ -396,9 +380,8 @@ encode_q4_0_q5_0(r1_dtype dt, const float *x, uint8_t *b)
 	b[5] = (uint8_t) (qh >> 24);
 }
 
-/* pack 6-bit scales ls[8] and mins lm[8] as scale_min_k4 unpacks them */
-static void
-pack_scales_k4(const int *ls, const int *lm, uint8_t *q)
+void
+r1_q4k_pack_scales(const int *ls, const int *lm, uint8_t *q)
 {
 	for (int j = 0; j < 4; j++)
 	{
@@ -452,7 +435,7 @@ encode_k_affine(const float *x, uint8_t *b, int nmax, int *L)
 		ls[j] = d > 0.0f ? clampi(nearest(scale[j] / d), 0, 63) : 0;
 		lm[j] = dmin > 0.0f ? clampi(nearest(minv[j] / dmin), 0, 63) : 0;
 	}
-	pack_scales_k4(ls, lm, b + 4);
+	r1_q4k_pack_scales(ls, lm, b + 4);
 	for (int j = 0; j < 8; j++)
 	{
 		float		ds = d * ls[j],
@@ -775,8 +758,8 @@ kdot_avx2(r1_dtype dt, const uint8_t *w, const float *x, int n, int nt, float *o
 					lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), m1), 4));
 					hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j + 1), m1), 4));
 				}
-				scale_min_k4(j, scales, &sc1, &mn1);
-				scale_min_k4(j + 1, scales, &sc2, &mn2);
+				r1_q4k_scale_min(j, scales, &sc1, &mn1);
+				r1_q4k_scale_min(j + 1, scales, &sc2, &mn2);
 				u8_to_ps(lo, f);
 				for (int t = 0; t < nt; t++)
 					acc[t] = sub_fma(acc[t], f, 4, x + (size_t) t * n + off, d * sc1, dmin * mn1);

@@ -63,4 +63,23 @@ int			r1_quantize_row(r1_dtype dt, const float *src, void *dst, int64_t n);
 float		r1_quant_dot(r1_dtype dt, const void *w, const float *x, int n);
 void		r1_quant_dot4(r1_dtype dt, const void *w, const float *x, int n, float *out, size_t stride);
 
+/* the 6-bit scale and min of sub-block j (< 8) of a Q4_K/Q5_K block's 12 packed bytes q */
+static inline void
+r1_q4k_scale_min(int j, const uint8_t *q, int *sc, int *m)
+{
+	if (j < 4)
+	{
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	}
+	else
+	{
+		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+	}
+}
+
+/* pack 6-bit scales ls[8] and mins lm[8] into 12 bytes q, as r1_q4k_scale_min unpacks them */
+void		r1_q4k_pack_scales(const int *ls, const int *lm, uint8_t *q);
+
 #endif							/* R1_QUANT_H */

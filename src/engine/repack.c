@@ -45,22 +45,6 @@ r1_qdot8_kernel(r1_cpu_path path, r1_dtype dt)
 	}
 }
 
-/* the 6-bit scale and min of sub-block j from a Q4_K block's 12 packed bytes (ggml's get_scale_min_k4) */
-static void
-q4k_scale_min(const uint8_t *q, int j, int *sc, int *m)
-{
-	if (j < 4)
-	{
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
-	}
-	else
-	{
-		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-	}
-}
-
 /* where sub-block g of row r sits in an x8 block's scales (Q4_K's S, Q6_K's int8 scales) */
 static inline int
 q4k_u(int r, int g)
@@ -88,7 +72,7 @@ q4k_group(const uint8_t *src, size_t row_bytes, int nsb, uint8_t *dst)
 							m,
 							u = q4k_u(r, g);
 
-				q4k_scale_min(b + 4, g, &sc, &m);
+				r1_q4k_scale_min(g, b + 4, &sc, &m);
 				o[32 + u] = (uint8_t) (sc | (m >> 4) << 6);
 				o[96 + u % 32] |= (uint8_t) ((m & 0xF) << (u < 32 ? 0 : 4));
 			}
@@ -117,13 +101,12 @@ q4k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
 			sc[g] = o[32 + u] & 63;
 			m[g] = (o[32 + u] >> 6) << 4 | ((o[96 + u % 32] >> (u < 32 ? 0 : 4)) & 0xF);
 		}
-		/* the inverse of q4k_scale_min: every bit of the 12 bytes is used */
-		for (int j = 0; j < 4; j++)
-		{
-			b[4 + j] = (uint8_t) (sc[j] | (sc[j + 4] >> 4) << 6);
-			b[8 + j] = (uint8_t) (m[j] | (m[j + 4] >> 4) << 6);
-			b[12 + j] = (uint8_t) ((sc[j + 4] & 0xF) | (m[j + 4] & 0xF) << 4);
-		}
+
+		/*
+		 * every bit of the 12 bytes is used, so packing them again gives them
+		 * back
+		 */
+		r1_q4k_pack_scales(sc, m, b + 4);
 		for (int jc = 0; jc < 16; jc++)
 			memcpy(b + 16 + 8 * jc, o + 128 + (size_t) (jc * R1_REPACK_ROWS + r) * 8, 8);
 	}
