@@ -948,8 +948,8 @@ cpu_copy_kv(r1_backend *b, int src, int dst, int n, r1_error *err)
 		return -1;
 	for (int l = 0; l < st->cfg->n_layers; l++)
 	{
-		memcpy(d->k[l], s->k[l], (size_t) n * kvd * sizeof(float));
-		memcpy(d->v[l], s->v[l], (size_t) n * kvd * sizeof(float));
+		memcpy(d->k[l], s->k[l], (size_t) n * kvd * kv_elem(st));
+		memcpy(d->v[l], s->v[l], (size_t) n * kvd * kv_elem(st));
 	}
 	return 0;
 }

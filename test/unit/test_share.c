@@ -11,7 +11,11 @@
 
 #define NS 5
 #define NP 40
+#define NP_LONG 200
 #define NGEN 12
+
+/* the prompt length fill_request uses */
+static int	n_prompt = NP;
 
 static int
 open_engine(r1_engine **e, int prefill_chunk, int max_seqs)
@@ -42,7 +46,7 @@ fill_request(r1_request *rq, const int32_t *prompt, int i, int share)
 {
 	memset(rq, 0, sizeof(*rq));
 	rq->prompt_ids = prompt;
-	rq->n_prompt = NP;
+	rq->n_prompt = n_prompt;
 	r1_sampling_defaults(&rq->sampling);
 	rq->sampling.temperature = 1.0f;
 	rq->sampling.seed = 100 + i;
@@ -93,7 +97,7 @@ run_batch(r1_engine *e, const int32_t *prompt, int share, int32_t ids[NS][NGEN])
 int
 main(void)
 {
-	int32_t		prompt[NP];
+	int32_t		prompt[NP_LONG];
 	int32_t		alone[NS][NGEN],
 				shared[NS][NGEN],
 				unshared[NS][NGEN];
@@ -102,7 +106,7 @@ main(void)
 	r1_error	err;
 	int			distinct = 0;
 
-	for (int i = 0; i < NP; i++)
+	for (int i = 0; i < NP_LONG; i++)
 		prompt[i] = 3 + (i * 37) % 200;
 	/* each sample alone */
 	if (!ok(open_engine(&e, 512, 8) == 0, "engine opens (qwen2-tiny, CPU, batch_invariant)"))
@@ -154,6 +158,34 @@ main(void)
 		r1_engine_stats_get(e, &st);
 		ok(st.prefill_shared >= NP - 1, "2 slots: some prefill shared (%llu positions)",
 		   (unsigned long long) st.prefill_shared);
+		r1_engine_close(e);
+	}
+
+	/*
+	 * A prompt of 200 positions, more than half of the 256 a slot's cache
+	 * first holds: the copy must move 200 positions of the cache's type
+	 * (f16 by default), no more (ASan: a copy sized in floats overran it).
+	 */
+	n_prompt = NP_LONG;
+	if (ok(open_engine(&e, 512, 8) == 0, "engine for a 200-token prompt opens"))
+	{
+		for (int i = 0; i < NS; i++)
+		{
+			r1_request	rq;
+			r1_completion c;
+
+			fill_request(&rq, prompt, i, 0);
+			if (r1_engine_run(e, &rq, &c, &err) == 0 && c.n_ids == NGEN)
+				memcpy(alone[i], c.ids, sizeof(alone[i]));
+			else
+				memset(alone[i], 0xff, sizeof(alone[i]));
+			r1_completion_free(&c);
+		}
+		ok(run_batch(e, prompt, 1, shared) == 0, "200-token shared batch runs");
+		r1_engine_stats_get(e, &st);
+		is_int(st.prefill_shared, (NS - 1) * (NP_LONG - 1), "200 tokens: four samples copied 199 positions each");
+		for (int i = 0; i < NS; i++)
+			ok(memcmp(shared[i], alone[i], sizeof(alone[i])) == 0, "200 tokens, sample %d: shared = alone", i);
 		r1_engine_close(e);
 	}
 	printf("1..%d\n", tap_n);
