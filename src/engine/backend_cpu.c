@@ -53,7 +53,7 @@
 /*
  * up to this many tokens, x8 weights (repack.h) go through the x8 kernels,
  * four tokens a call while a group of eight rows is in L1; more take the
- * prompt GEMM over rows put back.  Measured on the 2-core VM: batch 16 and
+ * prompt GEMM, which unpacks rows from the copy.  Measured on the 2-core VM: batch 16 and
  * 32 decode 1.7x faster for Q4_K_M, Q8_0 even at 32; a 128-token prompt
  * ~15% slower than the GEMM.
  */
@@ -103,8 +103,6 @@ typedef struct cpu_state
 								 * of the prompt GEMM */
 	r1_repack_set x8;			/* x8 copies of Q8_0/K-quant weights
 								 * (repack.h) */
-	uint8_t    *x8rows;			/* [threads, QROW_BLOCK, widest row] rows put
-								 * back from x8 for the prompt GEMM */
 	size_t		kv_bytes;		/* bytes held by the KV cache */
 	r1_dtype	kv_dt;			/* the cache's element type: b->kv_dtype when
 								 * the first slot grew */
@@ -446,18 +444,7 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 			+ (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in);
 
 			if (x8)
-			{
-				/*
-				 * the block's rows put back in the file's layout (8 | r0 and
-				 * nr)
-				 */
-				uint8_t    *rows = st->x8rows + (size_t) omp_get_thread_num() * QROW_BLOCK * row_bytes;
-
-				for (int r = 0; r < nr; r++)
-					r1_repack_row_back(w->dtype, x8 + (size_t) (r0 + r) / R1_REPACK_ROWS * R1_REPACK_ROWS * row_bytes,
-									   n_in, (r0 + r) % R1_REPACK_ROWS, rows + (size_t) r * row_bytes);
-				r1_qgemm_rows(w->dtype, rows, row_bytes, 0, nr, &P, out + r0, n_out, unpack);
-			}
+				r1_qgemm_rows_x8(w->dtype, x8, row_bytes, r0, nr, &P, out, n_out, unpack);
 			else
 				r1_qgemm_rows(w->dtype, wd, row_bytes, r0, nr, &P, out, n_out, unpack);
 		}
@@ -1019,7 +1006,6 @@ cpu_destroy(r1_backend *b)
 		free(st->abf);
 		free(st->qpack);
 		free(st->qunpack);
-		free(st->x8rows);
 		r1_repack_free(&st->x8);
 		free(st);
 	}
@@ -1311,21 +1297,6 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	{
 		cpu_destroy(b);
 		return -1;
-	}
-	if (st->x8.n)
-	{
-		/*
-		 * the longest x8 type's row: Q8_0's 34 bytes a 32 (Q6_K's 210 a 256
-		 * are fewer)
-		 */
-		size_t		rb = (size_t) (widest + 31) / 32 * 34;
-
-		st->x8rows = malloc((size_t) st->threads * QROW_BLOCK * rb);
-		if (!st->x8rows)
-		{
-			cpu_destroy(b);
-			return r1_fail(err, "out of memory creating the CPU backend");
-		}
 	}
 	*out = b;
 	return 0;

@@ -78,4 +78,11 @@ void		r1_qgemm_pack(const r1_qx *x, const r1_qxp *p, int tile0, int tile1);
 void		r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
 						  const r1_qxp *x, float *out, size_t ldo, void *unpack);
 
+/*
+ * The same for rows of w's x8 copy (repack.h; row_bytes is a row's bytes in
+ * the file's layout), unpacked from the copy directly.
+ */
+void		r1_qgemm_rows_x8(r1_dtype dt, const uint8_t *x8, size_t row_bytes, int r0, int nr,
+							 const r1_qxp *x, float *out, size_t ldo, void *unpack);
+
 #endif							/* R1_QGEMM_H */

@@ -1,7 +1,8 @@
 /*
  * qgemm_avx512.c - the prompt GEMM of qgemm.h on AVX-512 with VNNI.
  *
- * A row's blocks are unpacked once per call (unpack_k, unpack_32) into
+ * A row's blocks are unpacked once per call (unpack_row; unpack_row_x8 from
+ * the x8 copies of repack.h) into
  * codes in weight order and ready-made scale vectors; then two rows meet a
  * tile of eight tokens, four zmm of token pairs.  Per 32-weight group and
  * pair of tokens the integer work is
@@ -19,6 +20,9 @@
 #include <math.h>
 
 #include "qgemm.h"
+#include "repack.h"
+
+#include <string.h>
 #include "qdot_simd_helpers.h"
 
 /* ---------- a row unpacked ---------- */
@@ -69,85 +73,124 @@ pair16(int lo, int hi)
 	return (int32_t) ((uint32_t) (uint16_t) (int16_t) lo | ((uint32_t) (uint16_t) (int16_t) hi << 16));
 }
 
+/*
+ * Superblock i of a K-quant row into buf's parts (see urow).  b is the block
+ * as the file stores it; sm_in, where not NULL, holds Q4_K's scales and mins
+ * already unpacked (its packed bytes in b are then not read).
+ */
 static void
-unpack_k(int slot, const uint8_t *w, int n, uint8_t *buf)
+unpack_k_block(int slot, const uint8_t *b, const uint8_t *sm_in, int i, int n, uint8_t *buf)
 {
-	const size_t bb = slot == 3 ? 144 : slot == 4 ? 176 : 210;
-	uint8_t    *codes = buf;
-	int16_t    *sv = (int16_t *) (buf + n);
+	uint8_t    *c = buf + 256 * (size_t) i;
+	int16_t    *s = (int16_t *) (buf + n) + 128 * (size_t) i;
 	int32_t    *mp = (int32_t *) (buf + 2 * (size_t) n);
 	float	   *dd = (float *) (buf + 2 * (size_t) n + n / 8);
 
-	for (int i = 0; i < n / 256; i++)
+	if (slot != 5)
 	{
-		const uint8_t *b = w + (size_t) i * bb;
-		uint8_t    *c = codes + 256 * (size_t) i;
-		int16_t    *s = sv + 128 * (size_t) i;
+		uint8_t		sm[16];
+		const uint8_t *ql = b + (slot == 3 ? 16 : 48);
+		__m256i		qh = slot == 4 ? _mm256_loadu_si256((const __m256i *) (b + 16)) : _mm256_setzero_si256();
 
-		if (slot != 5)
-		{
-			uint8_t		sm[16];
-			const uint8_t *ql = b + (slot == 3 ? 16 : 48);
-			__m256i		qh = slot == 4 ? _mm256_loadu_si256((const __m256i *) (b + 16)) : _mm256_setzero_si256();
-
-			dd[2 * i] = qd_half(b);
-			dd[2 * i + 1] = qd_half(b + 2);
-			qd_scales_k4(b + 4, sm);
-			for (int j = 0; j < 4; j++)
-			{
-				__m256i		lo,
-							hi;
-
-				qd_codes_k45(slot == 4, ql, qh, j, &lo, &hi);
-				_mm256_storeu_si256((__m256i *) (c + 64 * j), lo);
-				_mm256_storeu_si256((__m256i *) (c + 64 * j + 32), hi);
-			}
-			for (int g = 0; g < 8; g++)
-			{
-				_mm256_storeu_si256((__m256i *) (s + 16 * g), _mm256_set1_epi16(sm[g]));
-				mp[8 * i + g] = pair16(sm[8 + g], sm[8 + g]);
-			}
-		}
+		dd[2 * i] = qd_half(b);
+		dd[2 * i + 1] = qd_half(b + 2);
+		if (sm_in)
+			memcpy(sm, sm_in, sizeof(sm));
 		else
+			qd_scales_k4(b + 4, sm);
+		for (int j = 0; j < 4; j++)
 		{
-			const int8_t *sc = (const int8_t *) (b + 192);
+			__m256i		lo,
+						hi;
 
-			dd[2 * i] = dd[2 * i + 1] = qd_half(b + 208);
-			for (int h = 0; h < 2; h++)
-			{
-				__m256i		u[4];
-
-				qd_codes_q6(b, h, u);
-				for (int g = 0; g < 4; g++)
-					_mm256_storeu_si256((__m256i *) (c + 128 * h + 32 * g), u[g]);
-			}
-			for (int g = 0; g < 8; g++)
-				_mm256_storeu_si256((__m256i *) (s + 16 * g),
-									_mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g])));
-			for (int j = 0; j < 8; j++)
-				mp[8 * i + j] = pair16(32 * sc[2 * j], 32 * sc[2 * j + 1]);
+			qd_codes_k45(slot == 4, ql, qh, j, &lo, &hi);
+			_mm256_storeu_si256((__m256i *) (c + 64 * j), lo);
+			_mm256_storeu_si256((__m256i *) (c + 64 * j + 32), hi);
 		}
+		for (int g = 0; g < 8; g++)
+		{
+			_mm256_storeu_si256((__m256i *) (s + 16 * g), _mm256_set1_epi16(sm[g]));
+			mp[8 * i + g] = pair16(sm[8 + g], sm[8 + g]);
+		}
+	}
+	else
+	{
+		const int8_t *sc = (const int8_t *) (b + 192);
+
+		dd[2 * i] = dd[2 * i + 1] = qd_half(b + 208);
+		for (int h = 0; h < 2; h++)
+		{
+			__m256i		u[4];
+
+			qd_codes_q6(b, h, u);
+			for (int g = 0; g < 4; g++)
+				_mm256_storeu_si256((__m256i *) (c + 128 * h + 32 * g), u[g]);
+		}
+		for (int g = 0; g < 8; g++)
+			_mm256_storeu_si256((__m256i *) (s + 16 * g),
+								_mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g])));
+		for (int j = 0; j < 8; j++)
+			mp[8 * i + j] = pair16(32 * sc[2 * j], 32 * sc[2 * j + 1]);
 	}
 }
 
+/* block i of a 32-weight-block row (b, as the file stores it) into buf's parts */
 static void
-unpack_32(int slot, const uint8_t *w, int n, uint8_t *buf)
+unpack_32_block(int slot, const uint8_t *b, int i, int n, uint8_t *buf)
 {
-	const size_t bb = slot == 0 ? 34 : slot == 1 ? 18 : 22;
 	int8_t	   *codes = (int8_t *) buf;
 	int32_t    *corr = (int32_t *) (buf + n);
 	float	   *dw = (float *) (buf + 2 * (size_t) n);
+	__m256i		c = qd_codes32(slot, b);
+	__m256i		s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char) 0x80), c);
 
-	for (int i = 0; i < n / 32; i++)
+	_mm256_storeu_si256((__m256i *) (codes + 32 * (size_t) i), c);
+	_mm256_storeu_si256((__m256i *) (corr + 8 * (size_t) i), _mm256_sub_epi32(_mm256_setzero_si256(), s));
+	dw[i] = qd_half(b);
+}
+
+/* a row (w, as the file stores it) unpacked into buf */
+static void
+unpack_row(int slot, const uint8_t *w, int n, uint8_t *buf)
+{
+	if (slot >= 3)
 	{
-		const uint8_t *b = w + (size_t) i * bb;
-		__m256i		c = qd_codes32(slot, b);
-		__m256i		s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char) 0x80), c);
+		const size_t bb = slot == 3 ? 144 : slot == 4 ? 176 : 210;
 
-		_mm256_storeu_si256((__m256i *) (codes + 32 * (size_t) i), c);
-		_mm256_storeu_si256((__m256i *) (corr + 8 * (size_t) i), _mm256_sub_epi32(_mm256_setzero_si256(), s));
-		dw[i] = qd_half(b);
+		for (int i = 0; i < n / 256; i++)
+			unpack_k_block(slot, w + (size_t) i * bb, NULL, i, n, buf);
 	}
+	else
+	{
+		const size_t bb = slot == 0 ? 34 : slot == 1 ? 18 : 22;
+
+		for (int i = 0; i < n / 32; i++)
+			unpack_32_block(slot, w + (size_t) i * bb, i, n, buf);
+	}
+}
+
+/*
+ * Row r of an x8 group (repack.h) unpacked into buf, block by block, without
+ * putting the whole row back first: Q4_K's scales come out unpacked.
+ */
+static void
+unpack_row_x8(r1_dtype dt, int slot, const uint8_t *grp, int r, int n, uint8_t *buf)
+{
+	uint8_t		blk[256] __attribute__((aligned(64)));
+	uint8_t		sm[16];
+
+	if (slot >= 3)
+		for (int i = 0; i < n / 256; i++)
+		{
+			r1_repack_block_back(dt, grp, i, r, blk, sm);
+			unpack_k_block(slot, blk, dt == R1_Q4_K ? sm : NULL, i, n, buf);
+		}
+	else
+		for (int i = 0; i < n / 32; i++)
+		{
+			r1_repack_block_back(dt, grp, i, r, blk, sm);
+			unpack_32_block(slot, blk, i, n, buf);
+		}
 }
 
 /* ---------- two rows (or one) against a tile of eight tokens ---------- */
@@ -323,26 +366,11 @@ QG_TILE(tile_k1, tile_k, 1)
 QG_TILE(tile_322, tile_32, 2)
 QG_TILE(tile_321, tile_32, 1)
 
-void
-r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
-			  const r1_qxp *x, float *out, size_t ldo, void *unpack)
+/* rows [r0, r0 + nr) of the output from nr unpacked rows at ub (us apart) */
+static void
+rows_against_tiles(int k, int n, const uint8_t *ub, size_t us, int r0, int nr, const r1_qxp *x,
+				   float *out, size_t ldo)
 {
-	const int	slot = r1_qdot_slot(dt),
-				k = slot >= 3,
-				n = x->n;
-	const size_t us = ustride(n);
-	uint8_t    *ub = unpack;
-
-
-	for (int r = 0; r < nr; r++)
-	{
-		const uint8_t *row = w + (size_t) (r0 + r) * row_bytes;
-
-		if (k)
-			unpack_k(slot, row, n, ub + (size_t) r * us);
-		else
-			unpack_32(slot, row, n, ub + (size_t) r * us);
-	}
 	for (int tile = 0; tile < x->tiles; tile++)
 		for (int r = 0; r < nr; r += 2)
 		{
@@ -350,9 +378,9 @@ r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
 			urow		u[2];
 			float		res[2][8];
 
-			urow_at(k, n, ub + (size_t) r * us, &u[0]);
+			urow_at(k, n, (uint8_t *) ub + (size_t) r * us, &u[0]);
 			if (two)
-				urow_at(k, n, ub + (size_t) (r + 1) * us, &u[1]);
+				urow_at(k, n, (uint8_t *) ub + (size_t) (r + 1) * us, &u[1]);
 			if (k)
 				(two ? tile_k2 : tile_k1) (u, n, x, tile, res);
 			else
@@ -366,4 +394,35 @@ r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
 						out[(size_t) t * ldo + r0 + r + h] = res[h][tt];
 				}
 		}
+}
+
+void
+r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
+			  const r1_qxp *x, float *out, size_t ldo, void *unpack)
+{
+	const int	slot = r1_qdot_slot(dt),
+				n = x->n;
+	const size_t us = ustride(n);
+
+	for (int r = 0; r < nr; r++)
+		unpack_row(slot, w + (size_t) (r0 + r) * row_bytes, n, (uint8_t *) unpack + (size_t) r * us);
+	rows_against_tiles(slot >= 3, n, unpack, us, r0, nr, x, out, ldo);
+}
+
+void
+r1_qgemm_rows_x8(r1_dtype dt, const uint8_t *x8, size_t row_bytes, int r0, int nr,
+				 const r1_qxp *x, float *out, size_t ldo, void *unpack)
+{
+	const int	slot = r1_qdot_slot(dt),
+				n = x->n;
+	const size_t us = ustride(n);
+
+	for (int r = 0; r < nr; r++)
+	{
+		int			row = r0 + r;
+
+		unpack_row_x8(dt, slot, x8 + (size_t) (row / R1_REPACK_ROWS) * R1_REPACK_ROWS * row_bytes,
+					  row % R1_REPACK_ROWS, n, (uint8_t *) unpack + (size_t) r * us);
+	}
+	rows_against_tiles(slot >= 3, n, unpack, us, r0, nr, x, out, ldo);
 }

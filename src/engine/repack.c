@@ -82,24 +82,40 @@ q4k_group(const uint8_t *src, size_t row_bytes, int nsb, uint8_t *dst)
 	}
 }
 
+/* Q4_K block i of row r: d, dmin, codes into blk; the scales and mins unpacked into sm */
+static void
+q4k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk, uint8_t sm[16])
+{
+	const uint8_t *o = grp + (size_t) i * Q4K_X8;
+
+	memcpy(blk, o + 2 * r, 2);
+	memcpy(blk + 2, o + 16 + 2 * r, 2);
+	for (int g = 0; g < 8; g++)
+	{
+		int			u = q4k_u(r, g);
+
+		sm[g] = o[32 + u] & 63;
+		sm[8 + g] = (uint8_t) ((o[32 + u] >> 6) << 4 | ((o[96 + u % 32] >> (u < 32 ? 0 : 4)) & 0xF));
+	}
+	for (int jc = 0; jc < 16; jc++)
+		memcpy(blk + 16 + 8 * jc, o + 128 + (size_t) (jc * R1_REPACK_ROWS + r) * 8, 8);
+}
+
 static void
 q4k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
 {
 	for (int i = 0; i < nsb; i++)
 	{
-		const uint8_t *o = grp + (size_t) i * Q4K_X8;
 		uint8_t    *b = row + (size_t) i * Q4K_BYTES;
+		uint8_t		sm[16];
 		int			sc[8],
 					m[8];
 
-		memcpy(b, o + 2 * r, 2);
-		memcpy(b + 2, o + 16 + 2 * r, 2);
+		q4k_block_back(grp, i, r, b, sm);
 		for (int g = 0; g < 8; g++)
 		{
-			int			u = q4k_u(r, g);
-
-			sc[g] = o[32 + u] & 63;
-			m[g] = (o[32 + u] >> 6) << 4 | ((o[96 + u % 32] >> (u < 32 ? 0 : 4)) & 0xF);
+			sc[g] = sm[g];
+			m[g] = sm[8 + g];
 		}
 
 		/*
@@ -107,8 +123,6 @@ q4k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
 		 * back
 		 */
 		r1_q4k_pack_scales(sc, m, b + 4);
-		for (int jc = 0; jc < 16; jc++)
-			memcpy(b + 16 + 8 * jc, o + 128 + (size_t) (jc * R1_REPACK_ROWS + r) * 8, 8);
 	}
 }
 
@@ -161,19 +175,22 @@ q6k_group(const uint8_t *src, size_t row_bytes, int nsb, uint8_t *dst)
 }
 
 static void
+q6k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
+{
+	const uint8_t *o = grp + (size_t) i * Q6K_X8;
+
+	memcpy(blk + 208, o + 2 * r, 2);
+	for (int sb = 0; sb < 16; sb++)
+		blk[192 + sb] = o[16 + q4k_u(r, sb)];
+	for (int k = 0; k < 24; k++)
+		memcpy(blk + 8 * k, o + q6k_chunk(k) + 8 * r, 8);
+}
+
+static void
 q6k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
 {
 	for (int i = 0; i < nsb; i++)
-	{
-		const uint8_t *o = grp + (size_t) i * Q6K_X8;
-		uint8_t    *b = row + (size_t) i * Q6K_BYTES;
-
-		memcpy(b + 208, o + 2 * r, 2);
-		for (int sb = 0; sb < 16; sb++)
-			b[192 + sb] = o[16 + q4k_u(r, sb)];
-		for (int k = 0; k < 24; k++)
-			memcpy(b + 8 * k, o + q6k_chunk(k) + 8 * r, 8);
-	}
+		q6k_block_back(grp, i, r, row + (size_t) i * Q6K_BYTES);
 }
 
 /* Q8_0: d of the eight rows, then their codes + 128 (as unsigned bytes) in 8-byte chunks */
@@ -202,23 +219,26 @@ q8_group(const uint8_t *src, size_t row_bytes, int nb, uint8_t *dst)
 }
 
 static void
+q8_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
+{
+	const uint8_t *o = grp + (size_t) i * Q8_X8;
+
+	memcpy(blk, o + 2 * r, 2);
+	for (int c = 0; c < 4; c++)
+	{
+		uint64_t	v;
+
+		memcpy(&v, o + 16 + 64 * c + 8 * r, 8);
+		v ^= UINT64_C(0x8080808080808080);
+		memcpy(blk + 2 + 8 * c, &v, 8);
+	}
+}
+
+static void
 q8_row_back(const uint8_t *grp, int nb, int r, uint8_t *row)
 {
 	for (int i = 0; i < nb; i++)
-	{
-		const uint8_t *o = grp + (size_t) i * Q8_X8;
-		uint8_t    *b = row + (size_t) i * Q8_BYTES;
-
-		memcpy(b, o + 2 * r, 2);
-		for (int c = 0; c < 4; c++)
-		{
-			uint64_t	v;
-
-			memcpy(&v, o + 16 + 64 * c + 8 * r, 8);
-			v ^= UINT64_C(0x8080808080808080);
-			memcpy(b + 2 + 8 * c, &v, 8);
-		}
-	}
+		q8_block_back(grp, i, r, row + (size_t) i * Q8_BYTES);
 }
 
 void
@@ -241,6 +261,17 @@ r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row)
 		q4k_row_back(grp, n / 256, r, row);
 	else if (dt == R1_Q6_K)
 		q6k_row_back(grp, n / 256, r, row);
+}
+
+void
+r1_repack_block_back(r1_dtype dt, const uint8_t *grp, int i, int r, uint8_t *blk, uint8_t sm[16])
+{
+	if (dt == R1_Q8_0)
+		q8_block_back(grp, i, r, blk);
+	else if (dt == R1_Q4_K)
+		q4k_block_back(grp, i, r, blk, sm);
+	else if (dt == R1_Q6_K)
+		q6k_block_back(grp, i, r, blk);
 }
 
 static int

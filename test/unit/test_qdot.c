@@ -16,6 +16,7 @@
 #include "qdot.h"
 #include "qgemm.h"
 #include "quant.h"
+#include "repack.h"
 #include "tap.h"
 
 static float
@@ -248,6 +249,23 @@ test_gemm(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 		}
 	ok(same && untouched, "%s n=%d, rows %d..%d of %d, %d tokens: the prompt GEMM is bitwise the reference",
 	   r1_dtype_name(dt), n, r0, r0 + nr - 1, nrows, T);
+	if (nrows % R1_REPACK_ROWS == 0 && r1_repack_takes(R1_CPU_AVX512_VNNI, dt, nrows, n))
+	{
+		/* the same rows unpacked from their x8 copy (repack.h) */
+		uint8_t    *x8 = malloc(rb * nrows);
+		float	   *got8 = malloc(sizeof(float) * nrows * T);
+
+		for (int g = 0; g < nrows / R1_REPACK_ROWS; g++)
+			r1_repack_group(dt, wq + rb * R1_REPACK_ROWS * g, rb, n, x8 + rb * R1_REPACK_ROWS * g);
+		for (int i = 0; i < nrows * T; i++)
+			got8[i] = -12345.0f;
+		r1_qgemm_rows_x8(dt, x8, rb, r0, nr, &P, got8, nrows, unp);
+		ok(memcmp(got8, got, sizeof(float) * nrows * T) == 0,
+		   "%s n=%d, rows %d..%d of %d, %d tokens: from the x8 copy, the same bits and nothing else written",
+		   r1_dtype_name(dt), n, r0, r0 + nr - 1, nrows, T);
+		free(x8);
+		free(got8);
+	}
 	free_acts(&a);
 	free(w);
 	free(xf);
@@ -338,6 +356,8 @@ main(void)
 			test_gemm(types[k], b == 32 ? 224 : 256, 5, 0, 5, 5);
 			test_gemm(types[k], b == 32 ? 1568 : 1536, 7, 1, 5, 17);
 			test_gemm(types[k], 1536, 4, 0, 4, 16);
+			test_gemm(types[k], b == 32 ? 224 : 256, 16, 3, 11, 9);	/* rows across two x8 groups */
+			test_gemm(types[k], 1536, 16, 0, 16, 17);
 		}
 	else
 		diag("skipped: the prompt GEMM needs AVX-512 VNNI, which this processor lacks");
