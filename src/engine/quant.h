@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant_blocks.h"
 #include "tensor.h"
 
 #define R1_QK8_0 32
@@ -63,20 +64,14 @@ int			r1_quantize_row(r1_dtype dt, const float *src, void *dst, int64_t n);
 float		r1_quant_dot(r1_dtype dt, const void *w, const float *x, int n);
 void		r1_quant_dot4(r1_dtype dt, const void *w, const float *x, int n, float *out, size_t stride);
 
-/* the 6-bit scale and min of sub-block j (< 8) of a Q4_K/Q5_K block's 12 packed bytes q */
+/*
+ * the 6-bit scale and min of sub-block j (< 8) of a Q4_K/Q5_K block's 12
+ * packed bytes q: the CUDA decoders' unpacking (quant_blocks.h), one for both
+ */
 static inline void
 r1_q4k_scale_min(int j, const uint8_t *q, int *sc, int *m)
 {
-	if (j < 4)
-	{
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
-	}
-	else
-	{
-		*sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-	}
+	r1qb_scale_min_k4(j, q, sc, m);
 }
 
 /* pack 6-bit scales ls[8] and mins lm[8] into 12 bytes q, as r1_q4k_scale_min unpacks them */
