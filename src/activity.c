@@ -34,6 +34,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "serve/protocol.h"
 #include "activity.h"
 #include "client.h"
 
@@ -302,11 +303,12 @@ void
 r1_stats_count_finish(Jsonb *resp)
 {
 	text	   *finish;
+	r1_finish	f;
 
 	if (r1_activity == NULL || resp == NULL)
 		return;
 	finish = r1_json_text(resp, "finish_reason");
-	if (finish && VARSIZE_ANY_EXHDR(finish) == 10 && memcmp(VARDATA_ANY(finish), "repetition", 10) == 0)
+	if (finish && r1_finish_parse(text_to_cstring(finish), &f) == 0 && f == R1_FINISH_REPETITION)
 		pg_atomic_fetch_add_u64(&r1_activity->stats.repetitions, 1);
 }
 

@@ -737,6 +737,30 @@ r1_quota_reserve(R1QuotaHold *hold, Oid role, int64 tokens)
 			 errhint("Pass a smaller max_tokens, wait for the role's calls in progress, or wait until the quota resets at 00:00 UTC.")));
 }
 
+bool
+r1_quota_admit_item(R1QuotaHold *hold, Oid role, int64 tokens, int in_flight, MemoryContext mcxt,
+					char **refusal)
+{
+	char	   *why;
+	R1QuotaFit	fit = r1_quota_try_reserve(hold, role, tokens, &why);
+
+	*refusal = NULL;
+	if (fit == R1_QUOTA_FITS)
+		return true;
+	if (fit == R1_QUOTA_WAIT && in_flight > 0)
+		return false;
+	*refusal = MemoryContextStrdup(mcxt, psprintf("53400: %s", why));
+	return false;
+}
+
+void
+r1_quota_release_all(R1QuotaHold *holds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (holds[i].tokens > 0)
+			r1_quota_settle(&holds[i], 0);
+}
+
 void
 r1_quota_settle(R1QuotaHold *hold, int64 actual)
 {

@@ -95,6 +95,19 @@ extern void r1_quota_reserve(R1QuotaHold *hold, Oid role, int64 tokens);
  */
 extern void r1_quota_settle(R1QuotaHold *hold, int64 actual);
 
+/*
+ * A batch item about to be sent (client_many.h's admit step, for
+ * r1_reason_many and r1_vote): reserve its cost.  true: send it.  false,
+ * *refusal NULL: hold it until some of the in_flight others settle.  false,
+ * *refusal set: the item fails with that error text ("53400: ...",
+ * allocated in mcxt).
+ */
+extern bool r1_quota_admit_item(R1QuotaHold *hold, Oid role, int64 tokens, int in_flight,
+								MemoryContext mcxt, char **refusal);
+
+/* Give back, charging nothing, whatever n holds still hold (a batch that ended early). */
+extern void r1_quota_release_all(R1QuotaHold *holds, int n);
+
 /* Write the usage file when usage changed (jobs launcher, every second). */
 extern void r1_quota_flush(bool force);
 

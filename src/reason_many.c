@@ -72,14 +72,13 @@ static R1Admit
 r1_many_admit(int index, int in_flight, void *arg)
 {
 	R1ManyState *st = (R1ManyState *) arg;
-	char	   *why;
-	R1QuotaFit	fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
+	char	   *refusal;
 
-	if (fit == R1_QUOTA_FITS)
+	if (r1_quota_admit_item(&st->holds[index], st->role, st->cost[index], in_flight, st->mcxt, &refusal))
 		return R1_ADMIT_SEND;
-	if (fit == R1_QUOTA_WAIT && in_flight > 0)
+	if (refusal == NULL)
 		return R1_ADMIT_LATER;
-	st->errors[index] = MemoryContextStrdup(st->mcxt, psprintf("53400: %s", why));
+	st->errors[index] = refusal;
 	return R1_ADMIT_REFUSE;
 }
 
@@ -89,9 +88,7 @@ r1_many_release(void *arg)
 {
 	R1ManyState *st = (R1ManyState *) arg;
 
-	for (int i = 0; i < st->n; i++)
-		if (st->holds[i].tokens > 0)
-			r1_quota_settle(&st->holds[i], 0);
+	r1_quota_release_all(st->holds, st->n);
 }
 
 /* set up: check parameters, build every request, start sending */

@@ -133,15 +133,15 @@ r1_vote_admit(int index, int in_flight, void *arg)
 {
 	R1VoteState *st = (R1VoteState *) arg;
 	R1VotePrompt *vp = &st->prompts[index / st->n];
-	char	   *why;
-	R1QuotaFit	fit = r1_quota_try_reserve(&st->holds[index], st->role, st->cost[index], &why);
+	char	   *refusal;
 
-	if (fit == R1_QUOTA_FITS)
+	if (r1_quota_admit_item(&st->holds[index], st->role, st->cost[index], in_flight, GetMemoryChunkContext(st),
+							&refusal))
 		return R1_ADMIT_SEND;
-	if (fit == R1_QUOTA_WAIT && in_flight > 0)
+	if (refusal == NULL)
 		return R1_ADMIT_LATER;
 	if (vp->error == NULL)
-		vp->error = MemoryContextStrdup(GetMemoryChunkContext(st), psprintf("53400: %s", why));
+		vp->error = refusal;
 	return R1_ADMIT_REFUSE;
 }
 
@@ -151,9 +151,7 @@ r1_vote_release(void *arg)
 {
 	R1VoteState *st = (R1VoteState *) arg;
 
-	for (int i = 0; i < st->n_prompts * st->n; i++)
-		if (st->holds[i].tokens > 0)
-			r1_quota_settle(&st->holds[i], 0);
+	r1_quota_release_all(st->holds, st->n_prompts * st->n);
 }
 
 static R1VoteState *
