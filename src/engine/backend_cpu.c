@@ -820,11 +820,16 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 		size_t		pb = r1_qgemm_pack_bytes(T, st->widest),
 					ub = (size_t) st->threads * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(st->widest);
 
+		void	   *qp = aligned_alloc(64, pb);
+
+		/* the old buffer serves cap_tokens until the new one is there */
+		if (!qp)
+			return r1_fail(err, "out of memory for activations of %d tokens", T);
 		free(st->qpack);
-		st->qpack = aligned_alloc(64, pb);
+		st->qpack = qp;
 		if (!st->qunpack)
 			st->qunpack = aligned_alloc(64, ub);
-		if (!st->qpack || !st->qunpack)
+		if (!st->qunpack)
 			return r1_fail(err, "out of memory for activations of %d tokens", T);
 		st->scratch_bytes += pb + ub;
 	}
@@ -1069,6 +1074,13 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 	if (check_batch(b, batch, &T, err) != 0 || grow_scratch(st, T, err) != 0)
 		return -1;
 	st->fast = !b->cpu_exact;
+
+	/*
+	 * The per-thread buffers (widen, qunpack) hold st->threads slices, and
+	 * the OpenMP thread count is the calling thread's setting, which another
+	 * backend created since may have changed.
+	 */
+	omp_set_num_threads(st->threads);
 	if (st->kv_bytes == 0)
 	{
 		if (b->kv_dtype != R1_F32 && b->kv_dtype != R1_F16 && b->kv_dtype != R1_BF16)

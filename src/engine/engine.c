@@ -215,6 +215,11 @@ r1_engine_open(r1_engine **out, const r1_engine_opts *opts, r1_error *err)
 	{
 		if (r1_tokenizer_load(&e->tok, tokdir, err) != 0)
 			goto fail;
+		if (r1_tokenizer_n_tokens(e->tok) < 1)
+		{
+			r1_fail(err, "the tokenizer in %s has no tokens: nothing could be sampled", tokdir);
+			goto fail;
+		}
 		if (r1_tokenizer_n_tokens(e->tok) > vocab)
 		{
 			r1_fail(err, "tokenizer has %d tokens but the model's vocabulary is %d: they do not belong together",

@@ -86,6 +86,9 @@ config_from_gguf(r1_config *c, const r1_gguf *g, const char *file, r1_error *err
 	/* Qwen2 has q/k/v biases; a Llama may (llama.cpp reads them if present) */
 	c->attn_bias = c->arch == R1_ARCH_QWEN2 || r1_gguf_find(g, "blk.0.attn_q.bias") != NULL;
 	rf = r1_gguf_find(g, "rope_freqs.weight");
+	if (rf && (c->head_dim < 2 || c->head_dim > R1_MAX_HEAD_DIM))
+		return r1_fail(err, "%s: head_dim %d (embedding_length / head_count) is outside 2..%d; a file with rope_freqs.weight must give a head_dim in range",
+					   file, c->head_dim, R1_MAX_HEAD_DIM);
 	if (rf)
 	{
 		if (rf->ndim != 1 || rf->shape[0] != c->head_dim / 2 || r1_dtype_is_quant(rf->dtype))

@@ -113,6 +113,9 @@ r1_sample(const float *logits, int n, const r1_sampling *s, uint64_t position, v
 			m++;
 		}
 	}
+	/* every logit NaN (a broken model): no candidate, so the greedy choice */
+	if (m == 0)
+		return r1_argmax(logits, n);
 
 	/*
 	 * Only sort what top-k/top-p can keep: with top_p < 1 a partial selection

@@ -377,6 +377,17 @@ for t in ("q4_0", "q5_0"):
     q = json.load(open(f.replace(".gguf", ".golden.json")))["cases"][0]
     ok(g and g["ids"] == q["greedy_ids"], f"a {t} GGUF: greedy ids match test/fixtures/gen/gguf_golden.py's", g)
 
+# a tokenizer with no tokens: nothing could be sampled, so the model does not open
+empty = os.path.join(tmp, "empty-tokenizer")
+os.makedirs(empty)
+for f in ("config.json", "model.safetensors"):
+    shutil.copy(os.path.join(TINY, f), empty)
+json.dump({"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+           "post_processor": None, "decoder": {"type": "ByteLevel"},
+           "model": {"type": "BPE", "vocab": {}, "merges": []}}, open(os.path.join(empty, "tokenizer.json"), "w"))
+fails("generate with a tokenizer of no tokens", "has no tokens", "generate", "--model", empty, "--ids", "5,6,7",
+      "--max-tokens", "2", "--temperature", "0.8")
+
 shutil.rmtree(tmp)
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

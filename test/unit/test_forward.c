@@ -7,7 +7,9 @@
  * once with chunked prefill (continuous batching must not change results).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -416,6 +418,54 @@ check_paths(r1_dtype dt)
 	r1_model_free(m);
 }
 
+/*
+ * Two backends on one model, 1 thread and then 2: the first still runs on
+ * its one thread (its per-thread buffers hold one slice), giving the same
+ * logits as before the second existed.  exact: the widening prompt path
+ * (bf16), else the fast one (the prompt GEMM's unpacked rows).
+ */
+static void
+check_two_backends(const char *label, r1_model *m, int exact)
+{
+	r1_backend *a,
+			   *b;
+	r1_error	err;
+	int			vocab = m->cfg.vocab_size;
+	int32_t		toks[16];
+	float	   *before = malloc(sizeof(float) * vocab),
+			   *after = malloc(sizeof(float) * vocab);
+	int			rc = -1;
+
+	for (int i = 0; i < 16; i++)
+		toks[i] = (i * 37 + 11) % vocab;
+	if (r1_backend_cpu_create(&a, m, 2, 64, 1, &err) != 0)
+	{
+		ok(0, "%s: 1-thread backend: %s", label, err.msg);
+		goto out;
+	}
+	a->cpu_exact = exact;
+	{
+		int			s0 = 0,
+					s1 = 1,
+					pos = 0,
+					n = 16;
+		r1_batch	b0 = {1, &s0, &pos, &n, toks, 0, NULL, NULL, 0};
+		r1_batch	b1 = {1, &s1, &pos, &n, toks, 0, NULL, NULL, 0};
+
+		if (a->forward(a, &b0, before, &err) == 0 && r1_backend_cpu_create(&b, m, 1, 64, 2, &err) == 0)
+		{
+			rc = a->forward(a, &b1, after, &err);
+			b->destroy(b);
+		}
+	}
+	ok(rc == 0 && memcmp(before, after, sizeof(float) * vocab) == 0,
+	   "%s: a 1-thread backend after a 2-thread one was created: 16 tokens, the same logits", label);
+	a->destroy(a);
+out:
+	free(before);
+	free(after);
+}
+
 int
 main(void)
 {
@@ -425,5 +475,36 @@ main(void)
 	fixtures = getenv("R1_FIXTURES") ? getenv("R1_FIXTURES") : "test/fixtures";
 	run_file("f32", "model.safetensors", "golden.safetensors");
 	run_file("bf16", "model-bf16.safetensors", "golden-bf16.safetensors");
+	{
+		r1_model   *m;
+		r1_error	err;
+		char		path[4096];
+
+		r1_config	cfg;
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.vocab_size = 300;
+		cfg.hidden_size = 104;
+		cfg.intermediate_size = 200;
+		cfg.n_layers = 2;
+		cfg.n_heads = 6;
+		cfg.n_kv_heads = 2;
+		cfg.head_dim = 16;
+		cfg.max_position = 256;
+		cfg.rope_theta = 10000;
+		cfg.rms_norm_eps = 1e-6f;
+		cfg.bos_id = cfg.eos_id = -1;
+		if (ok(r1_model_random(&m, &cfg, R1_BF16, 11, &err) == 0, "random bf16 model"))
+		{
+			check_two_backends("bf16 exact", m, 1);
+			r1_model_free(m);
+		}
+		snprintf(path, sizeof(path), "%s/qwen2-tiny-gguf/qwen2-tiny-q8_0.gguf", fixtures);
+		if (ok(r1_model_load(&m, path, &err) == 0, "qwen2-tiny Q8_0 GGUF loads"))
+		{
+			check_two_backends("qwen2-tiny Q8_0 fast", m, 0);
+			r1_model_free(m);
+		}
+	}
 	return done_testing();
 }

@@ -482,6 +482,27 @@ test_model_errors(void)
 		r1_gguf_w_u32(w2, "qwen2.block_count", 1);
 		expect_model_fail(w2, "required metadata \"general.architecture\" is missing", "no architecture");
 	}
+	{
+		/*
+		 * head_dim = embedding_length / head_count = 8192 (no key_length):
+		 * rope_freqs.weight's 4096 factors must be refused before they are
+		 * read into the config's 512
+		 */
+		r1_gguf_writer *w3 = r1_gguf_writer_new();
+		static float emb3[4 * 8192],
+					rf[4096];
+
+		r1_gguf_w_str(w3, "general.architecture", "llama");
+		r1_gguf_w_u32(w3, "llama.block_count", 1);
+		r1_gguf_w_u32(w3, "llama.context_length", 64);
+		r1_gguf_w_u32(w3, "llama.embedding_length", 8192);
+		r1_gguf_w_u32(w3, "llama.feed_forward_length", 64);
+		r1_gguf_w_u32(w3, "llama.attention.head_count", 1);
+		r1_gguf_w_f32(w3, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
+		r1_gguf_w_tensor(w3, "token_embd.weight", R1_F32, 2, (int64_t[]) {4, 8192}, emb3, sizeof(emb3));
+		r1_gguf_w_tensor(w3, "rope_freqs.weight", R1_F32, 1, (int64_t[]) {4096}, rf, sizeof(rf));
+		expect_model_fail(w3, "head_dim 8192", "rope_freqs.weight with a head_dim past 1024: refused, nothing overrun");
+	}
 }
 
 /* ---------- goldens ---------- */

@@ -157,6 +157,25 @@ main(void)
 			c1 += r1_sample(l3, 2, &s, i, scratch) == 1;
 		ok(fabs(c1 / 20000.0 - 0.75) < 0.015, "p(token 1) = %.3f, want 0.75", c1 / 20000.0);
 	}
+	/* every logit NaN (a broken model): no candidate survives, yet a valid id comes back */
+	{
+		float		nan_logits[V];
+		int			valid = 1;
+
+		for (int i = 0; i < V; i++)
+			nan_logits[i] = NAN;
+		r1_sampling_defaults(&s);
+		s.temperature = 0.7f;
+		for (int k = 0; k < 2; k++)
+		{
+			int32_t		id;
+
+			s.top_p = k == 0 ? 1.0f : 0.9f;
+			id = r1_sample(nan_logits, V, &s, 3, scratch);
+			valid &= id >= 0 && id < V;
+		}
+		ok(valid, "all-NaN logits: r1_sample returns an id of the vocabulary (top_p 1 and 0.9)");
+	}
 	free(scratch);
 	return done_testing();
 }

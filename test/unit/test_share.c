@@ -94,6 +94,25 @@ run_batch(r1_engine *e, const int32_t *prompt, int share, int32_t ids[NS][NGEN])
 	return got == NS ? 0 : -1;
 }
 
+/* each sample on its own; ids[i][NGEN] (all ones where it failed) */
+static void
+run_alone(r1_engine *e, const int32_t *prompt, int32_t ids[NS][NGEN])
+{
+	for (int i = 0; i < NS; i++)
+	{
+		r1_request	rq;
+		r1_completion c;
+		r1_error	err;
+
+		fill_request(&rq, prompt, i, 0);
+		if (r1_engine_run(e, &rq, &c, &err) == 0 && c.n_ids == NGEN)
+			memcpy(ids[i], c.ids, sizeof(ids[i]));
+		else
+			memset(ids[i], 0xff, sizeof(ids[i]));
+		r1_completion_free(&c);
+	}
+}
+
 int
 main(void)
 {
@@ -111,18 +130,7 @@ main(void)
 	/* each sample alone */
 	if (!ok(open_engine(&e, 512, 8) == 0, "engine opens (qwen2-tiny, CPU, batch_invariant)"))
 		return 1;
-	for (int i = 0; i < NS; i++)
-	{
-		r1_request	rq;
-		r1_completion c;
-
-		fill_request(&rq, prompt, i, 0);
-		if (r1_engine_run(e, &rq, &c, &err) == 0 && c.n_ids == NGEN)
-			memcpy(alone[i], c.ids, sizeof(alone[i]));
-		else
-			memset(alone[i], 0xff, sizeof(alone[i]));
-		r1_completion_free(&c);
-	}
+	run_alone(e, prompt, alone);
 	for (int i = 1; i < NS; i++)
 		distinct += memcmp(alone[i], alone[0], sizeof(alone[0])) != 0;
 	ok(distinct > 0, "the seeds give different samples");
@@ -169,18 +177,7 @@ main(void)
 	n_prompt = NP_LONG;
 	if (ok(open_engine(&e, 512, 8) == 0, "engine for a 200-token prompt opens"))
 	{
-		for (int i = 0; i < NS; i++)
-		{
-			r1_request	rq;
-			r1_completion c;
-
-			fill_request(&rq, prompt, i, 0);
-			if (r1_engine_run(e, &rq, &c, &err) == 0 && c.n_ids == NGEN)
-				memcpy(alone[i], c.ids, sizeof(alone[i]));
-			else
-				memset(alone[i], 0xff, sizeof(alone[i]));
-			r1_completion_free(&c);
-		}
+		run_alone(e, prompt, alone);
 		ok(run_batch(e, prompt, 1, shared) == 0, "200-token shared batch runs");
 		r1_engine_stats_get(e, &st);
 		is_int(st.prefill_shared, (NS - 1) * (NP_LONG - 1), "200 tokens: four samples copied 199 positions each");
