@@ -85,6 +85,7 @@ typedef struct cpu_state
 	float	   *ob;				/* [T, hidden] sublayer output */
 	float	   *hg;				/* [T, intermediate] gate, then silu(gate)*up */
 	float	   *hu;				/* [T, intermediate] up */
+	float	   *scores;			/* [threads, max_ctx + 1] attention scores */
 	float	   *widen;			/* [threads, WIDEN_BLOCK_ROWS, widest] widened
 								 * weight rows */
 	int			widest;			/* max(hidden, intermediate, q dim): longest
@@ -977,7 +978,7 @@ cpu_memory_used(r1_backend *b)
 	cpu_state  *st = b->impl;
 
 	return st->kv_bytes + st->scratch_bytes + st->x8.bytes +
-		(size_t) st->threads * WIDEN_BLOCK_ROWS * st->widest * sizeof(float);
+		(size_t) st->threads * (WIDEN_BLOCK_ROWS * st->widest + b->max_ctx + 1) * sizeof(float);
 }
 
 static void
@@ -1005,6 +1006,7 @@ cpu_destroy(r1_backend *b)
 		free(st->hg);
 		free(st->hu);
 		free(st->widen);
+		free(st->scores);
 		free(st->aq);
 		free(st->ad);
 		free(st->absum);
@@ -1168,7 +1170,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 		/* causal grouped-query attention, one (token, head) per iteration */
 #pragma omp parallel
 		{
-			float	   *sc = malloc(sizeof(float) * (b->max_ctx + 1));
+			float	   *sc = st->scores + (size_t) omp_get_thread_num() * ((size_t) b->max_ctx + 1);
 
 #pragma omp for collapse(2) schedule(dynamic, 4)
 			for (int t = 0; t < T; t++)
@@ -1182,8 +1184,6 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 					float		mx = -INFINITY;
 					double		sum = 0.0;
 
-					if (!sc)
-						continue;
 					for (int p = 0; p < n; p++)
 					{
 						sc[p] = kv_dot(st->kv_dt, s->k[l], (size_t) p * kvd + kvh * hd, qh, hd) * att_scale;
@@ -1199,7 +1199,6 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 					for (int p = 0; p < n; p++)
 						kv_axpy(st->kv_dt, s->v[l], (size_t) p * kvd + kvh * hd, (float) (sc[p] / sum), oh, hd);
 				}
-			free(sc);
 		}
 		linear(st, st->ob, st->att, T, &w->wo, NULL, H, qd, b->batch_invariant);
 #pragma omp parallel for schedule(static) if ((size_t) T * H >= PAR_MIN_ELEMS)
@@ -1289,7 +1288,8 @@ r1_backend_cpu_create(r1_backend **out, const r1_model *m, int max_slots, int ma
 	st->widest = widest;
 	st->path = r1_cpu()->path;
 	st->widen = malloc(sizeof(float) * WIDEN_BLOCK_ROWS * (size_t) widest * st->threads);
-	if (!st->slots || !st->inv_freq || !st->widen)
+	st->scores = malloc(sizeof(float) * ((size_t) max_ctx + 1) * st->threads);
+	if (!st->slots || !st->inv_freq || !st->widen || !st->scores)
 	{
 		cpu_destroy(b);
 		return r1_fail(err, "out of memory creating the CPU backend");
