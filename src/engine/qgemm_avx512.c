@@ -169,28 +169,36 @@ unpack_row(int slot, const uint8_t *w, int n, uint8_t *buf)
 	}
 }
 
+/* bytes of an x8 row put back at a time, before they are unpacked */
+#define X8_CHUNK_BYTES 4096
+
 /*
- * Row r of an x8 group (repack.h) unpacked into buf, block by block, without
- * putting the whole row back first: Q4_K's scales come out unpacked.
+ * Row r of an x8 group (repack.h) unpacked into buf, X8_CHUNK_BYTES of blocks
+ * at a time: put back into a small buffer (Q4_K's scales come out unpacked), then
+ * unpacked once those stores are done (a wide load right after the narrow
+ * stores that wrote it would wait for them).
  */
 static void
 unpack_row_x8(r1_dtype dt, int slot, const uint8_t *grp, int r, int n, uint8_t *buf)
 {
-	uint8_t		blk[256] __attribute__((aligned(64)));
-	uint8_t		sm[16];
+	uint8_t		blks[X8_CHUNK_BYTES] __attribute__((aligned(64)));
+	uint8_t		sm[X8_CHUNK_BYTES / 144][16];
+	const int	k = slot >= 3,
+				nb = n / (k ? 256 : 32);
+	const size_t bb = dt == R1_Q8_0 ? 34 : dt == R1_Q4_K ? 144 : 210;
+	const int	chunk = (int) (X8_CHUNK_BYTES / bb);
 
-	if (slot >= 3)
-		for (int i = 0; i < n / 256; i++)
-		{
-			r1_repack_block_back(dt, grp, i, r, blk, sm);
-			unpack_k_block(slot, blk, dt == R1_Q4_K ? sm : NULL, i, n, buf);
-		}
-	else
-		for (int i = 0; i < n / 32; i++)
-		{
-			r1_repack_block_back(dt, grp, i, r, blk, sm);
-			unpack_32_block(slot, blk, i, n, buf);
-		}
+	for (int i0 = 0; i0 < nb; i0 += chunk)
+	{
+		int			m = nb - i0 < chunk ? nb - i0 : chunk;
+
+		r1_repack_blocks_back(dt, grp, i0, m, r, blks, sm);
+		for (int j = 0; j < m; j++)
+			if (k)
+				unpack_k_block(slot, blks + (size_t) j * bb, dt == R1_Q4_K ? sm[j] : NULL, i0 + j, n, buf);
+			else
+				unpack_32_block(slot, blks + (size_t) j * bb, i0 + j, n, buf);
+	}
 }
 
 /* ---------- two rows (or one) against a tile of eight tokens ---------- */

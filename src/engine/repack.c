@@ -83,7 +83,7 @@ q4k_group(const uint8_t *src, size_t row_bytes, int nsb, uint8_t *dst)
 }
 
 /* Q4_K block i of row r: d, dmin, codes into blk; the scales and mins unpacked into sm */
-static void
+static inline void
 q4k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk, uint8_t sm[16])
 {
 	const uint8_t *o = grp + (size_t) i * Q4K_X8;
@@ -174,7 +174,7 @@ q6k_group(const uint8_t *src, size_t row_bytes, int nsb, uint8_t *dst)
 	}
 }
 
-static void
+static inline void
 q6k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
 {
 	const uint8_t *o = grp + (size_t) i * Q6K_X8;
@@ -218,7 +218,7 @@ q8_group(const uint8_t *src, size_t row_bytes, int nb, uint8_t *dst)
 	}
 }
 
-static void
+static inline void
 q8_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
 {
 	const uint8_t *o = grp + (size_t) i * Q8_X8;
@@ -264,14 +264,17 @@ r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row)
 }
 
 void
-r1_repack_block_back(r1_dtype dt, const uint8_t *grp, int i, int r, uint8_t *blk, uint8_t sm[16])
+r1_repack_blocks_back(r1_dtype dt, const uint8_t *grp, int i0, int nblk, int r, uint8_t *blks, uint8_t (*sm)[16])
 {
 	if (dt == R1_Q8_0)
-		q8_block_back(grp, i, r, blk);
+		for (int k = 0; k < nblk; k++)
+			q8_block_back(grp, i0 + k, r, blks + (size_t) k * Q8_BYTES);
 	else if (dt == R1_Q4_K)
-		q4k_block_back(grp, i, r, blk, sm);
+		for (int k = 0; k < nblk; k++)
+			q4k_block_back(grp, i0 + k, r, blks + (size_t) k * Q4K_BYTES, sm[k]);
 	else if (dt == R1_Q6_K)
-		q6k_block_back(grp, i, r, blk);
+		for (int k = 0; k < nblk; k++)
+			q6k_block_back(grp, i0 + k, r, blks + (size_t) k * Q6K_BYTES);
 }
 
 static int

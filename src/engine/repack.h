@@ -72,13 +72,14 @@ void		r1_repack_group(r1_dtype dt, const uint8_t *src, size_t row_bytes, int n, 
 void		r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row);
 
 /*
- * Block i (of 32 or 256 weights) of row r of an x8 group, as the file
- * stores it, into blk (Q8_0 34 bytes, Q4_K 144, Q6_K 210), but for Q4_K's
- * 12 packed scale bytes (blk[4..15] are left as they are): sm gets that
- * block's eight 6-bit scales, then its eight mins, unpacked.  The prompt
- * GEMM unpacks rows from the copies with it (qgemm.h).
+ * Blocks [i0, i0 + nblk) (of 32 or 256 weights) of row r of an x8 group, as
+ * the file stores them, one after another into blks (Q8_0 34 bytes a block,
+ * Q4_K 144, Q6_K 210), but for Q4_K's 12 packed scale bytes (left as they
+ * are): sm[k] gets block i0 + k's eight 6-bit scales, then its eight mins,
+ * unpacked.  The prompt GEMM unpacks rows from the copies with it (qgemm.h).
  */
-void		r1_repack_block_back(r1_dtype dt, const uint8_t *grp, int i, int r, uint8_t *blk, uint8_t sm[16]);
+void		r1_repack_blocks_back(r1_dtype dt, const uint8_t *grp, int i0, int nblk, int r, uint8_t *blks,
+								  uint8_t (*sm)[16]);
 
 /*
  * The x8 copies of a model's linear weights, made once when a CPU backend
