@@ -838,9 +838,12 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 	return 0;
 }
 
-/* the capacity a slot of capacity cap grows to for positions [0, need) */
+/*
+ * the capacity a slot of capacity cap grows to for positions [0, need): the
+ * next doubling from 256, at most lim (slot_lim) but never less than need
+ */
 static int
-grown_cap(int cap, int need, int max_ctx)
+grown_cap(int cap, int need, int lim)
 {
 	int			c = cap ? cap : 256;
 
@@ -848,7 +851,9 @@ grown_cap(int cap, int need, int max_ctx)
 		return cap;
 	while (c < need)
 		c *= 2;
-	return c > max_ctx ? max_ctx : c;
+	if (c > lim)
+		c = lim;
+	return c < need ? need : c;
 }
 
 /* bytes of one cached key or value element */
@@ -866,6 +871,22 @@ cap_bytes(const cpu_state *st, int cap)
 	return (size_t) cap * c->n_kv_heads * c->head_dim * 2 * c->n_layers * kv_elem(st);
 }
 
+/*
+ * The most positions a slot grows to at once: max_ctx, and no more than the
+ * KV memory limit holds (a doubling past it would refuse a sequence that
+ * fits).
+ */
+static int
+slot_lim(const r1_backend *b, const cpu_state *st)
+{
+	size_t		fit;
+
+	if (b->max_kv_bytes == 0)
+		return b->max_ctx;
+	fit = b->max_kv_bytes / cap_bytes(st, 1);
+	return fit < (size_t) b->max_ctx ? (int) fit : b->max_ctx;
+}
+
 static int
 cpu_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
 {
@@ -880,18 +901,18 @@ cpu_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
 	{
 		const cpu_slot *s = &st->slots[slots[i]];
 
-		more += cap_bytes(st, grown_cap(s->cap, ends[i], b->max_ctx)) - cap_bytes(st, s->cap);
+		more += cap_bytes(st, grown_cap(s->cap, ends[i], slot_lim(b, st))) - cap_bytes(st, s->cap);
 	}
 	return st->kv_bytes + more <= b->max_kv_bytes;
 }
 
 /* make room for positions [0, need) in a slot's cache */
 static int
-grow_slot(cpu_state *st, cpu_slot *s, int need, int max_ctx, r1_error *err)
+grow_slot(cpu_state *st, cpu_slot *s, int need, int lim, r1_error *err)
 {
 	const r1_config *c = st->cfg;
 	size_t		kvd = (size_t) c->n_kv_heads * c->head_dim;
-	int			cap = grown_cap(s->cap, need, max_ctx);
+	int			cap = grown_cap(s->cap, need, lim);
 
 	if (need <= s->cap)
 		return 0;
@@ -937,7 +958,7 @@ cpu_copy_kv(r1_backend *b, int src, int dst, int n, r1_error *err)
 		return r1_fail(err, "copy_kv: slot %d holds %d positions, not %d", src, s->cap, n);
 	if (n == 0)
 		return 0;
-	if (grow_slot(st, d, n, b->max_ctx, err) != 0)
+	if (grow_slot(st, d, n, slot_lim(b, st), err) != 0)
 		return -1;
 	for (int l = 0; l < st->cfg->n_layers; l++)
 	{
@@ -1110,7 +1131,7 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 	for (int s = 0, t = 0; s < batch->n_seqs; s++)
 	{
 		if (grow_slot(st, &st->slots[batch->slot[s]], batch->pos[s] + batch->n_tokens[s],
-					  b->max_ctx, err) != 0)
+					  slot_lim(b, st), err) != 0)
 		{
 			free(tok_seq);
 			return -1;
