@@ -892,16 +892,18 @@ cpu_kv_fits(r1_backend *b, int n, const int *slots, const int *ends)
 {
 	cpu_state  *st = b->impl;
 	size_t		more = 0;
+	int			lim;
 
 	if (b->max_kv_bytes == 0)
 		return 1;
 	if (st->kv_bytes == 0)
 		st->kv_dt = b->kv_dtype == R1_F16 || b->kv_dtype == R1_BF16 ? b->kv_dtype : R1_F32;
+	lim = slot_lim(b, st);
 	for (int i = 0; i < n; i++)
 	{
 		const cpu_slot *s = &st->slots[slots[i]];
 
-		more += cap_bytes(st, grown_cap(s->cap, ends[i], slot_lim(b, st))) - cap_bytes(st, s->cap);
+		more += cap_bytes(st, grown_cap(s->cap, ends[i], lim)) - cap_bytes(st, s->cap);
 	}
 	return st->kv_bytes + more <= b->max_kv_bytes;
 }

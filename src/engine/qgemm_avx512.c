@@ -404,22 +404,13 @@ rows_against_tiles(int k, int n, const uint8_t *ub, size_t us, int r0, int nr, c
 		}
 }
 
-void
-r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
-			  const r1_qxp *x, float *out, size_t ldo, void *unpack)
-{
-	const int	slot = r1_qdot_slot(dt),
-				n = x->n;
-	const size_t us = ustride(n);
-
-	for (int r = 0; r < nr; r++)
-		unpack_row(slot, w + (size_t) (r0 + r) * row_bytes, n, (uint8_t *) unpack + (size_t) r * us);
-	rows_against_tiles(slot >= 3, n, unpack, us, r0, nr, x, out, ldo);
-}
-
-void
-r1_qgemm_rows_x8(r1_dtype dt, const uint8_t *x8, size_t row_bytes, int r0, int nr,
-				 const r1_qxp *x, float *out, size_t ldo, void *unpack)
+/*
+ * Rows [r0, r0 + nr) of w against every token: each row unpacked, from the
+ * file's layout or (x8) from its group of an x8 copy, then the tiles.
+ */
+static void
+qgemm_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr, const r1_qxp *x,
+		   float *out, size_t ldo, void *unpack)
 {
 	const int	slot = r1_qdot_slot(dt),
 				n = x->n;
@@ -428,9 +419,27 @@ r1_qgemm_rows_x8(r1_dtype dt, const uint8_t *x8, size_t row_bytes, int r0, int n
 	for (int r = 0; r < nr; r++)
 	{
 		int			row = r0 + r;
+		uint8_t    *ub = (uint8_t *) unpack + (size_t) r * us;
 
-		unpack_row_x8(dt, slot, x8 + (size_t) (row / R1_REPACK_ROWS) * R1_REPACK_ROWS * row_bytes,
-					  row % R1_REPACK_ROWS, n, (uint8_t *) unpack + (size_t) r * us);
+		if (x8)
+			unpack_row_x8(dt, slot, w + (size_t) (row / R1_REPACK_ROWS) * R1_REPACK_ROWS * row_bytes,
+						  row % R1_REPACK_ROWS, n, ub);
+		else
+			unpack_row(slot, w + (size_t) row * row_bytes, n, ub);
 	}
 	rows_against_tiles(slot >= 3, n, unpack, us, r0, nr, x, out, ldo);
+}
+
+void
+r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int nr,
+			  const r1_qxp *x, float *out, size_t ldo, void *unpack)
+{
+	qgemm_rows(dt, w, 0, row_bytes, r0, nr, x, out, ldo, unpack);
+}
+
+void
+r1_qgemm_rows_x8(r1_dtype dt, const uint8_t *x8, size_t row_bytes, int r0, int nr,
+				 const r1_qxp *x, float *out, size_t ldo, void *unpack)
+{
+	qgemm_rows(dt, x8, 1, row_bytes, r0, nr, x, out, ldo, unpack);
 }

@@ -101,31 +101,6 @@ q4k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk, uint8_t sm[16])
 		memcpy(blk + 16 + 8 * jc, o + 128 + (size_t) (jc * R1_REPACK_ROWS + r) * 8, 8);
 }
 
-static void
-q4k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
-{
-	for (int i = 0; i < nsb; i++)
-	{
-		uint8_t    *b = row + (size_t) i * Q4K_BYTES;
-		uint8_t		sm[16];
-		int			sc[8],
-					m[8];
-
-		q4k_block_back(grp, i, r, b, sm);
-		for (int g = 0; g < 8; g++)
-		{
-			sc[g] = sm[g];
-			m[g] = sm[8 + g];
-		}
-
-		/*
-		 * every bit of the 12 bytes is used, so packing them again gives them
-		 * back
-		 */
-		r1_q4k_pack_scales(sc, m, b + 4);
-	}
-}
-
 /*
  * Where chunk k of a Q6_K row's 192 code bytes (8 bytes: ql for k < 16, then
  * qh) lies in an x8 block: triple 4h + c holds qh bytes 32h + 8c.., then ql
@@ -186,13 +161,6 @@ q6k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
 		memcpy(blk + 8 * k, o + q6k_chunk(k) + 8 * r, 8);
 }
 
-static void
-q6k_row_back(const uint8_t *grp, int nsb, int r, uint8_t *row)
-{
-	for (int i = 0; i < nsb; i++)
-		q6k_block_back(grp, i, r, row + (size_t) i * Q6K_BYTES);
-}
-
 /* Q8_0: d of the eight rows, then their codes + 128 (as unsigned bytes) in 8-byte chunks */
 static void
 q8_group(const uint8_t *src, size_t row_bytes, int nb, uint8_t *dst)
@@ -234,13 +202,6 @@ q8_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
 	}
 }
 
-static void
-q8_row_back(const uint8_t *grp, int nb, int r, uint8_t *row)
-{
-	for (int i = 0; i < nb; i++)
-		q8_block_back(grp, i, r, row + (size_t) i * Q8_BYTES);
-}
-
 void
 r1_repack_group(r1_dtype dt, const uint8_t *src, size_t row_bytes, int n, uint8_t *dst)
 {
@@ -255,12 +216,33 @@ r1_repack_group(r1_dtype dt, const uint8_t *src, size_t row_bytes, int n, uint8_
 void
 r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row)
 {
-	if (dt == R1_Q8_0)
-		q8_row_back(grp, n / 32, r, row);
-	else if (dt == R1_Q4_K)
-		q4k_row_back(grp, n / 256, r, row);
-	else if (dt == R1_Q6_K)
-		q6k_row_back(grp, n / 256, r, row);
+	const int	block = dt == R1_Q8_0 ? 32 : 256;
+	const size_t bb = dt == R1_Q8_0 ? Q8_BYTES : dt == R1_Q4_K ? Q4K_BYTES : Q6K_BYTES;
+
+	for (int i = 0; i < n / block; i++)
+	{
+		uint8_t    *b = row + (size_t) i * bb;
+		uint8_t		sm[1][16];
+
+		r1_repack_blocks_back(dt, grp, i, 1, r, b, sm);
+		if (dt == R1_Q4_K)
+		{
+			int			sc[8],
+						m[8];
+
+			for (int g = 0; g < 8; g++)
+			{
+				sc[g] = sm[0][g];
+				m[g] = sm[0][8 + g];
+			}
+
+			/*
+			 * every bit of the 12 bytes is used, so packing them again gives
+			 * them back
+			 */
+			r1_q4k_pack_scales(sc, m, b + 4);
+		}
+	}
 }
 
 void

@@ -330,6 +330,24 @@ run_file(const char *label, const char *weights, const char *golden)
 	rmdir(dir);
 }
 
+/* a small random-weights shape: 2 layers, 6 heads of 16 over 2 KV heads, hidden wide */
+static void
+small_config(r1_config *cfg, int hidden)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->vocab_size = 300;
+	cfg->hidden_size = hidden;
+	cfg->intermediate_size = 200;
+	cfg->n_layers = 2;
+	cfg->n_heads = 6;
+	cfg->n_kv_heads = 2;
+	cfg->head_dim = 16;
+	cfg->max_position = 256;
+	cfg->rope_theta = 10000;
+	cfg->rms_norm_eps = 1e-6f;
+	cfg->bos_id = cfg->eos_id = -1;
+}
+
 /*
  * The two ways through a linear layer (BLAS over widened rows for prompts,
  * the streaming dot product for decode) must compute the same function for
@@ -349,18 +367,7 @@ check_paths(r1_dtype dt)
 	double		worst = 0;
 	int			vocab;
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.vocab_size = 300;
-	cfg.hidden_size = 96;
-	cfg.intermediate_size = 200;
-	cfg.n_layers = 2;
-	cfg.n_heads = 6;
-	cfg.n_kv_heads = 2;
-	cfg.head_dim = 16;
-	cfg.max_position = 256;
-	cfg.rope_theta = 10000;
-	cfg.rms_norm_eps = 1e-6f;
-	cfg.bos_id = cfg.eos_id = -1;
+	small_config(&cfg, 96);
 	if (!ok(r1_model_random(&m, &cfg, dt, 7, &err) == 0, "%s: random model", r1_dtype_name(dt)))
 	{
 		diag("%s", err.msg);
@@ -482,18 +489,7 @@ main(void)
 
 		r1_config	cfg;
 
-		memset(&cfg, 0, sizeof(cfg));
-		cfg.vocab_size = 300;
-		cfg.hidden_size = 104;
-		cfg.intermediate_size = 200;
-		cfg.n_layers = 2;
-		cfg.n_heads = 6;
-		cfg.n_kv_heads = 2;
-		cfg.head_dim = 16;
-		cfg.max_position = 256;
-		cfg.rope_theta = 10000;
-		cfg.rms_norm_eps = 1e-6f;
-		cfg.bos_id = cfg.eos_id = -1;
+		small_config(&cfg, 104);
 		if (ok(r1_model_random(&m, &cfg, R1_BF16, 11, &err) == 0, "random bf16 model"))
 		{
 			check_two_backends("bf16 exact", m, 1);

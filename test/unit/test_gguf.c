@@ -462,6 +462,28 @@ qwen2_meta(const char *arch, int skip_block_count)
 	return w;
 }
 
+/*
+ * A one-layer Llama GGUF's metadata of the given width and heads (no
+ * key_length: head_dim = hidden / heads), its embedding (emb: 4 x hidden)
+ * and a rope_freqs.weight of n_rf factors (rf)
+ */
+static r1_gguf_writer *
+llama_rope_meta(int hidden, int heads, const float *emb, const float *rf, int n_rf)
+{
+	r1_gguf_writer *w = r1_gguf_writer_new();
+
+	r1_gguf_w_str(w, "general.architecture", "llama");
+	r1_gguf_w_u32(w, "llama.block_count", 1);
+	r1_gguf_w_u32(w, "llama.context_length", 64);
+	r1_gguf_w_u32(w, "llama.embedding_length", (uint32_t) hidden);
+	r1_gguf_w_u32(w, "llama.feed_forward_length", 64);
+	r1_gguf_w_u32(w, "llama.attention.head_count", (uint32_t) heads);
+	r1_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+	r1_gguf_w_tensor(w, "token_embd.weight", R1_F32, 2, (int64_t[]) {4, hidden}, emb, sizeof(float) * 4 * hidden);
+	r1_gguf_w_tensor(w, "rope_freqs.weight", R1_F32, 1, (int64_t[]) {n_rf}, rf, sizeof(float) * n_rf);
+	return w;
+}
+
 static void
 test_model_errors(void)
 {
@@ -488,19 +510,10 @@ test_model_errors(void)
 		 * rope_freqs.weight's 4096 factors must be refused before they are
 		 * read into the config's 512
 		 */
-		r1_gguf_writer *w3 = r1_gguf_writer_new();
 		static float emb3[4 * 8192],
 					rf[4096];
+		r1_gguf_writer *w3 = llama_rope_meta(8192, 1, emb3, rf, 4096);
 
-		r1_gguf_w_str(w3, "general.architecture", "llama");
-		r1_gguf_w_u32(w3, "llama.block_count", 1);
-		r1_gguf_w_u32(w3, "llama.context_length", 64);
-		r1_gguf_w_u32(w3, "llama.embedding_length", 8192);
-		r1_gguf_w_u32(w3, "llama.feed_forward_length", 64);
-		r1_gguf_w_u32(w3, "llama.attention.head_count", 1);
-		r1_gguf_w_f32(w3, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
-		r1_gguf_w_tensor(w3, "token_embd.weight", R1_F32, 2, (int64_t[]) {4, 8192}, emb3, sizeof(emb3));
-		r1_gguf_w_tensor(w3, "rope_freqs.weight", R1_F32, 1, (int64_t[]) {4096}, rf, sizeof(rf));
 		expect_model_fail(w3, "head_dim 8192", "rope_freqs.weight with a head_dim past 1024: refused, nothing overrun");
 	}
 }
@@ -888,19 +901,10 @@ test_llama(void)
 	check_golden_at("llama-tiny-q8_0", dir, gpath, R1_Q8_0, R1_Q8_0);
 	{
 		/* rope_freqs of the wrong length */
-		r1_gguf_writer *w = r1_gguf_writer_new();
 		static float emb[4 * 32],
 					rf[3];
+		r1_gguf_writer *w = llama_rope_meta(32, 2, emb, rf, 3);
 
-		r1_gguf_w_str(w, "general.architecture", "llama");
-		r1_gguf_w_u32(w, "llama.block_count", 1);
-		r1_gguf_w_u32(w, "llama.context_length", 64);
-		r1_gguf_w_u32(w, "llama.embedding_length", 32);
-		r1_gguf_w_u32(w, "llama.feed_forward_length", 64);
-		r1_gguf_w_u32(w, "llama.attention.head_count", 2);
-		r1_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-		r1_gguf_w_tensor(w, "token_embd.weight", R1_F32, 2, (int64_t[]) {4, 32}, emb, sizeof(emb));
-		r1_gguf_w_tensor(w, "rope_freqs.weight", R1_F32, 1, (int64_t[]) {3}, rf, sizeof(rf));
 		expect_model_fail(w, "\"rope_freqs.weight\" must be a vector of 8", "rope_freqs of the wrong length");
 	}
 }

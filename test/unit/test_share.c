@@ -122,7 +122,6 @@ main(void)
 				unshared[NS][NGEN];
 	r1_engine  *e;
 	r1_engine_stats st;
-	r1_error	err;
 	int			distinct = 0;
 
 	for (int i = 0; i < NP_LONG; i++)
