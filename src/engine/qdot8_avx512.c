@@ -248,13 +248,13 @@ q8_0_rows(const uint8_t *grp, const r1_qx *x, int nt, float *out, size_t stride)
 				acc[t][h][c] = _mm512_setzero_ps();
 	for (int i = 0; i < nb; i++)
 	{
-		const uint8_t *b = grp + (size_t) i * 272;
-		__m256		dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) b));
+		const uint8_t *b = grp + (size_t) nb * 16 + (size_t) i * 256;
+		__m256		dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (grp + 16 * (size_t) i)));
 		__m512i		z[4];
 
 #pragma GCC unroll 4
 		for (int c = 0; c < 4; c++)
-			z[c] = _mm512_loadu_si512(b + 16 + 64 * c);
+			z[c] = _mm512_loadu_si512(b + 64 * c);
 #pragma GCC unroll 4
 		for (int t = 0; t < nt; t++)
 		{

@@ -192,7 +192,7 @@ unpack_row_x8(r1_dtype dt, int slot, const uint8_t *grp, int r, int n, uint8_t *
 	{
 		int			m = nb - i0 < chunk ? nb - i0 : chunk;
 
-		r1_repack_blocks_back(dt, grp, i0, m, r, blks, sm);
+		r1_repack_blocks_back(dt, grp, n, i0, m, r, blks, sm);
 		for (int j = 0; j < m; j++)
 			if (k)
 				unpack_k_block(slot, blks + (size_t) j * bb, dt == R1_Q4_K ? sm[j] : NULL, i0 + j, n, buf);

@@ -13,7 +13,8 @@
 #define Q4K_BYTES 144
 #define Q4K_X8 (R1_REPACK_ROWS * Q4K_BYTES)
 #define Q8_BYTES 34
-#define Q8_X8 (R1_REPACK_ROWS * Q8_BYTES)
+#define Q8_X8D 16				/* a Q8_0 block's eight d */
+#define Q8_X8C 256				/* its eight rows' codes */
 #define Q6K_BYTES 210
 #define Q6K_X8 (R1_REPACK_ROWS * Q6K_BYTES)
 #define X8_HUGE ((size_t) 2 << 20)	/* a transparent huge page */
@@ -161,13 +162,17 @@ q6k_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
 		memcpy(blk + 8 * k, o + q6k_chunk(k) + 8 * r, 8);
 }
 
-/* Q8_0: d of the eight rows, then their codes + 128 (as unsigned bytes) in 8-byte chunks */
+/*
+ * Q8_0: the d of the eight rows of every block first, then every block's codes
+ * + 128 (as unsigned bytes) in 8-byte chunks
+ */
 static void
 q8_group(const uint8_t *src, size_t row_bytes, int nb, uint8_t *dst)
 {
 	for (int i = 0; i < nb; i++)
 	{
-		uint8_t    *o = dst + (size_t) i * Q8_X8;
+		uint8_t    *o = dst + (size_t) i * Q8_X8D,
+				   *c8 = dst + (size_t) nb * Q8_X8D + (size_t) i * Q8_X8C;
 
 		for (int r = 0; r < R1_REPACK_ROWS; r++)
 		{
@@ -180,23 +185,24 @@ q8_group(const uint8_t *src, size_t row_bytes, int nb, uint8_t *dst)
 
 				memcpy(&v, b + 2 + 8 * c, 8);
 				v ^= UINT64_C(0x8080808080808080);
-				memcpy(o + 16 + 64 * c + 8 * r, &v, 8);
+				memcpy(c8 + 64 * c + 8 * r, &v, 8);
 			}
 		}
 	}
 }
 
 static inline void
-q8_block_back(const uint8_t *grp, int i, int r, uint8_t *blk)
+q8_block_back(const uint8_t *grp, int nb, int i, int r, uint8_t *blk)
 {
-	const uint8_t *o = grp + (size_t) i * Q8_X8;
+	const uint8_t *o = grp + (size_t) i * Q8_X8D,
+			   *c8 = grp + (size_t) nb * Q8_X8D + (size_t) i * Q8_X8C;
 
 	memcpy(blk, o + 2 * r, 2);
 	for (int c = 0; c < 4; c++)
 	{
 		uint64_t	v;
 
-		memcpy(&v, o + 16 + 64 * c + 8 * r, 8);
+		memcpy(&v, c8 + 64 * c + 8 * r, 8);
 		v ^= UINT64_C(0x8080808080808080);
 		memcpy(blk + 2 + 8 * c, &v, 8);
 	}
@@ -224,7 +230,7 @@ r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row)
 		uint8_t    *b = row + (size_t) i * bb;
 		uint8_t		sm[1][16];
 
-		r1_repack_blocks_back(dt, grp, i, 1, r, b, sm);
+		r1_repack_blocks_back(dt, grp, n, i, 1, r, b, sm);
 		if (dt == R1_Q4_K)
 		{
 			int			sc[8],
@@ -246,11 +252,12 @@ r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row)
 }
 
 void
-r1_repack_blocks_back(r1_dtype dt, const uint8_t *grp, int i0, int nblk, int r, uint8_t *blks, uint8_t (*sm)[16])
+r1_repack_blocks_back(r1_dtype dt, const uint8_t *grp, int n, int i0, int nblk, int r, uint8_t *blks,
+					  uint8_t (*sm)[16])
 {
 	if (dt == R1_Q8_0)
 		for (int k = 0; k < nblk; k++)
-			q8_block_back(grp, i0 + k, r, blks + (size_t) k * Q8_BYTES);
+			q8_block_back(grp, n / 32, i0 + k, r, blks + (size_t) k * Q8_BYTES);
 	else if (dt == R1_Q4_K)
 		for (int k = 0; k < nblk; k++)
 			q4k_block_back(grp, i0 + k, r, blks + (size_t) k * Q4K_BYTES, sm[k]);

@@ -17,10 +17,13 @@
  *   [128, 1152) qs: 64-byte chunk (j, c) = 4j + c (j, c < 4) holds bytes
  *               32j + 8c .. 32j + 8c + 7 of each row's 128 code bytes, row 0
  *               first (low nibbles: sub-block 2j, high: 2j + 1)
- * Q8_0 x8 block (272 bytes, 32-weight block i):
- *   [0, 16)      d of rows 0..7 (f16)
- *   [16, 272)    chunk c (< 4) holds codes 8c .. 8c + 7 of each row, row 0
- *                first, as code + 128 (unsigned: vpdpbusd's first operand)
+ * Q8_0 x8 group (nb = n/32 blocks of 272 bytes, split in two so that every
+ * 64-byte load of codes is one cache line when nb is a multiple of 4; a
+ * load that straddles two lines costs Intel cores two):
+ *   [16i, 16i + 16)          d of rows 0..7 of block i (f16)
+ *   16nb + [256i, 256i + 256) chunk c (< 4) holds block i's codes 8c .. 8c + 7
+ *                of each row, row 0 first, as code + 128 (unsigned:
+ *                vpdpbusd's first operand)
  *
  * Q6_K x8 block (1680 bytes):
  *   [0, 16)      d of rows 0..7 (f16)
@@ -72,13 +75,14 @@ void		r1_repack_group(r1_dtype dt, const uint8_t *src, size_t row_bytes, int n, 
 void		r1_repack_row_back(r1_dtype dt, const uint8_t *grp, int n, int r, uint8_t *row);
 
 /*
- * Blocks [i0, i0 + nblk) (of 32 or 256 weights) of row r of an x8 group, as
+ * Blocks [i0, i0 + nblk) (of 32 or 256 weights) of row r of an x8 group of n
+ * inputs, as
  * the file stores them, one after another into blks (Q8_0 34 bytes a block,
  * Q4_K 144, Q6_K 210), but for Q4_K's 12 packed scale bytes (left as they
  * are): sm[k] gets block i0 + k's eight 6-bit scales, then its eight mins,
  * unpacked.  The prompt GEMM unpacks rows from the copies with it (qgemm.h).
  */
-void		r1_repack_blocks_back(r1_dtype dt, const uint8_t *grp, int i0, int nblk, int r, uint8_t *blks,
+void		r1_repack_blocks_back(r1_dtype dt, const uint8_t *grp, int n, int i0, int nblk, int r, uint8_t *blks,
 								  uint8_t (*sm)[16]);
 
 /*
