@@ -49,6 +49,7 @@
 #define PAR_MIN_ELEMS 4096
 /* weight rows per block of the integer prompt GEMM: 16 rows stay in L1/L2 while every token passes */
 #define QROW_BLOCK 16
+_Static_assert(QROW_BLOCK <= 16, "the AMX GEMM takes at most 16 rows a call");
 
 /*
  * up to this many tokens, x8 weights (repack.h) go through the x8 kernels,
@@ -396,7 +397,7 @@ weight_x8(const cpu_state *st, const r1_tensor *w)
  */
 static void
 linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w, int n_out, int n_in,
-			size_t row_bytes)
+			size_t row_bytes, int invariant)
 {
 	lowp		L;
 	const uint8_t *wd = w->data;
@@ -425,6 +426,27 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
 			lowp_row(&L, wd + (size_t) r * row_bytes, 0, T, n_in, out + r, n_out);
+		return;
+	}
+	if (L.qf && !invariant && st->path == R1_CPU_AVX512_VNNI && r1_qgemm_amx_takes(w->dtype, n_in))
+	{
+		/* AMX tiles: ggml's arithmetic, so not when the batch must not matter */
+		r1_qxa		A;
+
+		r1_qgemm_amx_layout(w->dtype, n_in, T, st->qpack, &A);
+#pragma omp parallel for schedule(static)
+		for (int g = 0; g < A.groups; g++)
+			r1_qgemm_amx_pack(&L.qx, &A, g, g + 1);
+#pragma omp parallel for schedule(dynamic)
+		for (int blk = 0; blk < nblocks; blk++)
+		{
+			int			r0 = blk * QROW_BLOCK;
+			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+			uint8_t    *unpack = (uint8_t *) st->qunpack
+			+ (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in);
+
+			r1_qgemm_amx_rows(w->dtype, x8 ? x8 : wd, x8 != NULL, row_bytes, r0, nr, &A, out, n_out, unpack);
+		}
 		return;
 	}
 	if (L.qf && r1_qgemm_takes(st->path, w->dtype, n_in))
@@ -497,7 +519,7 @@ linear(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w,
 	/* the loader checked that rows are whole blocks */
 	(void) r1_dtype_row_bytes(w->dtype, n_in, &row_bytes);
 	if (lowp_takes(st, w, n_in))
-		linear_lowp(st, out, x, T, w, n_out, n_in, row_bytes);
+		linear_lowp(st, out, x, T, w, n_out, n_in, row_bytes, invariant);
 	else if (T >= GEMM_MIN_TOKENS)
 	{
 		int			nblocks = (n_out + WIDEN_BLOCK_ROWS - 1) / WIDEN_BLOCK_ROWS;

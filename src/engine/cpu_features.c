@@ -10,6 +10,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Linux: ask for the AMX tile data state (arch_prctl(2), asm/prctl.h) */
+#define R1_ARCH_REQ_XCOMP_PERM 0x1023
+#define R1_XFEATURE_XTILEDATA 18
 
 static r1_cpu_info info;
 static char features[160];
@@ -42,6 +48,18 @@ detect(void)
 			if (strcmp(force, r1_cpu_path_name((r1_cpu_path) p)) == 0 && p < (int) info.best)
 				info.path = (r1_cpu_path) p;
 	}
+	{
+		const char *amx = getenv("R1_CPU_AMX");
+
+		/*
+		 * a process must ask Linux for the tiles' 8 kB of state before its
+		 * first tile instruction; where it says no (an older kernel, a VM
+		 * that hides it, valgrind) the tiles stay unused
+		 */
+		info.amx_int8 = info.path == R1_CPU_AVX512_VNNI && !(amx && strcmp(amx, "0") == 0) &&
+			__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8") &&
+			syscall(SYS_arch_prctl, R1_ARCH_REQ_XCOMP_PERM, R1_XFEATURE_XTILEDATA) == 0;
+	}
 	if (info.avx2)
 		add_feature("avx2,fma,f16c");
 	if (info.avx512)
@@ -50,6 +68,8 @@ detect(void)
 		add_feature("avx512vnni");
 	if (info.avx512_bf16)
 		add_feature("avx512bf16");
+	if (info.amx_int8)
+		add_feature("amx_int8");
 }
 
 const r1_cpu_info *

@@ -15,6 +15,11 @@
  *
  * R1_CPU_PATH=generic|avx2|avx512_vnni in the environment lowers the choice
  * (for A/B measurements and tests); it never raises it past the hardware.
+ *
+ * On the AVX-512 VNNI path, AMX-INT8 tiles (Sapphire Rapids and later, where
+ * Linux grants the process their state) also run the prompt GEMM of
+ * quantised weights when a batch need not be batch-invariant (qgemm.h);
+ * R1_CPU_AMX=0 in the environment turns that off.
  */
 #ifndef R1_CPU_FEATURES_H
 #define R1_CPU_FEATURES_H
@@ -34,7 +39,9 @@ typedef struct r1_cpu_info
 				avx512,			/* AVX-512 F, BW, DQ and VL (and the OS saves
 								 * zmm) */
 				avx512_vnni,
-				avx512_bf16;
+				avx512_bf16,
+				amx_int8;		/* AMX tiles with int8 products, granted by
+								 * the OS, on the AVX-512 VNNI path */
 	r1_cpu_path best;			/* the widest path the hardware runs */
 	r1_cpu_path path;			/* the path in use (best, or lower by
 								 * R1_CPU_PATH) */
@@ -46,7 +53,7 @@ const r1_cpu_info *r1_cpu(void);
 /* "generic", "avx2", "avx512_vnni" */
 const char *r1_cpu_path_name(r1_cpu_path p);
 
-/* Comma-separated features seen, e.g. "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16". */
+/* Comma-separated features seen, e.g. "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,amx_int8". */
 const char *r1_cpu_features_string(void);
 
 #endif							/* R1_CPU_FEATURES_H */

@@ -23,7 +23,16 @@ r1_qgemm_pack_bytes(int T, int n)
 	 * q 8n, dxv at most 4 pairs * n/32 * 64 = 8n, bs n, dx8 n/8 a tile; a
 	 * multiple of 64 for aligned_alloc
 	 */
-	return align64(tiles * (18 * (size_t) n) + 4 * 64);
+	size_t		groups = (size_t) (T + 15) / 16,
+				vnni = align64(tiles * (18 * (size_t) n) + 4 * 64),
+
+	/*
+	 * AMX: q 16n, dxv at most n/32 * 64 = 2n, bsv at most n/16 * 64 = 4n a
+	 * group of 16
+	 */
+				amx = align64(groups * (22 * (size_t) n) + 4 * 64);
+
+	return vnni > amx ? vnni : amx;
 }
 
 int
@@ -112,4 +121,63 @@ r1_qgemm_pack(const r1_qx *x, const r1_qxp *out, int tile0, int tile1)
 			}
 		}
 	}
+}
+
+int
+r1_qgemm_amx_takes(r1_dtype dt, int n)
+{
+	return r1_cpu()->amx_int8 && r1_qgemm_takes(R1_CPU_AVX512_VNNI, dt, n);
+}
+
+void
+r1_qgemm_amx_layout(r1_dtype dt, int n, int T, void *buf, r1_qxa *out)
+{
+	uint8_t    *p = buf;
+
+	out->n = n;
+	out->block = r1_qdot_block(dt);
+	out->sub = dt == R1_Q6_K ? 16 : 32;
+	out->T = T;
+	out->groups = (T + 15) / 16;
+	out->q = p;
+	p += align64((size_t) out->groups * 16 * n);
+	out->dxv = (float *) p;
+	p += align64((size_t) out->groups * (n / out->block) * 16 * sizeof(float));
+	out->bsv = out->block == 256 ? (float *) p : NULL;
+}
+
+void
+r1_qgemm_amx_pack(const r1_qx *x, const r1_qxa *p, int g0, int g1)
+{
+	const int	n = p->n,
+				nb = n / p->block,
+				ns = n / p->sub;
+
+	for (int g = g0; g < g1; g++)
+		for (int tok = 0; tok < 16; tok++)
+		{
+			int			t = 16 * g + tok,
+						in = t < p->T;
+			uint8_t    *q = p->q + (size_t) g * 16 * n + 4 * tok;
+			const int8_t *src = x->q + (size_t) t * n;
+
+			for (int k = 0; k < n / 4; k++)
+			{
+				if (in)
+					memcpy(q + 64 * (size_t) k, src + 4 * k, 4);
+				else
+					memset(q + 64 * (size_t) k, 0, 4);
+			}
+			for (int b = 0; b < nb; b++)
+				p->dxv[((size_t) g * nb + b) * 16 + tok] = in ? x->d[(size_t) t * nb + b] : 0.0f;
+			if (!p->bsv)
+				continue;
+			for (int s = 0; s < ns; s++)
+			{
+				const int16_t *bs = x->bsum + (size_t) t * (n / 16);
+				int			v = !in ? 0 : p->sub == 16 ? bs[s] : bs[2 * s] + bs[2 * s + 1];
+
+				p->bsv[((size_t) g * ns + s) * 16 + tok] = (float) v;
+			}
+		}
 }

@@ -31,8 +31,11 @@
 /* tokens per tile */
 #define R1_QGEMM_TILE 8
 
-/* bytes of one unpacked weight row of n inputs (either block size) */
-#define R1_QGEMM_UNPACK_BYTES(n) (((size_t) (n) + 255) / 256 * 640 + 64)
+/*
+ * bytes of one unpacked weight row of n inputs (either block size): the
+ * parts r1_qgemm_unpack lists, then (AMX) the row's float scales
+ */
+#define R1_QGEMM_UNPACK_BYTES(n) (((size_t) (n) + 255) / 256 * 768 + 64)
 
 /* the activations of a prompt, packed (all pointers into one buffer) */
 typedef struct r1_qxp
@@ -84,5 +87,62 @@ void		r1_qgemm_rows(r1_dtype dt, const uint8_t *w, size_t row_bytes, int r0, int
  */
 void		r1_qgemm_rows_x8(r1_dtype dt, const uint8_t *x8, size_t row_bytes, int r0, int nr,
 							 const r1_qxp *x, float *out, size_t ldo, void *unpack);
+
+/*
+ * Rows [r0, r0 + nr) of w (the file's layout; x8: w is the x8 copy)
+ * unpacked, row r at unpack + r * R1_QGEMM_USTRIDE(n):
+ *   K-quants:  codes [0, n) (uint8, weight order), then at n the int16
+ *              scale of each 16 weights (n/32 groups of 16 lanes: lanes 0-7
+ *              the first 16 weights', 8-15 the second's), at 2n the mins
+ *              term's int16 pairs (n/256 x 8 int32: Q4_K/Q5_K the min of
+ *              each 32 weights twice, Q6_K 32 x the scales of each 16 weights),
+ *              at 2n + n/8 d and dmin of each super-block (floats);
+ *   32-weight blocks: codes [0, n) (int8), at n -128 x each 4 codes' sum
+ *              (n/32 x 8 int32), at 2n each block's d (float).
+ */
+#define R1_QGEMM_USTRIDE(n) R1_QGEMM_UNPACK_BYTES(n)
+void		r1_qgemm_unpack(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr, int n,
+							void *unpack);
+
+/*
+ * The prompt GEMM on AMX tiles (qgemm_amx.c), for batches that need not be
+ * batch-invariant: ggml's arithmetic, not qdot.h's.  Each sub-block of S
+ * weights (32; Q6_K 16) meets 16 tokens in one tile multiply per 16 rows,
+ * its integer dots are scaled in float once (the row's d x sub-block
+ * scale, less the mins term), and each super-block (a 32-weight block's
+ * block) is scaled by the token's d.  The results agree with
+ * r1_qdot_kernel's to float rounding (~1e-6 relative), not bit for bit.
+ *
+ * The activations go in tiles of 16 tokens: token tok's bytes 4k .. 4k + 3
+ * at q + g * 16n + 64k + 4 tok (the tile multiply's B layout; tokens past T
+ * are zeros), the tokens' d of each block at dxv[g][n/block][16], and (K-
+ * quants) each sub-block's sum of codes, as a float, at bsv[g][n/S][16].
+ */
+typedef struct r1_qxa
+{
+	int			n;
+	int			block;			/* 32 or 256 */
+	int			sub;			/* S: 32, or 16 for Q6_K */
+	int			T;
+	int			groups;			/* ceil(T / 16) */
+	uint8_t    *q;
+	float	   *dxv;
+	float	   *bsv;			/* K-quants only */
+} r1_qxa;
+
+/* Can the AMX GEMM take weights of dt with n inputs on this machine? */
+int			r1_qgemm_amx_takes(r1_dtype dt, int n);
+
+/* as r1_qgemm_layout and r1_qgemm_pack (r1_qgemm_pack_bytes covers both) */
+void		r1_qgemm_amx_layout(r1_dtype dt, int n, int T, void *buf, r1_qxa *out);
+void		r1_qgemm_amx_pack(const r1_qx *x, const r1_qxa *p, int g0, int g1);
+
+/*
+ * out[t * ldo + r] = dot(row r of w, token t) for r in [r0, r0 + nr), nr <=
+ * 16, every token t < T; w and x8 as r1_qgemm_unpack; unpack: 16 *
+ * R1_QGEMM_UNPACK_BYTES(n) bytes, 64-byte aligned.
+ */
+void		r1_qgemm_amx_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr,
+							  const r1_qxa *x, float *out, size_t ldo, void *unpack);
 
 #endif							/* R1_QGEMM_H */

@@ -404,16 +404,11 @@ rows_against_tiles(int k, int n, const uint8_t *ub, size_t us, int r0, int nr, c
 		}
 }
 
-/*
- * Rows [r0, r0 + nr) of w against every token: each row unpacked, from the
- * file's layout or (x8) from its group of an x8 copy, then the tiles.
- */
-static void
-qgemm_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr, const r1_qxp *x,
-		   float *out, size_t ldo, void *unpack)
+/* each row unpacked, from the file's layout or (x8) from its group of an x8 copy */
+void
+r1_qgemm_unpack(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr, int n, void *unpack)
 {
-	const int	slot = r1_qdot_slot(dt),
-				n = x->n;
+	const int	slot = r1_qdot_slot(dt);
 	const size_t us = ustride(n);
 
 	for (int r = 0; r < nr; r++)
@@ -427,7 +422,15 @@ qgemm_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int 
 		else
 			unpack_row(slot, w + (size_t) row * row_bytes, n, ub);
 	}
-	rows_against_tiles(slot >= 3, n, unpack, us, r0, nr, x, out, ldo);
+}
+
+/* Rows [r0, r0 + nr) of w against every token: the rows unpacked, then the tiles. */
+static void
+qgemm_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr, const r1_qxp *x,
+		   float *out, size_t ldo, void *unpack)
+{
+	r1_qgemm_unpack(dt, w, x8, row_bytes, r0, nr, x->n, unpack);
+	rows_against_tiles(r1_qdot_slot(dt) >= 3, x->n, unpack, ustride(x->n), r0, nr, x, out, ldo);
 }
 
 void

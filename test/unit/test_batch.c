@@ -296,8 +296,18 @@ check_backend(void)
 			ok(same, "%s, 8-bit activations (%s): batch_invariant: logits bitwise equal alone and in batches of 8+ tokens (max |diff| %g)",
 			   files[k], r1_cpu_path_name(r1_cpu()->path), d);
 			same = compare_alone_batched(m, 0, 1, &d);
-			ok(same, "%s, 8-bit activations: bitwise equal in batches of 8+ tokens without the flag too (max |diff| %g)",
-			   files[k], d);
+			if (r1_cpu()->amx_int8)
+
+				/*
+				 * but for AMX's prompt GEMM (qgemm.h): ggml's arithmetic,
+				 * the same values to float rounding
+				 */
+				ok(d > 0 && d < 1e-4,
+				   "%s, 8-bit activations, AMX: without the flag, prompts in batches of 8+ tokens agree to rounding (max |diff| %g)",
+				   files[k], d);
+			else
+				ok(same, "%s, 8-bit activations: bitwise equal in batches of 8+ tokens without the flag too (max |diff| %g)",
+				   files[k], d);
 			r1_model_free(m);
 		}
 	}

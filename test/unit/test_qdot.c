@@ -275,6 +275,99 @@ test_gemm(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 	free(unp);
 }
 
+/*
+ * The AMX GEMM (ggml's arithmetic) against the reference: rows [r0, r0 + nr)
+ * of nrows random rows, T tokens, from the file's layout and from the x8
+ * copy; every output within rounding of the reference's, nothing else
+ * written.
+ */
+static void
+test_gemm_amx(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
+{
+	int			block = r1_qdot_block(dt);
+	size_t		rb = 0;
+	float	   *w = malloc(sizeof(float) * n),
+			   *xf = malloc(sizeof(float) * n * T),
+			   *got = malloc(sizeof(float) * nrows * T),
+			   *want = malloc(sizeof(float) * nrows * T);
+	uint8_t    *wq;
+	void	   *pack = aligned_alloc(64, r1_qgemm_pack_bytes(T, n)),
+			   *unp = aligned_alloc(64, (size_t) 16 * R1_QGEMM_UNPACK_BYTES(n));
+	acts		a;
+	r1_qxa		A;
+	uint32_t	s = 5 + (uint32_t) n * 7 + (uint32_t) T * 3 + (uint32_t) dt;
+	double		maxw = 0,
+				maxd = 0;
+	int			untouched = 1;
+
+	r1_dtype_row_bytes(dt, n, &rb);
+	wq = malloc(rb * nrows);
+	for (int r = 0; r < nrows; r++)
+	{
+		for (int i = 0; i < n; i++)
+			w[i] = frand(&s) * (i % 89 == 0 ? 4.0f : 1.0f) * (r + 1) * 0.1f + (r % 3 == 0 ? 0.05f : 0.0f);
+		r1_quantize_row(dt, w, wq + rb * r, n);
+	}
+	for (int i = 0; i < n * T; i++)
+		xf[i] = frand(&s) * (i % 53 == 0 ? 10.0f : 1.0f);
+	make_acts(&a, xf, n, T, block);
+	for (int t = 0; t < T; t++)
+		for (int r = r0; r < r0 + nr; r++)
+		{
+			r1_qx		one = a.x;
+
+			one.q += (size_t) t * n;
+			one.d += (size_t) t * (n / block);
+			one.bsum += (size_t) t * (n / 16);
+			r1_qdot_ref[r1_qdot_slot(dt)] (wq + rb * r, &one, 1, &want[(size_t) t * nrows + r], 1);
+			maxw = fmax(maxw, fabs(want[(size_t) t * nrows + r]));
+		}
+	r1_qgemm_amx_layout(dt, n, T, pack, &A);
+	r1_qgemm_amx_pack(&a.x, &A, 0, 1);
+	r1_qgemm_amx_pack(&a.x, &A, 1, A.groups);
+	for (int x8 = 0; x8 < 2; x8++)
+	{
+		uint8_t    *src = wq;
+
+		if (x8)
+		{
+			if (nrows % R1_REPACK_ROWS != 0 || !r1_repack_takes(R1_CPU_AVX512_VNNI, dt, nrows, n))
+				break;
+			src = malloc(rb * nrows);
+			for (int g = 0; g < nrows / R1_REPACK_ROWS; g++)
+				r1_repack_group(dt, wq + rb * R1_REPACK_ROWS * g, rb, n, src + rb * R1_REPACK_ROWS * g);
+		}
+		for (int i = 0; i < nrows * T; i++)
+			got[i] = -12345.0f;
+		r1_qgemm_amx_rows(dt, src, x8, rb, r0, nr, &A, got, nrows, unp);
+		maxd = 0;
+		untouched = 1;
+		for (int t = 0; t < T; t++)
+			for (int r = 0; r < nrows; r++)
+			{
+				float		v = got[(size_t) t * nrows + r];
+
+				if (r < r0 || r >= r0 + nr)
+					untouched &= v == -12345.0f;
+				else
+					maxd = fmax(maxd, isfinite(v) ? fabs(v - want[(size_t) t * nrows + r]) : INFINITY);
+			}
+		ok(maxd <= 2e-5 * maxw && maxw > 0 && untouched,
+		   "%s n=%d, rows %d..%d of %d, %d tokens%s: AMX GEMM within rounding of the reference (max |diff| %.3g of %.3g)",
+		   r1_dtype_name(dt), n, r0, r0 + nr - 1, nrows, T, x8 ? ", x8 copy" : "", maxd, maxw);
+		if (x8)
+			free(src);
+	}
+	free_acts(&a);
+	free(w);
+	free(xf);
+	free(got);
+	free(want);
+	free(wq);
+	free(pack);
+	free(unp);
+}
+
 /* the packed layout of qgemm.h, checked by index on any processor */
 static void
 test_pack_layout(void)
@@ -361,5 +454,17 @@ main(void)
 		}
 	else
 		diag("skipped: the prompt GEMM needs AVX-512 VNNI, which this processor lacks");
+	if (r1_cpu()->amx_int8)
+		for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++)
+		{
+			int			b = r1_qdot_block(types[k]);
+
+			test_gemm_amx(types[k], b == 32 ? 224 : 256, 5, 0, 5, 5);
+			test_gemm_amx(types[k], 1536, 24, 8, 16, 33);
+			test_gemm_amx(types[k], b == 32 ? 1568 : 1536, 16, 3, 11, 17);
+			test_gemm_amx(types[k], 8960, 16, 0, 16, 16);
+		}
+	else
+		diag("skipped: the AMX GEMM needs AMX-INT8 (and the OS's leave to use it), which this machine lacks");
 	return done_testing();
 }
