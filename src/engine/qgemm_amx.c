@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "qgemm.h"
+#include "repack.h"
 
 #define AMX_ROWS 16
 
@@ -35,7 +36,10 @@ typedef struct tilecfg
 	uint8_t		rows[16];
 } tilecfg;
 
-/* tile 0: C (16 rows x 16 tokens, int32); 1: A (16 rows x S codes); 2: B (S/4 x 16 tokens x 4 bytes) */
+/*
+ * tiles 0, 1: C (16 rows x 16 tokens, int32); 2, 3: A (16 rows x S codes);
+ * 4, 5: B (S/4 x 16 tokens x 4 bytes): two sub-blocks in flight
+ */
 static void
 tiles_for(int S)
 {
@@ -43,12 +47,15 @@ tiles_for(int S)
 
 	memset(&c, 0, sizeof(c));
 	c.palette = 1;
-	c.rows[0] = AMX_ROWS;
-	c.colsb[0] = 64;
-	c.rows[1] = AMX_ROWS;
-	c.colsb[1] = (uint16_t) S;
-	c.rows[2] = (uint8_t) (S / 4);
-	c.colsb[2] = 64;
+	for (int h = 0; h < 2; h++)
+	{
+		c.rows[h] = AMX_ROWS;
+		c.colsb[h] = 64;
+		c.rows[2 + h] = AMX_ROWS;
+		c.colsb[2 + h] = (uint16_t) S;
+		c.rows[4 + h] = (uint8_t) (S / 4);
+		c.colsb[4 + h] = 64;
+	}
 	_tile_loadconfig(&c);
 }
 
@@ -105,6 +112,63 @@ scales_at(uint8_t *ub, int n)
 	return (float *) (ub + 2 * (size_t) n + (size_t) n / 4);
 }
 
+/*
+ * The eight rows of a Q8_0 x8 group (repack.h) straight into what the tiles
+ * read: each block's four 64-byte chunks (8 bytes of every row) transposed
+ * to 32 codes a row, the + 128 taken off, and the rows' d as their scales
+ * (r1_qgemm_unpack's general path puts whole blocks back first, and works
+ * out the VNNI GEMM's sums, which the tiles do not need).
+ */
+static void
+unpack_q8_x8(const uint8_t *grp, int n, uint8_t *ub, size_t us)
+{
+	const int	nb = n / 32;
+	const uint8_t *codes = grp + (size_t) nb * 16;
+	const __m512i flip = _mm512_set1_epi8((char) 0x80),
+				lo = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0),	/* rows 0-3 of (a, b) */
+				hi = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4),	/* rows 4-7 */
+				r01 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0),
+				r23 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+
+	for (int i = 0; i < nb; i++)
+	{
+		const uint8_t *b = codes + (size_t) i * 256;
+		__m512i		z0 = _mm512_xor_si512(_mm512_loadu_si512(b), flip),
+					z1 = _mm512_xor_si512(_mm512_loadu_si512(b + 64), flip),
+					z2 = _mm512_xor_si512(_mm512_loadu_si512(b + 128), flip),
+					z3 = _mm512_xor_si512(_mm512_loadu_si512(b + 192), flip);
+		__m256		d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (grp + 16 * (size_t) i)));
+		float		dv[8];
+
+		for (int h = 0; h < 2; h++)
+		{
+			/*
+			 * chunk pairs (0, 1) and (2, 3), row by row, for rows 4h .. 4h +
+			 * 3
+			 */
+			__m512i		t01 = _mm512_permutex2var_epi64(z0, h ? hi : lo, z1),
+						t23 = _mm512_permutex2var_epi64(z2, h ? hi : lo, z3);
+
+			for (int q = 0; q < 2; q++)
+			{
+				/* rows 4h + 2q and 4h + 2q + 1: their 32 codes each */
+				__m512i		rr = _mm512_permutex2var_epi64(t01, q ? r23 : r01, t23);
+				int			r = 4 * h + 2 * q;
+
+				_mm256_storeu_si256((__m256i *) (ub + (size_t) r * us + 32 * (size_t) i),
+									_mm512_castsi512_si256(rr));
+				_mm256_storeu_si256((__m256i *) (ub + (size_t) (r + 1) * us + 32 * (size_t) i),
+									_mm512_extracti64x4_epi64(rr, 1));
+			}
+		}
+		_mm256_storeu_ps(dv, d);
+		for (int r = 0; r < 8; r++)
+			scales_at(ub + (size_t) r * us, n)[i] = dv[r];
+	}
+	for (int r = 0; r < 8; r++)
+		memset(scales_at(ub + (size_t) r * us, n) + nb, 0, sizeof(float) * nb);
+}
+
 void
 r1_qgemm_amx_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr,
 				  const r1_qxa *x, float *out, size_t ldo, void *unpack)
@@ -119,19 +183,26 @@ r1_qgemm_amx_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r
 	uint8_t    *ub = unpack;
 	const float *sa[AMX_ROWS],
 			   *sb[AMX_ROWS];
-	int32_t		cbuf[AMX_ROWS][16] __attribute__((aligned(64)));
+	int32_t		cbuf[2][AMX_ROWS][16] __attribute__((aligned(64)));
 	float		res[AMX_ROWS][16] __attribute__((aligned(64)));
 
-	r1_qgemm_unpack(dt, w, x8, row_bytes, r0, nr, n, unpack);
+	/* x8 groups start at rows that are multiples of 8, and nr is one too */
+	int			fast = x8 && dt == R1_Q8_0 && r0 % R1_REPACK_ROWS == 0 && nr % R1_REPACK_ROWS == 0;
+
+	if (fast)
+		for (int r = 0; r < nr; r += R1_REPACK_ROWS)
+			unpack_q8_x8(w + (size_t) (r0 + r) * row_bytes, n, ub + (size_t) r * us, us);
+	else
+		r1_qgemm_unpack(dt, w, x8, row_bytes, r0, nr, n, unpack);
 	for (int r = 0; r < AMX_ROWS; r++)
 	{
 		float	   *a = scales_at(ub + (size_t) r * us, n);
 
 		/* rows past nr: scales of 0, so their (unread) codes add nothing */
-		if (r < nr)
-			row_scales(dt, ub + (size_t) r * us, n, a, a + ns);
-		else
+		if (r >= nr)
 			memset(a, 0, 2 * sizeof(float) * ns);
+		else if (!fast)
+			row_scales(dt, ub + (size_t) r * us, n, a, a + ns);
 		sa[r] = a;
 		sb[r] = a + ns;
 	}
@@ -139,52 +210,87 @@ r1_qgemm_amx_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r
 	for (int g = 0; g < x->groups; g++)
 	{
 		const uint8_t *qa = x->q + (size_t) g * 16 * n;
-		__m512		acc[AMX_ROWS];
+		__m512		acc[AMX_ROWS],
+					inner[AMX_ROWS];
 
 #pragma GCC unroll 16
 		for (int r = 0; r < AMX_ROWS; r++)
-			acc[r] = _mm512_setzero_ps();
-		for (int i = 0; i < nblk; i++)
+			acc[r] = inner[r] = _mm512_setzero_ps();
+
+		/*
+		 * sub-block s's tile multiply into C (s % 2) is issued before s - 1's
+		 * dots are stored and scaled, so the tiles and the vector units
+		 * overlap (tiles are not renamed: one C each way)
+		 */
+#define AMX_ISSUE(C, A, B, s) \
+	do { \
+		_tile_zero(C); \
+		_tile_loadd(A, ub + (size_t) (s) * S, us); \
+		_tile_loadd(B, qa + (size_t) (s) * S * 16, 64); \
+		if (k) \
+			_tile_dpbusd(C, A, B); \
+		else \
+			_tile_dpbssd(C, A, B); \
+	} while (0)
+		AMX_ISSUE(0, 2, 4, 0);
+		for (int s = 0; s <= ns; s++)
 		{
-			__m512		inner[AMX_ROWS],
-						dx = _mm512_loadu_ps(x->dxv + ((size_t) g * nblk + i) * 16);
-
-#pragma GCC unroll 16
-			for (int r = 0; r < AMX_ROWS; r++)
-				inner[r] = _mm512_setzero_ps();
-			for (int j = 0; j < spb; j++)
+			/*
+			 * s + 1's multiply goes out, s's dots are stored, and s - 1's
+			 * (stored a step ago: a tile store does not forward to loads) are
+			 * scaled
+			 */
+			if (s < ns)
 			{
-				int			s = i * spb + j;
-
-				_tile_zero(0);
-				_tile_loadd(1, ub + (size_t) s * S, us);
-				_tile_loadd(2, qa + (size_t) s * S * 16, 64);
-				if (k)
-					_tile_dpbusd(0, 1, 2);
+				if (s % 2 == 0)
+				{
+					if (s + 1 < ns)
+						AMX_ISSUE(1, 3, 5, s + 1);
+					_tile_stored(0, cbuf[0], 64);
+				}
 				else
-					_tile_dpbssd(0, 1, 2);
-				_tile_stored(0, cbuf, 64);
+				{
+					if (s + 1 < ns)
+						AMX_ISSUE(0, 2, 4, s + 1);
+					_tile_stored(1, cbuf[1], 64);
+				}
+			}
+			if (s == 0)
+				continue;
+			{
+				const int	p = s - 1;
+				int32_t		(*cb)[16] = cbuf[p % 2];
+
 				if (k)
 				{
-					__m512		bs = _mm512_loadu_ps(x->bsv + ((size_t) g * ns + s) * 16);
+					__m512		bs = _mm512_loadu_ps(x->bsv + ((size_t) g * ns + p) * 16);
 
 #pragma GCC unroll 16
 					for (int r = 0; r < AMX_ROWS; r++)
-						inner[r] = _mm512_fnmadd_ps(_mm512_set1_ps(sb[r][s]), bs,
-													_mm512_fmadd_ps(_mm512_set1_ps(sa[r][s]),
-																	_mm512_cvtepi32_ps(_mm512_load_si512(cbuf[r])),
+						inner[r] = _mm512_fnmadd_ps(_mm512_set1_ps(sb[r][p]), bs,
+													_mm512_fmadd_ps(_mm512_set1_ps(sa[r][p]),
+																	_mm512_cvtepi32_ps(_mm512_load_si512(cb[r])),
 																	inner[r]));
 				}
 				else
 #pragma GCC unroll 16
 					for (int r = 0; r < AMX_ROWS; r++)
-						inner[r] = _mm512_mul_ps(_mm512_set1_ps(sa[r][s]),
-												 _mm512_cvtepi32_ps(_mm512_load_si512(cbuf[r])));
-			}
+						inner[r] = _mm512_mul_ps(_mm512_set1_ps(sa[r][p]),
+												 _mm512_cvtepi32_ps(_mm512_load_si512(cb[r])));
+				if (p % spb == spb - 1)
+				{
+					__m512		dx = _mm512_loadu_ps(x->dxv + ((size_t) g * nblk + p / spb) * 16);
+
 #pragma GCC unroll 16
-			for (int r = 0; r < AMX_ROWS; r++)
-				acc[r] = _mm512_fmadd_ps(inner[r], dx, acc[r]);
+					for (int r = 0; r < AMX_ROWS; r++)
+					{
+						acc[r] = _mm512_fmadd_ps(inner[r], dx, acc[r]);
+						inner[r] = _mm512_setzero_ps();
+					}
+				}
+			}
 		}
+#undef AMX_ISSUE
 #pragma GCC unroll 16
 		for (int r = 0; r < AMX_ROWS; r++)
 			_mm512_store_ps(res[r], acc[r]);
