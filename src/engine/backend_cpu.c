@@ -49,7 +49,7 @@
 #define PAR_MIN_ELEMS 4096
 /* weight rows per block of the integer prompt GEMM: 16 rows stay in L1/L2 while every token passes */
 #define QROW_BLOCK 16
-_Static_assert(QROW_BLOCK <= 16, "the AMX GEMM takes at most 16 rows a call");
+_Static_assert(QROW_BLOCK == 16, "R1_QGEMM_SCRATCH_BYTES and the AMX GEMM hold 16 rows");
 
 /*
  * up to this many tokens, x8 weights (repack.h) go through the x8 kernels,
@@ -443,7 +443,7 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 			int			r0 = blk * QROW_BLOCK;
 			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
 			uint8_t    *unpack = (uint8_t *) st->qunpack
-			+ (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in);
+			+ (size_t) omp_get_thread_num() * R1_QGEMM_SCRATCH_BYTES(n_in);
 
 			r1_qgemm_amx_rows(w->dtype, x8 ? x8 : wd, x8 != NULL, row_bytes, r0, nr, &A, out, n_out, unpack);
 		}
@@ -464,7 +464,7 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 			int			r0 = blk * QROW_BLOCK;
 			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
 			uint8_t    *unpack = (uint8_t *) st->qunpack
-			+ (size_t) omp_get_thread_num() * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(n_in);
+			+ (size_t) omp_get_thread_num() * R1_QGEMM_SCRATCH_BYTES(n_in);
 
 			if (x8)
 				r1_qgemm_rows_x8(w->dtype, x8, row_bytes, r0, nr, &P, out, n_out, unpack);
@@ -841,7 +841,7 @@ grow_scratch(cpu_state *st, int T, r1_error *err)
 	if (st->path == R1_CPU_AVX512_VNNI)
 	{
 		size_t		pb = r1_qgemm_pack_bytes(T, st->widest),
-					ub = (size_t) st->threads * QROW_BLOCK * R1_QGEMM_UNPACK_BYTES(st->widest);
+					ub = (size_t) st->threads * R1_QGEMM_SCRATCH_BYTES(st->widest);
 
 		void	   *qp = aligned_alloc(64, pb);
 

@@ -31,11 +31,14 @@
 /* tokens per tile */
 #define R1_QGEMM_TILE 8
 
+/* bytes of one unpacked weight row of n inputs (either block size) */
+#define R1_QGEMM_UNPACK_BYTES(n) (((size_t) (n) + 255) / 256 * 640 + 64)
+
 /*
- * bytes of one unpacked weight row of n inputs (either block size): the
- * parts r1_qgemm_unpack lists, then (AMX) the row's float scales
+ * bytes a thread needs for a call of either GEMM on up to 16 rows: the
+ * unpacked rows, then (AMX) their scales of each sub-block
  */
-#define R1_QGEMM_UNPACK_BYTES(n) (((size_t) (n) + 255) / 256 * 768 + 64)
+#define R1_QGEMM_SCRATCH_BYTES(n) (16 * R1_QGEMM_UNPACK_BYTES(n) + 8 * (size_t) (n) + 64)
 
 /* the activations of a prompt, packed (all pointers into one buffer) */
 typedef struct r1_qxp
@@ -139,8 +142,8 @@ void		r1_qgemm_amx_pack(const r1_qx *x, const r1_qxa *p, int g0, int g1);
 
 /*
  * out[t * ldo + r] = dot(row r of w, token t) for r in [r0, r0 + nr), nr <=
- * 16, every token t < T; w and x8 as r1_qgemm_unpack; unpack: 16 *
- * R1_QGEMM_UNPACK_BYTES(n) bytes, 64-byte aligned.
+ * 16, every token t < T; w and x8 as r1_qgemm_unpack; unpack:
+ * R1_QGEMM_SCRATCH_BYTES(n) bytes, 64-byte aligned.
  */
 void		r1_qgemm_amx_rows(r1_dtype dt, const uint8_t *w, int x8, size_t row_bytes, int r0, int nr,
 							  const r1_qxa *x, float *out, size_t ldo, void *unpack);

@@ -292,7 +292,7 @@ test_gemm_amx(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 			   *want = malloc(sizeof(float) * nrows * T);
 	uint8_t    *wq;
 	void	   *pack = aligned_alloc(64, r1_qgemm_pack_bytes(T, n)),
-			   *unp = aligned_alloc(64, (size_t) 16 * R1_QGEMM_UNPACK_BYTES(n));
+			   *unp = aligned_alloc(64, R1_QGEMM_SCRATCH_BYTES(n));
 	acts		a;
 	r1_qxa		A;
 	uint32_t	s = 5 + (uint32_t) n * 7 + (uint32_t) T * 3 + (uint32_t) dt;
