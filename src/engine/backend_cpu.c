@@ -473,6 +473,28 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 		}
 		return;
 	}
+	if (!L.qf && !invariant && r1_bf16_amx_takes(n_in))
+	{
+		/*
+		 * AMX-BF16 tiles: float sums in their own order, so not when the
+		 * batch must not matter
+		 */
+		int			groups = (T + 15) / 16;
+
+#pragma omp parallel for schedule(static)
+		for (int g = 0; g < groups; g++)
+			r1_bf16_amx_pack(L.xb, T, n_in, st->qpack, g, g + 1);
+#pragma omp parallel for schedule(dynamic)
+		for (int blk = 0; blk < nblocks; blk++)
+		{
+			int			r0 = blk * QROW_BLOCK;
+			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
+
+			r1_bf16_amx_rows((const uint16_t *) (wd + (size_t) r0 * row_bytes), nr, st->qpack, T, n_in, out + r0,
+							 n_out);
+		}
+		return;
+	}
 	if (!L.qf)
 	{
 #pragma omp parallel for schedule(dynamic)

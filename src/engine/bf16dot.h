@@ -28,4 +28,18 @@ void		r1_bf16dot_avx512(const uint16_t *w, const uint16_t *x, int n, int nt, flo
  */
 void		r1_bf16_gemm_rows(const uint16_t *w, int nr, const uint16_t *x, int T, int n, float *out, size_t ldo);
 
+/*
+ * The prompt form on AMX-BF16 tiles (bf16_amx.c), for batches that need not
+ * be batch-invariant: the same rounded activations, float32 sums in the tile
+ * unit's order (agreeing with r1_bf16_gemm_rows to rounding, not bit for
+ * bit).  r1_bf16_amx_pack lays token groups [g0, g1) of T tokens x (n
+ * inputs, bf16) out in the tiles' B layout (r1_bf16_amx_pack_bytes for all
+ * of them; tokens past T are zeros); r1_bf16_amx_rows then gives out[t *
+ * ldo + r] for nr <= 16 rows at w (row r at w + r*n) and every token t < T.
+ */
+int			r1_bf16_amx_takes(int n);
+size_t		r1_bf16_amx_pack_bytes(int T, int n);
+void		r1_bf16_amx_pack(const uint16_t *x, int T, int n, uint16_t *xp, int g0, int g1);
+void		r1_bf16_amx_rows(const uint16_t *w, int nr, const uint16_t *xp, int T, int n, float *out, size_t ldo);
+
 #endif							/* R1_BF16DOT_H */

@@ -56,9 +56,12 @@ detect(void)
 		 * first tile instruction; where it says no (an older kernel, a VM
 		 * that hides it, valgrind) the tiles stay unused
 		 */
-		info.amx_int8 = info.path == R1_CPU_AVX512_VNNI && !(amx && strcmp(amx, "0") == 0) &&
-			__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8") &&
-			syscall(SYS_arch_prctl, R1_ARCH_REQ_XCOMP_PERM, R1_XFEATURE_XTILEDATA) == 0;
+		int			tiles = info.path == R1_CPU_AVX512_VNNI && !(amx && strcmp(amx, "0") == 0) &&
+		__builtin_cpu_supports("amx-tile") &&
+		syscall(SYS_arch_prctl, R1_ARCH_REQ_XCOMP_PERM, R1_XFEATURE_XTILEDATA) == 0;
+
+		info.amx_int8 = tiles && __builtin_cpu_supports("amx-int8");
+		info.amx_bf16 = tiles && info.avx512_bf16 && __builtin_cpu_supports("amx-bf16");
 	}
 	if (info.avx2)
 		add_feature("avx2,fma,f16c");
@@ -70,6 +73,8 @@ detect(void)
 		add_feature("avx512bf16");
 	if (info.amx_int8)
 		add_feature("amx_int8");
+	if (info.amx_bf16)
+		add_feature("amx_bf16");
 }
 
 const r1_cpu_info *

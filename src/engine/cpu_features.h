@@ -18,8 +18,9 @@
  *
  * On the AVX-512 VNNI path, AMX-INT8 tiles (Sapphire Rapids and later, where
  * Linux grants the process their state) also run the prompt GEMM of
- * quantised weights when a batch need not be batch-invariant (qgemm.h);
- * R1_CPU_AMX=0 in the environment turns that off.
+ * quantised weights when a batch need not be batch-invariant (qgemm.h),
+ * and AMX-BF16 that of bf16 weights (bf16dot.h); R1_CPU_AMX=0 in the
+ * environment turns both off.
  */
 #ifndef R1_CPU_FEATURES_H
 #define R1_CPU_FEATURES_H
@@ -40,8 +41,9 @@ typedef struct r1_cpu_info
 								 * zmm) */
 				avx512_vnni,
 				avx512_bf16,
-				amx_int8;		/* AMX tiles with int8 products, granted by
+				amx_int8,		/* AMX tiles with int8 products, granted by
 								 * the OS, on the AVX-512 VNNI path */
+				amx_bf16;		/* and with bf16 products (and avx512_bf16) */
 	r1_cpu_path best;			/* the widest path the hardware runs */
 	r1_cpu_path path;			/* the path in use (best, or lower by
 								 * R1_CPU_PATH) */

@@ -6,6 +6,8 @@
  */
 #include "qgemm.h"
 
+#include "bf16dot.h"
+
 #include <string.h>
 
 static size_t
@@ -32,7 +34,9 @@ r1_qgemm_pack_bytes(int T, int n)
 	 */
 				amx = align64(groups * (22 * (size_t) n) + 4 * 64);
 
-	return vnni > amx ? vnni : amx;
+	size_t		bf = r1_bf16_amx_pack_bytes(T, n);
+
+	return vnni > amx ? (vnni > bf ? vnni : bf) : (amx > bf ? amx : bf);
 }
 
 int
