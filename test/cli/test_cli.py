@@ -236,15 +236,35 @@ w = json.load(open(f"{GG}/w256-q4_k_m.golden.json"))["cases"][0]
 ok(g and g["ids"] == w["greedy_ids"] and g["device"] == "cpu", "GGUF Q4_K_M greedy ids match the golden, on the CPU", g)
 # the x8 copies of Q8_0/Q4_K/Q6_K rows (src/engine/repack.h, AVX-512 VNNI path) give the file layout's bits:
 # 3 and 9 tokens (the x8 kernels, four tokens a call) and 40 (the prompt GEMM over rows put back), and
-# they take memory
-x8_env = dict(os.environ, R1_CPU_REPACK="0")
+# they take memory.  AMX's prompt GEMM (ggml's arithmetic) is off for this (R1_CPU_AMX=0): without the
+# copies, 9 tokens would go to it; its own check follows.
+x8_env = dict(os.environ, R1_CPU_REPACK="0", R1_CPU_AMX="0")
+no_amx = dict(os.environ, R1_CPU_AMX="0")
+long_ids = ",".join(str((7 * i + 3) % 200) for i in range(40))
 for f in ("w256-q4_k_m", "qwen2-tiny-q8_0"):
-    for ids in ("3,1,4", "3,1,4,1,5,9,2,6,5", ",".join(str((7 * i + 3) % 200) for i in range(40))):
-        a = run("logits", "--model", f"{GG}/{f}.gguf", "--device", "cpu", "--ids", ids)
+    for ids in ("3,1,4", "3,1,4,1,5,9,2,6,5", long_ids):
+        a = subprocess.run([R1, "logits", "--model", f"{GG}/{f}.gguf", "--device", "cpu", "--ids", ids],
+                           capture_output=True, timeout=600, env=no_amx)
         p = subprocess.run([R1, "logits", "--model", f"{GG}/{f}.gguf", "--device", "cpu", "--ids", ids],
                            capture_output=True, timeout=600, env=x8_env)
-        ok(a[0] == 0 and p.returncode == 0 and a[1] == p.stdout.decode() and a[1].startswith("[["),
+        ok(a.returncode == 0 and p.returncode == 0 and a.stdout == p.stdout and a.stdout.startswith(b"[["),
            f"{f} logits of {len(ids.split(','))} tokens: bitwise the same with the x8 copies and without (R1_CPU_REPACK=0)")
+# where the machine has AMX, prompts of 40 tokens run on the tiles by default: the same logits to rounding
+feat = run_json("bench for the CPU's features", "bench", "--model", f"{GG}/qwen2-tiny-q8_0.gguf", "--device", "cpu",
+                "--prompt-len", "4", "--gen-len", "1")
+if feat and "amx_int8" in feat.get("cpu_features", ""):
+    bf16 = os.path.join(tmp, "amx-bf16.gguf")
+    run("convert", "--model", TINY, "--out", bf16, "--type", "bf16")
+    for f in (f"{GG}/w256-q4_k_m.gguf", f"{GG}/qwen2-tiny-q8_0.gguf", bf16):
+        rows = [json.loads(subprocess.run([R1, "logits", "--model", f, "--device", "cpu", "--ids",
+                                           long_ids], capture_output=True, timeout=600, env=e).stdout or b"null")
+                for e in (os.environ, no_amx)]
+        err = (max(abs(a - b) for r, q in zip(*rows) for a, b in zip(r, q)) / max(abs(v) for r in rows[1] for v in r)
+               if rows[0] and rows[1] and len(rows[0]) == len(rows[1]) else None)
+        ok(err is not None and 0 < err < 1e-4,
+           f"{os.path.basename(f)} logits of 40 tokens: AMX's prompt GEMM agrees with R1_CPU_AMX=0 to rounding (rel {err})")
+else:
+    ok(feat is not None, "AMX prompt GEMM: not on this machine (skipped)")
 bench_x8 = [json.loads(subprocess.run([R1, "bench", "--model", f"{GG}/w256-q4_k_m.gguf", "--device", "cpu",
                                        "--prompt-len", "8", "--gen-len", "2"], capture_output=True, timeout=600,
                                       env=dict(os.environ, R1_CPU_REPACK=v)).stdout or b"null") for v in ("1", "0")]
