@@ -30,6 +30,7 @@
 #include "qgemm.h"
 #include "repack.h"
 #include "quant.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <omp.h>
@@ -809,12 +810,6 @@ rope_head(float *h, int head_dim, const float *cs)
 	}
 }
 
-static inline float
-silu(float x)
-{
-	return x / (1.0f + expf(-x));
-}
-
 /* ---------- state ---------- */
 
 static int
@@ -1285,8 +1280,8 @@ cpu_forward(r1_backend *b, const r1_batch *batch, float *logits, r1_error *err)
 			linear_group(st, 2, outs, ws, bs, ns, st->xb, T, H, b->batch_invariant);
 		}
 #pragma omp parallel for schedule(static) if ((size_t) T * inter >= PAR_MIN_ELEMS)
-		for (size_t i = 0; i < (size_t) T * inter; i++)
-			st->hg[i] = silu(st->hg[i]) * st->hu[i];
+		for (size_t i = 0; i < (size_t) T * inter; i += PAR_MIN_ELEMS)
+			r1_silu_mul(st->hg + i, st->hu + i, (size_t) T * inter - i < PAR_MIN_ELEMS ? (size_t) T * inter - i : PAR_MIN_ELEMS);
 		linear(st, st->ob, st->hg, T, &w->w_down, NULL, H, inter, b->batch_invariant);
 #pragma omp parallel for schedule(static) if ((size_t) T * H >= PAR_MIN_ELEMS)
 		for (size_t i = 0; i < (size_t) T * H; i++)
