@@ -447,36 +447,28 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 			lowp_row(&L, wd + (size_t) r * row_bytes, 0, T, n_in, out + r, n_out);
 		return;
 	}
-	if (L.qf && amx)
+	if (L.qf && (amx || r1_qgemm_takes(st->path, w->dtype, n_in)))
 	{
-		/* AMX tiles: ggml's arithmetic, so not when the batch must not matter */
+		/*
+		 * AMX tiles (ggml's arithmetic, so not when the batch must not
+		 * matter) or the VNNI GEMM (qdot.h's bits)
+		 */
 		r1_qxa		A;
-
-		r1_qgemm_amx_layout(w->dtype, n_in, T, st->qpack, &A);
-#pragma omp parallel for schedule(static)
-		for (int g = 0; g < A.groups; g++)
-			r1_qgemm_amx_pack(&L.qx, &A, g, g + 1);
-#pragma omp parallel for schedule(dynamic)
-		for (int blk = 0; blk < nblocks; blk++)
-		{
-			int			r0 = blk * QROW_BLOCK;
-			int			nr = n_out - r0 < QROW_BLOCK ? n_out - r0 : QROW_BLOCK;
-			uint8_t    *unpack = (uint8_t *) st->qunpack
-			+ (size_t) omp_get_thread_num() * R1_QGEMM_SCRATCH_BYTES(n_in);
-
-			r1_qgemm_amx_rows(w->dtype, x8 ? x8 : wd, x8 != NULL, row_bytes, r0, nr, &A, out, n_out, unpack);
-		}
-		return;
-	}
-	if (L.qf && r1_qgemm_takes(st->path, w->dtype, n_in))
-	{
 		r1_qxp		P;
-		int			tiles = (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
+		int			groups = amx ? (T + 15) / 16 : (T + R1_QGEMM_TILE - 1) / R1_QGEMM_TILE;
 
-		r1_qgemm_layout(w->dtype, n_in, T, st->qpack, &P);
+		if (amx)
+			r1_qgemm_amx_layout(w->dtype, n_in, T, st->qpack, &A);
+		else
+			r1_qgemm_layout(w->dtype, n_in, T, st->qpack, &P);
 #pragma omp parallel for schedule(static)
-		for (int tile = 0; tile < tiles; tile++)
-			r1_qgemm_pack(&L.qx, &P, tile, tile + 1);
+		for (int g = 0; g < groups; g++)
+		{
+			if (amx)
+				r1_qgemm_amx_pack(&L.qx, &A, g, g + 1);
+			else
+				r1_qgemm_pack(&L.qx, &P, g, g + 1);
+		}
 #pragma omp parallel for schedule(dynamic)
 		for (int blk = 0; blk < nblocks; blk++)
 		{
@@ -485,7 +477,9 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 			uint8_t    *unpack = (uint8_t *) st->qunpack
 			+ (size_t) omp_get_thread_num() * R1_QGEMM_SCRATCH_BYTES(n_in);
 
-			if (x8)
+			if (amx)
+				r1_qgemm_amx_rows(w->dtype, x8 ? x8 : wd, x8 != NULL, row_bytes, r0, nr, &A, out, n_out, unpack);
+			else if (x8)
 				r1_qgemm_rows_x8(w->dtype, x8, row_bytes, r0, nr, &P, out, n_out, unpack);
 			else
 				r1_qgemm_rows(w->dtype, wd, row_bytes, r0, nr, &P, out, n_out, unpack);

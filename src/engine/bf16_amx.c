@@ -17,16 +17,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "amx.h"
 #include "cpu_features.h"
-
-typedef struct tilecfg
-{
-	uint8_t		palette;
-	uint8_t		start_row;
-	uint8_t		reserved[14];
-	uint16_t	colsb[16];
-	uint8_t		rows[16];
-} tilecfg;
 
 int
 r1_bf16_amx_takes(int n)
@@ -63,10 +55,9 @@ r1_bf16_amx_pack(const uint16_t *x, int T, int n, uint16_t *xp, int g0, int g1)
 static void
 tiles_for(int nr)
 {
-	tilecfg		c __attribute__((aligned(64)));
+	r1_tilecfg	c;
 
-	memset(&c, 0, sizeof(c));
-	c.palette = 1;
+	r1_tilecfg_init(&c);
 	for (int t = 0; t < 5; t++)
 	{
 		c.rows[t] = (uint8_t) (t < 3 ? nr : 16);

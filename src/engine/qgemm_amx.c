@@ -21,20 +21,12 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "amx.h"
 #include "qgemm.h"
 #include "repack.h"
 
 #define AMX_ROWS 16
 
-/* palette 1's tile configuration (64 bytes, _tile_loadconfig) */
-typedef struct tilecfg
-{
-	uint8_t		palette;
-	uint8_t		start_row;
-	uint8_t		reserved[14];
-	uint16_t	colsb[16];
-	uint8_t		rows[16];
-} tilecfg;
 
 /*
  * tiles 0-3: C (16 rows x 16 tokens, int32), four sub-blocks in flight;
@@ -43,10 +35,9 @@ typedef struct tilecfg
 static void
 tiles_for(int S)
 {
-	tilecfg		c __attribute__((aligned(64)));
+	r1_tilecfg	c;
 
-	memset(&c, 0, sizeof(c));
-	c.palette = 1;
+	r1_tilecfg_init(&c);
 	for (int t = 0; t < 4; t++)
 	{
 		c.rows[t] = AMX_ROWS;

@@ -186,6 +186,33 @@ test_quantize(void)
 }
 
 /*
+ * nrows random rows of dt (every third with an offset, so the K-quants'
+ * mins matter) and T tokens' activations, quantised for it (a)
+ */
+static uint8_t *
+random_case(r1_dtype dt, int n, int nrows, int T, uint32_t s, size_t *rb, acts *a)
+{
+	float	   *w = malloc(sizeof(float) * n),
+			   *xf = malloc(sizeof(float) * n * T);
+	uint8_t    *wq;
+
+	r1_dtype_row_bytes(dt, n, rb);
+	wq = malloc(*rb * nrows);
+	for (int r = 0; r < nrows; r++)
+	{
+		for (int i = 0; i < n; i++)
+			w[i] = frand(&s) * (i % 89 == 0 ? 4.0f : 1.0f) * (r + 1) * 0.1f + (r % 3 == 0 ? 0.05f : 0.0f);
+		r1_quantize_row(dt, w, wq + *rb * r, n);
+	}
+	for (int i = 0; i < n * T; i++)
+		xf[i] = frand(&s) * (i % 53 == 0 ? 10.0f : 1.0f);
+	make_acts(a, xf, n, T, r1_qdot_block(dt));
+	free(w);
+	free(xf);
+	return wq;
+}
+
+/*
  * Rows [r0, r0 + nr) of nrows random rows against T tokens: the GEMM's
  * outputs are the reference's, one token at a time, bit for bit.
  */
@@ -194,29 +221,15 @@ test_gemm(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 {
 	int			block = r1_qdot_block(dt);
 	size_t		rb = 0;
-	float	   *w = malloc(sizeof(float) * n),
-			   *xf = malloc(sizeof(float) * n * T),
-			   *got = malloc(sizeof(float) * nrows * T);
-	uint8_t    *wq;
+	float	   *got = malloc(sizeof(float) * nrows * T);
 	void	   *pack = aligned_alloc(64, r1_qgemm_pack_bytes(T, n)),
 			   *unp = aligned_alloc(64, (size_t) nr * R1_QGEMM_UNPACK_BYTES(n));
 	acts		a;
+	uint8_t    *wq = random_case(dt, n, nrows, T, 11 + (uint32_t) n * 3 + (uint32_t) T * 7 + (uint32_t) dt, &rb, &a);
 	r1_qxp		P;
-	uint32_t	s = 11 + (uint32_t) n * 3 + (uint32_t) T * 7 + (uint32_t) dt;
 	int			same = 1,
 				untouched = 1;
 
-	r1_dtype_row_bytes(dt, n, &rb);
-	wq = malloc(rb * nrows);
-	for (int r = 0; r < nrows; r++)
-	{
-		for (int i = 0; i < n; i++)
-			w[i] = frand(&s) * (i % 89 == 0 ? 4.0f : 1.0f) * (r + 1) * 0.1f;
-		r1_quantize_row(dt, w, wq + rb * r, n);
-	}
-	for (int i = 0; i < n * T; i++)
-		xf[i] = frand(&s) * (i % 53 == 0 ? 10.0f : 1.0f);
-	make_acts(&a, xf, n, T, block);
 	for (int i = 0; i < nrows * T; i++)
 		got[i] = -12345.0f;
 	/* two tiles packed by separate calls, as threads do */
@@ -267,8 +280,6 @@ test_gemm(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 		free(got8);
 	}
 	free_acts(&a);
-	free(w);
-	free(xf);
 	free(got);
 	free(wq);
 	free(pack);
@@ -286,31 +297,17 @@ test_gemm_amx(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 {
 	int			block = r1_qdot_block(dt);
 	size_t		rb = 0;
-	float	   *w = malloc(sizeof(float) * n),
-			   *xf = malloc(sizeof(float) * n * T),
-			   *got = malloc(sizeof(float) * nrows * T),
+	float	   *got = malloc(sizeof(float) * nrows * T),
 			   *want = malloc(sizeof(float) * nrows * T);
-	uint8_t    *wq;
 	void	   *pack = aligned_alloc(64, r1_qgemm_pack_bytes(T, n)),
 			   *unp = aligned_alloc(64, R1_QGEMM_SCRATCH_BYTES(n));
 	acts		a;
+	uint8_t    *wq = random_case(dt, n, nrows, T, 5 + (uint32_t) n * 7 + (uint32_t) T * 3 + (uint32_t) dt, &rb, &a);
 	r1_qxa		A;
-	uint32_t	s = 5 + (uint32_t) n * 7 + (uint32_t) T * 3 + (uint32_t) dt;
 	double		maxw = 0,
 				maxd = 0;
 	int			untouched = 1;
 
-	r1_dtype_row_bytes(dt, n, &rb);
-	wq = malloc(rb * nrows);
-	for (int r = 0; r < nrows; r++)
-	{
-		for (int i = 0; i < n; i++)
-			w[i] = frand(&s) * (i % 89 == 0 ? 4.0f : 1.0f) * (r + 1) * 0.1f + (r % 3 == 0 ? 0.05f : 0.0f);
-		r1_quantize_row(dt, w, wq + rb * r, n);
-	}
-	for (int i = 0; i < n * T; i++)
-		xf[i] = frand(&s) * (i % 53 == 0 ? 10.0f : 1.0f);
-	make_acts(&a, xf, n, T, block);
 	for (int t = 0; t < T; t++)
 		for (int r = r0; r < r0 + nr; r++)
 		{
@@ -359,8 +356,6 @@ test_gemm_amx(r1_dtype dt, int n, int nrows, int r0, int nr, int T)
 			free(src);
 	}
 	free_acts(&a);
-	free(w);
-	free(xf);
 	free(got);
 	free(want);
 	free(wq);
