@@ -421,6 +421,7 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 	const uint8_t *x8 = weight_x8(st, w);
 	int			nblocks = (n_out + QROW_BLOCK - 1) / QROW_BLOCK;
 	int			amx = amx_takes(st, w->dtype, n_in, invariant);
+	int			bf_amx = !invariant && w->dtype == R1_BF16 && r1_bf16_amx_takes(n_in);
 	int			x8_max = !amx ? X8_MAX_TOKENS : w->dtype == R1_Q8_0 ? X8_MAX_TOKENS_AMX_Q8 : X8_MAX_TOKENS_AMX_K;
 
 	lowp_prepare(st, &L, w->dtype, x, T, n_in);
@@ -440,7 +441,7 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 			}
 		return;
 	}
-	if (T <= 4)
+	if (T <= 4 && !(bf_amx && T > 1))
 	{
 #pragma omp parallel for schedule(static)
 		for (int r = 0; r < n_out; r++)
@@ -486,7 +487,7 @@ linear_lowp(cpu_state *st, float *out, const float *x, int T, const r1_tensor *w
 		}
 		return;
 	}
-	if (!L.qf && !invariant && r1_bf16_amx_takes(n_in))
+	if (bf_amx)
 	{
 		/*
 		 * AMX-BF16 tiles: float sums in their own order, so not when the
