@@ -1,6 +1,7 @@
 /*
  * amx.h - what the AMX GEMMs (qgemm_amx.c, bf16_amx.c) share: palette 1's
- * tile configuration, as _tile_loadconfig reads it.  A thread loads one
+ * tile configuration, as _tile_loadconfig reads it (64-byte aligned, where
+ * it is declared).  A thread loads one
  * before its first tile instruction and releases the tiles when done, so a
  * context switch saves their 8 kB only while a GEMM runs.
  */
@@ -17,7 +18,7 @@ typedef struct r1_tilecfg
 	uint8_t		reserved[14];
 	uint16_t	colsb[16];		/* bytes a row of each tile */
 	uint8_t		rows[16];
-} __attribute__((aligned(64))) r1_tilecfg;
+} r1_tilecfg;
 
 /* palette 1, every tile unused; set rows and colsb of the tiles used */
 static inline void

@@ -55,7 +55,7 @@ r1_bf16_amx_pack(const uint16_t *x, int T, int n, uint16_t *xp, int g0, int g1)
 static void
 tiles_for(int nr)
 {
-	r1_tilecfg	c;
+	r1_tilecfg	c __attribute__((aligned(64)));
 
 	r1_tilecfg_init(&c);
 	for (int t = 0; t < 5; t++)

@@ -35,7 +35,7 @@
 static void
 tiles_for(int S)
 {
-	r1_tilecfg	c;
+	r1_tilecfg	c __attribute__((aligned(64)));
 
 	r1_tilecfg_init(&c);
 	for (int t = 0; t < 4; t++)
